@@ -1,0 +1,84 @@
+"""The metric contract.
+
+A *metric group* (e.g. ``f0``) computes several related numbers from one analysis (GPE, VDE,
+FFE all come from the same pair of pitch tracks). Each number is described by a
+:class:`MetricSpec`, whose metadata drives report arrows, display scaling and aggregation.
+
+Per utterance a group returns a :class:`Score`: the per-utterance values plus additive
+sufficient statistics (``counts``). Corpus-level ("pooled") values are computed from the summed
+counts by :meth:`MetricGroup.pool`, so pooled numbers never depend on how utterances were
+batched or sharded. The utterance mean is the plain mean of defined per-utterance values.
+
+Reference-side analyses (``analyse_reference``) depend only on the reference audio and the
+group's ``settings()``; the runner caches them by content hash + settings.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    key: str                     # full key, "<group>.<name>", e.g. "f0.gpe"
+    label: str                   # table header, e.g. "GPE"
+    higher_is_better: bool
+    unit: str = ""               # "%", "cents", "" ...
+    percent: bool = False        # stored as a fraction, displayed x100
+    description: str = ""
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "label": self.label, "higher_is_better": self.higher_is_better,
+                "unit": self.unit, "percent": self.percent, "description": self.description}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MetricSpec":
+        return cls(**{k: d[k] for k in ("key", "label", "higher_is_better", "unit", "percent",
+                                         "description") if k in d})
+
+
+@dataclass
+class Score:
+    """One utterance's result from one metric group."""
+
+    values: dict[str, float | None]           # spec.key -> value; None = undefined here
+    # additive statistics for pooling, with group-local names ("n_frames"); run records store
+    # them namespaced by group ("f0.n_frames") and pool() receives the local names again
+    counts: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)     # JSON-able details (notes, texts)
+
+
+class MetricError(RuntimeError):
+    """A metric could not be computed for one utterance (recorded, never scored as 0/1)."""
+
+
+class MetricGroup(ABC):
+    #: short name, also the prefix of every spec key
+    name: str = ""
+    #: the numbers this group produces
+    specs: tuple[MetricSpec, ...] = ()
+    #: both sides are analysed at this rate (None: native rate). Resampling is logged.
+    sample_rate: int | None = None
+
+    @abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """JSON-able settings recorded with every number (and part of the cache key)."""
+
+    @abstractmethod
+    def analyse_reference(self, audio) -> dict[str, np.ndarray]:
+        """Reference-side analysis (cacheable: only arrays, depends only on audio + settings)."""
+
+    @abstractmethod
+    def score(self, reference: dict[str, np.ndarray], output, utterance) -> Score:
+        """Score one output against the cached reference analysis."""
+
+    @abstractmethod
+    def pool(self, counts: dict[str, float]) -> dict[str, float | None]:
+        """Corpus-level values from counts summed over utterances."""

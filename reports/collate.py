@@ -1,0 +1,121 @@
+"""Collate run directories into per-system summaries (the input of every table and report).
+
+Reads only stored run files (``manifest.json`` + ``records.jsonl``); pooled values are recomputed
+from the records' additive counts with each metric group's ``pool`` rule, so a report never
+depends on numbers cached at run time. Metric groups must keep their constructors cheap (no
+model loading), which lets reports instantiate them for pooling.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resyn_bench.metrics.base import MetricSpec
+from resyn_bench.store import read_manifest, read_records
+
+
+@dataclass
+class MetricSummary:
+    spec: MetricSpec
+    mean: float | None          # mean of defined per-utterance values
+    std: float | None           # sample std of the same (ddof=1); None for n < 2
+    pooled: float | None        # corpus/frame-pooled from summed counts
+    n: int                      # utterances with a defined value
+
+    def value(self, stat: str) -> float | None:
+        return self.pooled if stat == "pooled" else self.mean
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.spec.label, "mean": self.mean, "std": self.std,
+                "pooled": self.pooled, "n": self.n, "higher_is_better": self.spec.higher_is_better,
+                "unit": self.spec.unit, "percent": self.spec.percent}
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    system: str
+    dataset: str
+    n_total: int                # utterances in the dataset selection
+    n_records: int
+    n_ok: int
+    n_partial: int
+    n_failed: int
+    failures: Counter = field(default_factory=Counter)   # "stage: kind" -> count
+    metrics: dict[str, MetricSummary] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # metric group -> settings
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.n_records >= self.n_total
+
+    def to_dict(self, with_records: bool = False) -> dict[str, Any]:
+        d = {"run_dir": str(self.run_dir), "system": self.system, "dataset": self.dataset,
+             "n_total": self.n_total, "n_records": self.n_records, "n_ok": self.n_ok,
+             "n_partial": self.n_partial, "n_failed": self.n_failed,
+             "failures": dict(self.failures), "settings": self.settings,
+             "metrics": {k: m.to_dict() for k, m in self.metrics.items()}}
+        if with_records:
+            d["utterances"] = [{k: r.get(k) for k in ("utt_id", "speaker", "status", "stage",
+                                                     "reason", "metrics")} for r in self.records]
+        return d
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    mean = math.fsum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    var = math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var)
+
+
+def _pool(group_name: str, counts: dict[str, float]) -> dict[str, float | None]:
+    from resyn_bench.registry import METRIC_GROUPS
+
+    entry = METRIC_GROUPS.get(group_name)
+    if entry is None or not counts:
+        return {}
+    return entry.load()().pool(counts)
+
+
+def _failure_key(rec: dict[str, Any]) -> str:
+    kind = rec.get("error_kind")
+    return f"{rec.get('stage', '?')}: {kind}" if kind else f"{rec.get('stage', '?')}"
+
+
+def summarize_run(run_dir: str | Path) -> RunSummary:
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    records = sorted(read_records(run_dir), key=lambda r: r["utt_id"])
+    status = Counter(r.get("status") for r in records)
+    summary = RunSummary(run_dir=run_dir, system=manifest["config"]["system"],
+                         dataset=manifest["config"]["dataset"],
+                         n_total=manifest.get("dataset", {}).get("n_utterances", len(records)),
+                         n_records=len(records), n_ok=status["ok"], n_partial=status["partial"],
+                         n_failed=status["failed"], records=records,
+                         failures=Counter(_failure_key(r) for r in records if r.get("status") == "failed"))
+    for group, info in manifest.get("metrics", {}).items():
+        summary.settings[group] = info.get("settings", {})
+        specs = [MetricSpec.from_dict(s) for s in info.get("specs", [])]
+        scored = [r for r in records if r.get("status") in ("ok", "partial")
+                  and group not in r.get("errors", {})]
+        counts: dict[str, float] = {}
+        prefix = f"{group}."
+        for r in scored:
+            for k, v in r.get("counts", {}).items():
+                if k.startswith(prefix) and v is not None:
+                    name = k[len(prefix):]
+                    counts[name] = counts.get(name, 0.0) + v
+        pooled = _pool(group, counts)
+        for spec in specs:
+            values = [r["metrics"][spec.key] for r in scored
+                      if r.get("metrics", {}).get(spec.key) is not None]
+            mean, std = _mean_std(values)
+            summary.metrics[spec.key] = MetricSummary(spec, mean, std, pooled.get(spec.key), len(values))
+    return summary

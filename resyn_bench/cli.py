@@ -1,0 +1,237 @@
+"""The ``resyn-bench`` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EPILOG_MAIN = """examples:
+  resyn-bench demo                                   # copy + world on the embedded demo corpus
+  resyn-bench ls systems
+  resyn-bench run --system world --dataset manifest --data-root ../shared/corpora/vctk_againvc_48k
+  resyn-bench run --system outputs:gen/ --outputs-pattern '{stem}_gen.wav' --dataset ljspeech \\
+      --data-root LJSpeech-1.1 --split test.txt
+  resyn-bench summary runs/demo-world
+  resyn-bench report runs/demo-copy runs/demo-world --out report/
+"""
+
+EPILOG_RUN = """examples:
+  resyn-bench run --system copy --dataset demo
+  resyn-bench run --system world --dataset vctk --data-root VCTK-Corpus-0.92 --limit 50 --jobs 2
+  resyn-bench run --system world -o f0_method=dio -o mcep_dims=40 --dataset demo --out runs/world-mcep40
+  resyn-bench run --system outputs:/data/gen --outputs-pattern '{stem}_gen.wav' --dataset manifest \\
+      --data-root corpus/manifest.tsv --f0-preset yaapt
+
+An existing run directory is resumed: finished utterances are skipped (failed ones too, unless
+--retry-failed). Per-utterance records go to OUT/records.jsonl, provenance to OUT/manifest.json,
+output audio to OUT/outputs/.
+"""
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)  # numbers, true/false/null, quoted strings
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def _add_dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help="dataset name (see `resyn-bench ls datasets`)")
+    p.add_argument("--data-root", help="dataset folder (or manifest TSV for `manifest`)")
+    p.add_argument("--split", help="file listing the utterances to use (ids, paths, or the "
+                                   "reference repo's test.txt); keeps its order")
+    p.add_argument("--limit", type=int, help="use only the first N utterances")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from resyn_bench import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="resyn-bench", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Evaluate speech resynthesis systems: intonation, content, speaker, quality.",
+        epilog=EPILOG_MAIN)
+    parser.add_argument("--version", action="version", version=f"resyn-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="evaluate a system on a dataset", epilog=EPILOG_RUN,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--system", required=True, help="system name, or outputs:DIR")
+    _add_dataset_args(p)
+    p.add_argument("--out", help="run directory (default: runs/<dataset>-<system>)")
+    p.add_argument("--metrics", default="fast", help="metric groups or suites, comma-separated "
+                                                     "(default: fast; see `resyn-bench ls metrics`)")
+    p.add_argument("--f0-preset", help="pitch extractor preset (see `resyn-bench ls presets`)")
+    p.add_argument("-o", "--option", action="append", type=_parse_option, default=[],
+                   metavar="KEY=VALUE", help="system option, e.g. -o f0_method=dio (repeatable)")
+    p.add_argument("--outputs-pattern", help="for outputs:DIR: file name pattern with {utt_id}, "
+                                             "{speaker}, {stem}, e.g. '{stem}_gen.wav'")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    resume = p.add_mutually_exclusive_group()
+    resume.add_argument("--no-resume", dest="resume", action="store_false",
+                        help="refuse to continue an existing run directory")
+    resume.add_argument("--overwrite", action="store_true",
+                        help="delete an existing run in --out and start again")
+    p.add_argument("--retry-failed", action="store_true", help="re-evaluate failed utterances")
+    p.add_argument("--no-save-audio", dest="save_audio", action="store_false",
+                   help="do not keep output audio in OUT/outputs/")
+    p.add_argument("--no-cache", dest="use_cache", action="store_false",
+                   help="do not read or write the reference-analysis cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("summary", help="print a run's aggregate table",
+                       epilog="example:\n  resyn-bench summary runs/demo-world --json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--utterances", action="store_true", help="also list per-utterance values")
+
+    p = sub.add_parser("report", help="tables (Markdown, LaTeX) collating several runs",
+                       epilog="example:\n  resyn-bench report runs/demo-copy runs/demo-world --out report/",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", required=True, help="folder for table.md, table.tex, summary.json")
+    p.add_argument("--stat", choices=("mean", "pooled"), default="mean",
+                   help="utterance mean (default) or corpus-pooled values")
+
+    p = sub.add_parser("ls", help="list datasets, systems, metrics or pitch presets",
+                       epilog="example:\n  resyn-bench ls systems",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=("datasets", "systems", "metrics", "presets"))
+
+    p = sub.add_parser("demo", help="build the demo corpus, evaluate copy and world, write a report",
+                       epilog="example:\n  resyn-bench demo --out demo_runs",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="demo_runs", help="folder for the runs and the report")
+    p.add_argument("--systems", default="copy,world", help="comma-separated systems")
+    p.add_argument("--f0-preset", help="pitch extractor preset")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def _sanitize(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("_")
+
+
+def cmd_run(args) -> int:
+    from resyn_bench.runner import RunConfig, run
+
+    options = dict(args.option)
+    if args.outputs_pattern:
+        if not args.system.startswith("outputs:"):
+            raise SystemExit("error: --outputs-pattern applies only to outputs:DIR systems")
+        options["pattern"] = args.outputs_pattern
+    out = args.out or str(Path("runs") / f"{_sanitize(args.dataset)}-{_sanitize(args.system)}")
+    config = RunConfig(system=args.system, dataset=args.dataset, out=out, data_root=args.data_root,
+                       split=args.split, limit=args.limit, metrics=args.metrics,
+                       f0_preset=args.f0_preset, system_options=options, resume=args.resume,
+                       overwrite=args.overwrite, retry_failed=args.retry_failed,
+                       save_audio=args.save_audio, use_cache=args.use_cache, jobs=args.jobs)
+    result = run(config, progress=not args.quiet)
+    print(f"{result.run_dir}: {result.n_processed} evaluated ({result.n_failed} failed), "
+          f"{result.n_done_before} already done, {result.n_total} in the dataset; "
+          f"{result.wall_s:.1f} s")
+    print(f"next: resyn-bench summary {result.run_dir}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from resyn_bench.reports.collate import summarize_run
+    from resyn_bench.reports.report import format_summary
+
+    summary = summarize_run(args.run_dir)
+    if args.json:
+        print(json.dumps(summary.to_dict(with_records=args.utterances), indent=2, ensure_ascii=False))
+    else:
+        print(format_summary(summary, utterances=args.utterances))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from resyn_bench.reports.report import write_report
+
+    paths = write_report(args.run_dirs, args.out, stat=args.stat)
+    for kind, path in paths.items():
+        print(f"{kind:9s}{path}")
+    return 0
+
+
+def cmd_ls(args) -> int:
+    from resyn_bench import registry
+
+    if args.what == "systems":
+        for name, entry in registry.all_systems().items():
+            shown = f"{name}:{entry.takes_argument}" if entry.takes_argument else name
+            print(f"{shown:16s}{entry.description}")
+    elif args.what == "metrics":
+        for name, entry in registry.METRIC_GROUPS.items():
+            print(f"{name:16s}{entry.description}")
+        for suite, groups in registry.METRIC_SUITES.items():
+            print(f"{suite:16s}suite: {', '.join(groups)}")
+    elif args.what == "datasets":
+        from resyn_bench.datasets import list_datasets
+
+        for name, description in list_datasets():
+            print(f"{name:16s}{description}")
+    else:
+        from resyn_bench.metrics.f0 import DEFAULT_PRESET
+        from resyn_bench.metrics.pitch import PRESETS
+
+        for name, preset in PRESETS.items():
+            mark = " (default)" if name == DEFAULT_PRESET else ""
+            print(f"{name:16s}{preset.description}{mark}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from resyn_bench.reports.report import write_report
+    from resyn_bench.runner import RunConfig, run
+
+    out = Path(args.out)
+    run_dirs = []
+    for system in [s.strip() for s in args.systems.split(",") if s.strip()]:
+        run_dir = out / f"demo-{_sanitize(system)}"
+        config = RunConfig(system=system, dataset="demo", out=str(run_dir),
+                           f0_preset=args.f0_preset, jobs=args.jobs)
+        result = run(config, progress=not args.quiet)
+        print(f"{system}: {result.n_processed} evaluated, {result.n_done_before} already done, "
+              f"{result.n_failed} failed ({result.wall_s:.1f} s)")
+        run_dirs.append(run_dir)
+    paths = write_report(run_dirs, out / "report")
+    print()
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    for kind, path in paths.items():
+        print(f"{kind:9s}{path}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "summary": cmd_summary, "report": cmd_report, "ls": cmd_ls,
+            "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from resyn_bench.audio import AudioError
+    from resyn_bench.registry import RegistryError
+    from resyn_bench.runner import RunError
+
+    expected = (RegistryError, RunError, AudioError, FileNotFoundError, ValueError)
+    try:
+        return COMMANDS[args.command](args)
+    except expected as exc:
+        print(f"resyn-bench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished utterances are saved - run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,399 @@
+"""The embedded default corpus: a few Harvard sentences spoken by several espeak-ng voices.
+
+It is built offline in about a second with espeak-ng's C library, loaded through ctypes from
+the ``espeakng-loader`` wheel (no system package needed), resampled to 16 kHz and cached under
+``<RESYN_BENCH_HOME>/demo/v1/``::
+
+    demo/v1/manifest.tsv                     utt_id, speaker, path, text, sample_rate, duration_s
+    demo/v1/SOURCE.md                        what this is and how it was made
+    demo/v1/wavs/<speaker>/<utt_id>.wav      16 kHz mono 16-bit PCM
+
+Reproducibility. espeak-ng keeps synthesis state in C statics that ``espeak_Terminate`` +
+``espeak_Initialize`` do not reset (pitch flutter phase, gain control, echo buffer), so the same
+sentence synthesised twice in one process gives slightly different samples. A build therefore
+runs in a fresh child Python process that synthesises the fixed list of utterances in a fixed
+order: every build, in any process, writes the same bytes (for a given espeak-ng library).
+
+Caching. The corpus is written into a temporary sibling folder and renamed into place, so a
+killed build never leaves half a corpus; builders are serialised with a file lock where the
+platform has one, and a builder that loses a rename race discards its own copy.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from resyn_bench.audio import Audio, resample, write_audio
+from resyn_bench.paths import resyn_bench_home
+
+#: Bump when voices, sentences or processing change: a new version builds into a new folder.
+DEMO_VERSION = "v1"
+#: Sample rate of the stored corpus.
+SAMPLE_RATE = 16000
+#: Manifest columns, the same as the corpora under shared/corpora.
+MANIFEST_COLUMNS = ("utt_id", "speaker", "path", "text", "sample_rate", "duration_s")
+
+INSTALL_HINT = "pip install 'espeakng-loader>=0.2.4'"
+
+
+@dataclass(frozen=True)
+class DemoVoice:
+    speaker: str          # speaker label in the corpus
+    voice: str            # espeak-ng voice name: language + "+" + variant
+    rate: int             # words per minute (espeak default 175)
+    pitch: int            # 0-100 (espeak default 50), relative to the variant's base pitch
+    pitch_range: int      # 0-100 (espeak default 50)
+    description: str
+
+
+#: Four distinct voices: two accents x male/female variants, each with its own rate and pitch.
+VOICES: tuple[DemoVoice, ...] = (
+    DemoVoice("us_m3", "en-us+m3", 150, 40, 45, "American English, male variant m3"),
+    DemoVoice("us_f3", "en-us+f3", 165, 60, 60, "American English, female variant f3"),
+    DemoVoice("rp_m1", "en-gb-x-rp+m1", 140, 48, 55, "British English (RP), male variant m1"),
+    DemoVoice("sc_f4", "en-gb-scotland+f4", 172, 55, 40, "Scottish English, female variant f4"),
+)
+
+#: Harvard sentences, list 1, sentences 1-5 (IEEE Recommended Practice for Speech Quality
+#: Measurements, 1969; public domain). Every speaker reads all of them (a parallel corpus).
+SENTENCES: tuple[tuple[str, str], ...] = (
+    ("h1_01", "The birch canoe slid on the smooth planks."),
+    ("h1_02", "Glue the sheet to the dark blue background."),
+    ("h1_03", "It's easy to tell the depth of a well."),
+    ("h1_04", "These days a chicken leg is a rare dish."),
+    ("h1_05", "Rice is often served in round bowls."),
+)
+
+
+class DemoCorpusError(RuntimeError):
+    """The demo corpus could not be built or read."""
+
+
+class EspeakError(DemoCorpusError):
+    """espeak-ng is missing, failed to load, or rejected a request."""
+
+
+# --------------------------------------------------------------------------------------------
+# espeak-ng through ctypes. The C library is process-global: one engine per process, created on
+# first use, its callback kept referenced for the life of the process, terminated at exit.
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_DONT_EXIT = 0x8000
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_ENDPAUSE = 0x1000
+_RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
+
+_SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                   ctypes.c_void_p)
+
+
+def _library_paths() -> tuple[str, str]:
+    """(shared library path, data folder) from espeakng-loader, or a clear EspeakError."""
+    try:
+        import espeakng_loader
+    except ImportError:
+        raise EspeakError("the demo corpus is synthesised with espeak-ng through the "
+                          f"'espeakng-loader' package, which is not installed: {INSTALL_HINT}"
+                          ) from None
+    try:
+        lib_path = str(espeakng_loader.get_library_path())
+        data_path = str(espeakng_loader.get_data_path())
+    except Exception as exc:  # a broken install
+        raise EspeakError(f"espeakng-loader is installed but unusable ({exc}); reinstall it: "
+                          f"{INSTALL_HINT}") from None
+    if not os.path.isfile(lib_path) or not os.path.isdir(data_path):
+        raise EspeakError(f"espeakng-loader points at a missing library or data folder "
+                          f"({lib_path}, {data_path}); reinstall it: {INSTALL_HINT}")
+    return lib_path, data_path
+
+
+class _Engine:
+    def __init__(self) -> None:
+        lib_path, data_path = _library_paths()
+        try:
+            lib = ctypes.CDLL(lib_path)
+        except OSError as exc:
+            raise EspeakError(f"cannot load the espeak-ng library {lib_path}: {exc}; "
+                              f"reinstall it: {INSTALL_HINT}") from None
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
+                                          ctypes.c_int]
+        lib.espeak_Initialize.restype = ctypes.c_int
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetVoiceByName.restype = ctypes.c_int
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_SetParameter.restype = ctypes.c_int
+        lib.espeak_SetSynthCallback.argtypes = [_SYNTH_CALLBACK]
+        lib.espeak_SetSynthCallback.restype = None
+        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint,
+                                     ctypes.c_int, ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p,
+                                     ctypes.c_void_p]
+        lib.espeak_Synth.restype = ctypes.c_int
+        lib.espeak_Synchronize.restype = ctypes.c_int
+        lib.espeak_Terminate.restype = ctypes.c_int
+        lib.espeak_Info.argtypes = [ctypes.c_void_p]
+        lib.espeak_Info.restype = ctypes.c_char_p
+        self._seed = getattr(lib, "espeak_ng_SetRandSeed", None)
+        if self._seed is not None:
+            self._seed.argtypes = [ctypes.c_long]
+            self._seed.restype = None
+
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(),
+                                     _INITIALIZE_DONT_EXIT)
+        if rate <= 0:
+            raise EspeakError(f"espeak_Initialize failed (returned {rate}) with data folder "
+                              f"{data_path}; reinstall espeakng-loader: {INSTALL_HINT}")
+        self.lib = lib
+        self.sample_rate = int(rate)
+        self.version = (lib.espeak_Info(None) or b"unknown").decode("ascii", "replace")
+        self.lock = threading.Lock()
+        self._chunks: list[np.ndarray] = []
+        # Keep the ctypes callback object alive as long as the library may call it.
+        self._callback = _SYNTH_CALLBACK(self._on_audio)
+        lib.espeak_SetSynthCallback(self._callback)
+        atexit.register(self._terminate)
+
+    def _on_audio(self, wav, n, _events) -> int:
+        if n > 0 and wav:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        return 0  # 0 = continue synthesis
+
+    def _terminate(self) -> None:
+        with contextlib.suppress(Exception):
+            self.lib.espeak_Terminate()
+
+    def synth(self, text: str, voice: str, rate: int, pitch: int, pitch_range: int,
+              seed: int | None) -> np.ndarray:
+        lib = self.lib
+        with self.lock:
+            if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                raise EspeakError(f"espeak-ng has no voice {voice!r} (names look like "
+                                  "'en-us+f3' or 'en-gb-x-rp+m1')")
+            for param, value in ((_RATE, rate), (_VOLUME, 100), (_PITCH, pitch),
+                                 (_RANGE, pitch_range)):
+                if lib.espeak_SetParameter(param, int(value), 0) != 0:
+                    raise EspeakError(f"espeak_SetParameter({param}, {value}) failed")
+            if seed is not None and self._seed is not None:
+                self._seed(int(seed))
+            data = text.encode("utf-8") + b"\0"
+            self._chunks = []
+            status = lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0,
+                                      _CHARS_UTF8 | _ENDPAUSE, None, None)
+            if status != 0:
+                raise EspeakError(f"espeak_Synth failed with status {status} for {text!r}")
+            lib.espeak_Synchronize()
+            chunks, self._chunks = self._chunks, []
+        if not chunks:
+            raise EspeakError(f"espeak-ng produced no audio for {text!r} with voice {voice!r}")
+        return np.concatenate(chunks)
+
+
+_ENGINE: _Engine | None = None
+_ENGINE_LOCK = threading.Lock()
+
+
+def _engine() -> _Engine:
+    global _ENGINE
+    with _ENGINE_LOCK:
+        if _ENGINE is None:
+            _ENGINE = _Engine()
+        return _ENGINE
+
+
+def espeak_version() -> str:
+    """Version string of the loaded espeak-ng library (loads it on first use)."""
+    return _engine().version
+
+
+def synthesize(text: str, voice: str = "en-us", *, rate: int = 175, pitch: int = 50,
+               pitch_range: int = 50, seed: int | None = 0) -> Audio:
+    """Speak ``text`` with espeak-ng in this process; returns espeak's native rate (22050 Hz).
+
+    Thread-safe. Not bit-reproducible across calls in one process (see the module docstring);
+    the demo corpus build runs in a fresh process for that reason."""
+    samples = _engine().synth(text, voice, rate, pitch, pitch_range, seed)
+    return Audio((samples.astype(np.float32) / 32768.0), _engine().sample_rate)
+
+
+# --------------------------------------------------------------------------------------------
+# Building and caching the corpus
+
+
+def demo_corpus_dir(home: str | Path | None = None) -> Path:
+    """Where the demo corpus lives (built or not): ``<home>/demo/<DEMO_VERSION>``."""
+    base = Path(home).expanduser() if home is not None else resyn_bench_home()
+    return base / "demo" / DEMO_VERSION
+
+
+def _is_complete(folder: Path) -> bool:
+    # The manifest is written last and the folder appears by an atomic rename, so a folder
+    # with a manifest is a finished build.
+    return (folder / "manifest.tsv").is_file()
+
+
+def utterance_plan() -> list[tuple[str, DemoVoice, str]]:
+    """(utt_id, voice, text) for every utterance, in build (and manifest) order."""
+    return [(f"{v.speaker}_{sid}", v, text) for v in VOICES for sid, text in SENTENCES]
+
+
+def _write_corpus(dest: Path) -> None:
+    """Synthesise every utterance into ``dest`` (runs in the builder child process)."""
+    engine = _engine()
+    rows = []
+    for utt_id, voice, text in utterance_plan():
+        raw = engine.synth(text, voice.voice, voice.rate, voice.pitch, voice.pitch_range, seed=0)
+        x = resample(raw.astype(np.float32) / 32768.0, engine.sample_rate, SAMPLE_RATE)
+        rel = f"wavs/{voice.speaker}/{utt_id}.wav"
+        write_audio(dest / rel, Audio(np.asarray(x, dtype=np.float32), SAMPLE_RATE))
+        duration = len(x) / SAMPLE_RATE
+        rows.append((utt_id, voice.speaker, rel, text, str(SAMPLE_RATE),
+                     format(round(duration, 3), "g")))
+    voices = "\n".join(f"| {v.speaker} | `{v.voice}` | {v.rate} | {v.pitch} | {v.pitch_range} | "
+                       f"{v.description} |" for v in VOICES)
+    source = (
+        f"# resyn-bench demo corpus {DEMO_VERSION}\n\n"
+        "Synthetic speech made by espeak-ng (formant synthesis) through the espeakng-loader "
+        f"wheel, espeak-ng {engine.version}; built by `resyn_bench.demo_corpus`.\n\n"
+        f"- {len(VOICES)} voices x {len(SENTENCES)} sentences = {len(rows)} utterances, "
+        f"{SAMPLE_RATE} Hz mono 16-bit PCM WAV (resampled with soxr HQ from espeak's "
+        f"{engine.sample_rate} Hz).\n"
+        "- Text: Harvard sentences, list 1, 1-5 (IEEE 1969, public domain). Every voice "
+        "reads every sentence.\n"
+        "- Not human speech: use it for plumbing checks and relative comparisons only.\n\n"
+        "| speaker | espeak voice | rate (wpm) | pitch | range | description |\n"
+        "|---|---|---|---|---|---|\n" + voices + "\n")
+    (dest / "SOURCE.md").write_text(source, encoding="utf-8")
+    tmp = dest / ".manifest.tsv.tmp"
+    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write("\t".join(MANIFEST_COLUMNS) + "\n")
+        for row in rows:
+            fh.write("\t".join(row) + "\n")
+    os.replace(tmp, dest / "manifest.tsv")
+
+
+def _child_main(argv: list[str]) -> int:
+    try:
+        _write_corpus(Path(argv[0]))
+    except DemoCorpusError as exc:
+        print(f"DemoCorpusError: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _run_builder(dest: Path, timeout: float = 600.0) -> None:
+    _library_paths()  # fail early, with the install hint, if espeakng-loader is missing
+    package_parent = str(Path(__file__).resolve().parents[1])
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from resyn_bench.demo_corpus import _child_main; "
+            "sys.exit(_child_main(sys.argv[2:]))")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, package_parent, str(dest)],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise DemoCorpusError(f"building the demo corpus took over {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-15:]
+        message = "\n".join(tail) or f"exit status {proc.returncode}"
+        if proc.returncode == 3 and tail:
+            message = tail[-1].removeprefix("DemoCorpusError: ")
+            raise EspeakError(message)
+        raise DemoCorpusError(f"the demo corpus builder failed:\n{message}")
+    if not _is_complete(dest):
+        raise DemoCorpusError(f"the demo corpus builder wrote no manifest into {dest}")
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path):
+    """Exclusive lock on ``path`` where fcntl exists; yields True when the lock is held."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): rely on the atomic rename alone
+        yield False
+        return
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        except OSError:  # file system without locks
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _discard(folder: Path) -> None:
+    """Remove a folder, renaming it out of the way first so its name is free at once."""
+    if not folder.exists():
+        return
+    trash = folder.with_name(f".{folder.name}.trash-{uuid.uuid4().hex[:8]}")
+    try:
+        os.rename(folder, trash)
+    except OSError:
+        trash = folder
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def ensure_demo_corpus(home: str | Path | None = None) -> Path:
+    """Build the demo corpus if it is not cached yet; return its folder (with manifest.tsv).
+
+    ``home`` defaults to :func:`resyn_bench.paths.resyn_bench_home`. A cached corpus is
+    returned at once without touching espeak-ng."""
+    target = demo_corpus_dir(home)
+    if _is_complete(target):
+        return target
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(parent / f".{DEMO_VERSION}.lock") as locked:
+        if _is_complete(target):  # another process built it while we waited
+            return target
+        if locked:
+            # Only builders holding the lock write here, so leftovers are from killed builds.
+            for stale in parent.glob(f".{DEMO_VERSION}.build-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            if target.exists():  # a folder without manifest: not one of our builds; replace
+                _discard(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{DEMO_VERSION}.build-", dir=parent))
+        try:
+            _run_builder(tmp)
+            os.chmod(tmp, 0o755)  # mkdtemp made it private; the corpus is ordinary data
+            try:
+                os.rename(tmp, target)
+            except OSError:
+                if not _is_complete(target):  # not a lost race: a real problem
+                    raise
+                # lost the race to a concurrent builder: keep theirs, ours is discarded below
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    if not _is_complete(target):
+        raise DemoCorpusError(f"the demo corpus at {target} is incomplete after building")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m resyn_bench.demo_corpus [HOME]``: build (if needed) and print the folder."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        folder = ensure_demo_corpus(argv[0] if argv else None)
+    except DemoCorpusError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(folder)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

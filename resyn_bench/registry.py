@@ -1,0 +1,154 @@
+"""Name -> implementation tables for systems and metric groups.
+
+Entries are ``"module:Attr"`` strings imported only when used, so ``resyn-bench ls`` and report
+rendering never import torch or model code. Third-party packages add systems through the
+``resyn_bench.systems`` entry-point group (``name = "module:Attr"``).
+
+A system spec is ``NAME`` or ``NAME:ARG`` (e.g. ``outputs:/path/to/dir``); the argument is
+passed to the factory as its first positional parameter.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+class RegistryError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; we want it readable
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    target: str | Callable[..., Any]    # "module:Attr", or the factory itself
+    description: str
+    takes_argument: str | None = None   # name of the ":ARG" part, if the entry takes one
+
+    def load(self) -> Callable[..., Any]:
+        if callable(self.target):
+            return self.target
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+SYSTEMS: dict[str, Entry] = {e.name: e for e in [
+    Entry("copy", "resyn_bench.systems.baselines:CopySystem",
+          "ground truth: output = input (the topline row of every table)"),
+    Entry("world", "resyn_bench.systems.world:WorldSystem",
+          "WORLD vocoder analysis/synthesis (pyworld): weight-free baseline"),
+    Entry("outputs", "resyn_bench.systems.outputs:OutputsSystem",
+          "evaluate audio files another tool produced, matched by utterance id "
+          "(outputs:DIR, name pattern via --outputs-pattern)", takes_argument="DIR"),
+]}
+
+METRIC_GROUPS: dict[str, Entry] = {e.name: e for e in [
+    Entry("f0", "resyn_bench.metrics.f0:F0Metrics",
+          "intonation: GPE, VDE, FFE, F0 RMSE (cents), F0 correlation"),
+]}
+
+#: named metric selections for ``--metrics``
+METRIC_SUITES: dict[str, list[str]] = {
+    "fast": ["f0"],
+    "all": ["f0"],
+}
+
+
+def register_system(name: str, target: str | Callable[..., Any], description: str = "",
+                    takes_argument: str | None = None, replace: bool = False) -> None:
+    """Register a system in-process (packages can also use the entry-point group)."""
+    if name in SYSTEMS and not replace:
+        raise RegistryError(f"system {name!r} is already registered")
+    SYSTEMS[name] = Entry(name, target, description, takes_argument)
+
+
+def register_metric_group(name: str, target: str | Callable[..., Any], description: str = "",
+                          replace: bool = False) -> None:
+    if name in METRIC_GROUPS and not replace:
+        raise RegistryError(f"metric group {name!r} is already registered")
+    METRIC_GROUPS[name] = Entry(name, target, description)
+
+
+def _suggest(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"{hint} Known: {', '.join(sorted(choices))}."
+
+
+def _plugin_systems() -> dict[str, Entry]:
+    from importlib.metadata import entry_points
+
+    found = {}
+    for ep in entry_points(group="resyn_bench.systems"):
+        found[ep.name] = Entry(ep.name, ep.value, f"plugin from {ep.dist.name if ep.dist else '?'}")
+    return found
+
+
+def all_systems() -> dict[str, Entry]:
+    table = dict(SYSTEMS)
+    for name, entry in _plugin_systems().items():
+        table.setdefault(name, entry)
+    return table
+
+
+def system_entry(spec: str) -> tuple[Entry, str | None]:
+    name, sep, arg = spec.partition(":")
+    table = all_systems()
+    if name not in table:
+        raise RegistryError(f"unknown system {name!r}.{_suggest(name, table)}")
+    entry = table[name]
+    if entry.takes_argument and not arg:
+        raise RegistryError(f"system {name!r} needs an argument: {name}:{entry.takes_argument}")
+    if arg and not entry.takes_argument:
+        raise RegistryError(f"system {name!r} takes no ':' argument (got {spec!r})")
+    return entry, (arg if sep else None)
+
+
+def make_system(spec: str, **options: Any):
+    """Instantiate a system from ``NAME`` or ``NAME:ARG``; unknown keyword options are an error
+    of the system's own constructor (so a typo never passes silently)."""
+    import inspect
+
+    entry, arg = system_entry(spec)
+    factory = entry.load()
+    args = (arg,) if arg is not None else ()
+    try:
+        inspect.signature(factory).bind(*args, **options)
+    except TypeError as exc:
+        params = [p for p in inspect.signature(factory).parameters if p != "self"]
+        raise RegistryError(f"system {spec!r}: {exc}; its options are: {', '.join(params) or 'none'}") from None
+    except ValueError:  # no signature available (C callables): let the call itself check
+        pass
+    system = factory(*args, **options)
+    system.name = spec
+    return system
+
+
+def resolve_metric_names(selection: str | list[str]) -> list[str]:
+    """``"fast"`` / ``"f0,..."`` / list -> ordered, de-duplicated metric group names."""
+    items = selection.split(",") if isinstance(selection, str) else list(selection)
+    names: list[str] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        expanded = METRIC_SUITES.get(item, [item])
+        for name in expanded:
+            if name not in METRIC_GROUPS:
+                raise RegistryError(f"unknown metric or suite {name!r}."
+                                    f"{_suggest(name, list(METRIC_GROUPS) + list(METRIC_SUITES))}")
+            if name not in names:
+                names.append(name)
+    if not names:
+        raise RegistryError("no metrics selected")
+    return names
+
+
+def make_metric(name: str, **options: Any):
+    if name not in METRIC_GROUPS:
+        raise RegistryError(f"unknown metric group {name!r}.{_suggest(name, METRIC_GROUPS)}")
+    try:
+        return METRIC_GROUPS[name].load()(**options)
+    except KeyError as exc:  # e.g. an unknown pitch preset: the message names the choices
+        raise RegistryError(f"metric group {name!r}: {exc.args[0] if exc.args else exc}") from None

@@ -1,0 +1,84 @@
+"""The system contract: encode audio into discrete/continuous streams, decode back to audio.
+
+Runner flow per utterance::
+
+    audio --(resample to system.input_sample_rate, logged)--> system.encode(audio, utt) -> Streams
+          --> [optional transform of the streams: speaker swap, F0 edit (later)]
+          --> system.decode(streams) -> Audio
+
+``Streams`` carries named arrays; each is described by a :class:`StreamSpec` so bitrate can be
+*computed* from what was actually transmitted (frame rate x bits per symbol, or entropy of the
+observed symbols) instead of being declared.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from resyn_bench.audio import Audio
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str                   # "units", "f0_codes", "speaker", "waveform", ...
+    kind: str                   # "discrete" | "continuous" | "speaker" | "waveform"
+    frame_rate: float | None    # symbols per second (None: once per utterance / variable)
+    vocab_size: int | None = None   # discrete streams only
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "frame_rate": self.frame_rate,
+                "vocab_size": self.vocab_size, "description": self.description}
+
+
+@dataclass
+class Streams:
+    data: dict[str, Any]
+    sample_rate: int                        # rate of the audio that was encoded
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+
+class SystemFailure(RuntimeError):
+    """A system failed on one utterance (recorded with its reason; the run continues)."""
+
+
+class System(ABC):
+    #: registry name, set by the registry when instantiated
+    name: str = ""
+    #: rate encode() needs; None = any (the runner resamples and logs it)
+    input_sample_rate: int | None = None
+
+    @abstractmethod
+    def stream_specs(self) -> list[StreamSpec]:
+        """Describe the streams encode() produces."""
+
+    @abstractmethod
+    def encode(self, audio: Audio, utterance) -> Streams:
+        ...
+
+    @abstractmethod
+    def decode(self, streams: Streams) -> Audio:
+        ...
+
+    def resynthesize(self, audio: Audio, utterance) -> Audio:
+        return self.decode(self.encode(audio, utterance))
+
+    def speakers(self) -> list[str] | None:
+        """Speakers the decoder can produce (None: any / not speaker-conditioned)."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description for the run manifest (settings, checkpoints, checksums)."""
+        return {"name": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",
+                "input_sample_rate": self.input_sample_rate,
+                "streams": [s.to_dict() for s in self.stream_specs()]}
+
+
+def as_float32(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float32)

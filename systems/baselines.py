@@ -1,0 +1,22 @@
+"""Weight-free reference systems."""
+from __future__ import annotations
+
+from resyn_bench.audio import Audio
+from resyn_bench.systems.base import Streams, StreamSpec, System
+
+
+class CopySystem(System):
+    """Ground truth: the decoded audio is the input audio, untouched (the topline of a table).
+
+    Its single stream is the waveform itself; bitrate is that of 16-bit PCM at the input rate.
+    """
+
+    def stream_specs(self) -> list[StreamSpec]:
+        return [StreamSpec("waveform", "waveform", frame_rate=None,
+                           description="the input samples (16-bit PCM bitrate)")]
+
+    def encode(self, audio: Audio, utterance) -> Streams:
+        return Streams({"waveform": audio.samples}, sample_rate=audio.sample_rate)
+
+    def decode(self, streams: Streams) -> Audio:
+        return Audio(streams["waveform"], streams.sample_rate)

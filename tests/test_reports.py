@@ -1,0 +1,86 @@
+"""Collation and tables from hand-written run directories with known numbers."""
+from __future__ import annotations
+
+import pytest
+
+from resyn_bench.metrics.f0 import F0Metrics
+from resyn_bench.reports.collate import summarize_run
+from resyn_bench.reports.report import format_summary, write_report
+from resyn_bench.reports.tables import latex_escape, latex_table, markdown_table
+from resyn_bench.store import RecordStore, write_json_atomic
+
+
+def _counts(n_frames, n_vb, n_gross, n_verr):
+    return {"f0.n_frames": n_frames, "f0.n_voiced_both": n_vb, "f0.n_gross": n_gross,
+            "f0.n_voicing_err": n_verr}
+
+
+def make_run(path, system, utts):
+    group = F0Metrics(preset="dio")
+    write_json_atomic(path / "manifest.json", {
+        "config": {"system": system, "dataset": "toy"},
+        "dataset": {"n_utterances": len(utts)},
+        "metrics": {"f0": {"settings": group.settings(), "specs": [s.to_dict() for s in group.specs]}}})
+    store = RecordStore(path)
+    for uid, counts in utts.items():
+        if counts is None:
+            store.append({"utt_id": uid, "status": "failed", "stage": "reference",
+                          "error_kind": "silent", "reason": "silent: x", "metrics": {}, "counts": {}})
+            continue
+        full = dict(counts)
+        n_frames, n_vb = counts["f0.n_frames"], counts["f0.n_voiced_both"]
+        metrics = {"f0.gpe": counts["f0.n_gross"] / n_vb if n_vb else None,
+                   "f0.vde": counts["f0.n_voicing_err"] / n_frames,
+                   "f0.ffe": (counts["f0.n_gross"] + counts["f0.n_voicing_err"]) / n_frames}
+        store.append({"utt_id": uid, "status": "ok", "metrics": metrics, "counts": full})
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path):
+    a = make_run(tmp_path / "a", "copy", {"u1": _counts(100, 50, 0, 0), "u2": _counts(10, 5, 0, 0)})
+    # mean of GPE: (10/50 + 5/5)/2 = 0.6 ; pooled: 15/55
+    b = make_run(tmp_path / "b", "sys_&_50%", {"u1": _counts(100, 50, 10, 20), "u2": _counts(10, 5, 5, 0),
+                                               "u3": None})
+    return a, b
+
+
+def test_mean_and_pooled_differ_as_computed_by_hand(runs):
+    s = summarize_run(runs[1])
+    gpe = s.metrics["f0.gpe"]
+    assert gpe.mean == pytest.approx(0.6)
+    assert gpe.pooled == pytest.approx(15 / 55)
+    assert gpe.n == 2
+    assert s.metrics["f0.ffe"].pooled == pytest.approx(35 / 110)
+    assert s.metrics["f0.vde"].mean == pytest.approx((0.2 + 0.0) / 2)
+    assert (s.n_ok, s.n_failed, s.n_total) == (2, 1, 3)
+    assert dict(s.failures) == {"reference: silent": 1}
+
+
+def test_markdown_table(runs):
+    summaries = [summarize_run(r) for r in runs]
+    md = markdown_table(summaries, "mean")
+    lines = md.splitlines()
+    assert lines[0].startswith("| Dataset | System | GPE (%) ↓ | VDE (%) ↓ | FFE (%) ↓")
+    assert "| toy | copy | 0.00 | 0.00 | 0.00 |" in md
+    assert "| toy | sys_&_50% | 60.00 | 10.00 | 40.00 |" in md
+    assert "2/3 scored" in md
+    pooled = markdown_table(summaries, "pooled")
+    assert "| toy | sys_&_50% | 27.27 |" in pooled and "corpus-pooled" in pooled
+
+
+def test_latex_table_is_escaped_booktabs_with_arrows(runs):
+    tex = latex_table([summarize_run(r) for r in runs])
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
+    assert r"GPE (\%) $\downarrow$" in tex
+    assert r"sys\_\&\_50\%" in tex
+    assert tex.count(r"\\") == 3  # header + 2 rows
+    assert latex_escape(r"a\b~{c}^") == r"a\textbackslash{}b\textasciitilde{}\{c\}\textasciicircum{}"
+
+
+def test_write_report_and_terminal_summary(runs, tmp_path):
+    paths = write_report(runs, tmp_path / "rep")
+    assert {p.name for p in paths.values()} == {"table.md", "table.tex", "summary.json"}
+    assert all(p.stat().st_size > 0 for p in paths.values())
+    text = format_summary(summarize_run(runs[1]), utterances=True)
+    assert "failed 1" in text and "reference: silent x1" in text and "u3" in text

@@ -1,0 +1,276 @@
+"""The runner end to end on synthetic corpora: exact answers, failures, resume, cache, outputs:DIR."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from resyn_bench import registry
+from resyn_bench.audio import Audio
+from resyn_bench.reports.collate import summarize_run
+from resyn_bench.runner import RunConfig, RunError, run
+from resyn_bench.store import read_manifest, read_records
+from resyn_bench.systems.baselines import CopySystem
+from resyn_bench.systems.base import SystemFailure
+
+from conftest import harmonic_tone, write_manifest
+
+
+def _config(corpus, out, **kw):
+    kw.setdefault("f0_preset", "dio")
+    return RunConfig(system=kw.pop("system", "copy"), dataset="manifest", data_root=str(corpus),
+                     out=str(out), **kw)
+
+
+def _by_id(run_dir):
+    return {r["utt_id"]: r for r in read_records(run_dir)}
+
+
+def test_copy_is_exactly_perfect(tiny_corpus, tmp_path, home):
+    result = run(_config(tiny_corpus, tmp_path / "run"), progress=False)
+    assert result.n_processed == 6 and result.n_failed == 0
+    for rec in read_records(tmp_path / "run"):
+        assert rec["status"] == "ok"
+        assert rec["metrics"]["f0.gpe"] == 0.0
+        assert rec["metrics"]["f0.vde"] == 0.0
+        assert rec["metrics"]["f0.ffe"] == 0.0
+        assert rec["metrics"]["f0.rmse_cents"] == 0.0
+    s = summarize_run(tmp_path / "run")
+    for key in ("f0.gpe", "f0.vde", "f0.ffe"):
+        assert s.metrics[key].mean == 0.0 and s.metrics[key].pooled == 0.0
+    manifest = read_manifest(tmp_path / "run")
+    assert manifest["metrics"]["f0"]["settings"]["preset"] == "dio"
+    assert manifest["environment"]["packages"]["numpy"]
+    assert manifest["status"] == "complete"
+    assert manifest["sessions"][-1]["n_processed"] == 6
+
+
+def test_world_degrades_but_tracks_pitch(tiny_corpus, tmp_path, home):
+    run(_config(tiny_corpus, tmp_path / "w", system="world"), progress=False)
+    s = summarize_run(tmp_path / "w")
+    assert s.n_ok == 6
+    assert s.metrics["f0.gpe"].mean < 0.05        # WORLD keeps the contour of clean tones
+    assert s.metrics["f0.corr"].mean > 0.95
+    assert s.metrics["f0.rmse_cents"].mean > 0.0  # but it is not bit-exact
+
+
+def _write_bad_files(corpus_tsv):
+    root = corpus_tsv.parent
+    bad = root / "bad"
+    bad.mkdir()
+    sf.write(bad / "empty.wav", np.zeros(0, np.float32), 16000)
+    sf.write(bad / "silent.wav", np.zeros(16000, np.float32), 16000)
+    sf.write(bad / "short.wav", harmonic_tone(150, duration=0.05), 16000)
+    nan = harmonic_tone(150, duration=0.5)
+    nan[100:110] = np.nan
+    sf.write(bad / "nan.wav", nan, 16000, subtype="FLOAT")
+    (bad / "garbage.wav").write_bytes(b"RIFF\x00\x00not really a wave file" * 10)
+    lines = corpus_tsv.read_text().splitlines()
+    extra = [("b_empty", "empty"), ("b_silent", "silent"), ("b_short", "short"), ("b_nan", "nan"),
+             ("b_garbage", "garbage"), ("b_missing", "missing")]
+    lines += [f"{uid}\tspkB\tbad/{name}.wav\t" for uid, name in extra]
+    corpus_tsv.write_text("\n".join(lines) + "\n")
+    return {"b_empty": "empty", "b_silent": "silent", "b_short": "too_short", "b_nan": "non_finite",
+            "b_garbage": "unreadable", "b_missing": "missing"}
+
+
+def test_bad_inputs_fail_with_reasons_and_run_goes_on(tiny_corpus, tmp_path, home):
+    expected = _write_bad_files(tiny_corpus)
+    result = run(_config(tiny_corpus, tmp_path / "run"), progress=False)
+    assert result.n_failed == len(expected)
+    records = _by_id(tmp_path / "run")
+    assert len(records) == 6 + len(expected)
+    for uid, kind in expected.items():
+        rec = records[uid]
+        assert rec["status"] == "failed" and rec["stage"] == "reference"
+        assert rec["error_kind"] == kind, rec
+        assert rec["reason"]
+        assert rec["metrics"] == {}  # never a fake score
+    assert sum(r["status"] == "ok" for r in records.values()) == 6
+    s = summarize_run(tmp_path / "run")
+    assert s.metrics["f0.gpe"].n == 6          # failed utterances do not enter any mean
+    assert s.failures == {f"reference: {k}": 1 for k in expected.values()}
+
+
+class _FlakySystem(CopySystem):
+    """Fails on one utterance, returns silence on another, noise on a third."""
+
+    def resynthesize(self, audio, utterance):
+        if utterance.utt_id == "spkA_000":
+            raise SystemFailure("decoder exploded")
+        if utterance.utt_id == "spkA_001":
+            return Audio(np.zeros_like(audio.samples), audio.sample_rate)
+        if utterance.utt_id == "spkA_002":
+            rng = np.random.default_rng(0)
+            return Audio((0.1 * rng.standard_normal(len(audio.samples))).astype(np.float32),
+                         audio.sample_rate)
+        return audio
+
+
+@pytest.fixture
+def flaky(monkeypatch):
+    monkeypatch.setitem(registry.SYSTEMS, "flaky", registry.Entry("flaky", _FlakySystem, "test"))
+    return "flaky"
+
+
+def test_system_and_output_failures_are_recorded(tiny_corpus, tmp_path, home, flaky):
+    run(_config(tiny_corpus, tmp_path / "run", system=flaky), progress=False)
+    recs = _by_id(tmp_path / "run")
+    assert recs["spkA_000"]["status"] == "failed" and recs["spkA_000"]["stage"] == "system"
+    assert "decoder exploded" in recs["spkA_000"]["reason"]
+    assert recs["spkA_001"]["stage"] == "output" and recs["spkA_001"]["error_kind"] == "silent"
+    noise = recs["spkA_002"]
+    assert noise["status"] == "ok"
+    # unpitched output: no frame is voiced in both, so GPE is undefined - not 0, not 1
+    assert noise["metrics"]["f0.gpe"] is None
+    assert noise["metrics"]["f0.vde"] > 0.5
+    assert all(recs[u]["status"] == "ok" for u in ("spkB_000", "spkB_001", "spkB_002"))
+
+
+def test_resume_skips_finished_and_never_duplicates(tiny_corpus, tmp_path, home):
+    out = tmp_path / "run"
+    first = run(_config(tiny_corpus, out, limit=2), progress=False)
+    assert first.n_processed == 2
+    # a torn last line, as left by a kill in the middle of a write
+    with open(out / "records.jsonl", "a") as fh:
+        fh.write('{"utt_id": "spkB_000", "status": "o')
+    with pytest.raises(RunError, match="settings differ"):
+        run(_config(tiny_corpus, out, f0_preset="harvest", limit=2), progress=False)
+    second = run(_config(tiny_corpus, out, limit=2), progress=False)
+    assert second.n_processed == 0 and second.n_done_before == 2
+    # the full dataset continues where the limited run stopped (limit is not part of identity)
+    third = run(_config(tiny_corpus, out), progress=False)
+    assert third.n_processed == 4
+    lines = (out / "records.jsonl").read_text().splitlines()
+    ids = [json.loads(line)["utt_id"] for line in lines]
+    assert len(ids) == len(set(ids)) == 6
+    assert len(read_manifest(out)["sessions"]) == 3
+    with pytest.raises(RunError, match="already holds a run"):
+        run(_config(tiny_corpus, out, resume=False), progress=False)
+    again = run(_config(tiny_corpus, out, overwrite=True), progress=False)
+    assert again.n_processed == 6
+
+
+def test_retry_failed(tiny_corpus, tmp_path, home, flaky, monkeypatch):
+    out = tmp_path / "run"
+    run(_config(tiny_corpus, out, system=flaky), progress=False)
+    assert run(_config(tiny_corpus, out, system=flaky), progress=False).n_processed == 0
+    monkeypatch.setitem(registry.SYSTEMS, "flaky", registry.Entry("flaky", CopySystem, "fixed"))
+    redo = run(_config(tiny_corpus, out, system=flaky, retry_failed=True), progress=False)
+    assert redo.n_processed == 2
+    recs = _by_id(out)
+    assert len(recs) == 6 and all(r["status"] == "ok" for r in recs.values())
+
+
+def test_kill_and_resume_leaves_no_duplicate_or_missing(tmp_path, home):
+    root = tmp_path / "corpus"
+    (root / "w").mkdir(parents=True)
+    rows = []
+    for i in range(12):
+        sf.write(root / "w" / f"u{i:02d}.wav", harmonic_tone(100 + 10 * i, duration=1.5), 16000)
+        rows.append({"utt_id": f"u{i:02d}", "speaker": "s", "path": f"w/u{i:02d}.wav"})
+    tsv = write_manifest(root, rows)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-c", "import sys; from resyn_bench.cli import main; sys.exit(main())",
+           "run", "--system", "world", "--dataset", "manifest", "--data-root", str(tsv),
+           "--out", str(out), "--f0-preset", "harvest", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    records = out / "records.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if records.exists() and len(records.read_text().splitlines()) >= 3:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before it could be killed: {proc.stderr.read().decode()}")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_before = len(records.read_text().splitlines())
+    assert 3 <= n_before < 12
+    result = run(RunConfig(system="world", dataset="manifest", data_root=str(tsv), out=str(out),
+                           f0_preset="harvest"), progress=False)
+    assert result.n_done_before == n_before
+    assert result.n_processed == 12 - n_before
+    ids = [json.loads(line)["utt_id"] for line in records.read_text().splitlines()]
+    assert sorted(ids) == [f"u{i:02d}" for i in range(12)]
+
+
+def test_second_system_reuses_reference_cache(tiny_corpus, tmp_path, home):
+    run(_config(tiny_corpus, tmp_path / "a"), progress=False)
+    s1 = read_manifest(tmp_path / "a")["sessions"][-1]["reference_cache"]
+    assert s1 == {"hits": 0, "misses": 6}
+    run(_config(tiny_corpus, tmp_path / "b", system="world"), progress=False)
+    s2 = read_manifest(tmp_path / "b")["sessions"][-1]["reference_cache"]
+    assert s2 == {"hits": 6, "misses": 0}
+    # other settings -> other cache entries
+    run(_config(tiny_corpus, tmp_path / "c", f0_preset="harvest"), progress=False)
+    assert read_manifest(tmp_path / "c")["sessions"][-1]["reference_cache"]["misses"] == 6
+    # cached and fresh reference analyses give identical numbers
+    run(_config(tiny_corpus, tmp_path / "d", system="world", use_cache=False), progress=False)
+    b, d = _by_id(tmp_path / "b"), _by_id(tmp_path / "d")
+    assert {k: r["metrics"] for k, r in b.items()} == {k: r["metrics"] for k, r in d.items()}
+
+
+def test_outputs_dir_reproduces_saved_run(tiny_corpus, tmp_path, home):
+    run(_config(tiny_corpus, tmp_path / "world", system="world"), progress=False)
+    out_dir = tmp_path / "world" / "outputs"
+    run(_config(tiny_corpus, tmp_path / "replay", system=f"outputs:{out_dir}"), progress=False)
+    a, b = _by_id(tmp_path / "world"), _by_id(tmp_path / "replay")
+    assert a.keys() == b.keys()
+    for uid in a:
+        assert a[uid]["metrics"] == b[uid]["metrics"]
+    # a name pattern, and a missing file recorded as a failure
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    for uid in list(a)[:-1]:
+        (gen / f"{uid}_gen.wav").write_bytes((out_dir / f"{uid}.wav").read_bytes())
+    run(_config(tiny_corpus, tmp_path / "pattern", system=f"outputs:{gen}",
+                system_options={"pattern": "{stem}_gen.wav"}), progress=False)
+    c = _by_id(tmp_path / "pattern")
+    missing = list(a)[-1]
+    assert c[missing]["status"] == "failed" and "no output file" in c[missing]["reason"]
+    for uid in list(a)[:-1]:
+        assert c[uid]["metrics"] == a[uid]["metrics"]
+
+
+def test_resampling_is_recorded_for_48k_input(tmp_path, home):
+    root = tmp_path / "c48"
+    root.mkdir()
+    sf.write(root / "a.wav", harmonic_tone(140, duration=1.0, sr=48000), 48000)
+    tsv = write_manifest(root, [{"utt_id": "a", "speaker": "s", "path": "a.wav"}])
+    run(_config(tsv, tmp_path / "run", system="world"), progress=False)
+    rec = read_records(tmp_path / "run")[0]
+    assert rec["status"] == "ok" and rec["metrics"]["f0.gpe"] < 0.05
+    assert rec["output_sample_rate"] == 48000
+    resampling = read_manifest(tmp_path / "run")["resampling"]
+    assert resampling == {"metric f0 (reference): 48000 Hz -> 16000 Hz": 1,
+                          "metric f0 (output): 48000 Hz -> 16000 Hz": 1}
+
+
+def test_parallel_jobs_give_identical_numbers(tiny_corpus, tmp_path, home):
+    run(_config(tiny_corpus, tmp_path / "one", system="world", use_cache=False), progress=False)
+    run(_config(tiny_corpus, tmp_path / "two", system="world", use_cache=False, jobs=2),
+        progress=False)
+    a, b = _by_id(tmp_path / "one"), _by_id(tmp_path / "two")
+    assert {k: r["metrics"] for k, r in a.items()} == {k: r["metrics"] for k, r in b.items()}
+    assert summarize_run(tmp_path / "one").metrics["f0.ffe"].pooled == \
+        summarize_run(tmp_path / "two").metrics["f0.ffe"].pooled
+
+
+def test_configuration_errors_surface_before_any_work(tiny_corpus, tmp_path, home):
+    with pytest.raises(registry.RegistryError, match="Did you mean 'world'"):
+        run(_config(tiny_corpus, tmp_path / "x", system="wrold"), progress=False)
+    with pytest.raises(registry.RegistryError, match="harvest"):
+        run(_config(tiny_corpus, tmp_path / "x", f0_preset="harvset"), progress=False)
+    with pytest.raises(registry.RegistryError, match="f0_method"):
+        run(_config(tiny_corpus, tmp_path / "x", system="world",
+                    system_options={"f0_metod": "dio"}), progress=False)
+    assert not (tmp_path / "x" / "records.jsonl").exists()
+    assert not os.path.exists(tmp_path / "x" / "manifest.json")
