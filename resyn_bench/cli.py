@@ -193,7 +193,7 @@ def cmd_demo(args) -> int:
     from resyn_bench.runner import RunConfig, run
 
     out = Path(args.out)
-    run_dirs = []
+    run_dirs, failed = [], 0
     for system in [s.strip() for s in args.systems.split(",") if s.strip()]:
         run_dir = out / f"demo-{_sanitize(system)}"
         config = RunConfig(system=system, dataset="demo", out=str(run_dir),
@@ -202,11 +202,17 @@ def cmd_demo(args) -> int:
         print(f"{system}: {result.n_processed} evaluated, {result.n_done_before} already done, "
               f"{result.n_failed} failed ({result.wall_s:.1f} s)")
         run_dirs.append(run_dir)
+        failed += result.n_failed
     paths = write_report(run_dirs, out / "report")
     print()
     print(paths["markdown"].read_text(encoding="utf-8"))
     for kind, path in paths.items():
         print(f"{kind:9s}{path}")
+    if failed:
+        # The demo corpus is clean synthetic speech: any failure means a broken install.
+        print(f"error: {failed} demo utterances failed; see `resyn-bench summary` of the runs above",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -221,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     from resyn_bench.registry import RegistryError
     from resyn_bench.runner import RunError
 
-    expected = (RegistryError, RunError, AudioError, FileNotFoundError, ValueError)
+    expected = (RegistryError, RunError, AudioError, FileNotFoundError, ValueError, ImportError)
     try:
         return COMMANDS[args.command](args)
     except expected as exc:

@@ -29,6 +29,7 @@ class WorldSystem(System):
         self.f0_floor = float(f0_floor)
         self.f0_ceil = float(f0_ceil)
         self.mcep_dims = mcep_dims
+        import pyworld  # noqa: F401  (fail at construction, not on every utterance)
 
     def stream_specs(self) -> list[StreamSpec]:
         rate = 1000.0 / self.frame_period

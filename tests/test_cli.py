@@ -54,3 +54,15 @@ def test_ls(capsys):
     for name in ("outputs:DIR", "world", "f0", "ljspeech", "vctk", "librispeech", "manifest", "demo",
                  "harvest", "yaapt", "yin-fairseq", "(default)"):
         assert name in out
+
+
+def test_demo_command_end_to_end(tmp_path, home, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--f0-preset", "dio", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "| demo | copy | 0.00 | 0.00 | 0.00 |" in out
+    assert "| demo | world |" in out and "20/20" in out
+    for name in ("table.md", "table.tex", "summary.json"):
+        assert (tmp_path / "demo" / "report" / name).stat().st_size > 0
+    # a second invocation resumes: nothing is recomputed
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--f0-preset", "dio", "--quiet"]) == 0
+    assert "0 evaluated, 20 already done" in capsys.readouterr().out
