@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# the real-speech corpora and units live beside the checkout (override: RESYN_BENCH_SHARED)
+SHARED = Path(os.environ.get("RESYN_BENCH_SHARED", REPO.parent / "shared"))
 # --import-mode=importlib keeps tests/ off sys.path; test modules import these helpers
 # as ``from conftest import ...``, so put this folder on the path once.
 if str(Path(__file__).parent) not in sys.path:

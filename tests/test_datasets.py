@@ -12,7 +12,7 @@ import soundfile as sf
 from resyn_bench.datasets import (DATASETS, Dataset, DatasetError, Utterance, list_datasets,
                                   load_dataset, read_split)
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from conftest import SHARED
 CORPORA = SHARED / "corpora"
 
 
