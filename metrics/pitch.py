@@ -49,6 +49,7 @@ from __future__ import annotations
 import difflib
 import warnings
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable
 
 import numpy as np
@@ -65,6 +66,10 @@ class PitchPreset:
     params: dict[str, Any] = field(default_factory=dict)
     hop_s: float = 0.005           # nominal frame hop (yin: at 16 kHz)
     description: str = ""
+
+    def __post_init__(self):
+        # read-only view: a preset's parameters are part of every cache key and manifest
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "extractor": self.extractor, "params": dict(self.params),
@@ -175,7 +180,8 @@ def extract_f0(samples: np.ndarray, sample_rate: int, preset: PitchPreset | str)
     return track
 
 
-def _import_pyworld():
+def import_pyworld():
+    """Import pyworld without its pkg_resources deprecation warning."""
     with warnings.catch_warnings():
         # pyworld 0.3.x imports pkg_resources, which warns on recent setuptools
         warnings.simplefilter("ignore")
@@ -184,14 +190,14 @@ def _import_pyworld():
 
 
 def _harvest(x: np.ndarray, sr: int, params: dict) -> tuple[np.ndarray, np.ndarray]:
-    pw = _import_pyworld()
+    pw = import_pyworld()
     f0, t = pw.harvest(x, sr, f0_floor=params["f0_floor"], f0_ceil=params["f0_ceil"],
                        frame_period=params["frame_period"])
     return t, f0
 
 
 def _dio(x: np.ndarray, sr: int, params: dict) -> tuple[np.ndarray, np.ndarray]:
-    pw = _import_pyworld()
+    pw = import_pyworld()
     f0, t = pw.dio(x, sr, f0_floor=params["f0_floor"], f0_ceil=params["f0_ceil"],
                    frame_period=params["frame_period"])
     f0 = pw.stonemask(x, f0, t, sr)

@@ -46,6 +46,8 @@ def _add_dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", help="file listing the utterances to use (ids, paths, or the "
                                    "reference repo's test.txt); keeps its order")
     p.add_argument("--limit", type=int, help="use only the first N utterances")
+    p.add_argument("-d", "--dataset-option", action="append", type=_parse_option, default=[],
+                   metavar="KEY=VALUE", help="dataset loader option, e.g. -d mic=mic2 for vctk")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,11 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outputs-pattern", help="for outputs:DIR: file name pattern with {utt_id}, "
                                              "{speaker}, {stem}, e.g. '{stem}_gen.wav'")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    resume = p.add_mutually_exclusive_group()
-    resume.add_argument("--no-resume", dest="resume", action="store_false",
-                        help="refuse to continue an existing run directory")
-    resume.add_argument("--overwrite", action="store_true",
-                        help="delete an existing run in --out and start again")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue an existing run directory, skipping finished utterances "
+                        "(default); --no-resume refuses to touch one")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete an existing run in --out and start again")
     p.add_argument("--retry-failed", action="store_true", help="re-evaluate failed utterances")
     p.add_argument("--no-save-audio", dest="save_audio", action="store_false",
                    help="do not keep output audio in OUT/outputs/")
@@ -129,9 +131,12 @@ def cmd_run(args) -> int:
     out = args.out or str(Path("runs") / f"{_sanitize(args.dataset)}-{_sanitize(args.system)}")
     config = RunConfig(system=args.system, dataset=args.dataset, out=out, data_root=args.data_root,
                        split=args.split, limit=args.limit, metrics=args.metrics,
+                       dataset_options=dict(args.dataset_option),
                        f0_preset=args.f0_preset, system_options=options, resume=args.resume,
                        overwrite=args.overwrite, retry_failed=args.retry_failed,
                        save_audio=args.save_audio, use_cache=args.use_cache, jobs=args.jobs)
+    if args.overwrite and not args.resume:
+        raise SystemExit("error: --overwrite and --no-resume contradict each other")
     result = run(config, progress=not args.quiet)
     print(f"{result.run_dir}: {result.n_processed} evaluated ({result.n_failed} failed), "
           f"{result.n_done_before} already done, {result.n_total} in the dataset; "

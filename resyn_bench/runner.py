@@ -40,6 +40,7 @@ class RunConfig:
     data_root: str | None = None
     split: str | None = None
     limit: int | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
     metrics: str = "fast"
     f0_preset: str | None = None
     system_options: dict[str, Any] = field(default_factory=dict)
@@ -53,8 +54,9 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """Fields that must match for a run directory to be resumed."""
-        return {k: getattr(self, k) for k in ("system", "dataset", "data_root", "split", "metrics",
-                                              "f0_preset", "system_options")}
+        return {k: getattr(self, k) for k in ("system", "dataset", "data_root", "split",
+                                              "dataset_options", "metrics", "f0_preset",
+                                              "system_options")}
 
 
 def _metric_options(config: RunConfig, name: str) -> dict[str, Any]:
@@ -247,7 +249,8 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
 
     if config.jobs < 1:
         raise RunError("--jobs must be >= 1")
-    dataset = load_dataset(config.dataset, config.data_root, config.split, config.limit)
+    dataset = load_dataset(config.dataset, config.data_root, config.split, config.limit,
+                           **config.dataset_options)
     evaluator = Evaluator(config)  # builds system + metrics now: configuration errors surface early
 
     run_dir = Path(config.out)

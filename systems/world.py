@@ -15,6 +15,12 @@ from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure,
 F0_METHODS = ("harvest", "dio")
 
 
+def _pyworld():
+    from resyn_bench.metrics.pitch import import_pyworld
+
+    return import_pyworld()
+
+
 class WorldSystem(System):
     def __init__(self, f0_method: str = "harvest", frame_period: float = 5.0,
                  f0_floor: float = 71.0, f0_ceil: float = 800.0, mcep_dims: int | None = None):
@@ -29,7 +35,7 @@ class WorldSystem(System):
         self.f0_floor = float(f0_floor)
         self.f0_ceil = float(f0_ceil)
         self.mcep_dims = mcep_dims
-        import pyworld  # noqa: F401  (fail at construction, not on every utterance)
+        _pyworld()  # fail at construction, not on every utterance
 
     def stream_specs(self) -> list[StreamSpec]:
         rate = 1000.0 / self.frame_period
@@ -40,8 +46,7 @@ class WorldSystem(System):
                 StreamSpec("aperiodicity", "continuous", rate, description="coded D4C band aperiodicity")]
 
     def encode(self, audio: Audio, utterance) -> Streams:
-        import pyworld
-
+        pyworld = _pyworld()
         x = np.ascontiguousarray(audio.samples, dtype=np.float64)
         fs = audio.sample_rate
         kw = dict(f0_floor=self.f0_floor, f0_ceil=self.f0_ceil, frame_period=self.frame_period)
@@ -60,8 +65,7 @@ class WorldSystem(System):
                        sample_rate=fs, meta={"fft_size": fft_size, "n_samples": len(x)})
 
     def decode(self, streams: Streams) -> Audio:
-        import pyworld
-
+        pyworld = _pyworld()
         fs, fft_size = streams.sample_rate, streams.meta["fft_size"]
         f0 = np.ascontiguousarray(streams["f0"], dtype=np.float64)
         env = np.ascontiguousarray(streams["envelope"], dtype=np.float64)

@@ -84,6 +84,11 @@ def test_preset_names_and_dicts():
                                              "f0_max": 500.0, "harmo_thresh": 0.1}
     with pytest.raises(Exception):
         PRESETS["dio"].name = "x"  # frozen
+    with pytest.raises(TypeError):
+        PRESETS["dio"].params["f0_floor"] = 10.0  # read-only parameters
+    custom = PitchPreset("dio-70", "dio", {"f0_floor": 70.0, "f0_ceil": 400.0,
+                                           "frame_period": 10.0})
+    assert json.loads(json.dumps(custom.to_dict()))["params"]["frame_period"] == 10.0
 
 
 def test_get_preset_suggests():
@@ -151,6 +156,10 @@ def test_pyworld_frame_times():
         track = extract_f0(np.zeros(1600, np.float32) + 1e-3, SR, name)
         np.testing.assert_allclose(track.times, np.arange(len(track)) * 0.005, atol=1e-12)
         assert len(track) == 1600 // 80 + 1
+    custom = PitchPreset("dio-10ms", "dio", {"f0_floor": 70.0, "f0_ceil": 400.0,
+                                             "frame_period": 10.0})
+    track = extract_f0(np.zeros(1600, np.float32) + 1e-3, SR, custom)
+    np.testing.assert_allclose(track.times, np.arange(len(track)) * 0.010, atol=1e-12)
 
 
 def test_yin_frame_times():
