@@ -32,6 +32,8 @@ class AudioError(ValueError):
 class Audio:
     samples: np.ndarray  # 1-D float32
     sample_rate: int
+    #: the file these exact samples were read from (None once they are changed or resampled)
+    path: Path | None = None
 
     @property
     def duration(self) -> float:
@@ -52,7 +54,7 @@ def load_audio(path: str | Path) -> Audio:
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError
         raise AudioError("unreadable", f"cannot decode {path}: {exc}") from None
     samples = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    return Audio(np.ascontiguousarray(samples, dtype=np.float32), int(sr))
+    return Audio(np.ascontiguousarray(samples, dtype=np.float32), int(sr), path)
 
 
 def write_audio(path: str | Path, audio: Audio) -> None:

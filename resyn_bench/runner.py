@@ -146,10 +146,13 @@ class Evaluator:
 
         t = time.perf_counter()
         try:
-            out = validate(Audio(out.samples, out.sample_rate), what="system output")
+            out = validate(out, what="system output")
         except AudioError as exc:
             return fail("output", str(exc), exc.kind)
-        if self.outputs_dir is not None:
+        if out.path is not None:
+            # The output already is a file (copy, outputs:DIR): point at it, don't duplicate it.
+            record["output_path"] = str(Path(out.path).resolve())
+        elif self.outputs_dir is not None:
             # Score exactly what is stored, so re-scoring the saved files (outputs:DIR)
             # reproduces this run's numbers.
             clipped = int((abs(out.samples) > 1.0).sum())

@@ -16,7 +16,9 @@ class CopySystem(System):
                            description="the input samples (16-bit PCM bitrate)")]
 
     def encode(self, audio: Audio, utterance) -> Streams:
-        return Streams({"waveform": audio.samples}, sample_rate=audio.sample_rate)
+        return Streams({"waveform": audio.samples}, sample_rate=audio.sample_rate,
+                       meta={"path": audio.path})
 
     def decode(self, streams: Streams) -> Audio:
-        return Audio(streams["waveform"], streams.sample_rate)
+        # the samples are the file's own, so the output keeps pointing at that file
+        return Audio(streams["waveform"], streams.sample_rate, streams.meta.get("path"))

@@ -45,6 +45,9 @@ def test_copy_is_exactly_perfect(tiny_corpus, tmp_path, home):
     s = summarize_run(tmp_path / "run")
     for key in ("f0.gpe", "f0.vde", "f0.ffe"):
         assert s.metrics[key].mean == 0.0 and s.metrics[key].pooled == 0.0
+        # the output is the reference file itself: pointed at, not copied
+        assert rec["output_path"] == rec["reference_path"]
+    assert not (tmp_path / "run" / "outputs").exists()
     manifest = read_manifest(tmp_path / "run")
     assert manifest["metrics"]["f0"]["settings"]["preset"] == "dio"
     assert manifest["environment"]["packages"]["numpy"]
