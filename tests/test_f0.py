@@ -13,6 +13,8 @@ from resyn_bench.metrics.f0 import (DEFAULT_PRESET, F0Metrics, align_to_referenc
                                     f0_corr, f0_error_counts, f0_rmse_cents, ffe, gpe, vde)
 from resyn_bench.metrics.pitch import PRESETS, F0Track
 
+from conftest import harmonic_signal
+
 SR = 16000
 HOP = 0.005
 
@@ -22,24 +24,6 @@ def track(f0, hop=HOP, t0=0.0) -> F0Track:
     return F0Track(t0 + np.arange(len(f0)) * hop, f0)
 
 
-def harmonic_signal(mult: float = 1.0, seed: int = 0, dur: float = 1.5) -> np.ndarray:
-    """Harmonics (random fixed phases) on a 110->190 Hz and 190->130 Hz contour with silent
-    gaps; mult=2 stays inside every preset's search range (yaapt: <= 400 Hz)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(dur * SR)) / SR
-    f = np.zeros_like(t)
-    for t0, t1, f0, f1 in ((0.2, 0.7, 110.0, 190.0), (0.9, 1.3, 190.0, 130.0)):
-        m = (t >= t0) & (t < t1)
-        f[m] = f0 + (f1 - f0) * (t[m] - t0) / (t1 - t0)
-    f *= mult
-    phase = 2 * np.pi * np.cumsum(f) / SR
-    y = np.zeros_like(t)
-    for h in range(1, 30):
-        y += (1.0 / h) * (h * f < 4000) * np.sin(h * phase + rng.uniform(0, 2 * np.pi))
-    fade = np.hanning(2 * int(0.01 * SR))
-    env = np.convolve((f > 0).astype(float), fade / fade.sum(), "same")
-    y = 0.3 * y * env / np.max(np.abs(y)) + 1e-4 * rng.standard_normal(len(y))
-    return y.astype(np.float32)
 
 
 @pytest.fixture(scope="module")

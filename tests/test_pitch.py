@@ -11,38 +11,7 @@ from resyn_bench.metrics.base import MetricError
 from resyn_bench.metrics.pitch import (PRESETS, F0Track, PitchPreset, extract_f0, get_preset,
                                        yin_frames)
 
-SR = 16000
-DUR = 1.5
-# Voiced segments (start, end, f0 at start, f0 at end); silence elsewhere. The range stays in
-# every preset's search range (yin-fairseq: 100-500 Hz, yaapt: 60-400 Hz).
-SEGMENTS = ((0.20, 0.70, 120.0, 220.0), (0.90, 1.30, 200.0, 130.0))
-
-
-def contour(t: np.ndarray, mult: float = 1.0) -> np.ndarray:
-    f = np.zeros_like(t, dtype=np.float64)
-    for t0, t1, f0, f1 in SEGMENTS:
-        m = (t >= t0) & (t < t1)
-        f[m] = f0 + (f1 - f0) * (t[m] - t0) / (t1 - t0)
-    return f * mult
-
-
-def harmonic_signal(mult: float = 1.0, seed: int = 0, dur: float = DUR) -> np.ndarray:
-    """Sum of harmonics (1/h amplitudes, random but fixed phases, below 4 kHz) following
-    ``contour``, 10 ms fades, silent gaps with -80 dB noise.
-
-    Random phases matter: pYAAPT halves F0 on zero-phase (sawtooth-like) harmonic stacks."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(dur * SR)) / SR
-    f = contour(t, mult)
-    phase = 2 * np.pi * np.cumsum(f) / SR
-    y = np.zeros_like(t)
-    for h in range(1, 30):
-        y += (1.0 / h) * (h * f < 4000) * np.sin(h * phase + rng.uniform(0, 2 * np.pi))
-    fade = np.hanning(2 * int(0.01 * SR))
-    env = np.convolve((f > 0).astype(float), fade / fade.sum(), "same")
-    y = 0.3 * y * env / np.max(np.abs(y))
-    y += 1e-4 * rng.standard_normal(len(y))
-    return y.astype(np.float32)
+from conftest import DUR, SEGMENTS, SR, contour, harmonic_signal  # noqa: E402,F401
 
 
 def frame_centres(track: F0Track, preset: PitchPreset) -> np.ndarray:
