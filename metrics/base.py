@@ -60,12 +60,51 @@ class MetricError(RuntimeError):
 
 
 class MetricGroup(ABC):
+    """Lifecycle, as the runner drives it (one group at a time, so peak memory does not grow
+    with the number of groups selected)::
+
+        group = Group(**options)          # cheap: no model loading (reports build groups too)
+        group.load()                      # load models
+        refs = {utt_id: group.analyse_reference(audio)}      # cached by content hash + settings
+        group.fit_corpus(utterances, refs)                   # optional corpus model (speaker-ID)
+        for each utterance: group.score(refs[utt_id], output_audio, utterance) -> Score
+        group.release()                   # drop models
+
+    ``aggregate(entries)`` computes corpus-level values from stored per-utterance entries
+    (``{"utt_id", "speaker", "values", "counts", "extra"}`` with group-local key names); the
+    default sums ``counts`` and calls ``pool``. Bootstrap CIs call it on resampled entries, so it
+    must be a pure function of its input and fast.
+    """
+
     #: short name, also the prefix of every spec key
     name: str = ""
     #: the numbers this group produces
     specs: tuple[MetricSpec, ...] = ()
     #: both sides are analysed at this rate (None: native rate). Resampling is logged.
     sample_rate: int | None = None
+    #: True if score() needs ``utterance.text`` (utterances without text are then skipped
+    #: for this group with a recorded reason, never scored)
+    needs_text: bool = False
+    #: True if fit_corpus() must see the reference analyses of the whole dataset first
+    needs_corpus: bool = False
+
+    def load(self) -> None:
+        """Load models (called once before the group's scoring pass)."""
+
+    def release(self) -> None:
+        """Free models (called after the group's scoring pass)."""
+
+    def fit_corpus(self, utterances: list, references: dict[str, dict[str, np.ndarray]]) -> None:
+        """Fit a corpus-level model on the real (reference) side, e.g. a speaker classifier.
+        ``references`` maps utt_id -> analyse_reference() output."""
+
+    def aggregate(self, entries: list[dict[str, Any]]) -> dict[str, float | None]:
+        totals: dict[str, float] = {}
+        for entry in entries:
+            for k, v in (entry.get("counts") or {}).items():
+                if v is not None:
+                    totals[k] = totals.get(k, 0.0) + v
+        return self.pool(totals)
 
     @abstractmethod
     def settings(self) -> dict[str, Any]:
@@ -73,12 +112,13 @@ class MetricGroup(ABC):
 
     @abstractmethod
     def analyse_reference(self, audio) -> dict[str, np.ndarray]:
-        """Reference-side analysis (cacheable: only arrays, depends only on audio + settings)."""
+        """Reference-side analysis (cacheable: only numpy arrays - strings as 0-d unicode
+        arrays, no object arrays; depends only on the audio and settings())."""
 
     @abstractmethod
     def score(self, reference: dict[str, np.ndarray], output, utterance) -> Score:
         """Score one output against the cached reference analysis."""
 
-    @abstractmethod
     def pool(self, counts: dict[str, float]) -> dict[str, float | None]:
-        """Corpus-level values from counts summed over utterances."""
+        """Corpus-level values from counts summed over utterances (default: none)."""
+        return {}

@@ -22,7 +22,7 @@ class MetricSummary:
     spec: MetricSpec
     mean: float | None          # mean of defined per-utterance values
     std: float | None           # sample std of the same (ddof=1); None for n < 2
-    pooled: float | None        # corpus/frame-pooled from summed counts
+    pooled: float | None        # corpus-level value: group.aggregate() (pooled counts, EER, ...)
     n: int                      # utterances with a defined value
 
     def value(self, stat: str) -> float | None:
@@ -75,13 +75,24 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return mean, math.sqrt(var)
 
 
-def _pool(group_name: str, counts: dict[str, float]) -> dict[str, float | None]:
+def metric_group(name: str, options: dict[str, Any] | None = None):
+    """The run's metric group object (cheap to build: no models) for aggregation."""
     from resyn_bench.registry import METRIC_GROUPS
 
-    entry = METRIC_GROUPS.get(group_name)
-    if entry is None or not counts:
-        return {}
-    return entry.load()().pool(counts)
+    entry = METRIC_GROUPS.get(name)
+    return entry.load()(**(options or {})) if entry is not None else None
+
+
+def group_entries(records: list[dict[str, Any]], group: str) -> list[dict[str, Any]]:
+    """Per-utterance entries of one group (group-local counts), for aggregate() and bootstrap."""
+    out = []
+    for r in records:
+        ev = r.get("scores", {}).get(group)
+        if r.get("status") == "failed" or not ev or ev.get("status") != "ok":
+            continue
+        out.append({"utt_id": r["utt_id"], "speaker": r.get("speaker"), "values": ev.get("values") or {},
+                    "counts": ev.get("counts") or {}, "extra": ev.get("extra") or {}})
+    return out
 
 
 def _failure_key(rec: dict[str, Any]) -> str:
@@ -92,7 +103,8 @@ def _failure_key(rec: dict[str, Any]) -> str:
 def summarize_run(run_dir: str | Path) -> RunSummary:
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
-    records = sorted(read_records(run_dir), key=lambda r: r["utt_id"])
+    groups = list(manifest.get("metrics", {}))
+    records = sorted(read_records(run_dir, groups), key=lambda r: r["utt_id"])
     status = Counter(r.get("status") for r in records)
     summary = RunSummary(run_dir=run_dir, system=manifest["config"]["system"],
                          dataset=manifest["config"]["dataset"],
@@ -103,19 +115,11 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
     for group, info in manifest.get("metrics", {}).items():
         summary.settings[group] = info.get("settings", {})
         specs = [MetricSpec.from_dict(s) for s in info.get("specs", [])]
-        scored = [r for r in records if r.get("status") in ("ok", "partial")
-                  and group not in r.get("errors", {})]
-        counts: dict[str, float] = {}
-        prefix = f"{group}."
-        for r in scored:
-            for k, v in r.get("counts", {}).items():
-                if k.startswith(prefix) and v is not None:
-                    name = k[len(prefix):]
-                    counts[name] = counts.get(name, 0.0) + v
-        pooled = _pool(group, counts)
+        entries = group_entries(records, group)
+        obj = metric_group(group, info.get("options"))
+        corpus = obj.aggregate(entries) if obj is not None and entries else {}
         for spec in specs:
-            values = [r["metrics"][spec.key] for r in scored
-                      if r.get("metrics", {}).get(spec.key) is not None]
+            values = [e["values"][spec.key] for e in entries if e["values"].get(spec.key) is not None]
             mean, std = _mean_std(values)
-            summary.metrics[spec.key] = MetricSummary(spec, mean, std, pooled.get(spec.key), len(values))
+            summary.metrics[spec.key] = MetricSummary(spec, mean, std, corpus.get(spec.key), len(values))
     return summary

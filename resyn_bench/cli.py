@@ -79,8 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="delete an existing run in --out and start again")
     p.add_argument("--retry-failed", action="store_true", help="re-evaluate failed utterances")
-    p.add_argument("--no-save-audio", dest="save_audio", action="store_false",
-                   help="do not keep output audio in OUT/outputs/")
     p.add_argument("--no-cache", dest="use_cache", action="store_false",
                    help="do not read or write the reference-analysis cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -134,7 +132,7 @@ def cmd_run(args) -> int:
                        dataset_options=dict(args.dataset_option),
                        f0_preset=args.f0_preset, system_options=options, resume=args.resume,
                        overwrite=args.overwrite, retry_failed=args.retry_failed,
-                       save_audio=args.save_audio, use_cache=args.use_cache, jobs=args.jobs)
+                       use_cache=args.use_cache, jobs=args.jobs)
     if args.overwrite and not args.resume:
         raise SystemExit("error: --overwrite and --no-resume contradict each other")
     result = run(config, progress=not args.quiet)

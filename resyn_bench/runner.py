@@ -1,13 +1,18 @@
 """Evaluate one system on one dataset, writing a resumable run directory.
 
-For each utterance: load + validate the reference, get reference-side analyses (cached by content
-hash + settings), run the system, validate and save its output, score every metric group, then
-append one record. Any failure is recorded with its stage and reason and the run goes on; a
-failed utterance is never given a score.
+Phase 1 (synthesis), per utterance: load + validate the reference, run the system, validate and
+store its output. Phase 2 (scoring), one metric group at a time: load the group's models once,
+get reference-side analyses (cached by content hash + settings), fit a corpus model if the
+group needs one (speaker-ID), score every stored output, release the models - so peak memory
+does not grow with the number of metric groups selected.
 
-With ``jobs > 1`` utterances are evaluated in worker processes, each holding its own system and
-metric objects; only the parent process writes records, so the store stays append-only and the
-numbers do not depend on the number of workers.
+Every step appends one part to the record log; any failure is recorded with its stage and
+reason and the run goes on; a failed utterance is never given a score. A killed run resumes
+with the parts that are missing.
+
+With ``jobs > 1`` synthesis (and scoring of groups without a corpus model) runs in worker
+processes; only the parent process writes records, so the numbers do not depend on the number
+of workers.
 """
 from __future__ import annotations
 
@@ -21,9 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from resyn_bench import __version__
-from resyn_bench.audio import (Audio, AudioError, ResampleLog, ensure_rate, load_audio, validate,
-                               write_audio)
+from resyn_bench.audio import AudioError, ResampleLog, ensure_rate, load_audio, validate, write_audio
 from resyn_bench.cache import AnalysisCache, audio_hash
 from resyn_bench.store import MANIFEST, OUTPUTS, RecordStore, read_manifest, write_json_atomic
 
@@ -47,7 +53,6 @@ class RunConfig:
     resume: bool = True
     overwrite: bool = False
     retry_failed: bool = False
-    save_audio: bool = True
     use_cache: bool = True
     cache_dir: str | None = None
     jobs: int = 1
@@ -74,43 +79,24 @@ def _resampler_id() -> str:
         return "soxr-HQ"
 
 
-class Evaluator:
-    """Holds one system and its metric groups; evaluates one utterance at a time."""
+class Synthesizer:
+    """Phase 1, per utterance: load + validate the reference, run the system, validate and
+    store the output. Holds the system only (no metric models)."""
 
     def __init__(self, config: RunConfig):
-        from resyn_bench.registry import make_metric, make_system, resolve_metric_names
+        from resyn_bench.registry import make_system
 
         self.config = config
         self.system = make_system(config.system, **config.system_options)
-        self.groups = [make_metric(n, **_metric_options(config, n))
-                       for n in resolve_metric_names(config.metrics)]
-        self.cache = AnalysisCache(config.cache_dir, enabled=config.use_cache)
-        self.outputs_dir = Path(config.out) / OUTPUTS if config.save_audio else None
-        self.resampler = _resampler_id()
+        self.outputs_dir = Path(config.out) / OUTPUTS
 
-    # -- reference side -------------------------------------------------------------------
-    def _reference_analysis(self, group, ref: Audio, content: str, log: ResampleLog, cache_use: dict):
-        key = self.cache.key(content, group.name, {"settings": group.settings(),
-                                                   "rate": group.sample_rate,
-                                                   "resampler": self.resampler})
-        cached = self.cache.get(key)
-        if cached is not None:
-            cache_use[group.name] = "hit"
-            return cached
-        cache_use[group.name] = "miss"
-        audio = ensure_rate(ref, group.sample_rate, purpose=f"metric {group.name} (reference)", log=log)
-        analysis = group.analyse_reference(audio)
-        self.cache.put(key, analysis)
-        return analysis
-
-    # -- one utterance ----------------------------------------------------------------------
-    def evaluate(self, utt) -> tuple[dict[str, Any], dict[str, int]]:
+    def synthesize(self, utt) -> tuple[dict[str, Any], dict[str, int]]:
         log = ResampleLog()
         timings: dict[str, float] = {}
-        record: dict[str, Any] = {"utt_id": utt.utt_id, "speaker": utt.speaker, "text": utt.text,
-                                  "reference_path": str(utt.path), "system": self.config.system,
-                                  "dataset": self.config.dataset, "metrics": {}, "counts": {},
-                                  "extra": {}, "errors": {}, "timings": timings}
+        record: dict[str, Any] = {"part": "synthesis", "utt_id": utt.utt_id, "speaker": utt.speaker,
+                                  "text": utt.text, "reference_path": str(utt.path),
+                                  "system": self.config.system, "dataset": self.config.dataset,
+                                  "extra": {}, "timings": timings}
 
         def fail(stage: str, reason: str, kind: str | None = None):
             record.update(status="failed", stage=stage, reason=reason, error_kind=kind)
@@ -123,18 +109,9 @@ class Evaluator:
             return fail("reference", str(exc), exc.kind)
         record["duration_s"] = ref.duration
         record["reference_sample_rate"] = ref.sample_rate
+        # content hash: later passes find cached reference analyses without re-reading audio
+        record["reference_hash"] = audio_hash(ref.samples, ref.sample_rate)
         timings["load"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        content = audio_hash(ref.samples, ref.sample_rate)
-        references, cache_use = {}, {}
-        for group in self.groups:
-            try:
-                references[group.name] = self._reference_analysis(group, ref, content, log, cache_use)
-            except Exception as exc:  # a metric's own failure on this reference
-                record["errors"][group.name] = f"reference analysis: {type(exc).__name__}: {exc}"
-        record["cache"] = cache_use
-        timings["reference"] = time.perf_counter() - t
 
         t = time.perf_counter()
         try:
@@ -152,61 +129,105 @@ class Evaluator:
         if out.path is not None:
             # The output already is a file (copy, outputs:DIR): point at it, don't duplicate it.
             record["output_path"] = str(Path(out.path).resolve())
-        elif self.outputs_dir is not None:
-            # Score exactly what is stored, so re-scoring the saved files (outputs:DIR)
-            # reproduces this run's numbers.
-            clipped = int((abs(out.samples) > 1.0).sum())
+        else:
+            clipped = int((np.abs(out.samples) > 1.0).sum())
             if clipped:
                 record["extra"]["clipped_samples"] = clipped
             path = self.outputs_dir / f"{utt.utt_id}.wav"
             write_audio(path, out)
-            out = load_audio(path)
             record["output_path"] = f"{OUTPUTS}/{path.name}"
         record["output_duration_s"] = out.duration
         record["output_sample_rate"] = out.sample_rate
+        record["status"] = "ok"
         timings["save"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        for group in self.groups:
-            if group.name in record["errors"]:
-                continue
-            try:
-                scored = ensure_rate(out, group.sample_rate, purpose=f"metric {group.name} (output)",
-                                     log=log)
-                score = group.score(references[group.name], scored, utt)
-            except Exception as exc:
-                record["errors"][group.name] = f"{type(exc).__name__}: {exc}"
-                continue
-            record["metrics"].update(score.values)
-            # counts are group-local names; records namespace them ("f0.n_frames")
-            record["counts"].update({f"{group.name}.{k}": v for k, v in score.counts.items()})
-            if score.extra:
-                record["extra"][group.name] = score.extra
-        timings["score"] = time.perf_counter() - t
-
-        if not record["errors"]:
-            record["status"] = "ok"
-        elif len(record["errors"]) == len(self.groups):
-            record.update(status="failed", stage="metrics",
-                          reason="; ".join(f"{k}: {v}" for k, v in record["errors"].items()))
-        else:
-            record["status"] = "partial"
         return record, log.counts
 
 
-# Worker-process state for jobs > 1 (one Evaluator per process, built once).
-_WORKER: Evaluator | None = None
+class Scorer:
+    """Phase 2, one metric group at a time: reference analyses (cached by content hash +
+    settings), optional corpus fit, then scoring of every stored output.
+
+    Outputs are scored as stored on disk, so re-scoring the saved files (outputs:DIR)
+    reproduces a run's numbers exactly."""
+
+    def __init__(self, config: RunConfig, group):
+        self.config = config
+        self.group = group
+        self.cache = AnalysisCache(config.cache_dir, enabled=config.use_cache)
+        self.resampler = _resampler_id()
+        self.run_dir = Path(config.out)
+
+    def _key(self, content: str) -> str:
+        g = self.group
+        return self.cache.key(content, g.name, {"settings": g.settings(), "rate": g.sample_rate,
+                                                "resampler": self.resampler})
+
+    def reference(self, utt, content: str | None, log: ResampleLog) -> tuple[dict, str]:
+        cached = self.cache.get(self._key(content)) if content else None
+        if cached is not None:
+            return cached, "hit"
+        ref = load_audio(utt.path)
+        content = content or audio_hash(ref.samples, ref.sample_rate)
+        audio = ensure_rate(ref, self.group.sample_rate,
+                            purpose=f"metric {self.group.name} (reference)", log=log)
+        analysis = self.group.analyse_reference(audio)
+        self.cache.put(self._key(content), analysis)
+        return analysis, "miss"
+
+    def score(self, utt, synthesis: dict[str, Any], reference: dict | None = None,
+              cache_use: str | None = None) -> tuple[dict[str, Any], dict[str, int]]:
+        log = ResampleLog()
+        g = self.group
+        event: dict[str, Any] = {"part": "metric", "group": g.name, "utt_id": utt.utt_id}
+        t0 = time.perf_counter()
+        if g.needs_text and not utt.text:
+            event.update(status="skipped", reason=f"{g.name} needs a transcript; this utterance has none")
+            return event, log.counts
+        try:
+            if reference is None:
+                reference, cache_use = self.reference(utt, synthesis.get("reference_hash"), log)
+            event["cache"] = cache_use
+            t1 = time.perf_counter()
+            out_path = Path(synthesis["output_path"])
+            out = load_audio(out_path if out_path.is_absolute() else self.run_dir / out_path)
+            out = ensure_rate(out, g.sample_rate, purpose=f"metric {g.name} (output)", log=log)
+            score = g.score(reference, out, utt)
+        except Exception as exc:  # this metric fails for this utterance: recorded, not scored
+            event.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
+                         timings={"total": time.perf_counter() - t0})
+            return event, log.counts
+        event.update(status="ok", values=score.values, counts=score.counts, extra=score.extra,
+                     timings={"reference": t1 - t0, "score": time.perf_counter() - t1})
+        return event, log.counts
 
 
-def _worker_init(config: RunConfig) -> None:
+# Worker-process state for jobs > 1 (built once per process).
+_WORKER: Any = None
+
+
+def _init_synth_worker(config: RunConfig) -> None:
     global _WORKER
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _WORKER = Evaluator(config)
+    _WORKER = Synthesizer(config)
 
 
-def _worker_evaluate(utt):
-    assert _WORKER is not None
-    return _WORKER.evaluate(utt)
+def _synth_task(utt):
+    return _WORKER.synthesize(utt)
+
+
+def _init_score_worker(config: RunConfig, group_name: str) -> None:
+    global _WORKER
+    from resyn_bench.registry import make_metric
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    group = make_metric(group_name, **_metric_options(config, group_name))
+    group.load()
+    _WORKER = Scorer(config, group)
+
+
+def _score_task(item):
+    utt, synthesis = item
+    return _WORKER.score(utt, synthesis)
 
 
 @dataclass
@@ -249,21 +270,27 @@ def _prepare_run_dir(config: RunConfig, store: RecordStore) -> dict[str, Any] | 
 def run(config: RunConfig, progress: bool = True) -> RunResult:
     from resyn_bench.datasets import load_dataset
     from resyn_bench.provenance import environment
+    from resyn_bench.registry import make_metric, resolve_metric_names
 
     if config.jobs < 1:
         raise RunError("--jobs must be >= 1")
     dataset = load_dataset(config.dataset, config.data_root, config.split, config.limit,
                            **config.dataset_options)
-    evaluator = Evaluator(config)  # builds system + metrics now: configuration errors surface early
+    # build everything now, so configuration errors surface before any work
+    synthesizer = Synthesizer(config)
+    groups = [make_metric(n, **_metric_options(config, n)) for n in resolve_metric_names(config.metrics)]
 
     run_dir = Path(config.out)
     store = RecordStore(run_dir)
     previous = _prepare_run_dir(config, store)
     store.repair()
-    done = store.load()
+    events = store.events()
+    done_synth = {e["utt_id"]: e for e in events if e.get("part", "synthesis") == "synthesis"}
+    done_metric = {(e["utt_id"], e["group"]) for e in events if e.get("part") == "metric"
+                   and (e.get("status") != "failed" or not config.retry_failed)}
     if config.retry_failed:
-        done = {k: r for k, r in done.items() if r.get("status") == "ok"}
-    pending = [u for u in dataset.utterances if u.utt_id not in done]
+        done_synth = {k: e for k, e in done_synth.items() if e.get("status") == "ok"}
+    pending = [u for u in dataset.utterances if u.utt_id not in done_synth]
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     log = ResampleLog(dict((previous or {}).get("resampling", {})))
@@ -272,11 +299,12 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
         "resyn_bench_version": __version__,
         "created": (previous or {}).get("created", started),
         "config": {**dataclasses.asdict(config), "identity": config.identity()},
-        "system": evaluator.system.describe(),
+        "system": synthesizer.system.describe(),
         "dataset": {"name": dataset.name, "root": str(dataset.root) if dataset.root else None,
                     "n_utterances": len(dataset.utterances), **dataset.info},
         "metrics": {g.name: {"settings": g.settings(), "specs": [s.to_dict() for s in g.specs],
-                             "analysis_sample_rate": g.sample_rate} for g in evaluator.groups},
+                             "options": _metric_options(config, g.name),
+                             "analysis_sample_rate": g.sample_rate} for g in groups},
         "environment": environment(),
         "resampling": log.counts,
         "sessions": sessions,
@@ -284,72 +312,145 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
     }
     write_json_atomic(run_dir / MANIFEST, manifest)
 
-    stage_s: dict[str, float] = {}
-    n_processed = n_failed = 0
-    cache_hits = cache_misses = 0
+    stats = _SessionStats()
     t0 = time.perf_counter()
     interrupted = False
-    bar = _progress(len(pending), f"{config.system} on {config.dataset}", progress)
-
-    def accept(record, counts):
-        nonlocal n_processed, n_failed, cache_hits, cache_misses
-        store.append(record)
-        log.merge(counts)
-        n_processed += 1
-        n_failed += record["status"] == "failed"
-        for stage, seconds in record.get("timings", {}).items():
-            stage_s[stage] = stage_s.get(stage, 0.0) + seconds
-        for use in record.get("cache", {}).values():
-            cache_hits += use == "hit"
-            cache_misses += use == "miss"
-        if bar is not None:
-            bar.update(1)
-
     try:
+        # phase 1: the system, utterance by utterance
+        bar = _progress(len(pending), f"{config.system} on {config.dataset}", progress)
+
+        def accept_synthesis(record, counts):
+            store.append(record)
+            log.merge(counts)
+            done_synth[record["utt_id"]] = record
+            stats.add("synthesis", record)
+            if bar is not None:
+                bar.update(1)
+
         if config.jobs == 1 or len(pending) <= 1:
             for utt in pending:
-                accept(*evaluator.evaluate(utt))
+                accept_synthesis(*synthesizer.synthesize(utt))
         else:
-            _run_parallel(config, pending, accept)
+            _run_parallel(config.jobs, pending, _init_synth_worker, (config,), _synth_task,
+                          accept_synthesis)
+        if bar is not None:
+            bar.close()
+
+        # phase 2: one metric group at a time (its models loaded once, then released)
+        scorable = [u for u in dataset.utterances
+                    if done_synth.get(u.utt_id, {}).get("status") == "ok"]
+        for group in groups:
+            todo = [u for u in scorable if (u.utt_id, group.name) not in done_metric]
+            if not todo:
+                continue
+            _score_group(config, group, dataset, done_synth, todo, store, log, stats, progress)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        if bar is not None:
-            bar.close()
         wall = time.perf_counter() - t0
         sessions.append({"started": started,
                          "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                         "n_pending": len(pending), "n_processed": n_processed,
+                         "n_pending": len(pending), "n_processed": stats.n_synth,
                          "n_skipped_done": len(dataset.utterances) - len(pending),
-                         "n_failed": n_failed, "wall_s": round(wall, 3), "jobs": config.jobs,
-                         "stage_s": {k: round(v, 3) for k, v in stage_s.items()},
-                         "reference_cache": {"hits": cache_hits, "misses": cache_misses},
+                         "n_failed": stats.n_synth_failed, "metric_parts": stats.n_metric,
+                         "wall_s": round(wall, 3), "jobs": config.jobs,
+                         "stage_s": {k: round(v, 3) for k, v in stats.stage_s.items()},
+                         "reference_cache": {"hits": stats.hits, "misses": stats.misses},
                          "interrupted": interrupted})
         manifest["resampling"] = log.counts
         manifest["status"] = "interrupted" if interrupted else "complete"
         write_json_atomic(run_dir / MANIFEST, manifest)
     if interrupted:
         raise KeyboardInterrupt
+    merged = store.load([g.name for g in groups])
+    n_failed = sum(merged[u.utt_id]["status"] == "failed" for u in dataset.utterances
+                   if u.utt_id in merged)
     return RunResult(run_dir, len(dataset.utterances), len(dataset.utterances) - len(pending),
-                     n_processed, n_failed, wall)
+                     stats.n_synth, n_failed, wall)
 
 
-def _run_parallel(config: RunConfig, pending, accept) -> None:
-    window = config.jobs * 2  # bounded in-flight work: a kill loses at most this many
-    with ProcessPoolExecutor(max_workers=config.jobs, initializer=_worker_init,
-                             initargs=(config,)) as pool:
-        todo = iter(pending)
+@dataclass
+class _SessionStats:
+    n_synth: int = 0
+    n_synth_failed: int = 0
+    n_metric: int = 0
+    hits: int = 0
+    misses: int = 0
+    stage_s: dict[str, float] = field(default_factory=dict)
+
+    def add(self, prefix: str, record: dict[str, Any]) -> None:
+        if record.get("part") == "synthesis":
+            self.n_synth += 1
+            self.n_synth_failed += record.get("status") == "failed"
+        else:
+            self.n_metric += 1
+            self.hits += record.get("cache") == "hit"
+            self.misses += record.get("cache") == "miss"
+        for stage, seconds in (record.get("timings") or {}).items():
+            key = f"{prefix}.{stage}"
+            self.stage_s[key] = self.stage_s.get(key, 0.0) + seconds
+
+
+def _score_group(config, group, dataset, synthesis, todo, store, log, stats, progress) -> None:
+    scorer = Scorer(config, group)
+    bar = _progress(len(todo), f"{group.name} metrics", progress)
+
+    def accept(event, counts):
+        store.append(event)
+        log.merge(counts)
+        stats.add(f"metric:{group.name}", event)
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        if group.needs_corpus:
+            group.load()
+            # the corpus model sees every readable real utterance of the dataset selection
+            refs, uses = {}, {}
+            for utt in dataset.utterances:
+                syn = synthesis.get(utt.utt_id, {})
+                if syn.get("stage") == "reference":
+                    continue
+                try:
+                    refs[utt.utt_id], uses[utt.utt_id] = scorer.reference(
+                        utt, syn.get("reference_hash"), log)
+                except Exception:
+                    continue  # its own scoring attempt below records the reason
+            group.fit_corpus([u for u in dataset.utterances if u.utt_id in refs], refs)
+            for utt in todo:
+                if utt.utt_id in refs:
+                    accept(*scorer.score(utt, synthesis[utt.utt_id], refs[utt.utt_id], uses[utt.utt_id]))
+                else:
+                    accept(*scorer.score(utt, synthesis[utt.utt_id]))
+        elif config.jobs == 1 or len(todo) <= 1:
+            group.load()
+            for utt in todo:
+                accept(*scorer.score(utt, synthesis[utt.utt_id]))
+        else:
+            items = [(u, synthesis[u.utt_id]) for u in todo]
+            _run_parallel(config.jobs, items, _init_score_worker, (config, group.name),
+                          _score_task, accept)
+    finally:
+        group.release()
+        if bar is not None:
+            bar.close()
+
+
+def _run_parallel(jobs: int, items, initializer, initargs, task, accept) -> None:
+    window = jobs * 2  # bounded in-flight work: a kill loses at most this many
+    with ProcessPoolExecutor(max_workers=jobs, initializer=initializer, initargs=initargs) as pool:
+        todo = iter(items)
         inflight = set()
-        for utt in todo:
-            inflight.add(pool.submit(_worker_evaluate, utt))
+        for item in todo:
+            inflight.add(pool.submit(task, item))
             if len(inflight) >= window:
                 break
         while inflight:
             finished, inflight = wait(inflight, return_when=FIRST_COMPLETED)
             for fut in finished:
                 accept(*fut.result())
-            for utt in todo:
-                inflight.add(pool.submit(_worker_evaluate, utt))
+            for item in todo:
+                inflight.add(pool.submit(task, item))
                 if len(inflight) >= window:
                     break
 

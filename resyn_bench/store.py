@@ -6,6 +6,8 @@ Layout::
     RUN/records.jsonl     one JSON object per utterance, appended atomically
     RUN/outputs/          the system's output audio (``<utt_id>.wav``), unless disabled
 
+Each utterance is written as parts (its synthesis, then one part per metric group), so metric
+groups can be scored one at a time and a resumed run redoes only the missing parts.
 Appends are one ``write`` of a complete line on an ``O_APPEND`` descriptor followed by fsync, so a
 killed run loses at most the utterance in flight. On reopening, a torn last line (a kill in the
 middle of a write) is cut off, and duplicate ids (which the runner never writes) resolve to the
@@ -38,6 +40,14 @@ def _clean(value: Any) -> Any:
 
 
 class RecordStore:
+    """Append-only event log of a run. Each line is one *part* of one utterance's result:
+
+    - ``{"part": "synthesis", "utt_id", ...}``: reference checks + the system's output;
+    - ``{"part": "metric", "group": "f0", "utt_id", "status", "values", "counts", "extra"}``.
+
+    ``load()`` merges the parts into one record per utterance (see :func:`merge_events`).
+    """
+
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / RECORDS
@@ -54,21 +64,23 @@ class RecordStore:
             fh.truncate(keep)
             return len(data) - keep
 
-    def load(self) -> dict[str, dict[str, Any]]:
-        records: dict[str, dict[str, Any]] = {}
+    def events(self) -> list[dict[str, Any]]:
         if not self.path.exists():
-            return records
+            return []
+        out = []
         with open(self.path, encoding="utf-8") as fh:
             for line in fh:
                 line = line.strip()
                 if not line:
                     continue
                 try:
-                    rec = json.loads(line)
+                    out.append(json.loads(line))
                 except json.JSONDecodeError:
                     continue  # only possible for a torn line; repair() removes those
-                records[rec["utt_id"]] = rec
-        return records
+        return out
+
+    def load(self, groups: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        return merge_events(self.events(), groups)
 
     def append(self, record: dict[str, Any]) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -79,6 +91,64 @@ class RecordStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def merge_events(events: Iterable[dict[str, Any]], groups: Iterable[str] | None = None
+                 ) -> dict[str, dict[str, Any]]:
+    """One record per utterance from its parts (a later part of the same kind replaces an
+    earlier one: that is how ``--retry-failed`` re-does work without rewriting the log).
+
+    The merged record holds the synthesis fields, ``metrics`` (full keys, e.g. "f0.gpe"),
+    ``counts`` (namespaced, "f0.n_frames"), ``extra[group]``, ``errors[group]``,
+    ``skipped[group]``, ``scores[group]`` (the raw metric part) and an overall ``status``:
+    failed (synthesis failed, or every metric failed), partial (some metric failed),
+    incomplete (a group in ``groups`` has no part yet), ok.
+    """
+    synth: dict[str, dict[str, Any]] = {}
+    parts: dict[str, dict[str, dict[str, Any]]] = {}
+    order: list[str] = []
+    for ev in events:
+        uid = ev.get("utt_id")
+        if uid is None:
+            continue
+        if uid not in synth and uid not in parts:
+            order.append(uid)
+        if ev.get("part", "synthesis") == "synthesis":
+            synth[uid] = ev
+        else:
+            parts.setdefault(uid, {})[ev["group"]] = ev
+    wanted = list(groups) if groups is not None else None
+    merged: dict[str, dict[str, Any]] = {}
+    for uid in order:
+        base = dict(synth.get(uid, {"utt_id": uid, "status": "incomplete"}))
+        base.pop("part", None)
+        rec = {**base, "metrics": {}, "counts": {}, "extra": dict(base.get("extra") or {}),
+               "errors": {}, "skipped": {}, "scores": {}, "cache": {}}
+        for group, ev in parts.get(uid, {}).items():
+            rec["scores"][group] = ev
+            if ev.get("cache"):
+                rec["cache"][group] = ev["cache"]
+            status = ev.get("status")
+            if status == "failed":
+                rec["errors"][group] = ev.get("reason")
+            elif status == "skipped":
+                rec["skipped"][group] = ev.get("reason")
+            else:
+                rec["metrics"].update(ev.get("values") or {})
+                rec["counts"].update({f"{group}.{k}": v for k, v in (ev.get("counts") or {}).items()})
+                if ev.get("extra"):
+                    rec["extra"][group] = ev["extra"]
+        if base.get("status") == "ok":
+            n_ok = sum(ev.get("status") == "ok" for ev in parts.get(uid, {}).values())
+            if rec["errors"] and n_ok == 0 and not rec["skipped"]:
+                rec.update(status="failed", stage="metrics",
+                           reason="; ".join(f"{g}: {r}" for g, r in rec["errors"].items()))
+            elif rec["errors"]:
+                rec["status"] = "partial"
+            elif wanted is not None and any(g not in parts.get(uid, {}) for g in wanted):
+                rec["status"] = "incomplete"
+        merged[uid] = rec
+    return merged
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
@@ -97,8 +167,8 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def read_records(run_dir: str | Path) -> list[dict[str, Any]]:
-    return list(RecordStore(run_dir).load().values())
+def read_records(run_dir: str | Path, groups: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    return list(RecordStore(run_dir).load(groups).values())
 
 
 def iter_jsonl(lines: Iterable[str]):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from resyn_bench.metrics.f0 import F0Metrics
+from resyn_bench.metrics.f0 import COUNT_KEYS, F0Metrics, values_from_counts
 from resyn_bench.reports.collate import summarize_run
 from resyn_bench.reports.report import format_summary, write_report
 from resyn_bench.reports.tables import latex_escape, latex_table, markdown_table
@@ -20,19 +20,19 @@ def make_run(path, system, utts):
     write_json_atomic(path / "manifest.json", {
         "config": {"system": system, "dataset": "toy"},
         "dataset": {"n_utterances": len(utts)},
-        "metrics": {"f0": {"settings": group.settings(), "specs": [s.to_dict() for s in group.specs]}}})
+        "metrics": {"f0": {"settings": group.settings(), "specs": [s.to_dict() for s in group.specs],
+                           "options": {"preset": "dio"}}}})
     store = RecordStore(path)
     for uid, counts in utts.items():
         if counts is None:
-            store.append({"utt_id": uid, "status": "failed", "stage": "reference",
-                          "error_kind": "silent", "reason": "silent: x", "metrics": {}, "counts": {}})
+            store.append({"part": "synthesis", "utt_id": uid, "speaker": "s", "status": "failed",
+                          "stage": "reference", "error_kind": "silent", "reason": "silent: x"})
             continue
-        full = dict(counts)
-        n_frames, n_vb = counts["f0.n_frames"], counts["f0.n_voiced_both"]
-        metrics = {"f0.gpe": counts["f0.n_gross"] / n_vb if n_vb else None,
-                   "f0.vde": counts["f0.n_voicing_err"] / n_frames,
-                   "f0.ffe": (counts["f0.n_gross"] + counts["f0.n_voicing_err"]) / n_frames}
-        store.append({"utt_id": uid, "status": "ok", "metrics": metrics, "counts": full})
+        store.append({"part": "synthesis", "utt_id": uid, "speaker": "s", "status": "ok"})
+        local = {k.split(".", 1)[1]: v for k, v in counts.items()}
+        store.append({"part": "metric", "group": "f0", "utt_id": uid, "status": "ok",
+                      "values": values_from_counts({**dict.fromkeys(COUNT_KEYS, 0), **local}),
+                      "counts": local})
     return path
 
 

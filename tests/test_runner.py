@@ -152,8 +152,8 @@ def test_resume_skips_finished_and_never_duplicates(tiny_corpus, tmp_path, home)
     third = run(_config(tiny_corpus, out), progress=False)
     assert third.n_processed == 4
     lines = (out / "records.jsonl").read_text().splitlines()
-    ids = [json.loads(line)["utt_id"] for line in lines]
-    assert len(ids) == len(set(ids)) == 6
+    keys = [(json.loads(line)["utt_id"], json.loads(line)["part"]) for line in lines]
+    assert len(keys) == len(set(keys)) == 12  # synthesis + f0 for each of 6
     assert len(read_manifest(out)["sessions"]) == 3
     with pytest.raises(RunError, match="already holds a run"):
         run(_config(tiny_corpus, out, resume=False), progress=False)
@@ -186,23 +186,29 @@ def test_kill_and_resume_leaves_no_duplicate_or_missing(tmp_path, home):
            "--out", str(out), "--f0-preset", "harvest", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     records = out / "records.jsonl"
+
+    def parts():
+        return [json.loads(line) for line in records.read_text().splitlines()] if records.exists() else []
+
     deadline = time.time() + 120
     while time.time() < deadline:
-        if records.exists() and len(records.read_text().splitlines()) >= 3:
+        if len(parts()) >= 3:
             break
         if proc.poll() is not None:
             pytest.fail(f"run ended before it could be killed: {proc.stderr.read().decode()}")
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    n_before = len(records.read_text().splitlines())
+    n_before = sum(p["part"] == "synthesis" for p in parts())
     assert 3 <= n_before < 12
     result = run(RunConfig(system="world", dataset="manifest", data_root=str(tsv), out=str(out),
                            f0_preset="harvest"), progress=False)
     assert result.n_done_before == n_before
     assert result.n_processed == 12 - n_before
-    ids = [json.loads(line)["utt_id"] for line in records.read_text().splitlines()]
-    assert sorted(ids) == [f"u{i:02d}" for i in range(12)]
+    keys = [(p["utt_id"], p["part"], p.get("group")) for p in parts()]
+    assert len(keys) == len(set(keys)) == 24  # every part exactly once
+    assert sorted(k[0] for k in keys if k[1] == "synthesis") == [f"u{i:02d}" for i in range(12)]
+    assert all(r["status"] == "ok" for r in read_records(out))
 
 
 def test_second_system_reuses_reference_cache(tiny_corpus, tmp_path, home):
@@ -277,3 +283,83 @@ def test_configuration_errors_surface_before_any_work(tiny_corpus, tmp_path, hom
                     system_options={"f0_metod": "dio"}), progress=False)
     assert not (tmp_path / "x" / "records.jsonl").exists()
     assert not os.path.exists(tmp_path / "x" / "manifest.json")
+
+
+EVENTS: list[str] = []
+
+
+class _FakeGroup:
+    """A metric group recording its lifecycle; `corpus` and `text` toggle the needs_* flags."""
+
+    needs_corpus = False
+    needs_text = False
+    sample_rate = 16000
+
+    def __init__(self, label="a"):
+        from resyn_bench.metrics.base import MetricSpec
+
+        self.name = f"fake{label}"
+        self.specs = (MetricSpec(f"{self.name}.len", "Len", True),)
+        self.fitted = None
+
+    def settings(self):
+        return {"label": self.name}
+
+    def load(self):
+        EVENTS.append(f"load {self.name}")
+
+    def release(self):
+        EVENTS.append(f"release {self.name}")
+
+    def analyse_reference(self, audio):
+        return {"n": np.array(len(audio.samples))}
+
+    def fit_corpus(self, utterances, references):
+        EVENTS.append(f"fit {self.name} {len(references)}")
+        self.fitted = len(references)
+
+    def score(self, reference, output, utterance):
+        from resyn_bench.metrics.base import Score
+
+        EVENTS.append(f"score {self.name}")
+        return Score({f"{self.name}.len": float(reference["n"])}, {"n": 1}, {"fitted": self.fitted})
+
+    def aggregate(self, entries):
+        return {f"{self.name}.len": float(sum(e["counts"]["n"] for e in entries))}
+
+
+class _CorpusGroup(_FakeGroup):
+    needs_corpus = True
+
+
+class _TextGroup(_FakeGroup):
+    needs_text = True
+
+
+def test_metric_groups_are_loaded_one_at_a_time(tiny_corpus, tmp_path, home, monkeypatch):
+    for name, cls in (("fakea", _FakeGroup), ("fakeb", _CorpusGroup), ("fakec", _TextGroup)):
+        label = name[-1]
+        monkeypatch.setitem(registry.METRIC_GROUPS, name,
+                            registry.Entry(name, lambda label=label, cls=cls: cls(label), "test"))
+    # one utterance without a transcript
+    lines = tiny_corpus.read_text().splitlines()
+    lines[1] = "\t".join(lines[1].split("\t")[:3] + [""])
+    tiny_corpus.write_text("\n".join(lines) + "\n")
+    EVENTS.clear()
+    run(_config(tiny_corpus, tmp_path / "run", metrics="fakea,fakeb,fakec"), progress=False)
+    # each group's models are loaded, used and released before the next group is loaded
+    loads = [e for e in EVENTS if e.split()[0] in ("load", "release")]
+    assert loads == ["load fakea", "release fakea", "load fakeb", "release fakeb",
+                     "load fakec", "release fakec"]
+    assert "fit fakeb 6" in EVENTS   # the corpus model saw every real utterance
+    recs = _by_id(tmp_path / "run")
+    first = min(recs)
+    assert recs[first]["skipped"] == {"fakec": "fakec needs a transcript; this utterance has none"}
+    assert recs[first]["status"] == "ok"
+    assert all(r["extra"]["fakeb"]["fitted"] == 6 for r in recs.values())
+    s = summarize_run(tmp_path / "run")
+    assert s.metrics["fakea.len"].pooled == 6.0 and s.metrics["fakec.len"].pooled == 5.0
+    # resuming with nothing missing loads no model at all
+    EVENTS.clear()
+    run(_config(tiny_corpus, tmp_path / "run", metrics="fakea,fakeb,fakec"), progress=False)
+    assert EVENTS == []
