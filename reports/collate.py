@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from resyn_bench.metrics.base import MetricSpec
+from resyn_bench.reports.stats import CI
 from resyn_bench.store import read_manifest, read_records
 
 
@@ -24,14 +25,25 @@ class MetricSummary:
     std: float | None           # sample std of the same (ddof=1); None for n < 2
     pooled: float | None        # corpus-level value: group.aggregate() (pooled counts, EER, ...)
     n: int                      # utterances with a defined value
+    ci_pooled: CI | None = None  # bootstrap CI (speakers, then utterances) of ``pooled``
+    ci_mean: CI | None = None    # the same for ``mean``
 
     def value(self, stat: str) -> float | None:
-        return self.pooled if stat == "pooled" else self.mean
+        if stat == "pooled" or self.mean is None:  # corpus-only numbers (EER) have no mean
+            return self.pooled
+        return self.mean
+
+    def ci(self, stat: str) -> CI | None:
+        if stat == "pooled" or self.mean is None:
+            return self.ci_pooled
+        return self.ci_mean
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.spec.label, "mean": self.mean, "std": self.std,
                 "pooled": self.pooled, "n": self.n, "higher_is_better": self.spec.higher_is_better,
-                "unit": self.spec.unit, "percent": self.spec.percent}
+                "unit": self.spec.unit, "percent": self.spec.percent,
+                "ci_mean": self.ci_mean.to_dict() if self.ci_mean else None,
+                "ci_pooled": self.ci_pooled.to_dict() if self.ci_pooled else None}
 
 
 @dataclass
@@ -48,6 +60,8 @@ class RunSummary:
     metrics: dict[str, MetricSummary] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # metric group -> settings
     records: list[dict[str, Any]] = field(default_factory=list)
+    groups: dict[str, Any] = field(default_factory=dict)     # group name -> group object
+    entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per group
 
     @property
     def complete(self) -> bool:
@@ -75,6 +89,12 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return mean, math.sqrt(var)
 
 
+def _group_cis(*args, **kwargs):
+    from resyn_bench.reports.uncertainty import group_cis
+
+    return group_cis(*args, **kwargs)
+
+
 def metric_group(name: str, options: dict[str, Any] | None = None):
     """The run's metric group object (cheap to build: no models) for aggregation."""
     from resyn_bench.registry import METRIC_GROUPS
@@ -100,7 +120,8 @@ def _failure_key(rec: dict[str, Any]) -> str:
     return f"{rec.get('stage', '?')}: {kind}" if kind else f"{rec.get('stage', '?')}"
 
 
-def summarize_run(run_dir: str | Path) -> RunSummary:
+def summarize_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> RunSummary:
+    """Collate one run. ``n_boot=0`` skips the bootstrap CIs."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     groups = list(manifest.get("metrics", {}))
@@ -118,8 +139,12 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
         entries = group_entries(records, group)
         obj = metric_group(group, info.get("options"))
         corpus = obj.aggregate(entries) if obj is not None and entries else {}
+        ci_corpus, ci_mean = ({}, {}) if obj is None or n_boot <= 0 else _group_cis(
+            obj, entries, [s.key for s in specs], corpus, n_boot=n_boot, seed=seed)
+        summary.groups[group], summary.entries[group] = obj, entries
         for spec in specs:
             values = [e["values"][spec.key] for e in entries if e["values"].get(spec.key) is not None]
             mean, std = _mean_std(values)
-            summary.metrics[spec.key] = MetricSummary(spec, mean, std, corpus.get(spec.key), len(values))
+            summary.metrics[spec.key] = MetricSummary(spec, mean, std, corpus.get(spec.key), len(values),
+                                                      ci_corpus.get(spec.key), ci_mean.get(spec.key))
     return summary

@@ -32,13 +32,21 @@ def format_summary(s: RunSummary, utterances: bool = False) -> str:
     if s.failures:
         lines.append("failures " + ", ".join(f"{k} x{n}" for k, n in sorted(s.failures.items())))
     lines.append("")
-    header = f"{'metric':<22}{'mean':>10}{'std':>10}{'pooled':>10}{'n':>6}"
+    def interval(spec, ci):
+        if ci is None or ci.low is None:
+            return ""
+        return f"[{format_value(spec, ci.low)}, {format_value(spec, ci.high)}]"
+
+    header = (f"{'metric':<24}{'mean':>9}{'95% CI':>18}{'std':>9}{'pooled':>9}{'95% CI':>18}"
+              f"{'n':>6}")
     lines += [header, "-" * len(header)]
     for key, m in s.metrics.items():
         unit = "%" if m.spec.percent else m.spec.unit
         name = f"{m.spec.label}{f' ({unit})' if unit else ''} {m.spec.arrow}"
-        lines.append(f"{name:<22}{format_value(m.spec, m.mean):>10}{format_value(m.spec, m.std):>10}"
-                     f"{format_value(m.spec, m.pooled):>10}{m.n:>6}")
+        lines.append(f"{name:<24}{format_value(m.spec, m.mean):>9}{interval(m.spec, m.ci_mean):>18}"
+                     f"{format_value(m.spec, m.std):>9}{format_value(m.spec, m.pooled):>9}"
+                     f"{interval(m.spec, m.ci_pooled):>18}{m.n:>6}")
+    lines.append("CIs: bootstrap over speakers, then utterances (1000 replicates, seed 0)")
     if utterances:
         keys = list(s.metrics)
         lines += ["", "utt_id".ljust(24) + "status".ljust(9)

@@ -34,6 +34,49 @@ def format_value(spec: MetricSpec, value: float | None) -> str:
     return f"{value:.3f}"
 
 
+def format_cell(spec: MetricSpec, summary, stat: str, ci: bool, mark: str = "", pm: str = " ± ") -> str:
+    m = summary.metrics.get(spec.key)
+    if m is None or m.value(stat) is None:
+        return "–"
+    text = format_value(spec, m.value(stat))
+    interval = m.ci(stat)
+    if ci and interval is not None and interval.low is not None:
+        text += pm + format_value(spec, (interval.high - interval.low) / 2)
+    return text + mark
+
+
+def significance(summaries: Sequence[RunSummary], stat: str, alpha: float = 0.05
+                 ) -> dict[tuple[int, str], object]:
+    """Paired bootstrap of each run against the first run on the same dataset (the baseline,
+    usually ``copy``), per metric; returns {(row, key): PairedResult}."""
+    from resyn_bench.reports.uncertainty import compare
+
+    results = {}
+    baselines: dict[str, int] = {}
+    for i, s in enumerate(summaries):
+        base = baselines.setdefault(s.dataset, i)
+        if base == i:
+            continue
+        b = summaries[base]
+        for key, m in s.metrics.items():
+            group = key.split(".", 1)[0]
+            obj = s.groups.get(group)
+            if obj is None or group not in b.entries or m.value(stat) is None:
+                continue
+            use = "pooled" if (stat == "pooled" or m.mean is None) else "mean"
+            res = compare(obj, b.entries[group], s.entries[group], key, stat=use)
+            if res.n_common:
+                results[(i, key)] = res
+    return results
+
+
+def _mark(results, row: int, key: str, alpha: float = 0.05) -> str:
+    from resyn_bench.reports.stats import significant
+
+    res = results.get((row, key))
+    return "*" if res is not None and significant(res, alpha) else ""
+
+
 def _header(spec: MetricSpec) -> tuple[str, str]:
     """(plain label with unit, unit suffix) for a column."""
     unit = "%" if spec.percent else spec.unit
@@ -54,15 +97,25 @@ def _settings_note(summaries: Sequence[RunSummary]) -> str:
     return f"F0 extractor: {', '.join(presets)}." if presets else ""
 
 
-def caption(summaries: Sequence[RunSummary], stat: str) -> str:
-    what = ("utterance means" if stat == "mean"
-            else "corpus-pooled values (frames/edits summed over utterances)")
+def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: bool = True) -> str:
+    what = ("utterance means (corpus-level values where a metric has no per-utterance value)"
+            if stat == "mean" else "corpus-level values (frames/edits pooled over utterances)")
     n = "; ".join(f"{s.system}: {s.n_ok + s.n_partial}/{s.n_total} scored" for s in summaries)
-    return f"Values are {what}. {_settings_note(summaries)} Utterances: {n}.".replace("  ", " ")
+    parts = [f"Values are {what}."]
+    if ci:
+        parts.append("± is the half-width of a 95% bootstrap CI (speakers, then utterances; 1000 "
+                     "replicates, seed 0).")
+    if marks:
+        parts.append("* marks a difference from the first row of the same dataset with paired "
+                     "bootstrap p < 0.05.")
+    parts += [_settings_note(summaries), f"Utterances: {n}."]
+    return " ".join(p for p in parts if p)
 
 
-def markdown_table(summaries: Sequence[RunSummary], stat: str = "mean") -> str:
+def markdown_table(summaries: Sequence[RunSummary], stat: str = "mean", ci: bool = True,
+                   marks: bool = True) -> str:
     specs = columns(summaries)
+    sig = significance(summaries, stat) if marks else {}
     head = ["Dataset", "System"]
     for spec in specs:
         label, unit = _header(spec)
@@ -70,19 +123,20 @@ def markdown_table(summaries: Sequence[RunSummary], stat: str = "mean") -> str:
     head.append("N")
     lines = ["| " + " | ".join(head) + " |",
              "|" + "|".join([":--", ":--"] + ["--:"] * (len(specs) + 1)) + "|"]
-    for s in summaries:
+    for i, s in enumerate(summaries):
         row = [markdown_escape(s.dataset), markdown_escape(s.system)]
-        row += [format_value(spec, s.metrics[spec.key].value(stat)) if spec.key in s.metrics else "–"
-                for spec in specs]
+        row += [format_cell(spec, s, stat, ci, _mark(sig, i, spec.key)) for spec in specs]
         row.append(f"{s.n_ok + s.n_partial}/{s.n_total}")
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    lines.append(f"_{markdown_escape(caption(summaries, stat))}_")
+    lines.append(f"_{markdown_escape(caption(summaries, stat, ci, marks))}_")
     return "\n".join(lines) + "\n"
 
 
-def latex_table(summaries: Sequence[RunSummary], stat: str = "mean", label: str = "tab:resynthesis") -> str:
+def latex_table(summaries: Sequence[RunSummary], stat: str = "mean", label: str = "tab:resynthesis",
+                ci: bool = True, marks: bool = True) -> str:
     specs = columns(summaries)
+    sig = significance(summaries, stat) if marks else {}
     head = ["Dataset", "System"]
     for spec in specs:
         name, unit = _header(spec)
@@ -92,14 +146,14 @@ def latex_table(summaries: Sequence[RunSummary], stat: str = "mean", label: str 
     out = [r"% requires \usepackage{booktabs}", r"\begin{table}[t]", r"  \centering",
            r"  \begin{tabular}{ll" + "r" * (len(specs) + 1) + "}", r"    \toprule",
            "    " + " & ".join(head) + r" \\", r"    \midrule"]
-    for s in summaries:
+    for i, s in enumerate(summaries):
         row = [latex_escape(s.dataset), latex_escape(s.system)]
-        row += [format_value(spec, s.metrics[spec.key].value(stat)) if spec.key in s.metrics else "--"
-                for spec in specs]
+        row += [format_cell(spec, s, stat, ci, "$^*$" if _mark(sig, i, spec.key) else "",
+                            pm=r" $\pm$ ") for spec in specs]
         row = [c.replace("–", "--") for c in row]
         row.append(f"{s.n_ok + s.n_partial}/{s.n_total}")
         out.append("    " + " & ".join(row) + r" \\")
     out += [r"    \bottomrule", r"  \end{tabular}",
-            f"  \\caption{{{latex_escape(caption(summaries, stat))}}}",
+            f"  \\caption{{{latex_escape(caption(summaries, stat, ci, marks))}}}",
             f"  \\label{{{latex_escape(label)}}}", r"\end{table}"]
     return "\n".join(out) + "\n"

@@ -59,18 +59,18 @@ def test_mean_and_pooled_differ_as_computed_by_hand(runs):
 
 def test_markdown_table(runs):
     summaries = [summarize_run(r) for r in runs]
-    md = markdown_table(summaries, "mean")
+    md = markdown_table(summaries, "mean", ci=False, marks=False)
     lines = md.splitlines()
     assert lines[0].startswith("| Dataset | System | GPE (%) ↓ | VDE (%) ↓ | FFE (%) ↓")
     assert "| toy | copy | 0.00 | 0.00 | 0.00 |" in md
     assert "| toy | sys_&_50% | 60.00 | 10.00 | 40.00 |" in md
     assert "2/3 scored" in md
-    pooled = markdown_table(summaries, "pooled")
-    assert "| toy | sys_&_50% | 27.27 |" in pooled and "corpus-pooled" in pooled
+    pooled = markdown_table(summaries, "pooled", ci=False, marks=False)
+    assert "| toy | sys_&_50% | 27.27 |" in pooled and "pooled over utterances" in pooled
 
 
 def test_latex_table_is_escaped_booktabs_with_arrows(runs):
-    tex = latex_table([summarize_run(r) for r in runs])
+    tex = latex_table([summarize_run(r) for r in runs], ci=False, marks=False)
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
     assert r"GPE (\%) $\downarrow$" in tex
     assert r"sys\_\&\_50\%" in tex
@@ -84,3 +84,24 @@ def test_write_report_and_terminal_summary(runs, tmp_path):
     assert all(p.stat().st_size > 0 for p in paths.values())
     text = format_summary(summarize_run(runs[1]), utterances=True)
     assert "failed 1" in text and "reference: silent x1" in text and "u3" in text
+
+
+def test_cis_and_significance_marks(tmp_path):
+    # baseline: no errors; b: every one of 20 utterances (4 speakers) has many gross errors
+    good = {f"u{i}": _counts(100, 50, 0, 0) for i in range(20)}
+    bad = {f"u{i}": _counts(100, 50, 20 + i % 3, 5) for i in range(20)}
+    a = make_run(tmp_path / "a", "copy", good)
+    b = make_run(tmp_path / "b", "bad", bad)
+    sa, sb = summarize_run(a), summarize_run(b)
+    ci = sb.metrics["f0.gpe"].ci_pooled
+    assert ci.low <= sb.metrics["f0.gpe"].pooled <= ci.high and ci.n_boot == 1000
+    assert sb.metrics["f0.gpe"].ci_mean is not None
+    md = markdown_table([sa, sb])
+    row = [line for line in md.splitlines() if "| bad |" in line][0]
+    assert "41.90 ± " in row and "*" in row          # significantly worse than the first row
+    assert "*" not in [line for line in md.splitlines() if "| copy |" in line][0]
+    assert "95% bootstrap CI" in md
+    tex = latex_table([sa, sb])
+    assert r"$\pm$" in tex and "$^*$" in tex
+    # reproducible: the same seed gives the same interval
+    assert summarize_run(b).metrics["f0.gpe"].ci_pooled == ci

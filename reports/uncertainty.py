@@ -1,0 +1,95 @@
+"""Bootstrap confidence intervals and paired significance for every corpus-level number.
+
+For one metric group, all its keys are resampled together (one set of replicates, resampling
+speakers then utterances, seeded): groups with the default count-based ``aggregate`` take the
+vectorised count path (``W @ counts``); others (EER from trials, ...) call ``aggregate`` on
+each replicate's entries.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from resyn_bench.metrics.base import MetricGroup
+from resyn_bench.reports.stats import (CI, PairedResult, bootstrap_weights, iter_bootstrap_indices,
+                                       paired_bootstrap)
+
+N_BOOT = 1000
+LEVEL = 0.95
+SEED = 0
+
+
+def _ci(estimate, reps: list[float | None], level: float, n_boot: int) -> CI:
+    valid = np.array([r for r in reps if r is not None and np.isfinite(r)], dtype=float)
+    if valid.size == 0:
+        return CI(estimate, None, None, level, n_boot, 0)
+    lo, hi = np.quantile(valid, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return CI(estimate, float(lo), float(hi), level, n_boot, int(valid.size), replicates=valid)
+
+
+def _uses_count_path(group) -> bool:
+    return type(group).aggregate is MetricGroup.aggregate
+
+
+def corpus_replicates(group, entries: Sequence[dict[str, Any]], n_boot: int = N_BOOT,
+                      seed: int = SEED) -> list[dict[str, float | None]]:
+    """Corpus-level values of ``group`` on each bootstrap replicate of ``entries``."""
+    speakers = [e.get("speaker") for e in entries]
+    if _uses_count_path(group):
+        keys = sorted({k for e in entries for k in (e.get("counts") or {})})
+        matrix = np.array([[float((e.get("counts") or {}).get(k) or 0.0) for k in keys]
+                           for e in entries])
+        out = []
+        for w in bootstrap_weights(speakers, n_boot, seed):
+            for row in w @ matrix:
+                out.append(group.pool(dict(zip(keys, row.tolist()))))
+        return out
+    return [group.aggregate([entries[i] for i in idx])
+            for idx in iter_bootstrap_indices(speakers, n_boot, seed)]
+
+
+def mean_replicates(values: Sequence[float | None], speakers: Sequence, n_boot: int = N_BOOT,
+                    seed: int = SEED) -> list[float | None]:
+    """Utterance means of ``values`` (None = undefined, excluded) on each replicate."""
+    x = np.array([0.0 if v is None else float(v) for v in values])
+    defined = np.array([v is not None for v in values], dtype=float)
+    out: list[float | None] = []
+    for w in bootstrap_weights(speakers, n_boot, seed):
+        n = w @ defined
+        s = w @ x
+        out += [float(a / b) if b > 0 else None for a, b in zip(s, n)]
+    return out
+
+
+def group_cis(group, entries: Sequence[dict[str, Any]], keys: Sequence[str], corpus: dict[str, Any],
+              n_boot: int = N_BOOT, level: float = LEVEL, seed: int = SEED
+              ) -> tuple[dict[str, CI], dict[str, CI]]:
+    """(CIs of the corpus-level values, CIs of the utterance means) for each key."""
+    if not entries:
+        return {}, {}
+    reps = corpus_replicates(group, entries, n_boot, seed)
+    speakers = [e.get("speaker") for e in entries]
+    corpus_ci, mean_ci = {}, {}
+    for key in keys:
+        if corpus.get(key) is not None:
+            corpus_ci[key] = _ci(corpus[key], [r.get(key) for r in reps], level, n_boot)
+        values = [e["values"].get(key) for e in entries]
+        if any(v is not None for v in values):
+            defined = [v for v in values if v is not None]
+            mean_ci[key] = _ci(float(np.mean(defined)), mean_replicates(values, speakers, n_boot, seed),
+                               level, n_boot)
+    return corpus_ci, mean_ci
+
+
+def compare(group, entries_a, entries_b, key: str, stat: str = "mean", n_boot: int = N_BOOT,
+            seed: int = SEED) -> PairedResult:
+    """Paired bootstrap of system b minus system a on the utterances both scored."""
+    if stat == "mean":
+        def statistic(es):
+            vals = [e["values"].get(key) for e in es if e["values"].get(key) is not None]
+            return float(np.mean(vals)) if vals else None
+    else:
+        def statistic(es):
+            return group.aggregate(es).get(key)
+    return paired_bootstrap(entries_a, entries_b, statistic, n_boot=n_boot, seed=seed)
