@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default="fast", help="metric groups or suites, comma-separated "
                                                      "(default: fast; see `resyn-bench ls metrics`)")
     p.add_argument("--f0-preset", help="pitch extractor preset (see `resyn-bench ls presets`)")
+    p.add_argument("-m", "--metric-option", action="append", type=_parse_option, default=[],
+                   metavar="GROUP.KEY=VALUE",
+                   help="metric option, e.g. -m asr.backend=whisper -m asr.model=/path/base.en.pt")
     p.add_argument("-o", "--option", action="append", type=_parse_option, default=[],
                    metavar="KEY=VALUE", help="system option, e.g. -o f0_method=dio (repeatable)")
     p.add_argument("--outputs-pattern", help="for outputs:DIR: file name pattern with {utt_id}, "
@@ -126,10 +129,16 @@ def cmd_run(args) -> int:
         if not args.system.startswith("outputs:"):
             raise SystemExit("error: --outputs-pattern applies only to outputs:DIR systems")
         options["pattern"] = args.outputs_pattern
+    metric_options: dict[str, dict] = {}
+    for key, value in args.metric_option:
+        group, dot, name = key.partition(".")
+        if not dot or not name:
+            raise SystemExit(f"error: metric options are GROUP.KEY=VALUE, got {key!r}")
+        metric_options.setdefault(group, {})[name] = value
     out = args.out or str(Path("runs") / f"{_sanitize(args.dataset)}-{_sanitize(args.system)}")
     config = RunConfig(system=args.system, dataset=args.dataset, out=out, data_root=args.data_root,
                        split=args.split, limit=args.limit, metrics=args.metrics,
-                       dataset_options=dict(args.dataset_option),
+                       dataset_options=dict(args.dataset_option), metric_options=metric_options,
                        f0_preset=args.f0_preset, system_options=options, resume=args.resume,
                        overwrite=args.overwrite, retry_failed=args.retry_failed,
                        use_cache=args.use_cache, jobs=args.jobs)

@@ -106,22 +106,27 @@ def system_entry(spec: str) -> tuple[Entry, str | None]:
     return entry, (arg if sep else None)
 
 
-def make_system(spec: str, **options: Any):
-    """Instantiate a system from ``NAME`` or ``NAME:ARG``; unknown keyword options are an error
-    of the system's own constructor (so a typo never passes silently)."""
+def _instantiate(what: str, factory: Callable[..., Any], args: tuple, options: dict[str, Any]):
+    """Call ``factory``, turning a wrong option name into a clear error listing the valid ones."""
     import inspect
 
-    entry, arg = system_entry(spec)
-    factory = entry.load()
-    args = (arg,) if arg is not None else ()
     try:
-        inspect.signature(factory).bind(*args, **options)
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature available (C callables): let the call check
+        return factory(*args, **options)
+    try:
+        signature.bind(*args, **options)
     except TypeError as exc:
-        params = [p for p in inspect.signature(factory).parameters if p != "self"]
-        raise RegistryError(f"system {spec!r}: {exc}; its options are: {', '.join(params) or 'none'}") from None
-    except ValueError:  # no signature available (C callables): let the call itself check
-        pass
-    system = factory(*args, **options)
+        params = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
+        raise RegistryError(f"{what}: {exc}; its options are: {', '.join(params) or 'none'}") from None
+    return factory(*args, **options)
+
+
+def make_system(spec: str, **options: Any):
+    """Instantiate a system from ``NAME`` or ``NAME:ARG``; an unknown option is an error."""
+    entry, arg = system_entry(spec)
+    args = (arg,) if arg is not None else ()
+    system = _instantiate(f"system {spec!r}", entry.load(), args, options)
     system.name = spec
     return system
 
@@ -149,6 +154,8 @@ def make_metric(name: str, **options: Any):
     if name not in METRIC_GROUPS:
         raise RegistryError(f"unknown metric group {name!r}.{_suggest(name, METRIC_GROUPS)}")
     try:
-        return METRIC_GROUPS[name].load()(**options)
+        return _instantiate(f"metric group {name!r}", METRIC_GROUPS[name].load(), (), options)
+    except RegistryError:
+        raise
     except KeyError as exc:  # e.g. an unknown pitch preset: the message names the choices
         raise RegistryError(f"metric group {name!r}: {exc.args[0] if exc.args else exc}") from None

@@ -49,6 +49,7 @@ class RunConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     metrics: str = "fast"
     f0_preset: str | None = None
+    metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # group -> options
     system_options: dict[str, Any] = field(default_factory=dict)
     resume: bool = True
     overwrite: bool = False
@@ -61,13 +62,14 @@ class RunConfig:
         """Fields that must match for a run directory to be resumed."""
         return {k: getattr(self, k) for k in ("system", "dataset", "data_root", "split",
                                               "dataset_options", "metrics", "f0_preset",
-                                              "system_options")}
+                                              "metric_options", "system_options")}
 
 
 def _metric_options(config: RunConfig, name: str) -> dict[str, Any]:
+    options = dict(config.metric_options.get(name, {}))
     if name == "f0" and config.f0_preset:
-        return {"preset": config.f0_preset}
-    return {}
+        options["preset"] = config.f0_preset
+    return options
 
 
 def _resampler_id() -> str:

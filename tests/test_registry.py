@@ -45,3 +45,12 @@ def test_listing_imports_no_heavy_modules():
             "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in out.stdout, out.stdout
+
+
+def test_metric_options_are_checked():
+    with pytest.raises(registry.RegistryError) as err:
+        registry.make_metric("f0", presett="dio")
+    assert "its options are: preset" in str(err.value)
+    assert str(err.value).count("metric group") == 1
+    with pytest.raises(registry.RegistryError, match="did you mean 'yaapt'"):
+        registry.make_metric("f0", preset="yapt")
