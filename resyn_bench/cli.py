@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo_runs", help="folder for the runs and the report")
     p.add_argument("--systems", default="copy,world", help="comma-separated systems")
     p.add_argument("--f0-preset", help="pitch extractor preset")
+    p.add_argument("--metrics", default="all", help="metric groups or suites (default: all)")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
     return parser
@@ -208,7 +209,7 @@ def cmd_demo(args) -> int:
     run_dirs, failed = [], 0
     for system in [s.strip() for s in args.systems.split(",") if s.strip()]:
         run_dir = out / f"demo-{_sanitize(system)}"
-        config = RunConfig(system=system, dataset="demo", out=str(run_dir),
+        config = RunConfig(system=system, dataset="demo", out=str(run_dir), metrics=args.metrics,
                            f0_preset=args.f0_preset, jobs=args.jobs)
         result = run(config, progress=not args.quiet)
         print(f"{system}: {result.n_processed} evaluated, {result.n_done_before} already done, "

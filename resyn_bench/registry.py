@@ -47,12 +47,26 @@ SYSTEMS: dict[str, Entry] = {e.name: e for e in [
 METRIC_GROUPS: dict[str, Entry] = {e.name: e for e in [
     Entry("f0", "resyn_bench.metrics.f0:F0Metrics",
           "intonation: GPE, VDE, FFE, F0 RMSE (cents), F0 correlation"),
+    Entry("asr", "resyn_bench.metrics.intelligibility:IntelligibilityMetrics",
+          "content: WER, CER, PER through ASR (pocketsphinx offline, or whisper); "
+          "-m asr.mode=differential for dWER/dPER without text"),
+    Entry("spk", "resyn_bench.metrics.speaker:SpeakerMetrics",
+          "speaker identity: held-out speaker-ID accuracy, EER, minDCF, cosine similarity"),
+    Entry("dnsmos", "resyn_bench.metrics.quality:DNSMOSMetrics",
+          "quality (non-intrusive MOS proxy): DNSMOS P.835 SIG/BAK/OVRL and P.808"),
+    Entry("intrusive", "resyn_bench.metrics.quality:IntrusiveQualityMetrics",
+          "quality against the reference: PESQ, STOI, ESTOI, MCD (dB, DTW)"),
 ]}
 
 #: named metric selections for ``--metrics``
 METRIC_SUITES: dict[str, list[str]] = {
-    "fast": ["f0"],
-    "all": ["f0"],
+    # the paper's Table 1 columns: PER, WER, VDE, FFE, speaker-ID/EER, MOS proxy
+    "paper": ["asr", "f0", "spk", "dnsmos"],
+    # everything but ASR
+    "fast": ["f0", "spk", "dnsmos", "intrusive"],
+    "all": ["f0", "asr", "spk", "dnsmos", "intrusive"],
+    # pitch only: no models at all
+    "pitch": ["f0"],
 }
 
 

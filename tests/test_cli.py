@@ -16,7 +16,7 @@ def test_help_has_examples(capsys):
 def test_run_summary_report_via_cli(tiny_corpus, tmp_path, home, capsys):
     out = tmp_path / "run"
     assert main(["run", "--system", "world", "-o", "f0_method=dio", "--dataset", "manifest",
-                 "--data-root", str(tiny_corpus), "--out", str(out), "--f0-preset", "dio",
+                 "--data-root", str(tiny_corpus), "--out", str(out), "--f0-preset", "dio", "--metrics", "pitch",
                  "--quiet"]) == 0
     assert "6 evaluated (0 failed)" in capsys.readouterr().out
     assert main(["summary", str(out), "--json"]) == 0
@@ -30,7 +30,7 @@ def test_run_summary_report_via_cli(tiny_corpus, tmp_path, home, capsys):
     assert (tmp_path / "rep" / "table.tex").exists()
     # resuming prints that nothing was left to do
     main(["run", "--system", "world", "-o", "f0_method=dio", "--dataset", "manifest",
-          "--data-root", str(tiny_corpus), "--out", str(out), "--f0-preset", "dio", "--quiet"])
+          "--data-root", str(tiny_corpus), "--out", str(out), "--f0-preset", "dio", "--metrics", "pitch", "--quiet"])
     assert "0 evaluated (0 failed), 6 already done" in capsys.readouterr().out
 
 
@@ -57,12 +57,14 @@ def test_ls(capsys):
 
 
 def test_demo_command_end_to_end(tmp_path, home, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--f0-preset", "dio", "--quiet"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--f0-preset", "dio", "--metrics", "pitch",
+                 "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "| demo | copy | 0.00 ± 0.00 | 0.00 ± 0.00 | 0.00 ± 0.00 |" in out
     assert "| demo | world |" in out and "20/20" in out
     for name in ("table.md", "table.tex", "summary.json"):
         assert (tmp_path / "demo" / "report" / name).stat().st_size > 0
     # a second invocation resumes: nothing is recomputed
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--f0-preset", "dio", "--quiet"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--f0-preset", "dio", "--metrics", "pitch",
+                 "--quiet"]) == 0
     assert "0 evaluated, 20 already done" in capsys.readouterr().out

@@ -25,6 +25,7 @@ from conftest import harmonic_tone, write_manifest
 
 def _config(corpus, out, **kw):
     kw.setdefault("f0_preset", "dio")
+    kw.setdefault("metrics", "pitch")
     return RunConfig(system=kw.pop("system", "copy"), dataset="manifest", data_root=str(corpus),
                      out=str(out), **kw)
 
@@ -182,7 +183,7 @@ def test_kill_and_resume_leaves_no_duplicate_or_missing(tmp_path, home):
     tsv = write_manifest(root, rows)
     out = tmp_path / "run"
     cmd = [sys.executable, "-c", "import sys; from resyn_bench.cli import main; sys.exit(main())",
-           "run", "--system", "world", "--dataset", "manifest", "--data-root", str(tsv),
+           "run", "--system", "world", "--metrics", "pitch", "--dataset", "manifest", "--data-root", str(tsv),
            "--out", str(out), "--f0-preset", "harvest", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     records = out / "records.jsonl"
@@ -202,7 +203,7 @@ def test_kill_and_resume_leaves_no_duplicate_or_missing(tmp_path, home):
     n_before = sum(p["part"] == "synthesis" for p in parts())
     assert 3 <= n_before < 12
     result = run(RunConfig(system="world", dataset="manifest", data_root=str(tsv), out=str(out),
-                           f0_preset="harvest"), progress=False)
+                           f0_preset="harvest", metrics="pitch"), progress=False)
     assert result.n_done_before == n_before
     assert result.n_processed == 12 - n_before
     keys = [(p["utt_id"], p["part"], p.get("group")) for p in parts()]
