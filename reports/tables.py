@@ -29,6 +29,8 @@ def format_value(spec: MetricSpec, value: float | None) -> str:
         return "–"
     if spec.percent:
         return f"{100.0 * value:.2f}"
+    if spec.unit == "count":
+        return f"{value:.0f}"
     if spec.unit == "cents":
         return f"{value:.1f}"
     return f"{value:.3f}"
@@ -40,7 +42,7 @@ def format_cell(spec: MetricSpec, summary, stat: str, ci: bool, mark: str = "", 
         return "–"
     text = format_value(spec, m.value(stat))
     interval = m.ci(stat)
-    if ci and interval is not None and interval.low is not None:
+    if ci and interval is not None and interval.low is not None and spec.unit != "count":
         text += pm + format_value(spec, (interval.high - interval.low) / 2)
     return text + mark
 
@@ -83,11 +85,23 @@ def _header(spec: MetricSpec) -> tuple[str, str]:
     return spec.label, unit
 
 
-def columns(summaries: Sequence[RunSummary]) -> list[MetricSpec]:
+#: the reference paper's Table 1 columns (content, intonation, speaker, quality), in its order
+PAPER_COLUMNS = ("asr.per", "asr.wer", "asr.dper", "asr.dwer", "f0.vde", "f0.ffe", "spk.eer",
+                 "spk.acc", "dnsmos.ovrl")
+LAYOUTS = ("paper", "all")
+
+
+def columns(summaries: Sequence[RunSummary], layout: str = "all") -> list[MetricSpec]:
+    """Columns present in any run: every metric (``all``), or the paper's Table 1 subset
+    (``paper``; falls back to ``all`` when the runs have none of those metrics)."""
     seen: dict[str, MetricSpec] = {}
     for s in summaries:
         for key, m in s.metrics.items():
             seen.setdefault(key, m.spec)
+    if layout == "paper":
+        chosen = [seen[k] for k in PAPER_COLUMNS if k in seen]
+        if chosen:
+            return chosen
     return list(seen.values())
 
 
@@ -113,8 +127,8 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
 
 
 def markdown_table(summaries: Sequence[RunSummary], stat: str = "mean", ci: bool = True,
-                   marks: bool = True) -> str:
-    specs = columns(summaries)
+                   marks: bool = True, layout: str = "all") -> str:
+    specs = columns(summaries, layout)
     sig = significance(summaries, stat) if marks else {}
     head = ["Dataset", "System"]
     for spec in specs:
@@ -134,8 +148,8 @@ def markdown_table(summaries: Sequence[RunSummary], stat: str = "mean", ci: bool
 
 
 def latex_table(summaries: Sequence[RunSummary], stat: str = "mean", label: str = "tab:resynthesis",
-                ci: bool = True, marks: bool = True) -> str:
-    specs = columns(summaries)
+                ci: bool = True, marks: bool = True, layout: str = "all") -> str:
+    specs = columns(summaries, layout)
     sig = significance(summaries, stat) if marks else {}
     head = ["Dataset", "System"]
     for spec in specs:

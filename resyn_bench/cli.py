@@ -170,7 +170,7 @@ def cmd_report(args) -> int:
 
     paths = write_report(args.run_dirs, args.out, stat=args.stat)
     for kind, path in paths.items():
-        print(f"{kind:9s}{path}")
+        print(f"{kind + ':':24s}{path}")
     return 0
 
 
@@ -220,7 +220,7 @@ def cmd_demo(args) -> int:
     print()
     print(paths["markdown"].read_text(encoding="utf-8"))
     for kind, path in paths.items():
-        print(f"{kind:9s}{path}")
+        print(f"{kind + ':':24s}{path}")
     if failed:
         # The demo corpus is clean synthetic speech: any failure means a broken install.
         print(f"error: {failed} demo utterances failed; see `resyn-bench summary` of the runs above",

@@ -80,7 +80,12 @@ def test_latex_table_is_escaped_booktabs_with_arrows(runs):
 
 def test_write_report_and_terminal_summary(runs, tmp_path):
     paths = write_report(runs, tmp_path / "rep")
-    assert {p.name for p in paths.values()} == {"table.md", "table.tex", "summary.json"}
+    assert {p.name for p in paths.values()} == {"table.md", "table.tex", "table_all.md",
+                                                "table_all.tex", "summary.json"}
+    # the paper layout keeps Table 1's columns (here VDE, FFE); "all" has every metric
+    paper = paths["markdown"].read_text()
+    assert "VDE" in paper and "FFE" in paper and "GPE" not in paper
+    assert "GPE" in paths["markdown (all metrics)"].read_text()
     assert all(p.stat().st_size > 0 for p in paths.values())
     text = format_summary(summarize_run(runs[1]), utterances=True)
     assert "failed 1" in text and "reference: silent x1" in text and "u3" in text

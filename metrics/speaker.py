@@ -1,0 +1,556 @@
+"""Speaker identity: held-out speaker-ID accuracy, verification EER / minDCF, cosine similarity.
+
+Embeddings
+    A :class:`SpeakerEncoder` turns 16 kHz audio into an L2-normalised vector. The default
+    backend is Resemblyzer 0.1.4 (GE2E 3-layer LSTM, 256-d; weights ship inside the package):
+    ``preprocess_wav(x, source_sr=16000)`` (volume normalisation to -30 dBFS, increase only,
+    and webrtcvad removal of long silences), then ``embed_utterance`` (1.6 s partials at 1.3
+    per second, mean of partial embeddings, L2-normalised). Audio with less than
+    ``min_speech_s`` of speech left after VAD trimming raises :class:`MetricError`.
+
+Corpus models (``fit_corpus``, on the *real* recordings only)
+    * speaker models: per speaker, the L2-normalised mean of its utterances' embeddings;
+    * a closed-set speaker-ID classifier: ``"logreg"`` (scikit-learn LogisticRegression on
+      standardised embeddings) or ``"centroid"`` (nearest speaker model by cosine).
+
+    Cross-validation keeps every scored utterance out of the models that judge it: each real
+    utterance gets one of ``folds`` folds (per speaker: ids sorted, shuffled with ``seed``, dealt
+    round-robin, the dealing position carried over from one speaker to the next so folds stay
+    balanced). The output for utterance *u* is scored by the models fitted without *u*'s fold,
+    whatever system produced it, so the ``copy`` system (outputs = references) gets a fair
+    held-out accuracy and every system is judged by exactly the same models.
+
+    A speaker with a single real utterance is *enrolment-only*: the utterance belongs to no
+    fold and is in the training set of every fold (a class of the classifier and a non-target
+    model for everybody else), and outputs of that utterance are not scored (MetricError: no
+    held-out model of that speaker exists). With round-robin dealing, a speaker with >= 2
+    utterances keeps at least one training utterance in every fold, so every fold model
+    enrols every speaker. At least two speakers are required.
+
+Trials (``aggregate``)
+    Each scored output is compared with every enrolled speaker model of its held-out fold
+    (raw cosine, no score normalisation): the comparison with its target speaker's model is a
+    target trial, each other one a non-target trial. EER and minDCF are computed from all
+    trials of all scored outputs. The target speaker is ``utterance.target_speaker`` when that
+    attribute is set (voice conversion), else ``utterance.speaker``.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from resyn_bench.audio import SILENCE_PEAK
+from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, Score
+
+SAMPLE_RATE = 16000
+#: Audio (after VAD trimming) below which an embedding is refused. webrtcvad trimming keeps
+#: 0.2-0.3 s around anything it detects (smoothing over 8 windows of 30 ms, then +-3 windows of
+#: dilation; a lone 60 ms voiced blip keeps 0.3 s), so this default only rejects audio in which
+#: the VAD finds no speech at all. Short real speech is common (FSDD digits: median 0.39 s
+#: after trimming), hence no stricter default; raise it for stricter use (Resemblyzer's
+#: partials are 1.6 s, shorter audio is zero-padded and its embedding less reliable).
+DEFAULT_MIN_SPEECH_S = 0.2
+CLASSIFIERS = ("logreg", "centroid")
+
+
+# --------------------------------------------------------------------------------------------
+# Pure functions
+# --------------------------------------------------------------------------------------------
+
+def _scores(x, what: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64).ravel()
+    if a.size == 0:
+        raise ValueError(f"{what}: no scores")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{what}: scores contain NaN/inf")
+    return a
+
+
+def error_rates(target_scores, nontarget_scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All operating points ``(thresholds, far, frr)`` of a detector "accept if score >= θ".
+
+    ``thresholds`` are the distinct scores in ascending order followed by ``+inf``;
+    FAR(θ) = fraction of non-target scores >= θ, FRR(θ) = fraction of target scores < θ.
+    The first point (lowest score) always has FAR = 1, FRR = 0, the last (+inf) FAR = 0, FRR = 1.
+    """
+    tar = np.sort(_scores(target_scores, "target"))
+    non = np.sort(_scores(nontarget_scores, "non-target"))
+    thr = np.unique(np.concatenate([tar, non]))
+    far = 1.0 - np.searchsorted(non, thr, side="left") / non.size
+    frr = np.searchsorted(tar, thr, side="left") / tar.size
+    return (np.append(thr, np.inf), np.append(far, 0.0), np.append(frr, 1.0))
+
+
+def eer(target_scores, nontarget_scores) -> tuple[float, float]:
+    """Equal error rate and its threshold, as ``(eer, threshold)`` (rates are fractions).
+
+    Operating points are those of :func:`error_rates`. Between consecutive points, FAR - FRR
+    strictly decreases (each distinct score moves at least one of them), from +1 to -1, so it
+    changes sign exactly once. If a point has FAR = FRR, that is the EER. Otherwise the EER is
+    where the straight segment between the last point with FAR > FRR and the first with
+    FAR < FRR crosses FAR = FRR (linear interpolation in the (FAR, FRR) plane, i.e. on the
+    ROC segment - the same number as the common ``brentq`` on a linearly interpolated ROC);
+    the threshold is interpolated with the same weight, or is the largest score when the
+    crossing lies between the largest score and +inf.
+
+    Perfectly separated scores give 0; identical target and non-target scores give 0.5.
+    """
+    thr, far, frr = error_rates(target_scores, nontarget_scores)
+    d = far - frr
+    i = int(np.argmax(d <= 0))           # first point with FAR <= FRR (i >= 1: d[0] = 1)
+    if d[i] == 0:
+        return float(far[i]), float(thr[i])
+    t = d[i - 1] / (d[i - 1] - d[i])     # in (0, 1)
+    rate = far[i - 1] + t * (far[i] - far[i - 1])
+    if np.isfinite(thr[i]):
+        theta = thr[i - 1] + t * (thr[i] - thr[i - 1])
+    else:
+        theta = thr[i - 1]
+    return float(rate), float(theta)
+
+
+def min_dcf(target_scores, nontarget_scores, p_target: float = 0.01, c_miss: float = 1.0,
+            c_fa: float = 1.0) -> float:
+    """Normalised minimum detection cost (NIST SRE / VoxCeleb convention).
+
+    DCF(θ) = c_miss * FRR(θ) * p_target + c_fa * FAR(θ) * (1 - p_target), minimised over all
+    operating points of :func:`error_rates` (accept-all and reject-all included), divided by
+    min(c_miss * p_target, c_fa * (1 - p_target)), the cost of the better trivial system. So
+    1.0 means "no better than always accepting or always rejecting" and 0 means perfect.
+    """
+    if not 0.0 < p_target < 1.0:
+        raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+    if c_miss <= 0 or c_fa <= 0:
+        raise ValueError("c_miss and c_fa must be positive")
+    _, far, frr = error_rates(target_scores, nontarget_scores)
+    dcf = c_miss * p_target * frr + c_fa * (1.0 - p_target) * far
+    return float(np.min(dcf) / min(c_miss * p_target, c_fa * (1.0 - p_target)))
+
+
+def cosine(a, b) -> float:
+    """Cosine similarity of two vectors (ValueError for a zero vector or mismatched shapes)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"cosine: shapes differ: {a.shape} vs {b.shape}")
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0.0 or nb == 0.0:
+        raise ValueError("cosine: zero vector")
+    return float(np.dot(a, b) / (na * nb))
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows (or a single vector) scaled to unit L2 norm."""
+    x = np.asarray(x, dtype=np.float64)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    if np.any(n == 0):
+        raise ValueError("cannot normalise a zero vector")
+    return x / n
+
+
+def assign_folds(utt_ids: Iterable[str], speakers: Iterable[str], folds: int,
+                 seed: int = 0) -> dict[str, int]:
+    """Speaker-stratified fold of each utterance (``-1``: enrolment-only, never held out).
+
+    Per speaker (speakers in sorted order), the utterance ids are sorted, shuffled with a
+    generator seeded by ``seed`` and dealt to folds round-robin; the next speaker continues
+    from the fold after the last one dealt, so fold sizes differ by at most one. A speaker
+    with one utterance gets -1. Depends only on the set of (utt_id, speaker) pairs and seed.
+    """
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    by_spk: dict[str, list[str]] = {}
+    for uid, spk in zip(utt_ids, speakers):
+        by_spk.setdefault(str(spk), []).append(str(uid))
+    rng = np.random.default_rng(seed)
+    out: dict[str, int] = {}
+    position = 0
+    for spk in sorted(by_spk):
+        ids = sorted(by_spk[spk])
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate utterance ids for speaker {spk}")
+        if len(ids) == 1:
+            out[ids[0]] = -1
+            continue
+        for uid in (ids[k] for k in rng.permutation(len(ids))):
+            out[uid] = position % folds
+            position += 1
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Embedding backends
+# --------------------------------------------------------------------------------------------
+
+class SpeakerEncoder:
+    """Speaker-embedding backend: 16 kHz mono float samples -> L2-normalised float32 vector.
+
+    Construction is cheap; ``load()`` loads the model, ``release()`` drops it."""
+
+    name: str = ""
+    sample_rate: int = SAMPLE_RATE
+
+    def settings(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def embed(self, samples_16k: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+_WEIGHTS_HASH: dict[tuple, str] = {}
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _WEIGHTS_HASH:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        _WEIGHTS_HASH[key] = h.hexdigest()
+    return _WEIGHTS_HASH[key]
+
+
+class ResemblyzerEncoder(SpeakerEncoder):
+    """Resemblyzer ``VoiceEncoder`` on CPU (``preprocess_wav`` + ``embed_utterance``)."""
+
+    name = "resemblyzer"
+
+    def __init__(self, min_speech_s: float = DEFAULT_MIN_SPEECH_S, device: str = "cpu"):
+        if min_speech_s < 0:
+            raise ValueError("min_speech_s must be >= 0")
+        self.min_speech_s = float(min_speech_s)
+        self.device = device
+        self._model = None
+        self._preprocess = None
+
+    @staticmethod
+    def _weights_path() -> Path | None:
+        spec = importlib.util.find_spec("resemblyzer")   # locates without importing torch
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        return Path(list(spec.submodule_search_locations)[0]) / "pretrained.pt"
+
+    def settings(self) -> dict[str, Any]:
+        try:
+            version = metadata.version("resemblyzer")
+        except metadata.PackageNotFoundError:
+            version = None
+        path = self._weights_path()
+        return {"backend": self.name, "version": version,
+                "weights_sha256": _file_sha256(path) if path else None,
+                "preprocess": "preprocess_wav(source_sr=16000): -30 dBFS (increase only), "
+                              "webrtcvad long-silence trimming",
+                "embed": "embed_utterance(rate=1.3, min_coverage=0.75)",
+                "min_speech_s": self.min_speech_s}
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        try:
+            with warnings.catch_warnings():
+                # webrtcvad imports pkg_resources, which warns on recent setuptools
+                warnings.simplefilter("ignore", UserWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                from resemblyzer import VoiceEncoder, preprocess_wav
+        except ImportError as exc:
+            raise MetricError(f"speaker backend resemblyzer is not installed ({exc}); "
+                              "pip install 'resemblyzer==0.1.4'") from None
+        self._model = VoiceEncoder(self.device, verbose=False)
+        self._preprocess = preprocess_wav
+
+    def release(self) -> None:
+        self._model = None
+        self._preprocess = None
+
+    def embed(self, samples_16k: np.ndarray) -> np.ndarray:
+        if self._model is None:
+            self.load()
+        x = np.asarray(samples_16k, dtype=np.float32).ravel()
+        if x.size == 0 or not np.all(np.isfinite(x)):
+            raise MetricError("speaker embedding: audio is empty or not finite")
+        peak = float(np.max(np.abs(x)))
+        if peak < SILENCE_PEAK:   # preprocess_wav would divide by a zero RMS (NaN samples)
+            raise MetricError(f"speaker embedding: audio is silent (peak {peak:.1e}), no speech "
+                              "for VAD trimming to keep")
+        # webrtcvad sees int16 PCM; clip so out-of-range floats cannot wrap around
+        x = np.clip(x, -1.0, 1.0)
+        wav = self._preprocess(x, source_sr=self.sample_rate)
+        speech_s = len(wav) / self.sample_rate
+        if speech_s < max(self.min_speech_s, 1e-9):
+            raise MetricError(f"speaker embedding: only {speech_s:.2f} s of speech left after VAD "
+                              f"trimming of {len(x) / self.sample_rate:.2f} s of audio "
+                              f"(need >= {self.min_speech_s:.2f} s)")
+        emb = np.asarray(self._model.embed_utterance(wav), dtype=np.float64)
+        norm = float(np.linalg.norm(emb))
+        if not np.isfinite(norm) or norm == 0.0:
+            raise MetricError("speaker embedding: the encoder returned a zero/non-finite vector")
+        return (emb / norm).astype(np.float32)
+
+
+_ENCODERS = {"resemblyzer": ResemblyzerEncoder}
+
+
+def make_encoder(name: str = "resemblyzer", **opts) -> SpeakerEncoder:
+    """A speaker-embedding backend by name (cheap: the model loads on ``load()``)."""
+    try:
+        cls = _ENCODERS[name]
+    except KeyError:
+        raise ValueError(f"unknown speaker backend {name!r}; known: {sorted(_ENCODERS)}") from None
+    return cls(**opts)
+
+
+# --------------------------------------------------------------------------------------------
+# Corpus models
+# --------------------------------------------------------------------------------------------
+
+class _FoldModel:
+    """Speaker models and classifier fitted on one training set of real embeddings."""
+
+    def __init__(self, embeddings: np.ndarray, labels: list[str], classifier: str, seed: int):
+        self.speakers = sorted(set(labels))
+        self.index = {s: i for i, s in enumerate(self.speakers)}
+        y = np.array([self.index[s] for s in labels])
+        x = l2_normalise(embeddings)
+        self.centroids = l2_normalise(np.stack([x[y == k].mean(axis=0)
+                                                for k in range(len(self.speakers))]))
+        self.classifier = classifier
+        self._clf = None
+        if classifier == "logreg":
+            from sklearn.linear_model import LogisticRegression
+            from sklearn.pipeline import make_pipeline
+            from sklearn.preprocessing import StandardScaler
+
+            self._clf = make_pipeline(StandardScaler(),
+                                      LogisticRegression(C=1.0, max_iter=5000, random_state=seed))
+            self._clf.fit(x, y)
+
+    def trial_scores(self, emb: np.ndarray) -> np.ndarray:
+        return self.centroids @ l2_normalise(emb)
+
+    def predict(self, emb: np.ndarray, trials: np.ndarray) -> str:
+        if self._clf is None:
+            return self.speakers[int(np.argmax(trials))]
+        return self.speakers[int(self._clf.predict(l2_normalise(emb)[None, :])[0])]
+
+
+# --------------------------------------------------------------------------------------------
+# Metric group
+# --------------------------------------------------------------------------------------------
+
+_SPECS = (
+    MetricSpec("spk.acc", "Spk-ID acc", higher_is_better=True, unit="%", percent=True,
+               description="Closed-set speaker-ID top-1 accuracy of the output w.r.t. its target "
+                           "speaker, by a classifier trained on held-out real recordings "
+                           "(cross-validation folds)"),
+    MetricSpec("spk.eer", "Spk EER", higher_is_better=False, unit="%", percent=True,
+               description="Speaker-verification equal error rate: every output vs every "
+                           "enrolled speaker model (L2-normalised centroid of held-out real "
+                           "embeddings; target = its target speaker), raw cosine scores"),
+    MetricSpec("spk.min_dcf", "minDCF", higher_is_better=False,
+               description="Normalised minimum detection cost of the same trials "
+                           "(C_miss = C_fa = 1, P_target as in settings)"),
+    MetricSpec("spk.cos_ref", "Spk cos (ref)", higher_is_better=True,
+               description="Cosine similarity of the speaker embeddings of the output and of "
+                           "its own reference recording"),
+    MetricSpec("spk.cos_centroid", "Spk cos (centroid)", higher_is_better=True,
+               description="Cosine similarity of the output's speaker embedding and its target "
+                           "speaker's held-out centroid"),
+    MetricSpec("spk.chance", "Spk-ID chance", higher_is_better=True, unit="%", percent=True,
+               description="Reference value, not a score: chance-level speaker-ID accuracy, "
+                           "1 / number of enrolled speakers"),
+    MetricSpec("spk.n_target_trials", "target trials", higher_is_better=False, unit="count",
+               description="Count (not a score): number of target trials behind EER/minDCF"),
+    MetricSpec("spk.n_nontarget_trials", "non-target trials", higher_is_better=False, unit="count",
+               description="Count (not a score): number of non-target trials behind EER/minDCF"),
+)
+
+PROTOCOL = ("real utterances dealt to speaker-stratified folds; the output of utterance u is "
+            "scored by models fitted on the real utterances outside u's fold (single-utterance "
+            "speakers: enrolment-only, in every training set, their outputs not scored); "
+            "target speaker = utterance.target_speaker if set, else utterance.speaker; "
+            "trials: each output vs every enrolled speaker centroid (raw cosine), target trial "
+            "= its target speaker; chance = 1 / number of enrolled speakers")
+
+
+class SpeakerMetrics(MetricGroup):
+    """Speaker identity of the output: held-out speaker-ID accuracy, EER/minDCF, cosines.
+
+    Lifecycle: ``load()`` loads the embedding model, ``analyse_reference(audio)`` embeds a
+    real recording (``{"embedding": float32 vector}``), ``fit_corpus(utterances, refs)`` fits
+    speaker centroids and the speaker-ID classifier per cross-validation fold on the real
+    embeddings (labels = ``utterance.speaker``), ``score`` embeds an output and judges it with
+    the models of the fold that excludes its own utterance, ``aggregate`` pools accuracy and
+    computes EER/minDCF from the stored trial scores. See the module docstring for the fold
+    and trial protocol.
+
+    Target speaker of a trial: ``getattr(utterance, "target_speaker", None) or
+    utterance.speaker``. For resynthesis it is the utterance's own speaker; voice-conversion
+    systems set ``target_speaker`` on the utterance they are scored for, and accuracy, the
+    target trial and ``cos_centroid`` then refer to that speaker (``cos_ref`` still compares
+    with the utterance's own - source - recording).
+    """
+
+    name = "spk"
+    specs = _SPECS
+    sample_rate = SAMPLE_RATE
+    needs_corpus = True
+
+    def __init__(self, backend: str = "resemblyzer", classifier: str = "logreg", folds: int = 5,
+                 p_target: float = 0.01, seed: int = 0, **backend_opts):
+        if classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
+        if int(folds) != folds or folds < 2:
+            raise ValueError(f"folds must be an integer >= 2, got {folds}")
+        if not 0.0 < p_target < 1.0:
+            raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+        self.encoder = make_encoder(backend, **backend_opts)
+        self.classifier = classifier
+        self.folds = int(folds)
+        self.p_target = float(p_target)
+        self.seed = int(seed)
+        self._fold_of: dict[str, int] = {}
+        self._models: dict[int, _FoldModel] = {}
+        self._train: tuple[np.ndarray, list[str], np.ndarray] | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def settings(self) -> dict[str, Any]:
+        return {"backend": self.encoder.name, "encoder": self.encoder.settings(),
+                "classifier": self.classifier,
+                "classifier_detail": ("StandardScaler + LogisticRegression(C=1, lbfgs)"
+                                      if self.classifier == "logreg"
+                                      else "nearest L2-normalised centroid by cosine"),
+                "folds": self.folds, "seed": self.seed, "p_target": self.p_target,
+                "c_miss": 1.0, "c_fa": 1.0, "score_normalisation": "none",
+                "protocol": PROTOCOL}
+
+    def load(self) -> None:
+        self.encoder.load()
+
+    def release(self) -> None:
+        self.encoder.release()
+
+    def _embed(self, audio, what: str) -> np.ndarray:
+        if int(audio.sample_rate) != self.sample_rate:
+            raise MetricError(f"spk: {what} is at {audio.sample_rate} Hz, expected "
+                              f"{self.sample_rate} Hz (the runner resamples before scoring)")
+        return self.encoder.embed(audio.samples)
+
+    def analyse_reference(self, audio) -> dict[str, np.ndarray]:
+        return {"embedding": self._embed(audio, "reference")}
+
+    # ---- corpus ------------------------------------------------------------------------------
+
+    def fit_corpus(self, utterances: list, references: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+        """Fold assignment and one set of models per fold (plus one on all real utterances,
+        used for outputs of utterances that are not in the corpus)."""
+        utts = [u for u in utterances if u.utt_id in references]
+        speakers = sorted({str(u.speaker) for u in utts})
+        if len(speakers) < 2:
+            raise MetricError(f"spk: speaker identification needs real recordings of >= 2 "
+                              f"speakers, got {len(speakers)} ({', '.join(speakers) or 'none'})")
+        ids = [u.utt_id for u in utts]
+        if len(set(ids)) != len(ids):
+            raise MetricError("spk: duplicate utterance ids in the corpus")
+        labels = [str(u.speaker) for u in utts]
+        emb = np.stack([np.asarray(references[i]["embedding"], dtype=np.float64) for i in ids])
+        fold_of = assign_folds(ids, labels, self.folds, self.seed)
+        if all(f < 0 for f in fold_of.values()):
+            raise MetricError("spk: every speaker has a single real utterance; no utterance can "
+                              "be held out (need >= 2 utterances for some speaker)")
+        folds = np.array([fold_of[i] for i in ids])
+        models = {}
+        for f in sorted(set(folds[folds >= 0].tolist())):
+            keep = folds != f
+            models[f] = _FoldModel(emb[keep], [labels[k] for k in np.flatnonzero(keep)],
+                                   self.classifier, self.seed)
+        self._fold_of = fold_of
+        self._models = models
+        self._train = (emb, labels, folds)
+
+    def _model_for(self, utt_id: str) -> tuple[int | None, _FoldModel]:
+        if self._train is None:
+            raise MetricError("spk: fit_corpus() must run before score()")
+        if utt_id not in self._fold_of:        # not a corpus utterance: nothing to hold out
+            if None not in self._models:
+                emb, labels, _ = self._train
+                self._models[None] = _FoldModel(emb, labels, self.classifier, self.seed)
+            return None, self._models[None]
+        fold = self._fold_of[utt_id]
+        if fold < 0:
+            raise MetricError(f"spk: utterance {utt_id}'s speaker has a single real utterance "
+                              "(enrolment-only): no held-out model, output not scored")
+        return fold, self._models[fold]
+
+    # ---- scoring -----------------------------------------------------------------------------
+
+    def score(self, reference: dict[str, np.ndarray], output, utterance) -> Score:
+        target = getattr(utterance, "target_speaker", None) or utterance.speaker
+        target = str(target)
+        fold, model = self._model_for(utterance.utt_id)
+        if target not in model.index:
+            raise MetricError(f"spk: target speaker {target!r} has no real recordings in the "
+                              f"corpus (enrolled: {len(model.speakers)} speakers)")
+        emb = self._embed(output, "output").astype(np.float64)
+        trials = model.trial_scores(emb)
+        predicted = model.predict(emb, trials)
+        correct = 1.0 if predicted == target else 0.0
+        values = {"spk.acc": correct,
+                  "spk.cos_ref": cosine(emb, reference["embedding"]),
+                  "spk.cos_centroid": float(trials[model.index[target]])}
+        extra = {"target": target, "predicted": predicted, "fold": fold,
+                 "trials": {s: float(v) for s, v in zip(model.speakers, trials)}}
+        return Score(values=values, counts={"correct": correct, "trials": 1.0}, extra=extra)
+
+    # ---- corpus-level ------------------------------------------------------------------------
+
+    def pool(self, counts: dict[str, float]) -> dict[str, float | None]:
+        n = counts.get("trials", 0.0)
+        return {"spk.acc": float(counts.get("correct", 0.0)) / n if n > 0 else None}
+
+    def aggregate(self, entries: list[dict[str, Any]]) -> dict[str, float | None]:
+        """Accuracy from summed counts; EER / minDCF from every stored trial score."""
+        out = dict(super().aggregate(entries))
+        tar: list[float] = []
+        non: list[float] = []
+        enrolled: set[str] = set()
+        for entry in entries:
+            extra = entry.get("extra") or {}
+            trials, target = extra.get("trials"), extra.get("target")
+            if not trials or target is None:
+                continue
+            enrolled.update(trials)
+            for spk, value in trials.items():
+                if value is None or not math.isfinite(value):
+                    continue
+                (tar if spk == target else non).append(float(value))
+        both = bool(tar) and bool(non)
+        out["spk.eer"] = eer(tar, non)[0] if both else None
+        out["spk.min_dcf"] = min_dcf(tar, non, self.p_target) if both else None
+        out["spk.chance"] = 1.0 / len(enrolled) if enrolled else None
+        out["spk.n_target_trials"] = float(len(tar))
+        out["spk.n_nontarget_trials"] = float(len(non))
+        return out
+
+
+__all__ = ["SpeakerMetrics", "SpeakerEncoder", "ResemblyzerEncoder", "make_encoder", "eer",
+           "min_dcf", "cosine", "error_rates", "assign_folds", "l2_normalise", "CLASSIFIERS",
+           "DEFAULT_MIN_SPEECH_S", "PROTOCOL"]
