@@ -20,6 +20,7 @@ import dataclasses
 import os
 import shutil
 import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -404,9 +405,22 @@ def _score_group(config, group, dataset, synthesis, todo, store, log, stats, pro
         if bar is not None:
             bar.update(1)
 
+    def fail_all(stage: str, exc: Exception) -> None:
+        # the group cannot run at all (model missing, corpus too small): every utterance gets
+        # the reason; other groups still run; --retry-failed tries again later
+        reason = f"{stage}: {type(exc).__name__}: {exc}"
+        warnings.warn(f"metric group {group.name!r} failed ({reason})", stacklevel=2)
+        for utt in todo:
+            accept({"part": "metric", "group": group.name, "utt_id": utt.utt_id,
+                    "status": "failed", "reason": reason}, {})
+
     try:
+        if group.needs_corpus or config.jobs == 1 or len(todo) <= 1:
+            try:
+                group.load()
+            except Exception as exc:
+                return fail_all("loading the model", exc)
         if group.needs_corpus:
-            group.load()
             # the corpus model sees every readable real utterance of the dataset selection
             refs, uses = {}, {}
             for utt in dataset.utterances:
@@ -418,14 +432,16 @@ def _score_group(config, group, dataset, synthesis, todo, store, log, stats, pro
                         utt, syn.get("reference_hash"), log)
                 except Exception:
                     continue  # its own scoring attempt below records the reason
-            group.fit_corpus([u for u in dataset.utterances if u.utt_id in refs], refs)
+            try:
+                group.fit_corpus([u for u in dataset.utterances if u.utt_id in refs], refs)
+            except Exception as exc:
+                return fail_all("fitting the corpus model", exc)
             for utt in todo:
                 if utt.utt_id in refs:
                     accept(*scorer.score(utt, synthesis[utt.utt_id], refs[utt.utt_id], uses[utt.utt_id]))
                 else:
                     accept(*scorer.score(utt, synthesis[utt.utt_id]))
         elif config.jobs == 1 or len(todo) <= 1:
-            group.load()
             for utt in todo:
                 accept(*scorer.score(utt, synthesis[utt.utt_id]))
         else:

@@ -1,0 +1,448 @@
+"""Speech recognisers for the intelligibility metrics, behind one small interface.
+
+``make_asr(name, **options)`` builds a backend; construction is cheap (no model is loaded
+before :meth:`ASRBackend.load`). Every backend takes mono float32 samples at 16 kHz.
+
+Backends
+--------
+``pocketsphinx`` (default; fully offline, CPU)
+    Word decoding with the US-English model, LM and dictionary shipped in the pocketsphinx
+    wheel (``Decoder(samprate=16000)``), phone recognition with the shipped phone LM
+    (``allphone=en-us/en-us-phone.lm.bin``, ``lw=2.0, pip=0.3, beam=1e-200, pbeam=1e-20``, the
+    values of pocketsphinx's own phoneme test). Whole utterances are decoded in one
+    ``process_raw(..., full_utt=True)`` call, which makes pocketsphinx normalise cepstra over
+    the whole utterance, so a result does not depend on what was decoded before. Accuracy on
+    synthetic or degraded speech is low: use it for relative comparisons (and the
+    differential mode), not as an absolute intelligibility figure.
+
+    Options: ``word_options`` / ``phone_options`` (dicts of extra ``Decoder`` settings, e.g.
+    ``{"lw": 7.0}``; they replace the defaults above and are recorded in settings()).
+
+``whisper`` (openai-whisper)
+    Options: ``model`` (a name such as ``"base.en"``, or the path of a local ``.pt``
+    checkpoint holding ``dims`` and ``model_state_dict``), ``download_root`` (default
+    ``$RESYN_BENCH_HOME/models/whisper``), ``language="en"``, ``device`` (default: cuda when
+    available, else cpu), ``fp16`` (default: True on cuda only), ``beam_size`` (None = greedy),
+    ``sample_len`` (maximum tokens decoded per 30 s window; None = whisper's default of
+    n_text_ctx // 2 = 224; tests cap it for random models that never emit end-of-text).
+
+    Decoding is deterministic: temperature 0 only (no temperature fallback),
+    ``condition_on_previous_text=False``, fixed language. Audio is passed as a numpy array, so
+    no ffmpeg is needed.
+
+    **Nothing is ever downloaded.** A named model must already be at
+    ``<download_root>/<name>.pt``; otherwise :class:`ModelMissingError` names the URL to fetch
+    it from and the exact file to put it at. Its SHA-256 (from the URL) is checked before
+    whisper's loader sees the file (a mismatching file would make whisper re-download).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from resyn_bench.metrics.base import MetricError
+
+SAMPLE_RATE = 16000
+
+
+class ASRError(MetricError):
+    """A recogniser could not be set up or run."""
+
+
+class ModelMissingError(ASRError):
+    """Model weights are not on this machine (and the suite never downloads)."""
+
+    def __init__(self, message: str, url: str | None = None, path: str | Path | None = None):
+        super().__init__(message)
+        self.url = url
+        self.path = Path(path) if path is not None else None
+
+
+def _package_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _as_16k_float(samples: np.ndarray) -> np.ndarray:
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim != 1:
+        raise ASRError(f"ASR input must be 1-D mono, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ASRError("ASR input contains NaN/inf samples")
+    return np.ascontiguousarray(x)
+
+
+class ASRBackend:
+    """One recogniser. ``load()`` before ``transcribe``/``phones``; ``release()`` frees it."""
+
+    name: str = ""
+    sample_rate: int = SAMPLE_RATE
+    #: True when :meth:`phones` is implemented (phone recognition from audio)
+    supports_phones: bool = False
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-able settings that determine the output (part of the metric cache key)."""
+        raise NotImplementedError
+
+    def load(self) -> None:
+        """Load models (idempotent)."""
+
+    def release(self) -> None:
+        """Free models."""
+
+    def transcribe(self, samples_16k: np.ndarray) -> str:
+        """Words recognised in 16 kHz mono float audio."""
+        raise NotImplementedError
+
+    def phones(self, samples_16k: np.ndarray) -> list[str]:
+        """ARPAbet phones recognised in the audio (fillers and silence removed)."""
+        raise NotImplementedError(f"ASR backend {self.name!r} does not recognise phones")
+
+
+# --------------------------------------------------------------------------------------------
+# pocketsphinx
+# --------------------------------------------------------------------------------------------
+
+#: phone-loop decoding parameters from pocketsphinx's cython/test/phoneme_test.py
+PHONE_DECODER_DEFAULTS: dict[str, Any] = {"lw": 2.0, "pip": 0.3, "beam": 1e-200, "pbeam": 1e-20}
+PHONE_LM_SUBPATH = "en-us/en-us-phone.lm.bin"
+
+
+def _is_filler(token: str) -> bool:
+    """Silence, sentence markers and noise/filler tokens (<s>, </s>, <sil>, SIL, +NSN+, [NOISE])."""
+    t = token.strip()
+    return (not t or t.upper() == "SIL" or t[0] in "<[+" or t[-1] in ">]+")
+
+
+def _strip_alternate(token: str) -> str:
+    """``on(2)`` -> ``on`` (pocketsphinx marks alternate pronunciations in segments)."""
+    if token.endswith(")") and "(" in token:
+        return token[:token.index("(")]
+    return token
+
+
+class PocketsphinxBackend(ASRBackend):
+    name = "pocketsphinx"
+    supports_phones = True
+
+    def __init__(self, word_options: dict[str, Any] | None = None,
+                 phone_options: dict[str, Any] | None = None):
+        self.word_options = dict(word_options or {})
+        self.phone_options = {**PHONE_DECODER_DEFAULTS, **(phone_options or {})}
+        self._words = None
+        self._phones = None
+        self._lock = threading.Lock()
+
+    def settings(self) -> dict[str, Any]:
+        return {"backend": self.name, "pocketsphinx": _package_version("pocketsphinx"),
+                "acoustic_model": "en-us (pocketsphinx wheel)",
+                "word_decoder": {"lm": "en-us/en-us.lm.bin", "dict": "en-us/cmudict-en-us.dict",
+                                 **self.word_options},
+                "phone_decoder": {"allphone": PHONE_LM_SUBPATH, **self.phone_options},
+                "samprate": self.sample_rate, "full_utt": True}
+
+    def _decoder(self, kind: str):
+        from pocketsphinx import Decoder, get_model_path
+
+        if kind == "words":
+            return Decoder(samprate=self.sample_rate, **self.word_options)
+        return Decoder(samprate=self.sample_rate, allphone=get_model_path(PHONE_LM_SUBPATH),
+                       **self.phone_options)
+
+    def load(self) -> None:
+        try:
+            import pocketsphinx  # noqa: F401
+        except ImportError as exc:
+            raise ASRError(f"pocketsphinx is not installed ({exc}); "
+                           "pip install pocketsphinx") from None
+        with self._lock:
+            if self._words is None:
+                self._words = self._decoder("words")
+            if self._phones is None:
+                self._phones = self._decoder("phones")
+
+    def release(self) -> None:
+        with self._lock:
+            self._words = None
+            self._phones = None
+
+    @staticmethod
+    def _pcm(samples_16k: np.ndarray) -> bytes:
+        x = _as_16k_float(samples_16k)
+        return np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+    def _run(self, decoder, samples_16k: np.ndarray):
+        # pocketsphinx carries its cepstral-mean estimate from one utterance to the next, so a
+        # result would depend on what was decoded before (measured: the same audio gave
+        # different phones after a different utterance). Start every utterance from the
+        # decoder's initial state (reinit_feat): results depend on the audio alone.
+        decoder.reinit_feat()
+        decoder.start_utt()
+        decoder.process_raw(self._pcm(samples_16k), no_search=False, full_utt=True)
+        decoder.end_utt()
+
+    def transcribe(self, samples_16k: np.ndarray) -> str:
+        if self._words is None:
+            self.load()
+        with self._lock:
+            self._run(self._words, samples_16k)
+            hyp = self._words.hyp()
+            text = hyp.hypstr if hyp is not None else ""
+        return " ".join(_strip_alternate(w) for w in text.split() if not _is_filler(w))
+
+    def phones(self, samples_16k: np.ndarray) -> list[str]:
+        if self._phones is None:
+            self.load()
+        with self._lock:
+            self._run(self._phones, samples_16k)
+            words = [seg.word for seg in self._phones.seg()]
+        return [_strip_alternate(w).upper() for w in words if not _is_filler(w)]
+
+
+# --------------------------------------------------------------------------------------------
+# whisper
+# --------------------------------------------------------------------------------------------
+
+def default_whisper_root() -> Path:
+    from resyn_bench.paths import resyn_bench_home
+
+    return resyn_bench_home() / "models" / "whisper"
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def _cached_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = file_sha256(path)
+    return _SHA_CACHE[key]
+
+
+class WhisperBackend(ASRBackend):
+    name = "whisper"
+
+    def __init__(self, model: str = "base.en", download_root: str | Path | None = None,
+                 language: str = "en", device: str | None = None, fp16: bool | None = None,
+                 beam_size: int | None = None, sample_len: int | None = None):
+        self.model_name = str(model)
+        self.download_root = (Path(download_root).expanduser() if download_root is not None
+                              else default_whisper_root())
+        self.language = language
+        self._device = device
+        self._fp16 = fp16
+        self.beam_size = beam_size
+        self.sample_len = sample_len
+        self._model = None
+        self._lock = threading.Lock()
+
+    # -- resolution of the checkpoint (no network) --
+
+    def _is_path(self) -> bool:
+        return (os.path.isfile(os.path.expanduser(self.model_name))
+                or self.model_name.endswith(".pt") or os.sep in self.model_name)
+
+    @staticmethod
+    def _urls() -> dict[str, str]:
+        import whisper
+
+        return dict(whisper._MODELS)
+
+    def _named_target(self) -> tuple[str, Path, str]:
+        """(url, local file, expected sha256) of a named model."""
+        urls = self._urls()
+        if self.model_name not in urls:
+            raise ModelMissingError(
+                f"whisper model {self.model_name!r} is neither a local checkpoint file nor a "
+                f"known model name ({', '.join(urls)})")
+        url = urls[self.model_name]
+        return url, self.download_root / os.path.basename(url), url.split("/")[-2]
+
+    def checkpoint(self) -> Path:
+        """The local checkpoint file to load; :class:`ModelMissingError` if it is not here."""
+        if self._is_path():
+            path = Path(self.model_name).expanduser()
+            if not path.is_file():
+                raise ModelMissingError(f"whisper checkpoint not found: {path}", path=path)
+            return path
+        url, target, expected = self._named_target()
+        if not target.is_file():
+            raise ModelMissingError(
+                f"whisper model {self.model_name!r} is not on this machine and resyn-bench "
+                f"never downloads weights. Download {url} and save it as {target} (the "
+                f"SHA-256 must be {expected}), or pass model=<path to a .pt checkpoint>.",
+                url=url, path=target)
+        actual = _cached_sha256(target)
+        if actual != expected:
+            raise ModelMissingError(
+                f"{target} has SHA-256 {actual}, expected {expected} for whisper model "
+                f"{self.model_name!r}; replace it with the file from {url}", url=url,
+                path=target)
+        return target
+
+    # -- interface --
+
+    @property
+    def device(self) -> str:
+        if self._device is not None:
+            return self._device
+        try:
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        except ImportError:
+            return "cpu"
+
+    @property
+    def fp16(self) -> bool:
+        return bool(self._fp16) if self._fp16 is not None else self.device.startswith("cuda")
+
+    def decode_options(self) -> dict[str, Any]:
+        return {"temperature": 0.0, "condition_on_previous_text": False,
+                "language": self.language, "fp16": self.fp16, "beam_size": self.beam_size,
+                "sample_len": self.sample_len, "compression_ratio_threshold": 2.4,
+                "logprob_threshold": -1.0, "no_speech_threshold": 0.6}
+
+    def settings(self) -> dict[str, Any]:
+        s: dict[str, Any] = {"backend": self.name, "whisper": _package_version("openai-whisper")}
+        if self._is_path():
+            path = Path(self.model_name).expanduser()
+            s["model"] = f"file:{path.name}"
+            s["checkpoint_sha256"] = _cached_sha256(path) if path.is_file() else None
+        else:
+            s["model"] = self.model_name
+            try:
+                s["checkpoint_sha256"] = self._named_target()[2]
+            except (ModelMissingError, ImportError):
+                s["checkpoint_sha256"] = None
+        s["device"] = self.device
+        s.update(self.decode_options())
+        return s
+
+    def load(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            try:
+                import whisper
+            except ImportError as exc:
+                raise ASRError(f"openai-whisper is not installed ({exc}); "
+                               "pip install openai-whisper") from None
+            path = self.checkpoint()
+            if self._is_path():
+                self._model = whisper.load_model(str(path), device=self.device)
+            else:
+                # The file is there with the right hash: whisper's loader verifies it offline.
+                self._model = whisper.load_model(self.model_name, device=self.device,
+                                                 download_root=str(self.download_root))
+            self._model.eval()
+
+    def release(self) -> None:
+        with self._lock:
+            self._model = None
+
+    def transcribe(self, samples_16k: np.ndarray) -> str:
+        if self._model is None:
+            self.load()
+        import whisper
+
+        x = _as_16k_float(samples_16k)
+        with self._lock:
+            result = whisper.transcribe(self._model, x, verbose=None, **self.decode_options())
+        return str(result.get("text", "")).strip()
+
+
+# --------------------------------------------------------------------------------------------
+
+BACKENDS: dict[str, type[ASRBackend]] = {"pocketsphinx": PocketsphinxBackend,
+                                         "whisper": WhisperBackend}
+
+
+def make_asr(name: str = "pocketsphinx", **options: Any) -> ASRBackend:
+    """Build a backend by name (cheap: nothing is loaded)."""
+    try:
+        cls = BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown ASR backend {name!r}; choose from {sorted(BACKENDS)}") from None
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise ValueError(f"ASR backend {name!r}: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Text normalisation for scoring
+# --------------------------------------------------------------------------------------------
+
+NORMALIZERS = ("whisper-en", "basic")
+
+
+def basic_normalize(text: str) -> str:
+    """Lower-case, punctuation -> space (apostrophes kept inside words), collapse spaces."""
+    import re
+    import unicodedata
+
+    text = unicodedata.normalize("NFC", text).lower().replace("\u2019", "'").replace("\u2018", "'")
+    words = re.split(r"[^\w']+", text.replace("_", " "))
+    return " ".join(w.strip("'") for w in words if w.strip("'"))
+
+
+def default_normalizer() -> str:
+    """``whisper-en`` when openai-whisper (and its ``regex`` dependency) is importable."""
+    import importlib.util
+
+    if importlib.util.find_spec("whisper") and importlib.util.find_spec("regex"):
+        return "whisper-en"
+    return "basic"
+
+
+class TextNormalizer:
+    """Callable ``str -> str``; ``whisper-en`` is loaded on first use (imports whisper/torch)."""
+
+    def __init__(self, name: str | None = None):
+        name = name or default_normalizer()
+        if name not in NORMALIZERS:
+            raise ValueError(f"unknown normalizer {name!r}; choose from {NORMALIZERS}")
+        self.name = name
+        self._fn = None
+
+    def __call__(self, text: str) -> str:
+        if self._fn is None:
+            if self.name == "whisper-en":
+                try:
+                    from whisper.normalizers import EnglishTextNormalizer
+                except ImportError as exc:
+                    raise ASRError(f"normalizer 'whisper-en' needs openai-whisper ({exc}); "
+                                   "use normalizer='basic'") from None
+                english = EnglishTextNormalizer()
+                self._fn = lambda s: " ".join(english(s).split())
+            else:
+                self._fn = basic_normalize
+        return self._fn(text or "")
+
+
+__all__ = ["ASRBackend", "ASRError", "ModelMissingError", "PocketsphinxBackend",
+           "WhisperBackend", "BACKENDS", "make_asr", "NORMALIZERS", "TextNormalizer",
+           "basic_normalize", "default_normalizer", "default_whisper_root", "file_sha256",
+           "PHONE_DECODER_DEFAULTS"]
