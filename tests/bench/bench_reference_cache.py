@@ -29,6 +29,7 @@ def main() -> int:
     ap.add_argument("--dataset-root", default=str(SHARED_VCTK) if SHARED_VCTK.exists() else None)
     ap.add_argument("--preset", default=None, help="pitch preset (default: the package default)")
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--metrics", default="pitch", help="metric groups/suite (default: pitch)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="resyn-bench-cache-"))
@@ -42,7 +43,8 @@ def main() -> int:
 
     def timed(system, out, cache_dir, **kw):
         cfg = RunConfig(system=system, dataset=dataset, data_root=args.dataset_root, out=str(work / out),
-                        limit=args.limit, f0_preset=preset, cache_dir=str(work / cache_dir), **kw)
+                        limit=args.limit, f0_preset=preset, metrics=args.metrics,
+                        cache_dir=str(work / cache_dir), **kw)
         t = time.perf_counter()
         result = run(cfg, progress=False)
         return time.perf_counter() - t, result
@@ -59,7 +61,7 @@ def main() -> int:
         t_world_warm, _ = timed("world", "w-warm", "cache-world")
         audio_s = sum(r.get("duration_s") or 0.0 for r in read_records(work / "a-cold"))
         print(f"dataset: {args.dataset_root or 'demo'} ({res.n_total} utterances, {audio_s:.1f} s of audio), "
-              f"F0 preset {preset}, jobs 1, {os.cpu_count()} CPUs")
+              f"metrics {args.metrics}, F0 preset {preset}, jobs 1, {os.cpu_count()} CPUs")
         print(f"{'run':<44}{'wall s':>9}{'ratio':>8}")
         rows = [("1. copy, cold reference cache", t_cold, 1.0),
                 ("2. second system (world outputs), warm cache", t_second, t_second / t_cold),
