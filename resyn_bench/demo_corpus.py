@@ -295,7 +295,9 @@ def _child_main(argv: list[str]) -> int:
 def _run_builder(dest: Path, timeout: float = 600.0) -> None:
     _library_paths()  # fail early, with the install hint, if espeakng-loader is missing
     package_parent = str(Path(__file__).resolve().parents[1])
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+    # append, never prepend: site-packages may hold a stray stdlib shadow (resemblyzer pulls
+    # the obsolete `typing` backport), which must stay behind the standard library
+    code = ("import sys; sys.path.append(sys.argv[1]); "
             "from resyn_bench.demo_corpus import _child_main; "
             "sys.exit(_child_main(sys.argv[2:]))")
     try:

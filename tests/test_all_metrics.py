@@ -81,3 +81,15 @@ def test_a_missing_model_fails_its_group_only(tmp_path, home):
         assert r["metrics"]["f0.ffe"] == 0.0
         reason = r["errors"]["asr"]
         assert "base.en.pt" in reason and "https://" in reason   # where to get it, where to put it
+
+
+def test_corpus_wer_equals_jiwer_on_the_stored_transcripts(runs):
+    import jiwer
+
+    s = summarize_run(runs["world"])
+    pairs = [(r["extra"]["asr"]["ref"], r["extra"]["asr"]["hyp"]) for r in s.records]
+    pairs = [(ref, hyp) for ref, hyp in pairs if ref.strip()]
+    expected = jiwer.wer([p[0] for p in pairs], [p[1] for p in pairs])
+    assert s.metrics["asr.dwer"].pooled == pytest.approx(expected, abs=1e-12)
+    per_utt = [r["metrics"]["asr.dwer"] for r in s.records if r["metrics"]["asr.dwer"] is not None]
+    assert s.metrics["asr.dwer"].mean == pytest.approx(sum(per_utt) / len(per_utt))

@@ -23,7 +23,8 @@ def test_argument_rules():
 
 def test_system_names_and_metric_suites():
     assert registry.make_system("copy").name == "copy"
-    assert registry.resolve_metric_names("fast,f0") == ["f0"]
+    assert registry.resolve_metric_names("pitch,f0") == ["f0"]
+    assert registry.resolve_metric_names("f0,paper") == ["f0", "asr", "spk", "dnsmos"]
     with pytest.raises(registry.RegistryError, match="Did you mean"):
         registry.resolve_metric_names("f00")
 
