@@ -60,7 +60,8 @@ def test_demo_command_end_to_end(tmp_path, home, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--f0-preset", "dio", "--metrics", "pitch",
                  "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "| demo | copy | 0.00 ± 0.00 | 0.00 ± 0.00 | 0.00 ± 0.00 |" in out
+    assert "| Dataset | System | VDE (%) ↓ | FFE (%) ↓ | N |" in out   # the paper layout
+    assert "| demo | copy | 0.00 ± 0.00 | 0.00 ± 0.00 | 20/20 |" in out
     assert "| demo | world |" in out and "20/20" in out
     for name in ("table.md", "table.tex", "summary.json"):
         assert (tmp_path / "demo" / "report" / name).stat().st_size > 0
