@@ -29,6 +29,9 @@ class MetricSpec:
     unit: str = ""               # "%", "cents", "" ...
     percent: bool = False        # stored as a fraction, displayed x100
     description: str = ""
+    #: the statistic tables show by default: "mean" (of per-utterance values) or "pooled"
+    #: (the corpus-level value, e.g. WER = total edits / total reference words)
+    table_stat: str = "mean"
 
     @property
     def arrow(self) -> str:
@@ -36,12 +39,13 @@ class MetricSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "label": self.label, "higher_is_better": self.higher_is_better,
-                "unit": self.unit, "percent": self.percent, "description": self.description}
+                "unit": self.unit, "percent": self.percent, "description": self.description,
+                "table_stat": self.table_stat}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MetricSpec":
         return cls(**{k: d[k] for k in ("key", "label", "higher_is_better", "unit", "percent",
-                                         "description") if k in d})
+                                         "description", "table_stat") if k in d})
 
 
 @dataclass

@@ -70,29 +70,35 @@ def _specs(mode: str, per: bool) -> tuple[MetricSpec, ...]:
     if mode == "text":
         specs = [
             MetricSpec("asr.wer", "WER", higher_is_better=False, unit="%", percent=True,
+                       table_stat="pooled",
                        description="Word error rate of the ASR transcript of the output against "
                                    "the reference text (normalised), pooled over words"),
             MetricSpec("asr.cer", "CER", higher_is_better=False, unit="%", percent=True,
+                       table_stat="pooled",
                        description="Character error rate of the ASR transcript against the "
                                    "reference text (normalised, spaces included)"),
         ]
         if per:
             specs.append(MetricSpec(
                 "asr.per", "PER", higher_is_better=False, unit="%", percent=True,
+                table_stat="pooled",
                 description="Phone error rate: recognised ARPAbet phones of the output against "
                             "the reference text's dictionary phones"))
     else:
         specs = [
             MetricSpec("asr.dwer", "dWER", higher_is_better=False, unit="%", percent=True,
+                       table_stat="pooled",
                        description="Differential WER: the output's ASR transcript against the "
                                    "same recogniser's transcript of the reference recording"),
             MetricSpec("asr.dcer", "dCER", higher_is_better=False, unit="%", percent=True,
+                       table_stat="pooled",
                        description="Differential CER: characters of the output's transcript "
                                    "against the reference recording's transcript"),
         ]
         if per:
             specs.append(MetricSpec(
                 "asr.dper", "dPER", higher_is_better=False, unit="%", percent=True,
+                table_stat="pooled",
                 description="Differential PER: phones recognised in the output against phones "
                             "recognised in the reference recording"))
     return tuple(specs)

@@ -357,6 +357,7 @@ class _FoldModel:
 
 _SPECS = (
     MetricSpec("spk.acc", "Spk-ID acc", higher_is_better=True, unit="%", percent=True,
+               table_stat="pooled",
                description="Closed-set speaker-ID top-1 accuracy of the output w.r.t. its target "
                            "speaker, by a classifier trained on held-out real recordings "
                            "(cross-validation folds)"),

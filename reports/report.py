@@ -9,7 +9,7 @@ from resyn_bench.reports.collate import RunSummary, summarize_run
 from resyn_bench.reports.tables import format_value, latex_table, markdown_table
 
 
-def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str = "mean") -> dict[str, Path]:
+def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str = "auto") -> dict[str, Path]:
     """Collate ``run_dirs`` and write to ``out_dir``: ``table.md``/``table.tex`` (the paper's
     Table 1 columns), ``table_all.md``/``table_all.tex`` (every metric) and ``summary.json``."""
     summaries = [summarize_run(r) for r in run_dirs]

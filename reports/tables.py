@@ -10,7 +10,6 @@ from typing import Sequence
 from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.collate import RunSummary
 
-STATS = ("mean", "pooled")
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                   "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}
@@ -36,7 +35,17 @@ def format_value(spec: MetricSpec, value: float | None) -> str:
     return f"{value:.3f}"
 
 
+STATS = ("auto", "mean", "pooled")
+
+
+def resolve_stat(spec: MetricSpec, stat: str) -> str:
+    """``auto``: each metric's own convention (WER pooled over the corpus, F0 errors as
+    utterance means as fairseq reports them); otherwise the statistic asked for."""
+    return spec.table_stat if stat == "auto" else stat
+
+
 def format_cell(spec: MetricSpec, summary, stat: str, ci: bool, mark: str = "", pm: str = " ± ") -> str:
+    stat = resolve_stat(spec, stat)
     m = summary.metrics.get(spec.key)
     if m is None or m.value(stat) is None:
         return "–"
@@ -65,7 +74,7 @@ def significance(summaries: Sequence[RunSummary], stat: str, alpha: float = 0.05
             obj = s.groups.get(group)
             if obj is None or group not in b.entries or m.value(stat) is None:
                 continue
-            use = "pooled" if (stat == "pooled" or m.mean is None) else "mean"
+            use = "pooled" if (resolve_stat(m.spec, stat) == "pooled" or m.mean is None) else "mean"
             res = compare(obj, b.entries[group], s.entries[group], key, stat=use)
             if res.n_common:
                 results[(i, key)] = res
@@ -111,9 +120,19 @@ def _settings_note(summaries: Sequence[RunSummary]) -> str:
     return f"F0 extractor: {', '.join(presets)}." if presets else ""
 
 
-def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: bool = True) -> str:
-    what = ("utterance means (corpus-level values where a metric has no per-utterance value)"
-            if stat == "mean" else "corpus-level values (frames/edits pooled over utterances)")
+def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: bool = True,
+            specs: Sequence[MetricSpec] | None = None) -> str:
+    if stat == "auto":
+        shown = specs if specs is not None else columns(summaries, "all")
+        pooled = [s.label for s in shown if s.table_stat == "pooled"]
+        what = "utterance means"
+        if pooled:
+            what += f", except corpus-level values for {', '.join(pooled)} (pooled over the corpus)"
+        what += "; corpus-level values for metrics without per-utterance values"
+    elif stat == "mean":
+        what = "utterance means (corpus-level values where a metric has no per-utterance value)"
+    else:
+        what = "corpus-level values (frames/edits pooled over utterances)"
     n = "; ".join(f"{s.system}: {s.n_ok + s.n_partial}/{s.n_total} scored" for s in summaries)
     parts = [f"Values are {what}."]
     if ci:
@@ -126,7 +145,7 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
     return " ".join(p for p in parts if p)
 
 
-def markdown_table(summaries: Sequence[RunSummary], stat: str = "mean", ci: bool = True,
+def markdown_table(summaries: Sequence[RunSummary], stat: str = "auto", ci: bool = True,
                    marks: bool = True, layout: str = "all") -> str:
     specs = columns(summaries, layout)
     sig = significance(summaries, stat) if marks else {}
@@ -143,11 +162,11 @@ def markdown_table(summaries: Sequence[RunSummary], stat: str = "mean", ci: bool
         row.append(f"{s.n_ok + s.n_partial}/{s.n_total}")
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    lines.append(f"_{markdown_escape(caption(summaries, stat, ci, marks))}_")
+    lines.append(f"_{markdown_escape(caption(summaries, stat, ci, marks, specs))}_")
     return "\n".join(lines) + "\n"
 
 
-def latex_table(summaries: Sequence[RunSummary], stat: str = "mean", label: str = "tab:resynthesis",
+def latex_table(summaries: Sequence[RunSummary], stat: str = "auto", label: str = "tab:resynthesis",
                 ci: bool = True, marks: bool = True, layout: str = "all") -> str:
     specs = columns(summaries, layout)
     sig = significance(summaries, stat) if marks else {}
@@ -168,6 +187,6 @@ def latex_table(summaries: Sequence[RunSummary], stat: str = "mean", label: str 
         row.append(f"{s.n_ok + s.n_partial}/{s.n_total}")
         out.append("    " + " & ".join(row) + r" \\")
     out += [r"    \bottomrule", r"  \end{tabular}",
-            f"  \\caption{{{latex_escape(caption(summaries, stat, ci, marks))}}}",
+            f"  \\caption{{{latex_escape(caption(summaries, stat, ci, marks, specs))}}}",
             f"  \\label{{{latex_escape(label)}}}", r"\end{table}"]
     return "\n".join(out) + "\n"

@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--out", required=True, help="folder for table.md, table.tex, summary.json")
-    p.add_argument("--stat", choices=("mean", "pooled"), default="mean",
-                   help="utterance mean (default) or corpus-pooled values")
+    p.add_argument("--stat", choices=("auto", "mean", "pooled"), default="auto",
+                   help="auto (default: each metric's convention - WER/PER pooled over the "
+                        "corpus, F0 errors as utterance means), mean, or pooled")
 
     p = sub.add_parser("ls", help="list datasets, systems, metrics or pitch presets",
                        epilog="example:\n  resyn-bench ls systems",

@@ -67,6 +67,15 @@ def test_world_is_worse_than_copy_and_the_report_says_so(runs, tmp_path):
     for label in ("PER", "WER", "VDE", "FFE", "EER", "OVRL"):
         assert label in paper
     assert "| demo | world |" in paper and "*" in paper.split("| demo | world |")[1].splitlines()[0]
+    # dWER is shown pooled over the corpus (never a mean of per-utterance rates); FFE as the mean
+    from resyn_bench.reports.tables import format_value
+
+    row = paper.split("| demo | world |")[1].splitlines()[0]
+    dwer = world.metrics["asr.dwer"]
+    header = [c.strip() for c in paper.splitlines()[0].split("|")]
+    col = next(i for i, c in enumerate(header) if c.startswith("dWER"))
+    assert row.split("|")[col - 3].strip().startswith(format_value(dwer.spec, dwer.pooled))
+    assert "dWER" in paper.splitlines()[0] and "corpus-level values for dPER, dWER" in paper
 
 
 def test_a_missing_model_fails_its_group_only(tmp_path, home):
