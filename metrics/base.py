@@ -63,6 +63,11 @@ class MetricError(RuntimeError):
     """A metric could not be computed for one utterance (recorded, never scored as 0/1)."""
 
 
+class NotApplicable(MetricError):
+    """The metric does not apply to this data (e.g. speaker ID on a one-speaker corpus):
+    recorded as *skipped* with this reason, not as a failure."""
+
+
 class MetricGroup(ABC):
     """Lifecycle, as the runner drives it (one group at a time, so peak memory does not grow
     with the number of groups selected)::

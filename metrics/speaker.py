@@ -47,7 +47,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from resyn_bench.audio import SILENCE_PEAK
-from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, Score
+from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, NotApplicable, Score
 
 SAMPLE_RATE = 16000
 #: Audio (after VAD trimming) below which an embedding is refused. webrtcvad trimming keeps
@@ -466,7 +466,7 @@ class SpeakerMetrics(MetricGroup):
         utts = [u for u in utterances if u.utt_id in references]
         speakers = sorted({str(u.speaker) for u in utts})
         if len(speakers) < 2:
-            raise MetricError(f"spk: speaker identification needs real recordings of >= 2 "
+            raise NotApplicable(f"spk: speaker identification needs real recordings of >= 2 "
                               f"speakers, got {len(speakers)} ({', '.join(speakers) or 'none'})")
         ids = [u.utt_id for u in utts]
         if len(set(ids)) != len(ids):
@@ -475,7 +475,7 @@ class SpeakerMetrics(MetricGroup):
         emb = np.stack([np.asarray(references[i]["embedding"], dtype=np.float64) for i in ids])
         fold_of = assign_folds(ids, labels, self.folds, self.seed)
         if all(f < 0 for f in fold_of.values()):
-            raise MetricError("spk: every speaker has a single real utterance; no utterance can "
+            raise NotApplicable("spk: every speaker has a single real utterance; no utterance can "
                               "be held out (need >= 2 utterances for some speaker)")
         folds = np.array([fold_of[i] for i in ids])
         models = {}

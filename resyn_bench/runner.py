@@ -406,13 +406,16 @@ def _score_group(config, group, dataset, synthesis, todo, store, log, stats, pro
             bar.update(1)
 
     def fail_all(stage: str, exc: Exception) -> None:
-        # the group cannot run at all (model missing, corpus too small): every utterance gets
-        # the reason; other groups still run; --retry-failed tries again later
+        # the group cannot run at all (model missing, one-speaker corpus): every utterance gets
+        # the reason; other groups still run; --retry-failed tries failures again later
+        from resyn_bench.metrics.base import NotApplicable
+
+        status = "skipped" if isinstance(exc, NotApplicable) else "failed"
         reason = f"{stage}: {type(exc).__name__}: {exc}"
-        warnings.warn(f"metric group {group.name!r} failed ({reason})", stacklevel=2)
+        warnings.warn(f"metric group {group.name!r} {status} ({reason})", stacklevel=2)
         for utt in todo:
             accept({"part": "metric", "group": group.name, "utt_id": utt.utt_id,
-                    "status": "failed", "reason": reason}, {})
+                    "status": status, "reason": reason}, {})
 
     try:
         if group.needs_corpus or config.jobs == 1 or len(todo) <= 1:

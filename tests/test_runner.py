@@ -364,3 +364,13 @@ def test_metric_groups_are_loaded_one_at_a_time(tiny_corpus, tmp_path, home, mon
     EVENTS.clear()
     run(_config(tiny_corpus, tmp_path / "run", metrics="fakea,fakeb,fakec"), progress=False)
     assert EVENTS == []
+
+
+def test_speaker_metrics_on_a_one_speaker_corpus_are_skipped_not_failed(tiny_corpus, tmp_path, home):
+    lines = tiny_corpus.read_text().splitlines()
+    tiny_corpus.write_text("\n".join([lines[0]] + [x for x in lines[1:] if "spkA" in x]) + "\n")
+    with pytest.warns(UserWarning, match="skipped"):
+        run(_config(tiny_corpus, tmp_path / "run", metrics="f0,spk"), progress=False)
+    for rec in read_records(tmp_path / "run"):
+        assert rec["status"] == "ok" and not rec["errors"]
+        assert "2 speakers" in rec["skipped"]["spk"] or ">= 2" in rec["skipped"]["spk"]
