@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from resyn_bench.reports.collate import RunSummary, summarize_run
-from resyn_bench.reports.tables import format_value, latex_table, markdown_table
+from resyn_bench.reports.tables import format_value, latex_table, markdown_table, significance
 
 
 def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str = "auto") -> dict[str, Path]:
@@ -18,11 +18,14 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str 
     paths = {"markdown": out / "table.md", "latex": out / "table.tex",
              "markdown (all metrics)": out / "table_all.md", "latex (all metrics)": out / "table_all.tex",
              "json": out / "summary.json"}
-    paths["markdown"].write_text(markdown_table(summaries, stat, layout="paper"), encoding="utf-8")
-    paths["latex"].write_text(latex_table(summaries, stat, layout="paper"), encoding="utf-8")
-    paths["markdown (all metrics)"].write_text(markdown_table(summaries, stat), encoding="utf-8")
-    paths["latex (all metrics)"].write_text(latex_table(summaries, stat, label="tab:resynthesis-all"),
-                                            encoding="utf-8")
+    sig = significance(summaries, stat)  # paired tests once, shared by every table
+    paths["markdown"].write_text(markdown_table(summaries, stat, layout="paper", sig=sig),
+                                 encoding="utf-8")
+    paths["latex"].write_text(latex_table(summaries, stat, layout="paper", sig=sig), encoding="utf-8")
+    paths["markdown (all metrics)"].write_text(markdown_table(summaries, stat, sig=sig),
+                                               encoding="utf-8")
+    paths["latex (all metrics)"].write_text(
+        latex_table(summaries, stat, label="tab:resynthesis-all", sig=sig), encoding="utf-8")
     paths["json"].write_text(json.dumps({"stat": stat, "runs": [s.to_dict() for s in summaries]},
                                         indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return paths

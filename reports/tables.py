@@ -146,9 +146,10 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
 
 
 def markdown_table(summaries: Sequence[RunSummary], stat: str = "auto", ci: bool = True,
-                   marks: bool = True, layout: str = "all") -> str:
+                   marks: bool = True, layout: str = "all", sig: dict | None = None) -> str:
+    """``sig``: precomputed :func:`significance` (reused across tables of the same runs)."""
     specs = columns(summaries, layout)
-    sig = significance(summaries, stat) if marks else {}
+    sig = (significance(summaries, stat) if sig is None else sig) if marks else {}
     head = ["Dataset", "System"]
     for spec in specs:
         label, unit = _header(spec)
@@ -167,9 +168,9 @@ def markdown_table(summaries: Sequence[RunSummary], stat: str = "auto", ci: bool
 
 
 def latex_table(summaries: Sequence[RunSummary], stat: str = "auto", label: str = "tab:resynthesis",
-                ci: bool = True, marks: bool = True, layout: str = "all") -> str:
+                ci: bool = True, marks: bool = True, layout: str = "all", sig: dict | None = None) -> str:
     specs = columns(summaries, layout)
-    sig = significance(summaries, stat) if marks else {}
+    sig = (significance(summaries, stat) if sig is None else sig) if marks else {}
     head = ["Dataset", "System"]
     for spec in specs:
         name, unit = _header(spec)

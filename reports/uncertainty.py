@@ -12,8 +12,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from resyn_bench.metrics.base import MetricGroup
-from resyn_bench.reports.stats import (CI, PairedResult, bootstrap_weights, iter_bootstrap_indices,
-                                       paired_bootstrap)
+from resyn_bench.reports.stats import (CI, PairedResult, _paired_result, bootstrap_weights,
+                                       iter_bootstrap_indices, paired_bootstrap)
 
 N_BOOT = 1000
 LEVEL = 0.95
@@ -83,13 +83,42 @@ def group_cis(group, entries: Sequence[dict[str, Any]], keys: Sequence[str], cor
 
 
 def compare(group, entries_a, entries_b, key: str, stat: str = "mean", n_boot: int = N_BOOT,
-            seed: int = SEED) -> PairedResult:
-    """Paired bootstrap of system b minus system a on the utterances both scored."""
+            seed: int = SEED, level: float = LEVEL) -> PairedResult:
+    """Paired bootstrap of system b minus system a on the utterances both scored (matched by
+    utt_id, speakers from a). The same replicates resample both systems. Utterance means and
+    count-pooled values take a vectorised path; other corpus statistics call ``aggregate``."""
+    if stat != "mean" and not _uses_count_path(group):
+        return paired_bootstrap(entries_a, entries_b, lambda es: group.aggregate(es).get(key),
+                                n_boot=n_boot, seed=seed, level=level)
+    by_a = {e["utt_id"]: e for e in entries_a}
+    by_b = {e["utt_id"]: e for e in entries_b}
+    common = sorted(set(by_a) & set(by_b))
+    ea, eb = [by_a[u] for u in common], [by_b[u] for u in common]
+    speakers = [e.get("speaker") for e in ea]
     if stat == "mean":
-        def statistic(es):
-            vals = [e["values"].get(key) for e in es if e["values"].get(key) is not None]
-            return float(np.mean(vals)) if vals else None
+        def columns(es):
+            vals = [e["values"].get(key) for e in es]
+            return np.column_stack([[0.0 if v is None else float(v) for v in vals],
+                                    [float(v is not None) for v in vals]])
+
+        def reduce(sums):
+            return [float(s / n) if n > 0 else None for s, n in sums]
     else:
-        def statistic(es):
-            return group.aggregate(es).get(key)
-    return paired_bootstrap(entries_a, entries_b, statistic, n_boot=n_boot, seed=seed)
+        keys = sorted({k for e in ea + eb for k in (e.get("counts") or {})})
+
+        def columns(es):
+            return np.array([[float((e.get("counts") or {}).get(k) or 0.0) for k in keys] for e in es])
+
+        def reduce(sums):
+            return [group.pool(dict(zip(keys, row.tolist()))).get(key) for row in sums]
+
+    ca, cb = columns(ea).reshape(len(ea), -1), columns(eb).reshape(len(eb), -1)
+    est_a = reduce(ca.sum(axis=0, keepdims=True))[0] if common else None
+    est_b = reduce(cb.sum(axis=0, keepdims=True))[0] if common else None
+    reps: list[float | None] = []
+    if common:
+        for w in bootstrap_weights(speakers, n_boot, seed):
+            for a, b in zip(reduce(w @ ca), reduce(w @ cb)):
+                reps.append(None if a is None or b is None else b - a)
+    return _paired_result(est_a, est_b, reps, level, n_boot, len(common),
+                          len(by_a) - len(common), len(by_b) - len(common))

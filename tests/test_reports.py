@@ -110,3 +110,31 @@ def test_cis_and_significance_marks(tmp_path):
     assert r"$\pm$" in tex and "$^*$" in tex
     # reproducible: the same seed gives the same interval
     assert summarize_run(b).metrics["f0.gpe"].ci_pooled == ci
+
+
+@pytest.mark.parametrize("stat", ["mean", "pooled"])
+def test_vectorised_paired_comparison_equals_the_generic_bootstrap(tmp_path, stat):
+    from resyn_bench.reports.stats import paired_bootstrap
+    from resyn_bench.reports.uncertainty import compare
+
+    rng = __import__("numpy").random.default_rng(3)
+    a = make_run(tmp_path / "a", "a", {f"u{i}": _counts(100, 50, int(rng.integers(0, 5)), 2) for i in range(30)})
+    b = make_run(tmp_path / "b", "b", {f"u{i}": _counts(100, 50, int(rng.integers(3, 9)), 4)
+                                       for i in range(2, 32)})   # partly different utterances
+    sa, sb = summarize_run(a, n_boot=0), summarize_run(b, n_boot=0)
+    group, ea, eb = sa.groups["f0"], sa.entries["f0"], sb.entries["f0"]
+    for e in ea + eb:   # several speakers, so the hierarchy matters
+        e["speaker"] = f"s{int(e['utt_id'][1:]) % 4}"
+    if stat == "mean":
+        def statistic(es):
+            vals = [e["values"]["f0.gpe"] for e in es if e["values"].get("f0.gpe") is not None]
+            return sum(vals) / len(vals) if vals else None
+    else:
+        def statistic(es):
+            return group.aggregate(es).get("f0.gpe")
+    fast = compare(group, ea, eb, "f0.gpe", stat=stat, n_boot=300)
+    slow = paired_bootstrap(ea, eb, statistic, n_boot=300)
+    assert fast.n_common == slow.n_common == 28
+    assert fast.delta == pytest.approx(slow.delta, abs=1e-12)
+    assert fast.low == pytest.approx(slow.low, abs=1e-12) and fast.high == pytest.approx(slow.high, abs=1e-12)
+    assert fast.p_value == slow.p_value
