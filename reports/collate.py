@@ -60,6 +60,7 @@ class RunSummary:
     metrics: dict[str, MetricSummary] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # metric group -> settings
     records: list[dict[str, Any]] = field(default_factory=list)
+    dataset_key: tuple = ()      # (name, root, split, limit): runs comparable utterance by utterance
     groups: dict[str, Any] = field(default_factory=dict)     # group name -> group object
     entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per group
 
@@ -115,6 +116,25 @@ def group_entries(records: list[dict[str, Any]], group: str) -> list[dict[str, A
     return out
 
 
+def dataset_key(manifest: dict[str, Any]) -> tuple:
+    cfg = manifest.get("config", {})
+    return (cfg.get("dataset"), manifest.get("dataset", {}).get("root") or cfg.get("data_root"),
+            cfg.get("split"), cfg.get("limit"))
+
+
+def dataset_label(manifest: dict[str, Any]) -> str:
+    """A table label for the data: the dataset name, or for a generic manifest the corpus
+    folder's name; a split file's name is appended."""
+    name, root, split, _ = dataset_key(manifest)
+    label = str(name)
+    if name == "manifest" and root:
+        path = Path(root)
+        label = path.parent.name if path.suffix.lower() in (".tsv", ".txt") else path.name
+    if split:
+        label += f" ({Path(split).stem})"
+    return label
+
+
 def _failure_key(rec: dict[str, Any]) -> str:
     kind = rec.get("error_kind")
     return f"{rec.get('stage', '?')}: {kind}" if kind else f"{rec.get('stage', '?')}"
@@ -128,7 +148,7 @@ def summarize_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> Run
     records = sorted(read_records(run_dir, groups), key=lambda r: r["utt_id"])
     status = Counter(r.get("status") for r in records)
     summary = RunSummary(run_dir=run_dir, system=manifest["config"]["system"],
-                         dataset=manifest["config"]["dataset"],
+                         dataset=dataset_label(manifest), dataset_key=dataset_key(manifest),
                          n_total=manifest.get("dataset", {}).get("n_utterances", len(records)),
                          n_records=len(records), n_ok=status["ok"], n_partial=status["partial"],
                          n_failed=status["failed"], records=records,

@@ -58,14 +58,15 @@ def format_cell(spec: MetricSpec, summary, stat: str, ci: bool, mark: str = "", 
 
 def significance(summaries: Sequence[RunSummary], stat: str, alpha: float = 0.05
                  ) -> dict[tuple[int, str], object]:
-    """Paired bootstrap of each run against the first run on the same dataset (the baseline,
+    """Paired bootstrap of each run against the first run on the same data (same dataset, root,
+    split and limit: the baseline,
     usually ``copy``), per metric; returns {(row, key): PairedResult}."""
     from resyn_bench.reports.uncertainty import compare
 
     results = {}
     baselines: dict[str, int] = {}
     for i, s in enumerate(summaries):
-        base = baselines.setdefault(s.dataset, i)
+        base = baselines.setdefault(s.dataset_key or s.dataset, i)
         if base == i:
             continue
         b = summaries[base]

@@ -94,6 +94,8 @@ def compare(group, entries_a, entries_b, key: str, stat: str = "mean", n_boot: i
     by_b = {e["utt_id"]: e for e in entries_b}
     common = sorted(set(by_a) & set(by_b))
     ea, eb = [by_a[u] for u in common], [by_b[u] for u in common]
+    if not common:
+        return _paired_result(None, None, [], level, n_boot, 0, len(by_a), len(by_b))
     speakers = [e.get("speaker") for e in ea]
     if stat == "mean":
         def columns(es):
@@ -113,12 +115,11 @@ def compare(group, entries_a, entries_b, key: str, stat: str = "mean", n_boot: i
             return [group.pool(dict(zip(keys, row.tolist()))).get(key) for row in sums]
 
     ca, cb = columns(ea).reshape(len(ea), -1), columns(eb).reshape(len(eb), -1)
-    est_a = reduce(ca.sum(axis=0, keepdims=True))[0] if common else None
-    est_b = reduce(cb.sum(axis=0, keepdims=True))[0] if common else None
+    est_a = reduce(ca.sum(axis=0, keepdims=True))[0]
+    est_b = reduce(cb.sum(axis=0, keepdims=True))[0]
     reps: list[float | None] = []
-    if common:
-        for w in bootstrap_weights(speakers, n_boot, seed):
-            for a, b in zip(reduce(w @ ca), reduce(w @ cb)):
-                reps.append(None if a is None or b is None else b - a)
+    for w in bootstrap_weights(speakers, n_boot, seed):
+        for a, b in zip(reduce(w @ ca), reduce(w @ cb)):
+            reps.append(None if a is None or b is None else b - a)
     return _paired_result(est_a, est_b, reps, level, n_boot, len(common),
                           len(by_a) - len(common), len(by_b) - len(common))

@@ -235,8 +235,11 @@ COMMANDS = {"run": cmd_run, "summary": cmd_summary, "report": cmd_report, "ls": 
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="resyn-bench: %(message)s")
     from resyn_bench.audio import AudioError
     from resyn_bench.registry import RegistryError
     from resyn_bench.runner import RunError

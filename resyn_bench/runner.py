@@ -19,8 +19,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import logging
 import time
-import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,6 +33,9 @@ from resyn_bench import __version__
 from resyn_bench.audio import AudioError, ResampleLog, ensure_rate, load_audio, validate, write_audio
 from resyn_bench.cache import AnalysisCache, audio_hash
 from resyn_bench.store import MANIFEST, OUTPUTS, RecordStore, read_manifest, write_json_atomic
+
+
+log_ = logging.getLogger("resyn_bench.runner")
 
 
 class RunError(RuntimeError):
@@ -412,7 +415,7 @@ def _score_group(config, group, dataset, synthesis, todo, store, log, stats, pro
 
         status = "skipped" if isinstance(exc, NotApplicable) else "failed"
         reason = f"{stage}: {type(exc).__name__}: {exc}"
-        warnings.warn(f"metric group {group.name!r} {status} ({reason})", stacklevel=2)
+        log_.warning("metric group %r %s for %d utterances: %s", group.name, status, len(todo), reason)
         for utt in todo:
             accept({"part": "metric", "group": group.name, "utt_id": utt.utt_id,
                     "status": status, "reason": reason}, {})

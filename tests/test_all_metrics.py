@@ -78,12 +78,13 @@ def test_world_is_worse_than_copy_and_the_report_says_so(runs, tmp_path):
     assert "dWER" in paper.splitlines()[0] and "corpus-level values for dPER, dWER" in paper
 
 
-def test_a_missing_model_fails_its_group_only(tmp_path, home):
-    with pytest.warns(UserWarning, match="whisper"):
+def test_a_missing_model_fails_its_group_only(tmp_path, home, caplog):
+    with caplog.at_level("WARNING", logger="resyn_bench.runner"):
         run(RunConfig(system="copy", dataset="demo", out=str(tmp_path / "run"), limit=3,
                       metrics="f0,asr", f0_preset="dio",
                       metric_options={"asr": {"backend": "whisper", "model": "base.en",
                                               "mode": "differential"}}), progress=False)
+    assert "metric group 'asr' failed for 3 utterances" in caplog.text
     recs = read_records(tmp_path / "run", ["f0", "asr"])
     for r in recs:
         assert r["status"] == "partial"

@@ -138,3 +138,27 @@ def test_vectorised_paired_comparison_equals_the_generic_bootstrap(tmp_path, sta
     assert fast.delta == pytest.approx(slow.delta, abs=1e-12)
     assert fast.low == pytest.approx(slow.low, abs=1e-12) and fast.high == pytest.approx(slow.high, abs=1e-12)
     assert fast.p_value == slow.p_value
+
+
+def test_comparison_without_common_utterances_is_undefined_not_an_error(tmp_path):
+    from resyn_bench.reports.uncertainty import compare
+
+    a = make_run(tmp_path / "a", "a", {"u1": _counts(100, 50, 1, 1)})
+    b = make_run(tmp_path / "b", "b", {"u2": _counts(100, 50, 1, 1)})
+    sa, sb = summarize_run(a), summarize_run(b)
+    for stat in ("mean", "pooled"):
+        res = compare(sa.groups["f0"], sa.entries["f0"], sb.entries["f0"], "f0.gpe", stat=stat)
+        assert res.n_common == 0 and res.delta is None and res.p_value is None
+    assert "*" not in markdown_table([sa, sb]).split("| toy | b |")[1].splitlines()[0]
+
+
+def test_dataset_labels_and_baselines_follow_the_data_not_the_loader_name():
+    from resyn_bench.reports.collate import dataset_key, dataset_label
+
+    m1 = {"config": {"dataset": "manifest", "split": None}, "dataset": {"root": "/c/vctk_16k/manifest.tsv"}}
+    m2 = {"config": {"dataset": "manifest", "split": "/s/test.txt"}, "dataset": {"root": "/c/lj"}}
+    m3 = {"config": {"dataset": "ljspeech"}, "dataset": {"root": "/d/LJSpeech-1.1"}}
+    assert dataset_label(m1) == "vctk_16k"
+    assert dataset_label(m2) == "lj (test)"
+    assert dataset_label(m3) == "ljspeech"
+    assert dataset_key(m1) != dataset_key(m2)

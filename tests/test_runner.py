@@ -366,11 +366,13 @@ def test_metric_groups_are_loaded_one_at_a_time(tiny_corpus, tmp_path, home, mon
     assert EVENTS == []
 
 
-def test_speaker_metrics_on_a_one_speaker_corpus_are_skipped_not_failed(tiny_corpus, tmp_path, home):
+def test_speaker_metrics_on_a_one_speaker_corpus_are_skipped_not_failed(tiny_corpus, tmp_path, home,
+                                                                        caplog):
     lines = tiny_corpus.read_text().splitlines()
     tiny_corpus.write_text("\n".join([lines[0]] + [x for x in lines[1:] if "spkA" in x]) + "\n")
-    with pytest.warns(UserWarning, match="skipped"):
+    with caplog.at_level("WARNING", logger="resyn_bench.runner"):
         run(_config(tiny_corpus, tmp_path / "run", metrics="f0,spk"), progress=False)
+    assert "metric group 'spk' skipped for 3 utterances" in caplog.text
     for rec in read_records(tmp_path / "run"):
         assert rec["status"] == "ok" and not rec["errors"]
         assert "2 speakers" in rec["skipped"]["spk"] or ">= 2" in rec["skipped"]["spk"]
