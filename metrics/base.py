@@ -97,6 +97,14 @@ class MetricGroup(ABC):
     #: True if fit_corpus() must see the reference analyses of the whole dataset first
     needs_corpus: bool = False
 
+    def samples_at_rate(self, audio, what: str) -> np.ndarray:
+        """``audio``'s samples, after checking it is at the group's analysis rate (the runner
+        resamples, and logs it, before calling the group)."""
+        if self.sample_rate is not None and int(audio.sample_rate) != self.sample_rate:
+            raise MetricError(f"{self.name}: {what} is at {audio.sample_rate} Hz, expected "
+                              f"{self.sample_rate} Hz (the runner resamples before scoring)")
+        return audio.samples
+
     def load(self) -> None:
         """Load models (called once before the group's scoring pass)."""
 

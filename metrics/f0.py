@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, Score
+from resyn_bench.metrics.base import MetricGroup, MetricSpec, Score
 from resyn_bench.metrics.pitch import F0Track, PitchPreset, extract_f0, get_preset
 
 #: Default preset. Throughput on real speech (4 VCTK p225 utterances, 24 s of 16 kHz audio,
@@ -184,10 +184,7 @@ class F0Metrics(MetricGroup):
                 "alignment": "nearest, unvoiced outside"}
 
     def _track(self, audio, what: str) -> F0Track:
-        if int(audio.sample_rate) != self.sample_rate:
-            raise MetricError(f"f0: {what} is at {audio.sample_rate} Hz, expected "
-                              f"{self.sample_rate} Hz (the runner resamples before scoring)")
-        return extract_f0(audio.samples, audio.sample_rate, self.preset)
+        return extract_f0(self.samples_at_rate(audio, what), audio.sample_rate, self.preset)
 
     def analyse_reference(self, audio) -> dict[str, np.ndarray]:
         track = self._track(audio, "reference")

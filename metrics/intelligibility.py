@@ -232,12 +232,6 @@ class IntelligibilityMetrics(MetricGroup):
 
     # -- analysis ----------------------------------------------------------------------------
 
-    def _check_rate(self, audio, what: str) -> np.ndarray:
-        if int(audio.sample_rate) != self.sample_rate:
-            raise MetricError(f"asr: {what} is at {audio.sample_rate} Hz, expected "
-                              f"{self.sample_rate} Hz (the runner resamples before scoring)")
-        return audio.samples
-
     def _phones_of(self, samples: np.ndarray, transcript: str) -> tuple[list[str], Any]:
         """(phones, lexicon conversion or None) for one side, by the configured source."""
         if self.per_source == "recognizer":
@@ -248,7 +242,7 @@ class IntelligibilityMetrics(MetricGroup):
     def analyse_reference(self, audio) -> dict[str, np.ndarray]:
         if self.mode == "text":
             return {}
-        x = self._check_rate(audio, "reference")
+        x = self.samples_at_rate(audio, "reference")
         text = self.backend.transcribe(x)
         out = {"transcript": np.array(text)}
         if self.per:
@@ -260,7 +254,7 @@ class IntelligibilityMetrics(MetricGroup):
         return out
 
     def score(self, reference: dict[str, np.ndarray], output, utterance) -> Score:
-        x = self._check_rate(output, "output")
+        x = self.samples_at_rate(output, "output")
         p = self._p
         if self.mode == "text":
             ref_raw = getattr(utterance, "text", None)

@@ -135,15 +135,13 @@ def _versions(*dists: str) -> dict[str, str | None]:
     return {d: _version(d) for d in dists}
 
 
-def _check_rate(group: str, audio, what: str, rate: int = SR) -> np.ndarray:
-    if int(audio.sample_rate) != rate:
-        raise MetricError(f"{group}: {what} is at {audio.sample_rate} Hz, expected {rate} Hz "
-                          "(the runner resamples before scoring)")
-    x = np.asarray(audio.samples)
+def _checked_samples(group: MetricGroup, audio, what: str) -> np.ndarray:
+    """The group's rate check, plus the shape/finiteness checks these models need."""
+    x = np.asarray(group.samples_at_rate(audio, what))
     if x.ndim != 1 or x.size == 0:
-        raise MetricError(f"{group}: {what} must be a non-empty 1-D signal, got shape {x.shape}")
+        raise MetricError(f"{group.name}: {what} must be a non-empty 1-D signal, got shape {x.shape}")
     if not np.all(np.isfinite(x)):
-        raise MetricError(f"{group}: {what} contains NaN/inf samples")
+        raise MetricError(f"{group.name}: {what} contains NaN/inf samples")
     return x
 
 
@@ -298,7 +296,7 @@ class DNSMOSMetrics(MetricGroup):
         return values, extra
 
     def score(self, reference: dict[str, np.ndarray], output, utterance) -> Score:
-        x = _check_rate("dnsmos", output, "output")
+        x = _checked_samples(self, output, "output")
         values, extra = self.predict(x)
         return Score(values=values, counts={}, extra=extra)
 
@@ -534,7 +532,7 @@ class IntrusiveQualityMetrics(MetricGroup):
         return mc, int(sp.shape[0]), start, stop
 
     def analyse_reference(self, audio) -> dict[str, np.ndarray]:
-        x = _check_rate("intrusive", audio, "reference")
+        x = _checked_samples(self, audio, "reference")
         mc, n, start, stop = self.mel_cepstrum(x)
         return {"samples": np.asarray(x, dtype=np.float32), "mcep": mc,
                 "mcep_frames": np.array([n, start, stop], dtype=np.int64)}
@@ -577,7 +575,7 @@ class IntrusiveQualityMetrics(MetricGroup):
         return value, None
 
     def score(self, reference: dict[str, np.ndarray], output, utterance) -> Score:
-        out = np.asarray(_check_rate("intrusive", output, "output"), dtype=np.float32)
+        out = np.asarray(_checked_samples(self, output, "output"), dtype=np.float32)
         ref = np.asarray(reference["samples"], dtype=np.float32)
         extra: dict[str, Any] = {}
         values: dict[str, float | None] = {}

@@ -450,10 +450,7 @@ class SpeakerMetrics(MetricGroup):
         self.encoder.release()
 
     def _embed(self, audio, what: str) -> np.ndarray:
-        if int(audio.sample_rate) != self.sample_rate:
-            raise MetricError(f"spk: {what} is at {audio.sample_rate} Hz, expected "
-                              f"{self.sample_rate} Hz (the runner resamples before scoring)")
-        return self.encoder.embed(audio.samples)
+        return self.encoder.embed(self.samples_at_rate(audio, what))
 
     def analyse_reference(self, audio) -> dict[str, np.ndarray]:
         return {"embedding": self._embed(audio, "reference")}

@@ -169,9 +169,3 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
 
 def read_records(run_dir: str | Path, groups: Iterable[str] | None = None) -> list[dict[str, Any]]:
     return list(RecordStore(run_dir).load(groups).values())
-
-
-def iter_jsonl(lines: Iterable[str]):
-    for line in lines:
-        if line.strip():
-            yield json.loads(line)
