@@ -16,6 +16,16 @@ Per frame t (N = number of reference frames):
 * RMSE (cents) = sqrt(mean over voiced_both of (1200 log2(syn/ref))^2)   (gross errors included)
 * corr = Pearson correlation of ref and syn F0 **in Hz** over voiced_both frames
 
+For the HTML report's drill-down, ``Score.extra["contour"]`` keeps a compact copy of the two
+tracks that were compared: the reference track and the output track *as aligned to the
+reference frames* (what the counts above were computed from), decimated to about 50 Hz (every
+k-th frame, k = round(20 ms / hop); picking frames rather than averaging keeps unvoiced frames
+0 and never invents an F0 between voiced and unvoiced), rounded to 0.1 Hz::
+
+    {"t0": 0.01, "dt": 0.02, "ref": [0.0, 121.3, ...], "out": [0.0, 119.8, ...]}
+
+(about 2 kB of JSON per 3 s utterance; ``t0 + i * dt`` is frame i's time in seconds).
+
 Every number is a ratio of additive counts (``f0_error_counts``), so corpus values are
 frame-pooled from summed counts (:meth:`F0Metrics.pool`) and an utterance's value equals the
 pool of its own counts. Undefined cases are ``None`` (GPE/RMSE with no voiced_both frame,
@@ -38,6 +48,8 @@ from resyn_bench.metrics.pitch import F0Track, PitchPreset, extract_f0, get_pres
 DEFAULT_PRESET = "yaapt"
 #: |syn/ref - 1| above this is a gross pitch error (fairseq: 20 %).
 GROSS_ERROR_THRESHOLD = 0.2
+#: Frame step of the stored display contour (seconds): ~50 Hz is enough to see intonation.
+CONTOUR_STEP_S = 0.02
 #: Relative variance below which a side counts as constant (Pearson r undefined). Guards the
 #: cancellation in sxx - sx^2/n; 1e-9 relative is a std below ~0.003 % of the RMS F0.
 _ZERO_VAR_REL = 1e-9
@@ -139,6 +151,19 @@ def f0_corr(counts: Mapping[str, float]) -> float | None:
     return min(1.0, max(-1.0, r))
 
 
+def display_contour(ref: F0Track, syn_aligned: np.ndarray, step_s: float = CONTOUR_STEP_S
+                    ) -> dict[str, Any]:
+    """The compact reference/output contour stored in ``Score.extra["contour"]`` (see the module
+    docstring): every k-th reference frame, k chosen for a step near ``step_s``, 0.1 Hz."""
+    times = ref.times
+    hop = float(np.median(np.diff(times))) if len(times) > 1 else step_s
+    k = max(1, round(step_s / hop)) if hop > 0 else 1
+    pick = slice(0, None, k)
+    return {"t0": round(float(times[0]), 4) if len(times) else 0.0, "dt": round(hop * k, 6),
+            "ref": np.round(ref.f0[pick], 1).tolist(),
+            "out": np.round(np.asarray(syn_aligned, dtype=np.float64)[pick], 1).tolist()}
+
+
 # --------------------------------------------------------------------------------------------
 # Metric group
 # --------------------------------------------------------------------------------------------
@@ -193,8 +218,10 @@ class F0Metrics(MetricGroup):
     def score(self, reference: dict[str, np.ndarray], output, utterance) -> Score:
         ref = F0Track(reference["times"], reference["f0"])
         syn = self._track(output, "output")
-        counts = f0_error_counts(ref.f0, align_to_reference(ref, syn))
-        return Score(values=values_from_counts(counts), counts=counts, extra={})
+        aligned = align_to_reference(ref, syn)
+        counts = f0_error_counts(ref.f0, aligned)
+        return Score(values=values_from_counts(counts), counts=counts,
+                     extra={"contour": display_contour(ref, aligned)})
 
     def pool(self, counts: dict[str, float]) -> dict[str, float | None]:
         # Missing keys count as 0: pooling nothing (every utterance failed) gives all None.
@@ -202,5 +229,5 @@ class F0Metrics(MetricGroup):
 
 
 __all__ = ["F0Metrics", "DEFAULT_PRESET", "GROSS_ERROR_THRESHOLD", "align_to_reference",
-           "f0_error_counts", "gpe", "vde", "ffe", "f0_rmse_cents", "f0_corr",
-           "values_from_counts"]
+           "f0_error_counts", "display_contour", "CONTOUR_STEP_S", "gpe", "vde", "ffe",
+           "f0_rmse_cents", "f0_corr", "values_from_counts"]

@@ -13,9 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.stats import CI
+
 from resyn_bench.store import read_manifest, read_records
+
+RESYNTHESIS = "resynthesis"
 
 
 @dataclass
@@ -63,6 +67,9 @@ class RunSummary:
     dataset_key: tuple = ()      # (name, root, split, limit): runs comparable utterance by utterance
     groups: dict[str, Any] = field(default_factory=dict)     # group name -> group object
     entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per group
+    experiment: str = RESYNTHESIS  # manifest config.experiment (absent: resynthesis)
+    bitrate: float | None = None  # bits/s of the discrete streams (see :func:`bitrate_bps`)
+    system_label: str = ""        # row label: config.label, else system [options]
 
     @property
     def complete(self) -> bool:
@@ -70,6 +77,8 @@ class RunSummary:
 
     def to_dict(self, with_records: bool = False) -> dict[str, Any]:
         d = {"run_dir": str(self.run_dir), "system": self.system, "dataset": self.dataset,
+             "experiment": self.experiment, "system_label": self.system_label or self.system,
+             "bitrate": self.bitrate,
              "n_total": self.n_total, "n_records": self.n_records, "n_ok": self.n_ok,
              "n_partial": self.n_partial, "n_failed": self.n_failed,
              "failures": dict(self.failures), "settings": self.settings,
@@ -90,10 +99,132 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return mean, math.sqrt(var)
 
 
-def _group_cis(*args, **kwargs):
-    from resyn_bench.reports.uncertainty import group_cis
+def _group_cis(group, entries, keys, corpus, n_boot: int = 1000, seed: int = 0):
+    """(CIs of the corpus values, CIs of the utterance means), as
+    :func:`~resyn_bench.reports.uncertainty.group_cis`; trial-scored groups (speaker EER,
+    minDCF) take the vectorised :class:`TrialDesign` path, with the same replicates and the
+    same numbers as calling ``aggregate`` on each."""
+    from resyn_bench.reports import uncertainty as u
 
-    return group_cis(*args, **kwargs)
+    design = TrialDesign.maybe(group, entries)
+    if design is None:
+        return u.group_cis(group, entries, keys, corpus, n_boot=n_boot, seed=seed)
+    speakers = [e.get("speaker") for e in entries]
+    reps = design.replicates(u.bootstrap_weights(speakers, n_boot, seed))
+    corpus_ci, mean_ci = {}, {}
+    for key in keys:
+        if corpus.get(key) is not None:
+            corpus_ci[key] = u._ci(corpus[key], [r.get(key) for r in reps], u.LEVEL, n_boot)
+        values = [e["values"].get(key) for e in entries]
+        if any(v is not None for v in values):
+            defined = [v for v in values if v is not None]
+            mean_ci[key] = u._ci(float(np.mean(defined)),
+                                 u.mean_replicates(values, speakers, n_boot, seed), u.LEVEL, n_boot)
+    return corpus_ci, mean_ci
+
+
+class TrialDesign:
+    """Corpus statistics of a trial-scored group (the speaker metrics: EER and minDCF from every
+    output-vs-speaker trial score, accuracy from counts) on many bootstrap replicates at once.
+
+    A replicate is a multiplicity vector ``w`` over utterances (``bootstrap_weights``); every
+    trial score then counts ``w[utt]`` times. All scores are sorted once; per block of
+    replicates, cumulative weights give FAR/FRR at every distinct score, and EER/minDCF follow
+    with the exact formulas of :func:`resyn_bench.metrics.speaker.eer` / ``min_dcf`` (extra
+    operating points at scores a replicate did not draw repeat a neighbouring point, so they
+    change neither). Tests check equality with ``group.aggregate`` on indexed replicates.
+    """
+
+    KEYS = ("spk.eer", "spk.min_dcf", "spk.chance", "spk.n_target_trials", "spk.n_nontarget_trials")
+
+    def __init__(self, group, entries: list[dict[str, Any]]):
+        self.group = group
+        n = len(entries)
+        utt, score, is_tar = [], [], []
+        speakers: dict[str, int] = {}
+        enrolled_pairs = []
+        for i, e in enumerate(entries):
+            extra = e.get("extra") or {}
+            trials, target = extra.get("trials"), extra.get("target")
+            if not trials or target is None:
+                continue
+            for spk, value in trials.items():
+                enrolled_pairs.append((i, speakers.setdefault(spk, len(speakers))))
+                if value is None or not math.isfinite(value):
+                    continue
+                utt.append(i)
+                score.append(float(value))
+                is_tar.append(spk == target)
+        order = np.argsort(np.asarray(score, dtype=np.float64), kind="stable")
+        self.score = np.asarray(score, dtype=np.float64)[order]
+        self.utt = np.asarray(utt, dtype=np.int64)[order]
+        self.is_tar = np.asarray(is_tar, dtype=bool)[order]
+        # first position of each distinct score: "scores < threshold" = exclusive cumsum there
+        self.first = np.flatnonzero(np.r_[True, self.score[1:] != self.score[:-1]]) \
+            if self.score.size else np.zeros(0, dtype=np.int64)
+        self.enrolled = np.zeros((n, max(1, len(speakers))), dtype=np.float64)
+        for i, k in enrolled_pairs:
+            self.enrolled[i, k] = 1.0
+        self.has_speakers = bool(speakers)
+        self.count_keys = sorted({k for e in entries for k in (e.get("counts") or {})})
+        self.counts = np.array([[float((e.get("counts") or {}).get(k) or 0.0) for k in self.count_keys]
+                                for e in entries]).reshape(n, len(self.count_keys))
+
+    @classmethod
+    def maybe(cls, group, entries) -> TrialDesign | None:
+        """A design when ``group`` is the trial-scored speaker group, else None."""
+        try:
+            from resyn_bench.metrics.speaker import SpeakerMetrics
+        except ImportError:
+            return None
+        if type(group).aggregate is not SpeakerMetrics.aggregate or not entries:
+            return None
+        return cls(group, entries)
+
+    def block_stats(self, w: np.ndarray) -> dict[str, list[float | None]]:
+        """Trial statistics for each row of a weight block ``w`` (replicates x utterances)."""
+        b = w.shape[0]
+        out: dict[str, list[float | None]] = {k: [None] * b for k in self.KEYS}
+        ws = w[:, self.utt] if self.utt.size else np.zeros((b, 0))
+        wt = np.where(self.is_tar, ws, 0.0)
+        wn = ws - wt
+        n_tar, n_non = wt.sum(axis=1), wn.sum(axis=1)
+        # weight strictly below each distinct score (exclusive cumulative sums)
+        ct = (np.cumsum(wt, axis=1) - wt)[:, self.first]
+        cn = (np.cumsum(wn, axis=1) - wn)[:, self.first]
+        enrolled = ((w > 0).astype(np.float64) @ self.enrolled > 0).sum(axis=1) \
+            if self.has_speakers else np.zeros(b)
+        p = self.group.p_target
+        for r in range(b):
+            out["spk.n_target_trials"][r] = float(n_tar[r])
+            out["spk.n_nontarget_trials"][r] = float(n_non[r])
+            out["spk.chance"][r] = 1.0 / enrolled[r] if enrolled[r] else None
+            if n_tar[r] == 0 or n_non[r] == 0:
+                continue
+            far = np.append(1.0 - cn[r] / n_non[r], 0.0)
+            frr = np.append(ct[r] / n_tar[r], 1.0)
+            d = far - frr
+            i = int(np.argmax(d <= 0))
+            if d[i] == 0:
+                out["spk.eer"][r] = float(far[i])
+            else:
+                t = d[i - 1] / (d[i - 1] - d[i])
+                out["spk.eer"][r] = float(far[i - 1] + t * (far[i] - far[i - 1]))
+            dcf = 1.0 * p * frr + 1.0 * (1.0 - p) * far
+            out["spk.min_dcf"][r] = float(np.min(dcf) / min(1.0 * p, 1.0 * (1.0 - p)))
+        return out
+
+    def replicates(self, weight_blocks) -> list[dict[str, float | None]]:
+        """``group.aggregate`` of every replicate (as dicts), from blocks of weights."""
+        reps: list[dict[str, float | None]] = []
+        for w in weight_blocks:
+            stats = self.block_stats(w)
+            sums = w @ self.counts
+            for r in range(w.shape[0]):
+                d = dict(self.group.pool(dict(zip(self.count_keys, sums[r].tolist()))))
+                d.update({k: stats[k][r] for k in self.KEYS})
+                reps.append(d)
+        return reps
 
 
 def metric_group(name: str, options: dict[str, Any] | None = None):
@@ -135,6 +266,47 @@ def dataset_label(manifest: dict[str, Any]) -> str:
     return label
 
 
+def experiment_label(manifest: dict[str, Any]) -> str:
+    """The run's experiment: ``config.experiment`` (a name, or a table with ``name``/``kind``);
+    runs written before experiments existed are resynthesis runs."""
+    exp = manifest.get("config", {}).get("experiment")
+    if isinstance(exp, dict):
+        exp = exp.get("name") or exp.get("kind")
+    return str(exp) if exp else RESYNTHESIS
+
+
+def bitrate_bps(streams: list[dict[str, Any]] | None) -> float | None:
+    """Bits per second a system transmits, computed from its stream specs (the manifest's
+    ``system.streams``): for every *discrete* stream with a frame rate and a vocabulary,
+    ``frame_rate x ceil(log2 vocab_size)``, summed (units and F0 codes alike). Speaker streams
+    (an identity sent once per utterance), continuous streams and waveforms are not counted;
+    a system without a countable discrete stream has no bitrate (None). This reproduces the
+    paper's unit rates (HuBERT K=100 at 50 Hz: 350 bps; F0 codes K=20 at 12.5 Hz: 62.5 bps)."""
+    total, counted = 0.0, False
+    for s in streams or []:
+        if s.get("kind") != "discrete":
+            continue
+        rate, vocab = s.get("frame_rate"), s.get("vocab_size")
+        if not rate or not vocab or vocab < 1:
+            continue
+        total += float(rate) * math.ceil(math.log2(vocab))  # K=1 carries 0 bits
+        counted = True
+    return total if counted else None
+
+
+def system_label(manifest: dict[str, Any]) -> str:
+    """Row label of a run: ``config.label`` if set, else the system name with its options
+    (``world (f0_method=dio)``) so two settings of one system stay apart."""
+    cfg = manifest.get("config", {})
+    if cfg.get("label"):
+        return str(cfg["label"])
+    opts = cfg.get("system_options") or {}
+    name = str(cfg.get("system"))
+    if not opts:
+        return name
+    return f"{name} ({', '.join(f'{k}={v}' for k, v in sorted(opts.items()))})"
+
+
 def _failure_key(rec: dict[str, Any]) -> str:
     kind = rec.get("error_kind")
     return f"{rec.get('stage', '?')}: {kind}" if kind else f"{rec.get('stage', '?')}"
@@ -152,7 +324,9 @@ def summarize_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> Run
                          n_total=manifest.get("dataset", {}).get("n_utterances", len(records)),
                          n_records=len(records), n_ok=status["ok"], n_partial=status["partial"],
                          n_failed=status["failed"], records=records,
-                         failures=Counter(_failure_key(r) for r in records if r.get("status") == "failed"))
+                         failures=Counter(_failure_key(r) for r in records if r.get("status") == "failed"),
+                         experiment=experiment_label(manifest), system_label=system_label(manifest),
+                         bitrate=bitrate_bps((manifest.get("system") or {}).get("streams")))
     for group, info in manifest.get("metrics", {}).items():
         summary.settings[group] = info.get("settings", {})
         specs = [MetricSpec.from_dict(s) for s in info.get("specs", [])]

@@ -16,6 +16,16 @@ EPILOG_MAIN = """examples:
   resyn-bench report runs/demo-copy runs/demo-world --out report/
 """
 
+EPILOG_REPORT = """examples:
+  resyn-bench report runs/demo-copy runs/demo-world --out report/
+  resyn-bench report runs/lj-* runs/vctk-* --out paper/ --layout paper --layout vc --ci siunitx
+  resyn-bench report runs/* --out rep/ --layout my_table.toml --format md,csv --no-plots
+
+Runs are given in table order; the first run on each dataset is the baseline of the paired
+tests (give the ground truth, e.g. copy, first). A run's experiment is its manifest's
+config.experiment (resynthesis, vc, f0_flat, codec); bitrates come from the system's streams.
+"""
+
 EPILOG_RUN = """examples:
   resyn-bench run --system copy --dataset demo
   resyn-bench run --system world --dataset vctk --data-root VCTK-Corpus-0.92 --limit 50 --jobs 2
@@ -75,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="KEY=VALUE", help="system option, e.g. -o f0_method=dio (repeatable)")
     p.add_argument("--outputs-pattern", help="for outputs:DIR: file name pattern with {utt_id}, "
                                              "{speaker}, {stem}, e.g. '{stem}_gen.wav'")
+    p.add_argument("--experiment", default="resynthesis",
+                   help="what the run measures, for the report tables: resynthesis (default), "
+                        "vc (voice conversion, e.g. -o speaker=p226), f0_flat (F0 manipulation, "
+                        "e.g. -o f0_edit=flat), codec")
+    p.add_argument("--label", help="row label in reports (default: system name and options)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue an existing run directory, skipping finished utterances "
@@ -93,14 +108,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--utterances", action="store_true", help="also list per-utterance values")
 
-    p = sub.add_parser("report", help="tables (Markdown, LaTeX) collating several runs",
-                       epilog="example:\n  resyn-bench report runs/demo-copy runs/demo-world --out report/",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dirs", nargs="+")
-    p.add_argument("--out", required=True, help="folder for table.md, table.tex, summary.json")
+    p = sub.add_parser("report", help="tables (Markdown, LaTeX, CSV), plots and an HTML report "
+                                      "collating several runs",
+                       epilog=EPILOG_REPORT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dirs", nargs="+", metavar="RUN")
+    p.add_argument("--out", required=True, help="report folder (tables, plots/, report.html, "
+                                                "summary.json)")
     p.add_argument("--stat", choices=("auto", "mean", "pooled"), default="auto",
                    help="auto (default: each metric's convention - WER/PER pooled over the "
                         "corpus, F0 errors as utterance means), mean, or pooled")
+    p.add_argument("--layout", action="append", metavar="NAME|FILE",
+                   help="table layout, repeatable: paper (Table 1), vc (Table 2: voice "
+                        "conversion + F0 manipulation), codec (bitrate + quality), all, or a "
+                        ".json/.toml layout file (default: all four; empty ones are skipped)")
+    p.add_argument("--format", default="md,tex,csv,html", metavar="LIST",
+                   help="comma-separated outputs among md, tex, csv, html (default: all)")
+    p.add_argument("--ci", choices=("pm", "siunitx", "none"), default="pm",
+                   help="confidence intervals in tables: 'value ± half-width' (pm, default), "
+                        "siunitx S columns (LaTeX needs \\usepackage{siunitx}), or none")
+    p.add_argument("--audio", choices=("link", "embed"), default="link",
+                   help="HTML report audio: link to the run files (default) or embed them")
+    p.add_argument("--no-plots", dest="plots", action="store_false",
+                   help="skip the figures (plots/*.png, *.pdf)")
 
     p = sub.add_parser("ls", help="list datasets, systems, metrics or pitch presets",
                        epilog="example:\n  resyn-bench ls systems",
@@ -116,7 +145,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default="all", help="metric groups or suites (default: all)")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--quiet", action="store_true")
+
+    _add_model_commands(sub)
     return parser
+
+
+#: commands implemented in their own modules: (command, sub-command) -> (module, configure, run).
+#: The modules import nothing heavy at import time; torch loads only when a command runs.
+MODEL_COMMANDS = {
+    ("train", "vocoder"): ("resyn_bench.cli_train", "configure_train_vocoder_parser",
+                           "run_train_vocoder",
+                           "train a unit HiFi-GAN vocoder (presets: hubert100-vctk, ..., tiny)"),
+    ("train", "f0-quantizer"): ("resyn_bench.cli_train", "configure_train_f0_quantizer_parser",
+                                "run_train_f0_quantizer",
+                                "train the F0 quantizer (VQ-VAE on speaker-normalised F0)"),
+    ("train", "kmeans"): ("resyn_bench.cli_units", "configure_train_kmeans_parser",
+                          "run_train_kmeans", "train a k-means unit quantizer on encoder features"),
+    ("f0-stats", None): ("resyn_bench.cli_data", "configure_f0_stats_parser", "run_f0_stats",
+                         "per-speaker F0 mean/std (for F0 normalisation) of a dataset"),
+    ("fetch", None): ("resyn_bench.cli_units", "configure_fetch_parser", "run_fetch",
+                      "download catalogue checkpoints (HuBERT, k-means, vocoders) and verify them"),
+    ("encode", None): ("resyn_bench.cli_units", "configure_encode_parser", "run_encode",
+                       "extract discrete units of a dataset into a unit file"),
+}
+
+
+def _add_model_commands(sub) -> None:
+    import importlib
+
+    groups: dict[str, object] = {}
+    for (command, subcommand), (module, configure, _run, help_text) in MODEL_COMMANDS.items():
+        if subcommand is None:
+            p = sub.add_parser(command, help=help_text,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        else:
+            if command not in groups:
+                g = sub.add_parser(command, help="train a vocoder, an F0 quantizer or a k-means",
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+                groups[command] = g.add_subparsers(dest="subcommand", required=True, metavar="WHAT")
+            p = groups[command].add_parser(subcommand, help=help_text,
+                                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        getattr(importlib.import_module(module), configure)(p)
+        p.set_defaults(model_command=(command, subcommand))
 
 
 def _sanitize(name: str) -> str:
@@ -143,7 +213,8 @@ def cmd_run(args) -> int:
                        dataset_options=dict(args.dataset_option), metric_options=metric_options,
                        f0_preset=args.f0_preset, system_options=options, resume=args.resume,
                        overwrite=args.overwrite, retry_failed=args.retry_failed,
-                       use_cache=args.use_cache, jobs=args.jobs)
+                       use_cache=args.use_cache, jobs=args.jobs, experiment=args.experiment,
+                       label=args.label)
     if args.overwrite and not args.resume:
         raise SystemExit("error: --overwrite and --no-resume contradict each other")
     result = run(config, progress=not args.quiet)
@@ -169,19 +240,43 @@ def cmd_summary(args) -> int:
 def cmd_report(args) -> int:
     from resyn_bench.reports.report import write_report
 
-    paths = write_report(args.run_dirs, args.out, stat=args.stat)
+    paths = write_report(args.run_dirs, args.out, stat=args.stat, layouts=args.layout,
+                         formats=args.format.split(","), ci=args.ci, audio=args.audio,
+                         plots=args.plots)
+    _print_paths(paths)
+    return 0
+
+
+def _print_paths(paths) -> None:
     for kind, path in paths.items():
         print(f"{kind + ':':24s}{path}")
-    return 0
 
 
 def cmd_ls(args) -> int:
     from resyn_bench import registry
 
     if args.what == "systems":
+        from resyn_bench.named_systems import ALIASES, NAMED_SYSTEMS
+
         for name, entry in registry.all_systems().items():
+            if name in NAMED_SYSTEMS or name in ALIASES:
+                continue
             shown = f"{name}:{entry.takes_argument}" if entry.takes_argument else name
             print(f"{shown:16s}{entry.description}")
+        print("\nnamed unit systems (encoder, layer, quantizer, vocabulary, vocoder); "
+              "bitrate = units + F0 codes:")
+        header = f"{'name':26s}{'units':22s}{'streams':24s}{'bps':>7s}  status"
+        print(header)
+        print("-" * len(header))
+        for name, ns in NAMED_SYSTEMS.items():
+            layer = f" L{ns.layer}" if ns.layer is not None else ""
+            units = f"{ns.encoder}{layer} k={ns.vocab_size} {ns.unit_rate:g}Hz"
+            streams = "units" + (" + f0 codes" if ns.f0 else "") + (
+                " + speaker" if ns.speaker != "none" else "")
+            print(f"{name:26s}{units:22s}{streams:24s}{ns.bitrate():7.1f}  {ns.status()}")
+        print("aliases: " + ", ".join(f"{a} = {t}" for a, t in ALIASES.items()))
+        print("a system that needs files says how to get them when run; "
+              "see `resyn-bench fetch --list` and `resyn-bench train --help`")
     elif args.what == "metrics":
         for name, entry in registry.METRIC_GROUPS.items():
             print(f"{name:16s}{entry.description}")
@@ -219,9 +314,15 @@ def cmd_demo(args) -> int:
         failed += result.n_failed
     paths = write_report(run_dirs, out / "report")
     print()
-    print(paths["markdown"].read_text(encoding="utf-8"))
-    for kind, path in paths.items():
-        print(f"{kind + ':':24s}{path}")
+    if "markdown" in paths:
+        print(paths["markdown"].read_text(encoding="utf-8"))
+    _print_paths(paths)
+    # the two things a demo user opens: the HTML report and the paper tables
+    print()
+    for kind in ("html", "latex", "markdown"):
+        if kind in paths:
+            print(f"{kind} report: {paths[kind].resolve()}" if kind == "html"
+                  else f"{kind} table: {paths[kind].resolve()}")
     if failed:
         # The demo corpus is clean synthetic speech: any failure means a broken install.
         print(f"error: {failed} demo utterances failed; see `resyn-bench summary` of the runs above",
@@ -246,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
 
     expected = (RegistryError, RunError, AudioError, FileNotFoundError, ValueError, ImportError)
     try:
+        if getattr(args, "model_command", None):
+            import importlib
+
+            module, _configure, run, _help = MODEL_COMMANDS[args.model_command]
+            return getattr(importlib.import_module(module), run)(args)
         return COMMANDS[args.command](args)
     except expected as exc:
         print(f"resyn-bench {args.command}: error: {exc}", file=sys.stderr)

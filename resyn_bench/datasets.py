@@ -52,6 +52,8 @@ class Utterance:
     speaker: str
     path: Path
     text: str | None = None   # None when the transcript is unknown
+    # voice conversion: the voice the output should have (scored as that speaker); None = own
+    target_speaker: str | None = None
 
 
 @dataclass

@@ -42,7 +42,36 @@ SYSTEMS: dict[str, Entry] = {e.name: e for e in [
     Entry("outputs", "resyn_bench.systems.outputs:OutputsSystem",
           "evaluate audio files another tool produced, matched by utterance id "
           "(outputs:DIR, name pattern via --outputs-pattern)", takes_argument="DIR"),
+    Entry("ckpt", "resyn_bench.systems.vocoder.system:CheckpointSystem",
+          "a trained unit vocoder folder (g_XXXXXXXX + config.json, ours or the reference "
+          "layout); -o units=SPEC, -o speaker=NAME", takes_argument="DIR"),
 ]}
+
+
+def _named_factory(name: str) -> Callable[..., Any]:
+    """A factory with the named systems' options in its signature (checked by make_system)."""
+    def factory(checkpoint: str | None = None, units: str | None = None,
+                speaker: str | None = None, f0_stats: str | None = None, device: str = "cpu",
+                trust_sha256: str | None = None, f0_edit: str | None = None):
+        from resyn_bench.systems.named import make_named_system
+
+        return make_named_system(name, checkpoint=checkpoint, units=units, speaker=speaker,
+                                 f0_stats=f0_stats, device=device, trust_sha256=trust_sha256,
+                                 f0_edit=f0_edit)
+    factory.__name__ = f"make_{name.replace('-', '_')}"
+    return factory
+
+
+def _add_named_systems() -> None:
+    from resyn_bench.named_systems import ALIASES, NAMED_SYSTEMS
+
+    for name, ns in NAMED_SYSTEMS.items():
+        SYSTEMS[name] = Entry(name, _named_factory(name), ns.description)
+    for alias, target in ALIASES.items():
+        SYSTEMS[alias] = Entry(alias, _named_factory(target), f"= {target}")
+
+
+_add_named_systems()
 
 METRIC_GROUPS: dict[str, Entry] = {e.name: e for e in [
     Entry("f0", "resyn_bench.metrics.f0:F0Metrics",

@@ -61,12 +61,15 @@ class RunConfig:
     use_cache: bool = True
     cache_dir: str | None = None
     jobs: int = 1
+    # what the run measures, for the report layouts: resynthesis | vc | f0_flat | codec | ...
+    experiment: str = "resynthesis"
+    label: str | None = None    # row label in reports (default: the system name and options)
 
     def identity(self) -> dict[str, Any]:
         """Fields that must match for a run directory to be resumed."""
         return {k: getattr(self, k) for k in ("system", "dataset", "data_root", "split",
                                               "dataset_options", "metrics", "f0_preset",
-                                              "metric_options", "system_options")}
+                                              "metric_options", "system_options", "experiment")}
 
 
 def _metric_options(config: RunConfig, name: str) -> dict[str, Any]:
@@ -126,6 +129,9 @@ class Synthesizer:
         except Exception as exc:
             return fail("system", f"{type(exc).__name__}: {exc}")
         timings["system"] = time.perf_counter() - t
+        target = getattr(self.system, "target_speaker", None)
+        if target is not None:  # voice conversion: speaker metrics judge the output as this voice
+            record["target_speaker"] = str(target)
 
         t = time.perf_counter()
         try:
@@ -197,6 +203,8 @@ class Scorer:
             out_path = Path(synthesis["output_path"])
             out = load_audio(out_path if out_path.is_absolute() else self.run_dir / out_path)
             out = ensure_rate(out, g.sample_rate, purpose=f"metric {g.name} (output)", log=log)
+            if synthesis.get("target_speaker"):
+                utt = dataclasses.replace(utt, target_speaker=synthesis["target_speaker"])
             score = g.score(reference, out, utt)
         except Exception as exc:  # this metric fails for this utterance: recorded, not scored
             event.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
@@ -265,7 +273,10 @@ def _prepare_run_dir(config: RunConfig, store: RecordStore) -> dict[str, Any] | 
                        "choose a new --out, or pass --overwrite to start again")
     previous = read_manifest(run_dir)
     mine, theirs = config.identity(), previous.get("config", {}).get("identity", {})
-    diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
+    # runs written before a field existed hold its default
+    defaults = {"experiment": "resynthesis"}
+    diff = {k: (theirs.get(k, defaults.get(k)), v) for k, v in mine.items()
+            if theirs.get(k, defaults.get(k)) != v}
     if diff:
         details = "; ".join(f"{k}: run has {a!r}, asked {b!r}" for k, (a, b) in diff.items())
         raise RunError(f"cannot resume {run_dir}: settings differ ({details}). "

@@ -221,7 +221,9 @@ def test_identical_audio_scores_zero(name, speechlike):
     assert v["f0.gpe"] == 0.0 and v["f0.vde"] == 0.0 and v["f0.ffe"] == 0.0
     assert v["f0.rmse_cents"] == 0.0
     assert v["f0.corr"] == pytest.approx(1.0)
-    assert score.extra == {}
+    # the only extra is the display contour (for the HTML drill-down); identical audio, identical tracks
+    assert set(score.extra) == {"contour"}
+    assert score.extra["contour"]["out"] == score.extra["contour"]["ref"]
     assert score.counts["n_voiced_both"] > 20
 
 

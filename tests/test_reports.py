@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import pytest
-
 from resyn_bench.metrics.f0 import COUNT_KEYS, F0Metrics, values_from_counts
 from resyn_bench.reports.collate import summarize_run
 from resyn_bench.reports.report import format_summary, write_report
 from resyn_bench.reports.tables import latex_escape, latex_table, markdown_table
+
 from resyn_bench.store import RecordStore, write_json_atomic
 
 
@@ -63,10 +63,10 @@ def test_markdown_table(runs):
     lines = md.splitlines()
     assert lines[0].startswith("| Dataset | System | GPE (%) ↓ | VDE (%) ↓ | FFE (%) ↓")
     assert "| toy | copy | 0.00 | 0.00 | 0.00 |" in md
-    assert "| toy | sys_&_50% | 60.00 | 10.00 | 40.00 |" in md
+    assert r"| toy | sys\_&\_50% | 60.00 | 10.00 | 40.00 |" in md   # Markdown-escaped
     assert "2/3 scored" in md
     pooled = markdown_table(summaries, "pooled", ci=False, marks=False)
-    assert "| toy | sys_&_50% | 27.27 |" in pooled and "pooled over utterances" in pooled
+    assert r"| toy | sys\_&\_50% | 27.27 |" in pooled and "pooled over utterances" in pooled
 
 
 def test_latex_table_is_escaped_booktabs_with_arrows(runs):
@@ -80,12 +80,14 @@ def test_latex_table_is_escaped_booktabs_with_arrows(runs):
 
 def test_write_report_and_terminal_summary(runs, tmp_path):
     paths = write_report(runs, tmp_path / "rep")
-    assert {p.name for p in paths.values()} == {"table.md", "table.tex", "table_all.md",
-                                                "table_all.tex", "summary.json"}
+    # paper (Table 1) and all; no VC/F0-manipulation runs and no bitrate: no vc/codec tables
+    assert {p.name for p in paths.values()} == {"table.md", "table.tex", "table.csv", "table_all.md",
+                                                "table_all.tex", "table_all.csv", "summary.json",
+                                                "report.html", "plots"}
     # the paper layout keeps Table 1's columns (here VDE, FFE); "all" has every metric
     paper = paths["markdown"].read_text()
     assert "VDE" in paper and "FFE" in paper and "GPE" not in paper
-    assert "GPE" in paths["markdown (all metrics)"].read_text()
+    assert "GPE" in paths["markdown (all)"].read_text()
     assert all(p.stat().st_size > 0 for p in paths.values())
     text = format_summary(summarize_run(runs[1]), utterances=True)
     assert "failed 1" in text and "reference: silent x1" in text and "u3" in text
@@ -102,9 +104,9 @@ def test_cis_and_significance_marks(tmp_path):
     assert ci.low <= sb.metrics["f0.gpe"].pooled <= ci.high and ci.n_boot == 1000
     assert sb.metrics["f0.gpe"].ci_mean is not None
     md = markdown_table([sa, sb])
-    row = [line for line in md.splitlines() if "| bad |" in line][0]
-    assert "41.90 ± " in row and "*" in row          # significantly worse than the first row
-    assert "*" not in [line for line in md.splitlines() if "| copy |" in line][0]
+    row = next(line for line in md.splitlines() if "| bad |" in line)
+    assert "41.90 ± " in row and "\\*" in row          # significantly worse than the baseline
+    assert "\\*" not in next(line for line in md.splitlines() if "| copy |" in line)
     assert "95% bootstrap CI" in md
     tex = latex_table([sa, sb])
     assert r"$\pm$" in tex and "$^*$" in tex
@@ -149,7 +151,8 @@ def test_comparison_without_common_utterances_is_undefined_not_an_error(tmp_path
     for stat in ("mean", "pooled"):
         res = compare(sa.groups["f0"], sa.entries["f0"], sb.entries["f0"], "f0.gpe", stat=stat)
         assert res.n_common == 0 and res.delta is None and res.p_value is None
-    assert "*" not in markdown_table([sa, sb]).split("| toy | b |")[1].splitlines()[0]
+    row = markdown_table([sa, sb]).split("| toy | b |")[1].splitlines()[0]
+    assert "\\*" not in row   # no significance mark (the ** are the bold of tied best values)
 
 
 def test_dataset_labels_and_baselines_follow_the_data_not_the_loader_name():

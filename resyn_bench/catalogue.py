@@ -1,0 +1,377 @@
+"""Checkpoint catalogue: the public files the benchmark can use, where they come from, their
+SHA-256 where it is documented, and where they live on disk.
+
+Every file has a name (``resyn-bench fetch --list``) and a fixed place under
+``$RESYN_BENCH_HOME/checkpoints/`` (:func:`catalogue_path`). Nothing is downloaded at run time:
+code that needs a file calls :func:`catalogue_path` and, when the file is absent, raises
+:func:`missing_file_error`, whose message names the URL, the expected SHA-256 and the exact path
+to place the file at. Downloads happen only on request (``resyn-bench fetch NAME``,
+:func:`fetch`): streamed into a temporary file in the destination folder, checked, then renamed,
+so the final path never holds a partial or mismatching file.
+
+Hashes are recorded only where a source we trust states them (textlesslib for HuBERT Base and
+the GSLM HuBERT/CPC km100 quantizers). For the other files, :func:`fetch` keeps what it
+downloaded and writes the computed hash beside it (``<file>.sha256``, ``sha256sum`` format);
+that hash is *not* trusted automatically: loading a pickle from such a file still needs the
+user to vouch for the hash explicitly (``trusted_sha256=`` / ``--trust-sha256``).
+
+Importing this module is cheap (standard library only).
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from resyn_bench.paths import resyn_bench_home
+
+__all__ = ["CatalogueEntry", "CatalogueError", "CATALOGUE", "ALIASES", "checkpoints_root",
+           "get_entry", "resolve_name", "catalogue_path", "is_present", "known_sha256",
+           "recorded_sha256", "trusted_hashes", "missing_file_error", "fetch", "verify",
+           "list_entries"]
+
+#: Bytes read per network/file read while downloading and hashing.
+CHUNK = 1 << 20
+#: Seconds without any data before a download is abandoned.
+TIMEOUT_S = 60.0
+
+_FAIR = "https://dl.fbaipublicfiles.com"
+_FAIRSEQ_LICENCE = ("released by Meta AI with fairseq / textless-lib (MIT licence per the "
+                    "upstream repositories); check the upstream terms before redistributing")
+
+
+class CatalogueError(RuntimeError):
+    """A catalogue file is missing, cannot be downloaded or does not match its hash.
+
+    The message always says what to do (the URL, the expected SHA-256 and the path to use)."""
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    name: str
+    url: str
+    #: hex SHA-256 where a trusted source documents it, else None (see module docstring)
+    sha256: str | None
+    #: path relative to the checkpoints root ($RESYN_BENCH_HOME/checkpoints)
+    relpath: str
+    description: str
+    licence: str = _FAIRSEQ_LICENCE
+    #: size in bytes where documented (checked after download), else None
+    size: int | None = None
+    #: other entries that belong with this one and are fetched with it (a vocoder's config.json)
+    requires: tuple[str, ...] = ()
+    #: "pickle" when the file is an arbitrary pickle (fairseq .pt, joblib km.bin)
+    kind: str = "pickle"
+
+
+def _km(model: str, k: int, sha256: str | None, what: str) -> CatalogueEntry:
+    folder = {"hubert": "hubert", "cpc": "cpc", "logmel": "logmel"}[model]
+    name = f"hubert-l6-km{k}" if model == "hubert" else f"{model}-km{k}"
+    return CatalogueEntry(
+        name=name, url=f"{_FAIR}/textless_nlp/gslm/{folder}/km{k}/km.bin", sha256=sha256,
+        relpath=f"gslm/{folder}/km{k}/km.bin",
+        description=f"GSLM k-means, {k} units, on {what} (scikit-learn MiniBatchKMeans, joblib "
+                    "pickle; converted once to a safe .npz beside it)")
+
+
+_ENTRIES = [
+    CatalogueEntry(
+        name="hubert-base-ls960", url=f"{_FAIR}/hubert/hubert_base_ls960.pt",
+        sha256="1703cf8d2cdc76f8c046f5f6a9bcd224e0e6caf4744cad1a1f4199c32cac8c8d",
+        relpath="hubert/hubert_base_ls960.pt",
+        description="HuBERT Base (12 layers, 768-d, 50 Hz) trained on LibriSpeech 960 h; "
+                    "fairseq checkpoint"),
+    _km("hubert", 50, None, "HuBERT Base layer 6"),
+    _km("hubert", 100, "f14a3104615485381fc489701d6761c9abbdbb0d43607cf55518a1e2891023fe",
+        "HuBERT Base layer 6"),
+    _km("hubert", 200, None, "HuBERT Base layer 6"),
+    _km("hubert", 500, None, "HuBERT Base layer 6"),
+    CatalogueEntry(
+        name="cpc-big-ll6kh", url=f"{_FAIR}/textless_nlp/gslm/cpc/cpc_big_ll6kh_top_ctc.pt",
+        sha256=None, relpath="gslm/cpc/cpc_big_ll6kh_top_ctc.pt",
+        description="modified CPC (CPC big) trained on a 6k-hour clean LibriLight subset, "
+                    "256-d, 100 Hz"),
+    _km("cpc", 50, None, "CPC big (256-d, 100 Hz)"),
+    _km("cpc", 100, "077b96e010b1e87be627ef2bef0f5e5cdaa1c01722aa363b2dc0bb6a638e8b26",
+        "CPC big (256-d, 100 Hz)"),
+    _km("cpc", 200, None, "CPC big (256-d, 100 Hz)"),
+    _km("cpc", 500, None, "CPC big (256-d, 100 Hz)"),
+    _km("logmel", 50, None, "80-band log-mel filterbanks (100 Hz)"),
+    _km("logmel", 100, None, "80-band log-mel filterbanks (100 Hz)"),
+    _km("logmel", 200, None, "80-band log-mel filterbanks (100 Hz)"),
+    CatalogueEntry(
+        name="vocoder-hubert100-lj",
+        url=f"{_FAIR}/fairseq/speech_to_speech/vocoder/code_hifigan/hubert_base_100_lj/g_00500000",
+        sha256=None, relpath="code_hifigan/hubert_base_100_lj/g_00500000",
+        description="fairseq unit HiFi-GAN (duration-predictor variant, no F0, one LJ Speech "
+                    "voice) for HuBERT Base layer 6 + km100 units; generator checkpoint",
+        requires=("vocoder-hubert100-lj-config",)),
+    CatalogueEntry(
+        name="vocoder-hubert100-lj-config",
+        url=f"{_FAIR}/fairseq/speech_to_speech/vocoder/code_hifigan/hubert_base_100_lj/config.json",
+        sha256=None, relpath="code_hifigan/hubert_base_100_lj/config.json",
+        description="config.json of vocoder-hubert100-lj (read with json; no pickle)",
+        kind="json"),
+]
+
+#: name -> entry, in display order
+CATALOGUE: dict[str, CatalogueEntry] = {e.name: e for e in _ENTRIES}
+
+#: other spellings accepted for catalogue names
+ALIASES: dict[str, str] = {
+    **{f"hubert-km{k}": f"hubert-l6-km{k}" for k in (50, 100, 200, 500)},
+    "hubert-base": "hubert-base-ls960", "hubert_base_ls960": "hubert-base-ls960",
+    "cpc-big": "cpc-big-ll6kh", "cpc_big_ll6kh_top_ctc": "cpc-big-ll6kh",
+    "hubert100-lj": "vocoder-hubert100-lj",
+}
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+# --------------------------------------------------------------------------------------------
+# Names and paths
+
+def checkpoints_root() -> Path:
+    """``$RESYN_BENCH_HOME/checkpoints`` (see :func:`resyn_bench.paths.resyn_bench_home`)."""
+    return resyn_bench_home() / "checkpoints"
+
+
+def resolve_name(name: str) -> str:
+    """The catalogue name for ``name`` (aliases and case accepted); CatalogueError if unknown,
+    with a "did you mean" hint."""
+    key = str(name).strip().lower()
+    if key.endswith(".pt") and key[:-3] in ALIASES:
+        key = key[:-3]
+    key = ALIASES.get(key, key)
+    if key in CATALOGUE:
+        return key
+    close = difflib.get_close_matches(key, list(CATALOGUE) + list(ALIASES), n=1, cutoff=0.6)
+    hint = f" Did you mean {ALIASES.get(close[0], close[0])!r}?" if close else ""
+    raise CatalogueError(f"unknown checkpoint {name!r}.{hint} Known names: "
+                         f"{', '.join(CATALOGUE)} (see `resyn-bench fetch --list`)")
+
+
+def get_entry(name: str) -> CatalogueEntry:
+    return CATALOGUE[resolve_name(name)]
+
+
+def catalogue_path(name: str) -> Path:
+    """Where the file ``name`` lives (whether or not it is there)."""
+    entry = get_entry(name)
+    return checkpoints_root().joinpath(*entry.relpath.split("/"))
+
+
+def is_present(name: str) -> bool:
+    """True when the file is at :func:`catalogue_path` (its content is not checked; see
+    :func:`verify`)."""
+    return catalogue_path(name).is_file()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def known_sha256(name: str) -> str | None:
+    """The documented SHA-256 of ``name`` (None where no trusted source states one)."""
+    return get_entry(name).sha256
+
+
+def recorded_sha256(name: str) -> str | None:
+    """The hash :func:`fetch` computed and wrote beside a file that has no documented hash
+    (informational: it is not trusted for unpickling)."""
+    side = _sidecar(catalogue_path(name))
+    try:
+        first = side.read_text(encoding="utf-8").split()
+    except OSError:
+        return None
+    return first[0].lower() if first and _HEX64.match(first[0].lower()) else None
+
+
+def trusted_hashes(name: str, extra: Iterable[str] | str | None = ()) -> tuple[str, ...]:
+    """Hashes a caller may pass to ``load_trusted_pickle`` for ``name``: the documented one
+    (if any) plus those the user vouched for explicitly (``extra``). The sidecar hash written
+    by :func:`fetch` is deliberately not included."""
+    out: list[str] = []
+    documented = known_sha256(name)
+    if documented:
+        out.append(documented)
+    if isinstance(extra, str):
+        extra = [extra]
+    for h in extra or ():
+        h = str(h).strip().lower()
+        if h and h not in out:
+            out.append(h)
+    return tuple(out)
+
+
+def _fetch_command(entry: CatalogueEntry) -> str:
+    return f"resyn-bench fetch {entry.name}"
+
+
+def _by_hand(entry: CatalogueEntry, path: Path) -> str:
+    digest = (f"its sha256 must be {entry.sha256}" if entry.sha256
+              else "no sha256 is documented for it, so after placing it run "
+                   f"`sha256sum {path}` and pass that hash with --trust-sha256 if you trust "
+                   "the source")
+    return (f"download {entry.url} by hand and place it at {path} ({digest})")
+
+
+def missing_file_error(name: str, what: str | None = None) -> CatalogueError:
+    """The error to raise when a catalogue file is needed but absent (offline-first: nothing
+    is downloaded at run time). ``what`` says what needed it."""
+    entry = get_entry(name)
+    path = catalogue_path(name)
+    need = f"{what} needs " if what else ""
+    return CatalogueError(
+        f"{need}checkpoint {entry.name!r} ({entry.description}), which is not at {path}. "
+        f"Run `{_fetch_command(entry)}` (needs internet), or {_by_hand(entry, path)}. "
+        f"$RESYN_BENCH_HOME moves the whole folder.")
+
+
+# --------------------------------------------------------------------------------------------
+# Download
+
+def _progress_bar(total: int | None, desc: str, enabled: bool):
+    from tqdm import tqdm  # the terminal bar (tqdm.auto would pick a notebook widget)
+
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
+                disable=not enabled, file=sys.stderr, leave=True)
+
+
+def _download(url: str, tmp: Path, *, progress: bool, desc: str) -> tuple[str, int, int | None]:
+    """Stream ``url`` into ``tmp``; return (sha256, bytes received, Content-Length or None)."""
+    h = hashlib.sha256()
+    received = 0
+    request = urllib.request.Request(url, headers={"User-Agent": "resyn-bench"})
+    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
+        length = resp.headers.get("Content-Length")
+        expected = int(length) if length and length.strip().isdigit() else None
+        with open(tmp, "wb") as fh, _progress_bar(expected, desc, progress) as bar:
+            while True:
+                block = resp.read(CHUNK)
+                if not block:
+                    break
+                fh.write(block)
+                h.update(block)
+                received += len(block)
+                bar.update(len(block))
+            fh.flush()
+            os.fsync(fh.fileno())
+    return h.hexdigest(), received, expected
+
+
+def _fetch_one(entry: CatalogueEntry, *, progress: bool, url: str, force: bool) -> Path:
+    path = catalogue_path(entry.name)
+    if path.is_file() and not force:
+        if entry.sha256:
+            _check_existing(entry, path)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.part")
+    place = f"place the file at {path} by hand"
+    try:
+        try:
+            digest, received, expected = _download(url, tmp, progress=progress,
+                                                   desc=entry.name)
+        except urllib.error.HTTPError as exc:
+            raise CatalogueError(
+                f"could not download {entry.name!r}: HTTP {exc.code} {exc.reason} for {url}. "
+                f"If the file moved, {_by_hand(entry, path)}.") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            # URLError: offline / DNS / refused; OSError: reset, timeout, disk full;
+            # http.client.IncompleteRead is an HTTPException -> caught below
+            reason = getattr(exc, "reason", exc)
+            raise CatalogueError(
+                f"could not download {entry.name!r} from {url} ({reason}). If this machine is "
+                f"offline, {_by_hand(entry, path)}.") from None
+        except Exception as exc:  # http.client.HTTPException (IncompleteRead, bad status line)
+            raise CatalogueError(
+                f"download of {entry.name!r} from {url} failed ({type(exc).__name__}: {exc}); "
+                f"try again, or {_by_hand(entry, path)}.") from None
+        if expected is not None and received != expected:
+            raise CatalogueError(
+                f"download of {entry.name!r} from {url} was cut off: {received} of {expected} "
+                f"bytes received. Try again, or {place}.")
+        if entry.size is not None and received != entry.size:
+            raise CatalogueError(
+                f"{url} gave {received} bytes, but {entry.name!r} is {entry.size} bytes; nothing "
+                f"was kept. Try again, or {_by_hand(entry, path)}.")
+        if entry.sha256 and digest != entry.sha256:
+            raise CatalogueError(
+                f"{url} gave a file with sha256 {digest}, but {entry.name!r} must have sha256 "
+                f"{entry.sha256}; nothing was kept. The download was corrupted or the file "
+                f"changed upstream: try again, or {_by_hand(entry, path)}.")
+        if not entry.sha256:
+            # Record what we got (informational, not trusted: see module docstring).
+            side_tmp = tmp.with_name(tmp.name + ".sha256")
+            side_tmp.write_text(f"{digest}  {path.name}\n", encoding="utf-8")
+            os.replace(side_tmp, _sidecar(path))
+        os.replace(tmp, path)
+    except BaseException:
+        # any failure, Ctrl-C included: nothing partial stays behind
+        for leftover in (tmp, tmp.with_name(tmp.name + ".sha256")):
+            try:
+                leftover.unlink()
+            except FileNotFoundError:
+                pass
+        raise
+    return path
+
+
+def _check_existing(entry: CatalogueEntry, path: Path) -> None:
+    from resyn_bench.safeload import sha256_file
+
+    digest = sha256_file(path)
+    if digest != entry.sha256:
+        raise CatalogueError(
+            f"{path} is already there but its sha256 is {digest}, not {entry.sha256} as "
+            f"{entry.name!r} must be. Delete it and run `{_fetch_command(entry)}` again (or "
+            f"`resyn-bench fetch --force {entry.name}`), or {_by_hand(entry, path)}.")
+
+
+def fetch(name: str, *, progress: bool = True, url_override: str | None = None,
+          force: bool = False) -> Path:
+    """Download ``name`` (and the files it requires) into the catalogue folder; return its path.
+
+    An existing file is kept (and checked against the documented hash, if any) unless
+    ``force``. ``url_override`` replaces the URL of ``name`` itself (a mirror, or a ``file://``
+    URL of a copy); the hash check is the same. Raises :class:`CatalogueError` naming the URL,
+    the expected sha256 and the path to place the file at by hand."""
+    entry = get_entry(name)
+    for dep in entry.requires:
+        _fetch_one(get_entry(dep), progress=progress, url=get_entry(dep).url, force=force)
+    return _fetch_one(entry, progress=progress, url=url_override or entry.url, force=force)
+
+
+def verify(name: str) -> tuple[bool | None, str | None]:
+    """Check a present file: (True/False against the documented hash, or None when none is
+    documented; its sha256, or None when the file is absent)."""
+    from resyn_bench.safeload import sha256_file
+
+    path = catalogue_path(name)
+    if not path.is_file():
+        return None, None
+    digest = sha256_file(path)
+    documented = known_sha256(name)
+    return (digest == documented if documented else None), digest
+
+
+def list_entries() -> list[dict]:
+    """One JSON-able row per catalogue entry: name, present, path, url, sha256, description,
+    licence (for ``resyn-bench fetch --list``)."""
+    rows = []
+    for entry in CATALOGUE.values():
+        path = catalogue_path(entry.name)
+        rows.append({"name": entry.name, "present": path.is_file(), "path": str(path),
+                     "url": entry.url, "sha256": entry.sha256,
+                     "recorded_sha256": None if entry.sha256 else recorded_sha256(entry.name),
+                     "size": entry.size, "description": entry.description,
+                     "licence": entry.licence, "requires": list(entry.requires)})
+    return rows

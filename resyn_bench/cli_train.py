@@ -1,0 +1,228 @@
+"""``resyn-bench train vocoder`` and ``resyn-bench train f0-quantizer``.
+
+Parsers and runners for the lead's CLI (``configure_*_parser(p)`` / ``run_*(args) -> int``);
+also runnable on its own, which is handy under torchrun::
+
+    torchrun --nproc-per-node 2 -m resyn_bench.cli_train vocoder --config tiny ...
+
+Heavy imports (torch, models) happen inside the ``run_*`` functions only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+VOCODER_EPILOG = """\
+examples:
+  # 1. the F0 quantizer (the paper trains one, on VCTK, for every model)
+  resyn-bench train f0-quantizer --config f0-vqvae-vctk --dataset vctk \\
+      --data-root VCTK-Corpus-0.92 --out ckpt/vctk_f0_vq
+  # 2. the paper's HuBERT-100 VCTK vocoder (units computed on the fly by the encoder)
+  resyn-bench train vocoder --config hubert100-vctk --dataset vctk --data-root VCTK-Corpus-0.92 \\
+      --units hubert-l6-km100 --f0-quantizer ckpt/vctk_f0_vq --out ckpt/hubert100_vctk
+  # from a reference unit file (datasets/VCTK/hubert100/train.txt; audio paths inside it)
+  resyn-bench train vocoder --config hubert100-vctk --units train.txt --data-root . \\
+      --f0-quantizer ckpt/vctk_f0_vq --out ckpt/hubert100_vctk
+  # a tiny model for a quick CPU check, with config overrides
+  resyn-bench train vocoder --config tiny --dataset manifest --data-root corpus/ \\
+      --units logmel100.npz --f0-quantizer ckpt/tiny_f0 --out ckpt/tiny --max-steps 500 \\
+      --set batch_size=8 validation_interval=50
+  # 8 GPUs (global batch_size is split across the processes)
+  torchrun --nproc-per-node 8 -m resyn_bench.cli train vocoder --config hubert100-vctk ... --device cuda
+
+A killed run resumes from its latest g_/do_ checkpoint pair when started again with the same
+--out. Then evaluate it:  resyn-bench run --system ckpt:ckpt/hubert100_vctk --dataset vctk ...
+"""
+
+F0_EPILOG = """\
+examples:
+  resyn-bench train f0-quantizer --config f0-vqvae-vctk --dataset vctk \\
+      --data-root VCTK-Corpus-0.92 --out ckpt/vctk_f0_vq
+  resyn-bench train f0-quantizer --config tiny-f0 --dataset manifest --data-root corpus/ \\
+      --out ckpt/tiny_f0 --max-steps 300 --set f0_extractor=yaapt
+
+The F0 statistics (per-speaker mean/std of voiced F0) are computed from the training data
+and written to OUT/f0_stats.json unless --f0-stats gives a file.
+"""
+
+
+def _common_arguments(p: argparse.ArgumentParser, kind: str) -> None:
+    from resyn_bench.systems.vocoder.config import (  # pure data, cheap
+        F0_EXTRACTORS,
+        PRESETS,
+    )
+
+    names = ", ".join(n for n, f in PRESETS.items() if f().kind == kind)
+    p.add_argument("--config", required=True, metavar="PRESET_OR_JSON",
+                   help=f"a preset ({names}) or a config.json (reference format or ours)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="checkpoint folder (g_XXXXXXXX, do_XXXXXXXX, config.json, train_log.jsonl)")
+    p.add_argument("--dataset", metavar="NAME",
+                   help="dataset loader, as for `resyn-bench run` (vctk, ljspeech, librispeech, manifest, demo)")
+    p.add_argument("--data-root", metavar="DIR", help="the dataset's folder")
+    p.add_argument("--split", metavar="FILE", help="split file: the training utterances")
+    p.add_argument("--validation-split", metavar="FILE",
+                   help="split file of held-out validation utterances (default: hold out "
+                        "validation_size utterances of the training data, seeded)")
+    p.add_argument("--limit", type=int, metavar="N", help="use the first N utterances only")
+    p.add_argument("--f0-stats", metavar="FILE",
+                   help="F0 statistics (our JSON or a reference f0_stats.pth/.th); default: "
+                        "computed from the training data")
+    p.add_argument("--f0-extractor", choices=list(F0_EXTRACTORS),
+                   help="F0 extractor (default: the preset's; the paper's presets use yaapt)")
+    p.add_argument("--max-steps", type=int, metavar="N",
+                   help="stop this session at global step N (default: the config's training_steps)")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="config overrides, values as JSON (batch_size=8 f0=false "
+                        "upsample_rates=[5,4,2,2,2] f0_quantizer.f0_vq_params.l_bins=20)")
+    p.add_argument("--device", choices=["cpu", "cuda"],
+                   help="default: cuda when available (under torchrun: GPU LOCAL_RANK)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads per process (torch.set_num_threads)")
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="refuse an --out that already holds checkpoints instead of resuming")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config as JSON and exit without training")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def configure_train_vocoder_parser(p: argparse.ArgumentParser) -> None:
+    p.description = ("Train a unit HiFi-GAN vocoder (units + F0 codes + speaker -> 16 kHz audio) "
+                     "with the reference recipe; resumable, DDP under torchrun.")
+    p.epilog = VOCODER_EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    _common_arguments(p, "vocoder")
+    p.add_argument("--units", metavar="FILE_OR_ENCODER",
+                   help="a unit file (reference train.txt dict lines, our JSONL, ...) or a unit "
+                        "encoder spec (k-means .npz from `resyn-bench train kmeans`, or a "
+                        "catalogue name such as hubert-l6-km100)")
+    p.add_argument("--unit-key", metavar="KEY",
+                   help="code key of the unit file (hubert, cpc_km100, vqvae256, codes)")
+    p.add_argument("--validation-units", metavar="FILE",
+                   help="unit file of validation utterances (reference val.txt)")
+    p.add_argument("--f0-quantizer", metavar="CKPT",
+                   help="trained F0 quantizer (folder or g_ file from `train f0-quantizer`)")
+
+
+def configure_train_f0_quantizer_parser(p: argparse.ArgumentParser) -> None:
+    p.description = ("Train the F0 VQ-VAE (speaker-normalised F0 at 200 Hz -> 20 codes at "
+                     "12.5 Hz) that every vocoder's F0 stream goes through.")
+    p.epilog = F0_EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    _common_arguments(p, "f0-quantizer")
+
+
+def _is_unit_file(value: str) -> bool:
+    """A unit file (vs a unit-encoder spec): an existing file that is not a k-means model."""
+    path = Path(value).expanduser()
+    return path.is_file() and path.suffix not in (".npz", ".bin")
+
+
+def _overrides(args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    """The flags' config keys; --set is applied after them, so it wins."""
+    out: dict[str, Any] = {}
+    flags = {"dataset": "dataset", "data_root": "data_root", "split": "split", "limit": "limit",
+             "validation_split": "validation_split", "f0_stats": "f0_stats",
+             "f0_extractor": "f0_extractor"}
+    if kind == "vocoder":
+        flags.update({"unit_key": "unit_key", "validation_units": "input_validation_file",
+                      "f0_quantizer": "f0_quantizer_path"})
+    for attr, key in flags.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            out[key] = str(Path(value).expanduser().resolve()) if key in (
+                "data_root", "split", "validation_split", "f0_stats", "input_validation_file",
+                "f0_quantizer_path") else value
+    units = getattr(args, "units", None)
+    if units:
+        if _is_unit_file(units):
+            out["input_training_file"] = str(Path(units).expanduser().resolve())
+            out["unit_encoder"] = None
+        else:
+            path = Path(units).expanduser()
+            out["unit_encoder"] = str(path.resolve()) if path.exists() else units
+            out["input_training_file"] = None
+    return out
+
+
+def _build_config(args: argparse.Namespace, kind: str):
+    from resyn_bench.systems.vocoder.config import (
+        apply_overrides,
+        load_config,
+        parse_override,
+    )
+
+    cfg = load_config(args.config, kind=kind)
+    cfg = apply_overrides(cfg, _overrides(args, kind))
+    return apply_overrides(cfg, dict(parse_override(o) for o in args.set))
+
+
+def _run(args: argparse.Namespace, kind: str) -> int:
+    import logging
+
+    from resyn_bench.datasets import DatasetError
+    from resyn_bench.distributed import DistributedError
+    from resyn_bench.systems.vocoder.config import ConfigError
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = _build_config(args, kind)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(cfg.to_json())
+        return 0
+    import torch
+
+    from resyn_bench.systems.vocoder.train import (
+        TrainingError,
+        train_f0_quantizer,
+        train_vocoder,
+    )
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train = train_vocoder if kind == "vocoder" else train_f0_quantizer
+    try:
+        result = train(cfg, args.out, max_steps=args.max_steps, resume=args.resume,
+                       device=args.device, progress=not args.quiet)
+    except (ConfigError, TrainingError, DatasetError, DistributedError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted; run the same command again to resume from the latest checkpoint "
+              f"in {args.out}", file=sys.stderr)
+        return 130
+    if result.checkpoint is not None:  # rank 0
+        last = result.validation[-1] if result.validation else {}
+        summary = {"out": str(result.out_dir), "step": result.step, "from_step": result.start_step,
+                   "checkpoint": str(result.checkpoint),
+                   "seconds_per_step": result.seconds_per_step, "last_validation": last}
+        print(json.dumps(summary, indent=1))
+    return 0
+
+
+def run_train_vocoder(args: argparse.Namespace) -> int:
+    return _run(args, "vocoder")
+
+
+def run_train_f0_quantizer(args: argparse.Namespace) -> int:
+    return _run(args, "f0-quantizer")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point: ``python -m resyn_bench.cli_train {vocoder,f0-quantizer} ...``."""
+    parser = argparse.ArgumentParser(prog="resyn-bench train")
+    sub = parser.add_subparsers(dest="what", required=True)
+    configure_train_vocoder_parser(sub.add_parser("vocoder", help="train a unit vocoder"))
+    configure_train_f0_quantizer_parser(sub.add_parser("f0-quantizer", help="train the F0 quantizer"))
+    args = parser.parse_args(argv)
+    return run_train_vocoder(args) if args.what == "vocoder" else run_train_f0_quantizer(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

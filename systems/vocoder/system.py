@@ -1,0 +1,291 @@
+"""``ckpt:DIR``: a locally trained (or reference-layout) unit vocoder as a benchmark system.
+
+encode (16 kHz audio)::
+
+    units     = unit encoder (the one recorded in the training config, or -o units=SPEC)
+    f0        = F0 (the training extractor) of the peak-normalised audio, z-scored with the
+                source speaker's training statistics (voiced frames only, as in training)
+    f0_codes  = the checkpoint's frozen F0 quantizer on that contour  (12.5 Hz, 20 codes)
+    speaker   = row of the speaker LUT: the utterance's speaker, or -o speaker=NAME
+
+decode: ``CodeGenerator(units, f0_codes, speaker)`` -> 16 kHz audio.
+
+The audio is zero-padded to whole F0 codes (the reference pads its files to 1280 samples the
+same way) and the output is cut back to the input length. Everything the checkpoint folder
+records is used as recorded: the speaker name -> id map of training (not one rebuilt from the
+evaluation manifest, reference-system §4), the F0 statistics file, the F0 extractor.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from resyn_bench.systems.base import (
+    Streams,
+    StreamSpec,
+    System,
+    SystemFailure,
+    as_float32,
+)
+
+from resyn_bench.audio import Audio
+
+__all__ = ["CheckpointSystem", "CheckpointSystemError"]
+
+F0_HOP = 80
+F0_CODE_HOP = 1280
+
+
+class CheckpointSystemError(FileNotFoundError):
+    """The checkpoint folder cannot be used (no generator, no unit encoder, missing stats...)."""
+
+
+def _train_hint(ckpt: Path) -> str:
+    return (f"train one with `resyn-bench train vocoder --config PRESET --dataset NAME "
+            f"--data-root DIR --units SPEC --f0-quantizer F0_DIR --out {ckpt}` "
+            f"(presets: tiny, hubert100-vctk, cpc100-lj, ...)")
+
+
+class CheckpointSystem(System):
+    """A unit HiFi-GAN checkpoint folder (``g_XXXXXXXX`` + ``config.json``) as a system.
+
+    Options (``-o key=value``):
+
+    ``units``         unit-encoder spec (k-means ``.npz`` or catalogue name such as
+                      ``hubert-l6-km100``); default: the encoder recorded at training. Needed
+                      when the vocoder was trained from a unit file.
+    ``speaker``       target voice (a training speaker name) for every utterance: voice
+                      conversion, and the way to run speakers unseen in training.
+    ``f0_stats``      another F0 statistics file (e.g. covering unseen speakers).
+    ``f0_extractor``  override the training F0 extractor ("pyworld", "yaapt", "harvest").
+    ``step``          use ``g_<step>`` instead of the latest generator.
+    ``device``        "cpu" (default) or "cuda".
+    ``trust_sha256``  sha256 of a reference checkpoint that needs full unpickling.
+    ``f0_edit``       F0 manipulation before quantization: ``flat`` puts every voiced frame on
+                      the speaker's mean F0 (the paper's disentanglement test: report it with
+                      ``--experiment f0_flat``; VDE/FFE are then measured against the original).
+    """
+
+    input_sample_rate = 16000
+
+    def __init__(self, ckpt_dir: str, units: str | None = None, speaker: str | None = None,
+                 f0_stats: str | None = None, f0_extractor: str | None = None,
+                 step: int | None = None, device: str = "cpu", trust_sha256: str | None = None,
+                 f0_edit: str | None = None):
+        import torch
+        from resyn_bench.systems.vocoder.checkpoint import (
+            latest_checkpoint,
+            load_generator,
+        )
+        from resyn_bench.systems.vocoder.config import config_from_dict
+        from resyn_bench.systems.vocoder.generator import prepare_for_inference
+
+        path = Path(ckpt_dir).expanduser()
+        if not path.exists():
+            raise CheckpointSystemError(f"checkpoint folder {path} does not exist; {_train_hint(path)}")
+        folder = path if path.is_dir() else path.parent
+        if step is not None:
+            path = folder / f"g_{int(step):08d}"
+            if not path.is_file():
+                raise CheckpointSystemError(f"no generator checkpoint {path.name} in {folder}")
+        elif path.is_dir() and latest_checkpoint(path, "g_") is None:
+            raise CheckpointSystemError(f"{path} holds no generator checkpoint (g_XXXXXXXX); "
+                                        f"{_train_hint(path)}")
+        if f0_edit not in (None, "none", "flat"):
+            raise CheckpointSystemError(f"unknown f0_edit {f0_edit!r}; choose flat or none")
+        self.f0_edit = None if f0_edit in (None, "none") else f0_edit
+        self.device = device
+        trusted = (trust_sha256,) if trust_sha256 else ()
+        loaded = load_generator(path, trusted_sha256=trusted, map_location=device)
+        self.checkpoint = {"path": str(Path(loaded.path).resolve()), "step": loaded.step,
+                           "sha256": loaded.sha256}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # keys we do not model are fine at inference
+            self.config = config_from_dict(dict(loaded.config), kind="vocoder")
+        cfg = self.config
+        self.model = prepare_for_inference(loaded.model.to(device))
+        self.hop = int(cfg.code_hop_size)
+        self.block = math.lcm(self.hop, F0_CODE_HOP) if cfg.f0 else self.hop
+        self._torch = torch
+
+        # --- speakers: the training map (config, else speakers.json beside the checkpoint)
+        self.speaker_map: dict[str, int] | None = None
+        self.one_voice = cfg.multispkr == "single"   # reference LJ configs: every file is 'A'
+        if self.one_voice:
+            self.speaker_map = dict(cfg.speaker_map or {}) or {"A": 0}
+        elif cfg.multi_speaker:
+            self.speaker_map = dict(cfg.speaker_map or {}) or self._read_json(folder / "speakers.json")
+            if not self.speaker_map:
+                raise CheckpointSystemError(
+                    f"{folder}: a multi-speaker vocoder without its speaker name -> id map "
+                    "(config.json 'speaker_map' or speakers.json); write the map used at training "
+                    "to speakers.json")
+        if speaker is not None and cfg.multi_speaker and speaker not in self.speaker_map:
+            raise CheckpointSystemError(
+                f"speaker {speaker!r} is not a training speaker of {folder}; choose one of "
+                f"{', '.join(sorted(self.speaker_map)[:20])}")
+        if speaker is not None and not cfg.multi_speaker:
+            raise CheckpointSystemError(f"{folder}: a single-speaker vocoder takes no speaker option")
+        self.target_speaker = speaker
+
+        # --- F0: extractor, statistics, quantizer (inside the generator)
+        self.f0_extractor = f0_extractor or cfg.f0_extractor
+        self.f0_stats = None
+        self.f0_stats_path = None
+        if cfg.f0:
+            from resyn_bench.systems.vocoder.data import f0_method_params
+            from resyn_bench.systems.vocoder.f0_stats import load_f0_stats
+
+            f0_method_params(self.f0_extractor)  # unknown names fail here, not per utterance
+            candidates = [Path(f0_stats).expanduser()] if f0_stats else [
+                p for p in ([Path(cfg.f0_stats).expanduser()] if cfg.f0_stats else [])
+                + [folder / "f0_stats.json"]]
+            found = next((p for p in candidates if p.is_file()), None)
+            if found is None:
+                raise CheckpointSystemError(
+                    f"F0 statistics not found (looked at {', '.join(map(str, candidates))}); pass "
+                    "-o f0_stats=FILE (our JSON from training, or a reference f0_stats.pth)")
+            ids = self.speaker_map if found.suffix != ".json" else None
+            self.f0_stats = load_f0_stats(found, ids)
+            self.f0_stats_path = str(found.resolve())
+            if getattr(self.model, "quantizer", None) is None:
+                raise CheckpointSystemError(f"{folder}: the generator is conditioned on F0 but has "
+                                            "no F0 quantizer block in its config")
+
+        # --- units
+        self.unit_spec = units or cfg.unit_encoder
+        if not self.unit_spec:
+            src = cfg.unit_source()
+            raise CheckpointSystemError(
+                f"{folder}: this vocoder was trained on units read from "
+                f"{src.get('file') or 'a unit file'}; encoding new audio needs the encoder that "
+                "made them: pass it with -o units=SPEC (a k-means .npz from `resyn-bench train "
+                "kmeans`, or a catalogue name such as hubert-l6-km100 / cpc-km100)")
+        from resyn_bench.systems.encoders.base import load_unit_encoder
+
+        self.encoder = load_unit_encoder(self.unit_spec)
+        if int(self.encoder.hop_size) != self.hop:
+            raise CheckpointSystemError(
+                f"unit encoder {self.unit_spec!r} has a hop of {self.encoder.hop_size} samples, "
+                f"the vocoder expects {self.hop} (code_hop_size)")
+        if int(self.encoder.vocab_size) > int(cfg.num_embeddings):
+            raise CheckpointSystemError(
+                f"unit encoder {self.unit_spec!r} has {self.encoder.vocab_size} units, the vocoder "
+                f"embeds only {cfg.num_embeddings}")
+
+    @staticmethod
+    def _read_json(path: Path) -> dict | None:
+        if not path.is_file():
+            return None
+        return {str(k): int(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+
+    # ------------------------------------------------------------------------------------------
+
+    def stream_specs(self) -> list[StreamSpec]:
+        cfg = self.config
+        specs = [StreamSpec("units", "discrete", 16000 / self.hop, int(self.encoder.vocab_size),
+                            f"{getattr(self.encoder, 'name', 'units')} units, hop {self.hop}")]
+        if cfg.f0:
+            specs.append(StreamSpec("f0_codes", "discrete", 16000 / F0_CODE_HOP,
+                                    int(cfg.f0_quantizer.f0_vq_params.l_bins),
+                                    f"F0 VQ-VAE codes of speaker-normalised {self.f0_extractor} F0"))
+        if cfg.multi_speaker:
+            specs.append(StreamSpec("speaker", "speaker", None, len(self.speaker_map),
+                                    "speaker LUT row (sent once per utterance)"))
+        return specs
+
+    def speakers(self) -> list[str] | None:
+        if self.one_voice:
+            return None   # one voice: the speaker stream is not a choice
+        return sorted(self.speaker_map) if self.speaker_map else None
+
+    def _speaker_id(self, utterance) -> tuple[str, int]:
+        if self.one_voice:
+            name = self.target_speaker or next(iter(self.speaker_map))
+            return name, int(self.speaker_map[name])
+        name = self.target_speaker or str(getattr(utterance, "speaker", "") or "")
+        if name not in self.speaker_map:
+            known = sorted(self.speaker_map)
+            raise SystemFailure(
+                f"speaker {name!r} was not seen in training (the speaker LUT knows {len(known)}: "
+                f"{', '.join(known[:10])}{', ...' if len(known) > 10 else ''}); choose a target "
+                "voice with -o speaker=NAME")
+        return name, int(self.speaker_map[name])
+
+    def encode(self, audio: Audio, utterance) -> Streams:
+        from resyn_bench.systems.vocoder.data import extract_f0, peak_normalize
+
+        torch = self._torch
+        cfg = self.config
+        x = np.asarray(audio.samples, dtype=np.float32).reshape(-1)
+        n_in = len(x)
+        n = -(-n_in // self.block) * self.block           # whole F0 codes (zero padding)
+        padded = np.pad(x, (0, n - n_in))
+        n_units = n // self.hop
+        units = np.asarray(self.encoder.encode(padded), dtype=np.int64).reshape(-1)
+        if units.size == 0:
+            raise SystemFailure(f"the unit encoder returned no units for {n_in} samples")
+        # encoders with a receptive field (HuBERT: (N - 400) // 320 + 1 frames) come up a frame
+        # or two short of N / hop: repeat the last unit; extra frames are dropped
+        if units.size < n_units:
+            units = np.concatenate([units, np.full(n_units - units.size, units[-1])])
+        units = units[:n_units]
+        data: dict[str, Any] = {"units": units}
+        meta: dict[str, Any] = {"n_samples": n_in, "padded_samples": n}
+        if cfg.f0:
+            source = None if self.one_voice else (str(getattr(utterance, "speaker", "") or "") or None)
+            f0 = extract_f0(peak_normalize(padded), self.f0_extractor)
+            try:
+                z = self.f0_stats.normalize(f0, source)   # the source speaker's statistics
+            except ValueError as exc:  # F0StatsError: no statistics for this speaker
+                raise SystemFailure(f"F0 normalisation: {exc}") from None
+            if self.f0_edit == "flat":   # z = 0 is the speaker's mean F0; unvoiced stays 0 too
+                z = np.where(f0 > 0, 0.0, z).astype(np.float32)
+            with torch.no_grad():
+                codes = self.model.quantizer.encode_indices(
+                    torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))[None, None].to(self.device))
+            data["f0_codes"] = codes[0].cpu().numpy().astype(np.int64)
+            meta["voiced_frames"] = int((f0 > 0).sum())
+        if cfg.multi_speaker:
+            name, sid = self._speaker_id(utterance)
+            data["speaker"] = sid
+            meta["speaker_name"] = name
+        return Streams(data, sample_rate=16000, meta=meta)
+
+    def decode(self, streams: Streams) -> Audio:
+        torch = self._torch
+        cfg = self.config
+        units = np.asarray(streams["units"], dtype=np.int64)
+        if units.size and (units.min() < 0 or units.max() >= cfg.num_embeddings):
+            raise SystemFailure(f"units outside 0..{cfg.num_embeddings - 1}")
+        kwargs: dict[str, Any] = {}
+        if cfg.f0:
+            kwargs["f0_codes"] = torch.as_tensor(np.asarray(streams["f0_codes"], np.int64))[None].to(self.device)
+        if cfg.multi_speaker:
+            kwargs["spkr"] = torch.tensor([[int(streams["speaker"])]], device=self.device)
+        with torch.no_grad():
+            wav = self.model(torch.as_tensor(units)[None].to(self.device), **kwargs)
+        y = wav.reshape(-1).float().cpu().numpy()
+        n = streams.meta.get("n_samples")
+        if n is not None:
+            y = y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))
+        if not np.all(np.isfinite(y)):
+            raise SystemFailure("the vocoder produced NaN/inf samples")
+        return Audio(as_float32(y), 16000)
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        cfg = self.config
+        encoder = self.encoder.describe() if hasattr(self.encoder, "describe") else {}
+        d.update(checkpoint=self.checkpoint, preset=cfg.preset, units=self.unit_spec,
+                 unit_encoder=encoder, f0=cfg.f0, f0_extractor=self.f0_extractor if cfg.f0 else None,
+                 f0_stats=self.f0_stats_path,
+                 f0_quantizer={"path": cfg.f0_quantizer_path,
+                               "step": cfg.extra.get("f0_quantizer_step")} if cfg.f0 else None,
+                 speakers=len(self.speaker_map) if self.speaker_map else None,
+                 target_speaker=self.target_speaker, f0_edit=self.f0_edit, device=self.device)
+        return d

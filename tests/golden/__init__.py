@@ -1,0 +1,1 @@
+"""Golden files of the report tables and the deterministic stored runs they are rendered from."""
