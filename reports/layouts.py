@@ -248,7 +248,7 @@ def load_layout(source: str | Path | Mapping[str, Any] | Layout) -> Layout:
     if text in PRESETS:
         return PRESETS[text]
     path = Path(text)
-    if not path.suffix.lower() in (".json", ".toml"):
+    if path.suffix.lower() not in (".json", ".toml"):
         raise LayoutError(f"unknown layout {text!r}: use one of {sorted(PRESETS)} or a .json/.toml "
                           "layout file")
     if not path.exists():

@@ -345,7 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     from resyn_bench.registry import RegistryError
     from resyn_bench.runner import RunError
 
-    expected = (RegistryError, RunError, AudioError, FileNotFoundError, ValueError, ImportError)
+    from resyn_bench.catalogue import CatalogueError
+    from resyn_bench.safeload import UnsafeCheckpointError
+
+    expected = (RegistryError, RunError, AudioError, FileNotFoundError, ValueError, ImportError,
+                CatalogueError, UnsafeCheckpointError)
     try:
         if getattr(args, "model_command", None):
             import importlib

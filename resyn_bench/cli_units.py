@@ -393,7 +393,8 @@ def run_encode(args: argparse.Namespace) -> int:
         _err(str(exc))
         return 2
     extractor_name = encoder.kmeans.meta.get("extractor") or encoder.extractor.name
-    key = args.key or ("cpc_km100" if extractor_name == "cpc" else "hubert")
+    # the code keys the reference unit files use per unit type
+    key = args.key or {"cpc": "cpc_km100", "vqvae": "vqvae256"}.get(extractor_name, "hubert")
 
     t0 = time.perf_counter()
     log = ResampleLog()

@@ -58,10 +58,16 @@ class NamedSystem:
 
         return resyn_bench_home() / "vocoders" / self.name
 
+    def vqvae_dir(self) -> Path:
+        """Where the jointly trained content VQ-VAE (raw-audio encoder + 256 codes) is looked for."""
+        from resyn_bench.paths import resyn_bench_home
+
+        return resyn_bench_home() / "vqvae" / f"vqvae{self.vocab_size}"
+
     def unit_spec(self) -> str | None:
         """The unit-encoder spec given to ``load_unit_encoder`` (None: the vocoder's own)."""
-        if self.quantizer == "vq":
-            return None
+        if self.quantizer == "vq":   # the content VQ-VAE's own encoder + codebook
+            return f"vqvae:{self.vqvae_dir()}"
         if self.quantizer.startswith("local:"):
             from resyn_bench.paths import resyn_bench_home
 
@@ -73,6 +79,10 @@ class NamedSystem:
                 "vctk": "--dataset vctk --data-root VCTK-Corpus-0.92"}.get(self.dataset,
                                                                          "--dataset D --data-root R")
         steps = []
+        if self.quantizer == "vq":
+            steps.append(f"resyn-bench train vocoder --config vqvae{self.vocab_size}-librilight "
+                         f"{data} --out {self.vqvae_dir()}  (the content VQ-VAE, trained jointly "
+                         "with its own decoder)")
         if self.quantizer.startswith("local:"):
             steps.append(f"resyn-bench train kmeans --encoder {self.encoder} --k {self.vocab_size} "
                          f"{data} --out {self.unit_spec()}")
@@ -82,9 +92,7 @@ class NamedSystem:
             f0_preset = "tiny-f0" if self.preset == "tiny" else f"f0-vqvae-{self.dataset}"
             steps.append(f"resyn-bench train f0-quantizer --config {f0_preset} {data} --out {f0_dir}")
             f0_arg = f" --f0-quantizer {f0_dir}"
-        units = (f" --units {self.unit_spec()}" if self.unit_spec()
-                 else " --units VQVAE_CODES.txt (content VQ-VAE codes; joint VQ-VAE training is "
-                      "not implemented yet)")
+        units = f" --units {self.unit_spec()}"
         steps.append(f"resyn-bench train vocoder --config {self.preset} {data}{units}{f0_arg} "
                      f"--out {self.checkpoint_dir()}")
         return "; then ".join(steps)
@@ -95,7 +103,12 @@ class NamedSystem:
 
         missing = []
         spec = self.unit_spec()
-        if spec and self.quantizer.startswith("local:"):
+        if self.quantizer == "vq":
+            folder = self.vqvae_dir()
+            if not (folder.is_dir() and any(folder.glob("g_*"))):
+                missing.append(f"train vocoder --config vqvae{self.vocab_size}-librilight "
+                               "(content VQ-VAE)")
+        elif spec and self.quantizer.startswith("local:"):
             if not Path(spec).is_file():
                 missing.append(f"k-means {spec} (train kmeans)")
         elif spec:

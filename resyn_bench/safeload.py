@@ -16,10 +16,11 @@ import hashlib
 import os
 import re
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-__all__ = ["sha256_file", "UnsafeCheckpointError", "safe_torch_load", "load_trusted_pickle"]
+__all__ = ["UnsafeCheckpointError", "load_trusted_pickle", "safe_torch_load", "sha256_file"]
 
 _CHUNK = 1 << 20
 
@@ -125,14 +126,13 @@ def _normalise_hashes(trusted_sha256) -> set[str]:
     for h in trusted_sha256:
         h = h.decode() if isinstance(h, bytes) else str(h)
         h = h.strip().lower()
-        if h.startswith("sha256:"):
-            h = h[len("sha256:"):]
+        h = h.removeprefix("sha256:")
         if h:
             out.add(h)
     return out
 
 
-def load_trusted_pickle(path, trusted_sha256: "str | Iterable[str]", loader: str = "torch",
+def load_trusted_pickle(path, trusted_sha256: str | Iterable[str], loader: str = "torch",
                         map_location="cpu") -> Any:
     """Fully unpickle ``path`` only if its SHA-256 is one of ``trusted_sha256``.
 

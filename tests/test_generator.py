@@ -78,12 +78,15 @@ def spec_shapes(cfg: dict) -> dict[str, tuple]:
 
     wn("conv_pre", (ch0, cfg["model_in_dim"], 7))
     nk = len(cfg["resblock_kernel_sizes"])
-    for i, (u, k) in enumerate(zip(cfg["upsample_rates"], cfg["upsample_kernel_sizes"])):
+    for i, k in enumerate(cfg["upsample_kernel_sizes"]):
         wn(f"ups.{i}", (ch0 // 2 ** i, ch0 // 2 ** (i + 1), k))
     for i in range(len(cfg["upsample_rates"])):
         ch = ch0 // 2 ** (i + 1)
         for j, (k, dil) in enumerate(zip(cfg["resblock_kernel_sizes"], cfg["resblock_dilation_sizes"])):
             for m in range(len(dil)):
+                if str(cfg.get("resblock", "1")) == "2":  # HiFi-GAN V2/V3 block: one conv per dilation
+                    wn(f"resblocks.{i * nk + j}.convs.{m}", (ch, ch, k))
+                    continue
                 wn(f"resblocks.{i * nk + j}.convs1.{m}", (ch, ch, k))
                 wn(f"resblocks.{i * nk + j}.convs2.{m}", (ch, ch, k))
     wn("conv_post", (1, ch0 // 2 ** len(cfg["upsample_rates"]), 7))
@@ -143,6 +146,10 @@ def reference_decoder(sd: dict, cfg: dict, x: torch.Tensor) -> torch.Tensor:
             name = f"resblocks.{i * nk + j}"
             y = x
             for m, d in enumerate(dil):
+                if str(cfg.get("resblock", "1")) == "2":
+                    y = y + F.conv1d(F.leaky_relu(y, 0.1), _wn(sd, f"{name}.convs.{m}"), sd[f"{name}.convs.{m}.bias"],
+                                     padding=d * (kk - 1) // 2, dilation=d)
+                    continue
                 t = F.conv1d(F.leaky_relu(y, 0.1), _wn(sd, f"{name}.convs1.{m}"), sd[f"{name}.convs1.{m}.bias"],
                              padding=d * (kk - 1) // 2, dilation=d)
                 t = F.conv1d(F.leaky_relu(t, 0.1), _wn(sd, f"{name}.convs2.{m}"), sd[f"{name}.convs2.{m}.bias"],
@@ -353,9 +360,13 @@ def test_repeat_frames_and_deduplicate():
 
 # ------------------------------------------------------------------ inference preparation
 
-def test_prepare_for_inference_equivalent_and_folds_weight_norm():
-    sd = spec_state_dict(SMALL, seed=6)
-    model = load_spec_weights(CodeGenerator(SMALL), sd)
+RB2 = dict(SMALL, resblock="2", resblock_kernel_sizes=[3, 5], resblock_dilation_sizes=[[1, 2], [2, 6]])
+
+
+@pytest.mark.parametrize("cfg", [SMALL, RB2], ids=["resblock1", "resblock2"])
+def test_prepare_for_inference_equivalent_and_folds_weight_norm(cfg):
+    sd = spec_state_dict(cfg, seed=6)
+    model = load_spec_weights(CodeGenerator(cfg), sd)
     model.train()
     code, f0c, spk = torch.randint(0, 12, (2, 12)), torch.randint(0, 20, (2, 3)), torch.tensor([[1], [4]])
     naive = model(code, f0_codes=f0c, spkr=spk)
@@ -365,10 +376,11 @@ def test_prepare_for_inference_equivalent_and_folds_weight_norm():
     assert "conv_pre.weight" in keys and not any(k.endswith("weight_g") for k in keys)
     assert not fast.training and not any(p.requires_grad for p in fast.parameters())
     y = fast(code, f0_codes=f0c, spkr=spk)
-    assert not y.requires_grad
+    assert not y.requires_grad and y.is_contiguous() and y.shape == naive.shape
     assert torch.allclose(y, naive.detach(), atol=1e-6, rtol=0)
+    assert torch.allclose(y.double(), reference_forward(sd, cfg, code, f0c, spkr=spk), atol=1e-5, rtol=0)
     # the folded weight equals g * v / ||v||
-    assert torch.allclose(fast.resblocks[4].convs1[1].weight, _wn(sd, "resblocks.4.convs1.1"), atol=1e-6)
+    assert torch.allclose(fast.ups[1].weight, _wn(sd, "ups.1"), atol=1e-6)
     # the unprepared model still trains: its autograd graph is intact (no in-place clobbering)
     naive.sum().backward()
     assert model.conv_pre.weight_g.grad is not None and model.dict.weight.grad is not None

@@ -10,7 +10,11 @@
   is converted once into a safe ``km.npz`` beside it (only if its sha256 is documented or the
   caller vouches for it); later loads read the ``.npz``;
 * a dict ``{"kmeans": <file or catalogue name>, "extractor": ..., "layer": ...,
-  "checkpoint": ..., "trusted_sha256": [...]}`` overriding what the k-means file says.
+  "checkpoint": ..., "trusted_sha256": [...]}`` overriding what the k-means file says;
+* ``vqvae:CKPT_DIR``: the raw-audio encoder + codebook of a trained content VQ-VAE vocoder
+  (``resyn-bench train vocoder --config tiny-vqvae|vqvae256-librilight --out CKPT_DIR``);
+  returns a :class:`resyn_bench.systems.vocoder.content_vqvae.VQVAEUnitEncoder` (same
+  attributes and ``encode``/``describe``; 256 codes at 100 Hz for the paper's model).
 
 Missing files raise the catalogue's actionable error (URL, sha256, exact path to place it at).
 """
@@ -216,6 +220,8 @@ def load_unit_encoder(spec: str | Path | dict, *, trusted_sha256: Iterable[str] 
 
     ``trusted_sha256``: hashes the user vouches for (a km.bin or checkpoint pickle without a
     documented hash). ``extractor_kwargs`` go to ``make_feature_extractor`` (e.g. device)."""
+    if isinstance(spec, str) and spec.strip().startswith("vqvae:"):
+        return _load_vqvae_encoder(spec.strip(), trusted_sha256, extractor_kwargs)
     from resyn_bench.systems.encoders.features import make_feature_extractor
 
     overrides: dict[str, Any] = {}
@@ -281,3 +287,26 @@ def load_unit_encoder(spec: str | Path | dict, *, trusted_sha256: Iterable[str] 
                                        checkpoint=checkpoint, **kwargs)
     return UnitEncoder(extractor, kmeans, name=overrides.get("name") or meta.get("name"),
                        source=label)
+
+
+def _load_vqvae_encoder(spec: str, trusted_sha256, extractor_kwargs: dict):
+    """``vqvae:CKPT_DIR`` -> the trained content VQ-VAE's encoder + codebook as a unit encoder."""
+    from resyn_bench.systems.vocoder.content_vqvae import VQVAEUnitEncoder
+
+    unknown = set(extractor_kwargs) - {"device"}
+    if unknown:
+        raise UnitEncoderError(f"{spec}: options {sorted(unknown)} do not apply to a VQ-VAE encoder")
+    folder = spec[len("vqvae:"):].strip()
+    if not folder:
+        raise UnitEncoderError("a VQ-VAE unit encoder spec names its checkpoint folder: vqvae:DIR")
+    path = Path(folder).expanduser()
+    if not path.exists():
+        raise UnitEncoderError(
+            f"VQ-VAE checkpoint folder {path} does not exist; train one with `resyn-bench train "
+            f"vocoder --config tiny-vqvae|vqvae256-librilight --dataset NAME --data-root DIR "
+            f"--out {path}`")
+    try:
+        return VQVAEUnitEncoder(path, device=extractor_kwargs.get("device", "cpu"),
+                                trusted_sha256=_hash_list(trusted_sha256))
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise UnitEncoderError(f"{spec}: {exc}") from None

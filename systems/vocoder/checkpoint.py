@@ -18,13 +18,26 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
-__all__ = ["CONFIG_NAME", "LoadedGenerator", "latest_checkpoint", "read_config", "write_config",
-           "load_generator", "save_generator", "save_training_state", "load_training_state",
-           "export_state_dict", "load_checkpoint_file", "is_duration_layout", "atomic_write"]
+__all__ = [
+    "CONFIG_NAME",
+    "LoadedGenerator",
+    "atomic_write",
+    "export_state_dict",
+    "is_duration_layout",
+    "latest_checkpoint",
+    "load_checkpoint_file",
+    "load_generator",
+    "load_training_state",
+    "read_config",
+    "save_generator",
+    "save_training_state",
+    "write_config",
+]
 
 CONFIG_NAME = "config.json"
 
@@ -36,7 +49,6 @@ class LoadedGenerator:
     step: int
     path: Path
     sha256: str
-    extra: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- files and configs
@@ -112,9 +124,10 @@ def _torch_save_atomic(obj, path) -> Path:
     return atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
-def load_checkpoint_file(path, trusted_sha256: "str | Iterable[str]" = ()) -> tuple[Any, str]:
+def load_checkpoint_file(path, trusted_sha256: str | Iterable[str] = ()) -> tuple[Any, str]:
     """(object, sha256) of a torch file: weights-only, or full unpickling for a trusted hash."""
-    from resyn_bench.safeload import UnsafeCheckpointError, load_trusted_pickle, safe_torch_load, sha256_file
+    from resyn_bench.safeload import (UnsafeCheckpointError, load_trusted_pickle, safe_torch_load,
+                                      sha256_file)
 
     digest = sha256_file(path)
     try:
@@ -131,7 +144,8 @@ def load_checkpoint_file(path, trusted_sha256: "str | Iterable[str]" = ()) -> tu
 def _weight_norm_modules(model):
     from resyn_bench.systems.vocoder.layers import WNConv1d, WNConv2d, WNConvTranspose1d
 
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (WNConv1d, WNConvTranspose1d, WNConv2d))]
+    kinds = (WNConv1d, WNConvTranspose1d, WNConv2d)
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, kinds)]
 
 
 def _norm_dim0(w):
@@ -247,12 +261,13 @@ def _load_missing_quantizer(model, config: dict, sd: dict, cfg_dir: Path, truste
 
 # ---------------------------------------------------------------- public API
 
-def load_generator(path_or_dir, trusted_sha256: "str | Iterable[str]" = (), config: dict | str | None = None,
-                   map_location: str = "cpu") -> LoadedGenerator:
+def load_generator(path_or_dir, trusted_sha256: str | Iterable[str] = (),
+                   config: dict | str | None = None, map_location: str = "cpu") -> LoadedGenerator:
     """Load a vocoder from a checkpoint file or directory (reference or fairseq code_hifigan layout).
 
-    ``config`` overrides the ``config.json`` beside the file (a dict or a path). The model comes back
-    in eval mode with weight norm intact (call ``prepare_for_inference`` for fast synthesis).
+    ``config`` overrides the ``config.json`` beside the file (a dict or a path). The model comes
+    back on device ``map_location`` ("cpu", "cuda"), in eval mode, with weight norm intact
+    (``prepare_for_inference`` folds it for fast synthesis).
     """
     from resyn_bench.systems.vocoder.generator import build_generator
 
@@ -283,8 +298,9 @@ def load_generator(path_or_dir, trusted_sha256: "str | Iterable[str]" = (), conf
     obj, digest = load_checkpoint_file(ckpt, trusted_sha256)
     sd = _generator_state_dict(obj, ckpt)
     if is_duration_layout({}, sd) and not cfg.get("dur_predictor_params"):
-        raise ValueError(f"{ckpt} holds duration-predictor weights (dur_predictor.*) but its config lacks "
-                         f"'dur_predictor_params'; use the config.json shipped with the fairseq vocoder")
+        raise ValueError(f"{ckpt} holds duration-predictor weights (dur_predictor.*) but its config "
+                         f"lacks 'dur_predictor_params'; use the config.json shipped with the fairseq "
+                         f"vocoder")
     model = build_generator(cfg)
     sd = _adapt_weight_norm_keys(model, sd)
     sd = _load_missing_quantizer(model, cfg, sd, cfg_dir, trusted_sha256)
@@ -299,7 +315,7 @@ def load_generator(path_or_dir, trusted_sha256: "str | Iterable[str]" = (), conf
         model.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
         raise ValueError(f"{ckpt}: tensor shapes do not match its config.json: {exc}") from None
-    model.eval()
+    model.to(map_location).eval()
     return LoadedGenerator(model=model, config=cfg, step=_step_from(obj, ckpt), path=ckpt, sha256=digest)
 
 
@@ -316,6 +332,8 @@ def save_generator(ckpt_dir, step: int, model, config: dict | None = None) -> Pa
     so the reference and fairseq code load the file; unknown config keys are kept.
     """
     ckpt_dir = Path(ckpt_dir)
+    model = getattr(model, "module", model)      # DistributedDataParallel
+    model = getattr(model, "_orig_mod", model)   # torch.compile
     if config is None:
         config = getattr(model, "cfg", None)
     if config is not None:
@@ -332,7 +350,8 @@ def save_training_state(ckpt_dir, step: int, state: dict, prefix: str = "do_") -
     return _torch_save_atomic(state, Path(ckpt_dir) / f"{prefix}{int(step):08d}")
 
 
-def load_training_state(path_or_dir, prefix: str = "do_", trusted_sha256: "str | Iterable[str]" = ()) -> dict:
+def load_training_state(path_or_dir, prefix: str = "do_",
+                        trusted_sha256: str | Iterable[str] = ()) -> dict:
     """The latest ``<prefix>XXXXXXXX`` of a directory (or the given file), loaded safely."""
     p = Path(path_or_dir)
     if p.is_dir():

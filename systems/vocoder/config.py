@@ -8,7 +8,9 @@ our extra keys (unit source, F0 extractor, dataset, schedule, loss weights...) a
 * :class:`TrainConfig` - unit HiFi-GAN (``CodeGenerator``) + MPD/MSD training.
 * :class:`F0QuantizerTrainConfig` - the F0 VQ-VAE.
 * :data:`PRESETS` - the paper's configurations (``hubert100-vctk``, ``cpc100-lj``, ...,
-  ``f0-vqvae-vctk``) and small ``tiny`` / ``tiny-f0`` ones for laptops and tests.
+  ``f0-vqvae-vctk``, the content VQ-VAE ``vqvae256-librilight``) and small ``tiny`` /
+  ``tiny-f0`` / ``tiny-vqvae`` ones for laptops and tests. (``vqvae256-{lj,vctk}`` are unit
+  vocoders over the codes of a trained content VQ-VAE: ``--units vqvae:DIR``.)
 * :func:`load_config` - a preset name or a JSON file, then ``key=value`` overrides
   (dotted keys reach nested blocks: ``f0_quantizer.f0_vq_params.l_bins=20``).
 
@@ -213,8 +215,10 @@ class JukeboxParams(_Config):
     input_emb_width: int = 1
     output_emb_width: int = 128
     levels: int = 1
-    downs_t: list[int] = field(default_factory=lambda: [4])
-    strides_t: list[int] = field(default_factory=lambda: [2])
+    # per level: an int (``downs_t`` stages of stride ``strides_t``) or, for the content VQ-VAE's
+    # list branch, lists (``[[5, 1]]`` / ``[[2, 5]]``: five stride-2 stages, one stride-5 stage)
+    downs_t: list[int | list[int]] = field(default_factory=lambda: [4])
+    strides_t: list[int | list[int]] = field(default_factory=lambda: [2])
     width: int = 32
     depth: int = 4
     m_conv: float = 1.0
@@ -225,7 +229,16 @@ class JukeboxParams(_Config):
     def downsampling(self) -> int:
         factor = 1
         for downs, stride in zip(self.downs_t, self.strides_t):
-            factor *= stride ** downs
+            if isinstance(downs, list) != isinstance(stride, list):
+                raise ConfigError(f"downs_t {self.downs_t} / strides_t {self.strides_t}: each level "
+                                  "must be two ints or two lists of equal length")
+            if isinstance(downs, list):
+                if len(downs) != len(stride):
+                    raise ConfigError(f"downs_t {downs} and strides_t {stride} differ in length")
+                for d, st in zip(downs, stride):
+                    factor *= st ** d
+            else:
+                factor *= stride ** downs
         return factor
 
 
@@ -336,6 +349,11 @@ class TrainConfig(_Config):
     f0_interp: bool = False
     f0_quantizer_path: str | None = None        # a trained F0 quantizer checkpoint (file or dir)
     f0_quantizer: F0QuantizerParams = field(default_factory=F0QuantizerParams)
+    # content VQ-VAE (configs/LibriLight/vqvae256.json): a raw-audio encoder and a codebook
+    # trained jointly with the decoder instead of a unit LUT; None = a unit vocoder
+    code_encoder_params: JukeboxParams | None = None
+    code_vq_params: VQParams | None = None
+    lambda_commit_code: float = 0.02
     sampling_rate: int = 16000
     fmin: int = 0
     fmax: int = 8000
@@ -401,27 +419,71 @@ class TrainConfig(_Config):
             raise ConfigError(f"{where}: only speaker_embedding 'lut' can be trained here")
         if self.discriminator_width <= 0:
             raise ConfigError(f"{where}: discriminator_width must be > 0")
-        if self.input_training_file and self.unit_encoder:
+        if self.code_encoder_params is not None or self.code_vq_params is not None:
+            self._validate_vqvae(where)
+        elif self.input_training_file and self.unit_encoder:
             raise ConfigError(f"{where}: give the units either as a file (input_training_file) or "
                               "as an encoder (unit_encoder), not both")
         if self.f0_interp or self.f0_median or self.f0_feats:
             raise ConfigError(f"{where}: f0_interp/f0_median/f0_feats are false in every reference "
                               "config and not supported")
 
+    def _validate_vqvae(self, where: str) -> None:
+        enc, vq = self.code_encoder_params, self.code_vq_params
+        if enc is None or vq is None:
+            raise ConfigError(f"{where}: a content VQ-VAE needs both code_encoder_params and "
+                              "code_vq_params")
+        if enc.input_emb_width != 1:
+            raise ConfigError(f"{where}: code_encoder_params.input_emb_width must be 1 (mono audio)")
+        if enc.downsampling() != self.code_hop_size:
+            raise ConfigError(f"{where}: the code encoder downsamples x{enc.downsampling()} "
+                              f"(downs_t {enc.downs_t}, strides_t {enc.strides_t}) but "
+                              f"code_hop_size is {self.code_hop_size}")
+        if not (enc.output_emb_width == vq.emb_width == self.embedding_dim):
+            raise ConfigError(f"{where}: code_encoder_params.output_emb_width "
+                              f"({enc.output_emb_width}), code_vq_params.emb_width ({vq.emb_width}) "
+                              f"and embedding_dim ({self.embedding_dim}) must be equal")
+        # no unit LUT here: the number of units is the codebook size (reference configs of the
+        # content VQ-VAE need not carry num_embeddings, so the default must not contradict it)
+        self.num_embeddings = vq.l_bins
+        if vq.l_bins < 2:
+            raise ConfigError(f"{where}: code_vq_params.l_bins must be >= 2")
+        if self.unit_encoder and not str(self.unit_encoder).startswith("vqvae:"):
+            raise ConfigError(f"{where}: a content VQ-VAE makes its own codes from the audio; "
+                              f"drop the unit encoder {self.unit_encoder!r} (--units is only "
+                              "needed as a list of training audio)")
+        if self.lambda_commit_code < 0:
+            raise ConfigError(f"{where}: lambda_commit_code must be >= 0")
+
     @property
     def multi_speaker(self) -> bool:
         return bool(self.multispkr)
 
+    @property
+    def is_vqvae(self) -> bool:
+        """A content VQ-VAE trained from raw audio (no unit source needed)."""
+        return self.code_encoder_params is not None
+
     def unit_source(self) -> dict[str, Any]:
         """What turns audio into units, as recorded for the checkpoint system."""
+        if self.is_vqvae:
+            return {"kind": "vqvae", "encoder": self.unit_encoder}
         if self.unit_encoder:
             return {"kind": "encoder", "encoder": self.unit_encoder}
         if self.input_training_file:
             return {"kind": "file", "file": self.input_training_file, "key": self.unit_key}
         return {"kind": "none"}
 
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        if not self.is_vqvae:  # unit vocoders: config.json as before (no VQ-VAE keys)
+            for key in ("code_encoder_params", "code_vq_params", "lambda_commit_code"):
+                d.pop(key, None)
+        return d
+
     def generator_config(self) -> dict[str, Any]:
-        """The dict ``CodeGenerator(cfg)`` is built from (reference keys)."""
+        """The dict ``CodeGenerator(cfg)`` (``VQVAECodeGenerator`` for a content VQ-VAE) is
+        built from (reference keys)."""
         return self.to_dict()
 
 
@@ -560,6 +622,36 @@ def _tiny_f0() -> F0QuantizerTrainConfig:
         validation_interval=100, log_interval=10, num_workers=0)
 
 
+def _librilight_vqvae() -> TrainConfig:
+    """The content VQ-VAE of configs/LibriLight/vqvae256.json (reference-system §5.4): raw-audio
+    encoder (x160) + 256 x 128 EMA codebook + HiFi-GAN, trained jointly; no F0, no speaker."""
+    return TrainConfig(
+        preset="vqvae256-librilight", batch_size=32, num_embeddings=256, embedding_dim=128,
+        model_in_dim=128, code_hop_size=160, upsample_rates=[5, 4, 2, 2, 2],
+        upsample_kernel_sizes=[11, 8, 4, 4, 4], f0=False, multispkr=None,
+        code_encoder_params=JukeboxParams(downs_t=[[5, 1]], strides_t=[[2, 5]]),
+        code_vq_params=VQParams(l_bins=256, emb_width=128, mu=0.99), lambda_commit_code=0.02,
+        unit_key="vqvae256", f0_extractor="yaapt", num_workers=4)
+
+
+def _tiny_vqvae() -> TrainConfig:
+    """A content VQ-VAE small enough for a laptop CPU (tests, demos): the ``tiny`` generator
+    (64 channels, one resblock kernel) fed by a 16-channel, depth-2 audio encoder (x160, as the
+    paper) and a 256 x 32 codebook; no F0, no speaker (as the LibriLight config)."""
+    return TrainConfig(
+        preset="tiny-vqvae", batch_size=4, upsample_rates=[5, 4, 2, 2, 2],
+        upsample_kernel_sizes=[11, 8, 4, 4, 4], upsample_initial_channel=64,
+        resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3, 5]], num_embeddings=256,
+        embedding_dim=32, model_in_dim=32, segment_size=5120, code_hop_size=160, f0=False,
+        multispkr=None,
+        code_encoder_params=JukeboxParams(output_emb_width=32, downs_t=[[5, 1]], strides_t=[[2, 5]],
+                                          width=16, depth=2),
+        code_vq_params=VQParams(l_bins=256, emb_width=32, mu=0.99), lambda_commit_code=0.02,
+        unit_key="vqvae256", f0_extractor="pyworld", validation_size=4, validation_max_seconds=4.0,
+        training_steps=2000, checkpoint_interval=200, validation_interval=100, log_interval=10,
+        discriminator_width=0.0625, num_workers=0)
+
+
 #: preset name -> factory of a fresh config
 PRESETS: dict[str, Callable[[], TrainConfig | F0QuantizerTrainConfig]] = {}
 for _u in _UNITS:
@@ -569,6 +661,8 @@ for _d in _DATASETS:
     PRESETS[f"f0-vqvae-{_d}"] = (lambda d=_d: _paper_f0(d))
 PRESETS["tiny"] = _tiny
 PRESETS["tiny-f0"] = _tiny_f0
+PRESETS["vqvae256-librilight"] = _librilight_vqvae
+PRESETS["tiny-vqvae"] = _tiny_vqvae
 
 #: short names of the paper's multi-speaker setups (as in named_systems.ALIASES)
 PRESET_ALIASES = {"hubert100": "hubert100-vctk", "cpc100": "cpc100-vctk",

@@ -14,6 +14,19 @@ The audio is zero-padded to whole F0 codes (the reference pads its files to 1280
 same way) and the output is cut back to the input length. Everything the checkpoint folder
 records is used as recorded: the speaker name -> id map of training (not one rebuilt from the
 evaluation manifest, reference-system §4), the F0 statistics file, the F0 extractor.
+
+The fairseq ``code_hifigan`` vocoders (reference-system §8.4: ``dur_predictor_params`` in
+config.json, e.g. the public ``hubert_base_100_lj``) are read by the same class. They take
+units only (no F0, no speaker) and decode as fairseq's ``CodeHiFiGANVocoder`` with duration
+prediction: the frame-level units of the encoder are deduplicated (runs of one unit collapse
+to one) and the vocoder's duration predictor decides how many frames each unit lasts. The
+output length is therefore the *predicted* one, kept as it is (not cut or padded to the
+input): the record's ``output_duration_s`` next to ``duration_s`` shows the difference, and
+the metrics align by time (F0: nearest frame, unvoiced outside the output).
+
+A config key the reference and fairseq code read with ``cfg.get(key)`` means "off" when it is
+absent (``f0``, ``multispkr``); that is how the generator is built, so the system reads the
+config the same way (our training defaults do not apply to a file that omits them).
 """
 from __future__ import annotations
 
@@ -42,6 +55,32 @@ F0_CODE_HOP = 1280
 
 class CheckpointSystemError(FileNotFoundError):
     """The checkpoint folder cannot be used (no generator, no unit encoder, missing stats...)."""
+
+
+def _inference_config(raw: dict, model, path):
+    """The checkpoint's config.json as a ``TrainConfig``, read with the semantics of the code
+    that wrote it: ``f0`` / ``multispkr`` absent = off (fairseq code_hifigan configs omit
+    ``multispkr``; our training default would otherwise claim a speaker LUT). The model built
+    from the same dict is the arbiter: a config that disagrees with it is an error."""
+    from resyn_bench.systems.vocoder.config import ConfigError, config_from_dict
+
+    data = dict(raw)
+    data.setdefault("f0", False)
+    data.setdefault("multispkr", None)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # keys we do not model are fine at inference
+            cfg = config_from_dict(data, kind="vocoder")
+    except ConfigError as exc:
+        raise CheckpointSystemError(f"{Path(path).parent / 'config.json'} cannot be used for "
+                                    f"synthesis: {exc}") from None
+    uses_speaker = bool(getattr(model, "uses_speaker", cfg.multi_speaker))
+    if bool(cfg.f0) != bool(getattr(model, "f0", cfg.f0)) or cfg.multi_speaker != uses_speaker:
+        raise CheckpointSystemError(
+            f"{path}: config.json (f0={cfg.f0}, multispkr={cfg.multispkr!r}) does not describe "
+            f"the generator built from it (F0 input: {getattr(model, 'f0', None)}, speaker "
+            f"input: {uses_speaker})")
+    return cfg
 
 
 def _train_hint(ckpt: Path) -> str:
@@ -81,8 +120,10 @@ class CheckpointSystem(System):
             latest_checkpoint,
             load_generator,
         )
-        from resyn_bench.systems.vocoder.config import config_from_dict
-        from resyn_bench.systems.vocoder.generator import prepare_for_inference
+        from resyn_bench.systems.vocoder.generator import (
+            DurationCodeGenerator,
+            prepare_for_inference,
+        )
 
         path = Path(ckpt_dir).expanduser()
         if not path.exists():
@@ -100,13 +141,21 @@ class CheckpointSystem(System):
         self.f0_edit = None if f0_edit in (None, "none") else f0_edit
         self.device = device
         trusted = (trust_sha256,) if trust_sha256 else ()
-        loaded = load_generator(path, trusted_sha256=trusted, map_location=device)
+        loaded = load_generator(path, trusted_sha256=trusted)
         self.checkpoint = {"path": str(Path(loaded.path).resolve()), "step": loaded.step,
                            "sha256": loaded.sha256}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # keys we do not model are fine at inference
-            self.config = config_from_dict(dict(loaded.config), kind="vocoder")
+        self.config = _inference_config(loaded.config, loaded.model, loaded.path)
         cfg = self.config
+        # fairseq code_hifigan: deduplicated units, durations predicted by the vocoder
+        self.duration_prediction = isinstance(loaded.model, DurationCodeGenerator)
+        if self.duration_prediction and cfg.f0:
+            raise CheckpointSystemError(
+                f"{loaded.path}: a duration-predicting vocoder conditioned on F0 is not "
+                "supported (the F0 track would have to follow the predicted durations)")
+        if self.f0_edit and not cfg.f0:
+            raise CheckpointSystemError(
+                f"f0_edit={self.f0_edit} needs a vocoder conditioned on F0 codes; {loaded.path} "
+                "takes units only (its config has f0 false or no f0 key)")
         self.model = prepare_for_inference(loaded.model.to(device))
         self.hop = int(cfg.code_hop_size)
         self.block = math.lcm(self.hop, F0_CODE_HOP) if cfg.f0 else self.hop
@@ -187,8 +236,14 @@ class CheckpointSystem(System):
 
     def stream_specs(self) -> list[StreamSpec]:
         cfg = self.config
+        what = f"{getattr(self.encoder, 'name', 'units')} units, hop {self.hop}"
+        if self.duration_prediction:
+            # the rate counted is the encoder's frame rate: an upper bound, since the decoder
+            # needs only the deduplicated sequence (durations are predicted, not sent)
+            what += ("; deduplicated before decoding, durations predicted by the vocoder "
+                     "(frame rate = upper bound of the unit rate)")
         specs = [StreamSpec("units", "discrete", 16000 / self.hop, int(self.encoder.vocab_size),
-                            f"{getattr(self.encoder, 'name', 'units')} units, hop {self.hop}")]
+                            what)]
         if cfg.f0:
             specs.append(StreamSpec("f0_codes", "discrete", 16000 / F0_CODE_HOP,
                                     int(cfg.f0_quantizer.f0_vq_params.l_bins),
@@ -223,6 +278,8 @@ class CheckpointSystem(System):
         cfg = self.config
         x = np.asarray(audio.samples, dtype=np.float32).reshape(-1)
         n_in = len(x)
+        if self.duration_prediction:
+            return self._encode_for_durations(x)
         n = -(-n_in // self.block) * self.block           # whole F0 codes (zero padding)
         padded = np.pad(x, (0, n - n_in))
         n_units = n // self.hop
@@ -256,12 +313,44 @@ class CheckpointSystem(System):
             meta["speaker_name"] = name
         return Streams(data, sample_rate=16000, meta=meta)
 
+    def _encode_for_durations(self, x: np.ndarray) -> Streams:
+        """Units of the raw audio, as fairseq feeds its unit vocoders (no padding: the decoder
+        predicts its own durations, so no output length has to be matched)."""
+        units = np.asarray(self.encoder.encode(x), dtype=np.int64).reshape(-1)
+        if units.size == 0:
+            raise SystemFailure(f"the unit encoder returned no units for {len(x)} samples "
+                                f"(shorter than one frame?)")
+        return Streams({"units": units}, sample_rate=16000,
+                       meta={"n_samples": len(x), "n_units": int(units.size)})
+
+    def _decode_with_durations(self, units: np.ndarray, streams: Streams) -> np.ndarray:
+        """Deduplicate, predict durations, synthesize (fairseq CodeHiFiGANVocoder with
+        ``dur_prediction``); the output keeps the predicted length."""
+        from resyn_bench.systems.vocoder.generator import deduplicate_units
+
+        torch = self._torch
+        if units.size == 0:
+            raise SystemFailure("no units to decode")
+        unique, _ = deduplicate_units(torch.as_tensor(units))
+        with torch.no_grad():
+            wav = self.model(unique[None].to(self.device), dur_prediction=True)
+        y = wav.reshape(-1).float().cpu().numpy()
+        # what the duration predictor decided, for whoever inspects the streams
+        streams.meta.update(deduplicated_units=int(unique.numel()),
+                            predicted_frames=len(y) // self.hop, output_samples=len(y))
+        return y
+
     def decode(self, streams: Streams) -> Audio:
         torch = self._torch
         cfg = self.config
-        units = np.asarray(streams["units"], dtype=np.int64)
+        units = np.asarray(streams["units"], dtype=np.int64).reshape(-1)
         if units.size and (units.min() < 0 or units.max() >= cfg.num_embeddings):
             raise SystemFailure(f"units outside 0..{cfg.num_embeddings - 1}")
+        if self.duration_prediction:
+            y = self._decode_with_durations(units, streams)
+            if not np.all(np.isfinite(y)):
+                raise SystemFailure("the vocoder produced NaN/inf samples")
+            return Audio(as_float32(y), 16000)
         kwargs: dict[str, Any] = {}
         if cfg.f0:
             kwargs["f0_codes"] = torch.as_tensor(np.asarray(streams["f0_codes"], np.int64))[None].to(self.device)
@@ -287,5 +376,10 @@ class CheckpointSystem(System):
                  f0_quantizer={"path": cfg.f0_quantizer_path,
                                "step": cfg.extra.get("f0_quantizer_step")} if cfg.f0 else None,
                  speakers=len(self.speaker_map) if self.speaker_map else None,
-                 target_speaker=self.target_speaker, f0_edit=self.f0_edit, device=self.device)
+                 target_speaker=self.target_speaker, f0_edit=self.f0_edit, device=self.device,
+                 duration_prediction=self.duration_prediction,
+                 layout="fairseq code_hifigan (duration predictor)" if self.duration_prediction
+                 else "unit HiFi-GAN (speech-resynthesis)")
+        if self.duration_prediction:
+            d["duration_predictor"] = dict(cfg.extra.get("dur_predictor_params") or {})
         return d

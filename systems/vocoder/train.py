@@ -316,6 +316,9 @@ def _resolved_equal(key: str, saved: Any, asked: Any, saved_cfg: dict[str, Any])
     # F0 quantizer block is read from the quantizer checkpoint, whatever the preset said
     if key == "f0_quantizer" and saved_cfg.get("f0_quantizer_path"):
         return True
+    # a content VQ-VAE records itself as its unit encoder ("vqvae:<out dir>")
+    if key == "unit_encoder" and asked in (None, "") and str(saved).startswith("vqvae:"):
+        return True
     return key in ("f0_stats", "speaker_map") and asked in (None, {}, "")
 
 
@@ -401,8 +404,10 @@ class _VocoderTrainer:
             saved = json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8"))
             _check_resume_config(saved, cfg, out_dir)
             # the data-derived fields (stats file, speaker map) come from the first session
-            cfg = cfg.with_overrides({k: saved[k] for k in ("f0_stats", "speaker_map", "f0_quantizer")
-                                      if saved.get(k) is not None and k in saved})
+            cfg = cfg.with_overrides({k: saved[k] for k in ("f0_stats", "speaker_map", "f0_quantizer",
+                                                            "unit_encoder")
+                                      if saved.get(k) is not None and k in saved
+                                      and (k != "unit_encoder" or cfg.is_vqvae)})
         self.cfg = cfg
         if dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -421,7 +426,15 @@ class _VocoderTrainer:
         self.data = build_vocoder_data(cfg, self.out_dir, self.dist)
         cfg = self.cfg = self.data.config          # resolved: stats file, speaker map, quantizer
         torch.manual_seed(cfg.seed)               # identical initial weights on every rank
-        self.generator = CodeGenerator(cfg.generator_config()).to(self.device)
+        if cfg.is_vqvae:
+            # content VQ-VAE: audio encoder + EMA codebook + decoder, trained jointly (§5.4);
+            # the codebook's EMA statistics are all-reduced across DDP ranks by the bottleneck
+            from resyn_bench.systems.vocoder.content_vqvae import VQVAECodeGenerator
+
+            generator_cls = VQVAECodeGenerator
+        else:
+            generator_cls = CodeGenerator
+        self.generator = generator_cls(cfg.generator_config()).to(self.device)
         if cfg.f0:
             self.generator.quantizer.load_state_dict(self.data.quantizer_state)
             self.generator.quantizer.requires_grad_(False)
@@ -455,6 +468,11 @@ class _VocoderTrainer:
         g = safe_torch_load(self.out_dir / f"g_{step:08d}", map_location=self.device)
         do = safe_torch_load(self.out_dir / f"do_{step:08d}", map_location=self.device)
         self.generator.load_state_dict(g["generator"])
+        if "code_vq_ema" in do:
+            # the codebook's EMA statistics are not in the reference generator file (only ``k``)
+            block = self.generator.code_vq.block
+            block.k_sum.copy_(do["code_vq_ema"]["k_sum"])
+            block.k_elem.copy_(do["code_vq_ema"]["k_elem"])
         self.mpd.load_state_dict(do["mpd"])
         self.msd.load_state_dict(do["msd"])
         self.optim_g.load_state_dict(do["optim_g"])
@@ -495,12 +513,16 @@ class _VocoderTrainer:
                                fmax=c.fmax_for_loss)
 
     def _generate(self, model, batch):
+        """(waveform, code commitment loss or None): a content VQ-VAE reads the audio crop."""
         kwargs = {}
         if self.cfg.f0:
             kwargs["f0"] = batch["f0"]
         if self.cfg.multi_speaker:
             kwargs["spkr"] = batch["spkr"]
-        return model(batch["code"], **kwargs)
+        if self.cfg.is_vqvae:
+            wav, commit, _codes = model(batch["audio"], **kwargs)
+            return wav, commit
+        return model(batch["code"], **kwargs), None
 
     def _step(self, batch: dict[str, Any]) -> dict[str, float]:
         from resyn_bench.systems.vocoder.losses import (
@@ -511,7 +533,7 @@ class _VocoderTrainer:
 
         cfg = self.cfg
         y = batch["audio"]
-        y_hat = self._generate(self.g_ddp, batch)
+        y_hat, commit = self._generate(self.g_ddp, batch)
         if y_hat.shape[-1] != y.shape[-1]:
             raise TrainingError(f"generator output has {y_hat.shape[-1]} samples for a "
                                 f"{y.shape[-1]}-sample segment (unit hop {cfg.code_hop_size}); "
@@ -540,12 +562,21 @@ class _VocoderTrainer:
         loss_fm = feature_matching_loss(fr_f, fg_f) + feature_matching_loss(fr_s, fg_s)
         loss_adv = generator_adversarial_loss(g_f)[0] + generator_adversarial_loss(g_s)[0]
         loss_g = cfg.lambda_adv * loss_adv + cfg.lambda_fm * loss_fm + cfg.lambda_mel * loss_mel
+        if commit is not None:
+            loss_g = loss_g + cfg.lambda_commit_code * commit
         loss_g.backward()
         self.optim_g.step()
         for m in (self.mpd, self.msd):
             m.requires_grad_(True)
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "loss_adv": loss_adv.item(),
-                "loss_fm": loss_fm.item(), "mel_l1": loss_mel.item()}
+        out = {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "loss_adv": loss_adv.item(),
+               "loss_fm": loss_fm.item(), "mel_l1": loss_mel.item()}
+        if commit is not None:
+            out["code_commit"] = commit.item()
+            vq = getattr(self.generator, "last_vq_metrics", {})
+            for k in ("usage", "entropy"):   # codebook health: codes in use, assignment entropy
+                if k in vq:
+                    out[f"code_{k}"] = float(vq[k])
+        return out
 
     # -- validation / checkpoints ----------------------------------------------------------------
 
@@ -557,7 +588,7 @@ class _VocoderTrainer:
         try:
             for item in self.data.validation:
                 batch = _to_device(item, self.device)
-                y_hat = self._generate(self.generator, batch)
+                y_hat, _ = self._generate(self.generator, batch)
                 n = min(y_hat.shape[-1], batch["audio"].shape[-1])
                 losses.append(float(F.l1_loss(self._mel(batch["audio"][..., :n]),
                                               self._mel(y_hat[..., :n]))))
@@ -583,13 +614,18 @@ class _VocoderTrainer:
         path = None
         if self.dist.is_main:
             # the training state first: a g_ file on disk implies its do_ file exists
-            save_training_state(self.out_dir, step, {
+            state = {
                 "mpd": _cpu_state(self.mpd.state_dict()), "msd": _cpu_state(self.msd.state_dict()),
                 "optim_g": self.optim_g.state_dict(), "optim_d": self.optim_d.state_dict(),
                 "steps": step, "epoch": self.epoch,
                 "scheduler_g": self.sched_g.state_dict(), "scheduler_d": self.sched_d.state_dict(),
                 "rng": {str(r): s for r, s in enumerate(rngs)}, "seed": self.cfg.seed,
-                "world_size": self.dist.world_size}, prefix="do_")
+                "world_size": self.dist.world_size}
+            if self.cfg.is_vqvae:  # exact resume of the EMA codebook needs its running sums
+                block = self.generator.code_vq.block
+                state["code_vq_ema"] = {"k_sum": block.k_sum.detach().cpu().clone(),
+                                        "k_elem": block.k_elem.detach().cpu().clone()}
+            save_training_state(self.out_dir, step, state, prefix="do_")
             path = save_generator(self.out_dir, step, self.generator, self.cfg.to_dict())
         barrier(self.dist)
         return path
@@ -803,6 +839,22 @@ def _unit_source(cfg: TrainConfig, validation: bool = False):
     return path
 
 
+class _AudioFrameGrid:
+    """The unit source of a content VQ-VAE run: the model encodes the audio crop itself, so the
+    data pipeline needs only the 160-sample frame grid to cut aligned crops (all-zero
+    placeholder codes, one per frame; never fed to the model)."""
+
+    sample_rate = 16000
+    vocab_size = 1
+
+    def __init__(self, hop_size: int):
+        self.hop_size = int(hop_size)
+        self.name = f"audio frames (content VQ-VAE, hop {self.hop_size})"
+
+    def encode(self, wav: np.ndarray) -> np.ndarray:
+        return np.zeros(len(np.asarray(wav).reshape(-1)) // self.hop_size, dtype=np.int64)
+
+
 def _f0_cache_dir(cfg, out_dir: Path) -> Path:
     return Path(cfg.f0_cache_dir).expanduser() if cfg.f0_cache_dir else out_dir / "f0_cache"
 
@@ -895,7 +947,13 @@ def build_vocoder_data(cfg: TrainConfig, out_dir: Path, dist: DistInfo) -> Vocod
             updates[key] = str(Path(value).expanduser().resolve())
     cfg = cfg.with_overrides(updates)
 
-    units = _unit_source(cfg)
+    if cfg.is_vqvae:
+        # the model makes its own codes: record it as its unit encoder (CheckpointSystem and
+        # `resyn-bench encode` then use vqvae:<out dir>); crops only need the 160-sample grid
+        cfg = cfg.with_overrides({"unit_encoder": f"vqvae:{Path(out_dir).expanduser().resolve()}"})
+        units = _AudioFrameGrid(cfg.code_hop_size)
+    else:
+        units = _unit_source(cfg)
     common = {"code_hop": cfg.code_hop_size, "f0_extractor": cfg.f0_extractor if cfg.f0 else None,
               "f0_stats": stats_path, "f0_normalize": cfg.f0_normalize, "speaker_ids": ids,
               "cache_dir": _f0_cache_dir(cfg, out_dir), "seed": cfg.seed}
@@ -910,7 +968,8 @@ def build_vocoder_data(cfg: TrainConfig, out_dir: Path, dist: DistInfo) -> Vocod
     train.precompute()
     validation: list[dict[str, Any]] = []
     if val_utts:
-        val_units = _unit_source(cfg, validation=True) if cfg.input_validation_file else units
+        val_units = _unit_source(cfg, validation=True) if (cfg.input_validation_file
+                                                           and not cfg.is_vqvae) else units
         val_ds = VocoderDataset(val_utts, val_units, segment_size=None, **common)
         block = alignment_block(cfg.code_hop_size, f0_codes=True)
         max_samples = int(cfg.validation_max_seconds * cfg.sampling_rate)

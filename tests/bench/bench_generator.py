@@ -10,14 +10,19 @@ LUT; the ``tiny`` preset when ``resyn_bench.systems.vocoder.config.PRESETS`` exi
 weight generator synthesizes ``--seconds`` of audio from random units / F0 / speaker:
 
 * naive    - the model as loaded: weight norm recomputed in every call, autograd on;
-* prepared - the same weights after ``prepare_for_inference`` (weight norm folded, eval,
-             inference mode, in-place activations).
+* prepared - the same weights after ``prepare_for_inference`` (weight norm folded, inference
+             mode, in-place activations, channels-last 1 x k convolutions).
 
-Printed: real-time factor (compute seconds per audio second, best of ``--repeats``, naive and
-prepared timed alternately), speed-up of the best times and of the median times, and the maximum
-absolute difference of the waveforms.
-Then one training step (discriminator update + generator update, batch 4 x 8960 samples, MPD+MSD,
-LSGAN + feature matching + 45 x mel L1, AdamW) when the discriminators/losses modules exist.
+Printed: real-time factor (compute seconds per audio second, best of ``--repeats``; naive and
+prepared are timed alternately, in alternating order), the speed-up of the best and of the
+median times, and the maximum absolute difference of the waveforms. Then one training step
+(discriminator update + generator update, batch 4 x 8960 samples, MPD+MSD, LSGAN + feature
+matching + 45 x mel L1, AdamW) when the discriminators/losses modules exist.
+
+Reading the numbers: the prepared path runs the convolutions near the core's fp32 peak; most of
+the naive path's extra time is memory management (autograd keeps every activation alive, so
+large buffers are mapped afresh); with a tuned allocator (e.g. MALLOC_MMAP_THRESHOLD_=1073741824
+MALLOC_TRIM_THRESHOLD_=4294967296) the naive path gets within ~10 % of the prepared one.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ def parse_args(argv=None):
                     help="audio seconds per synthesis (rounded up to 0.08 s = one F0 code; default 5.12)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: per-core figures, stable on a shared machine; 0 = torch's default)")
-    ap.add_argument("--repeats", type=int, default=5, help="timed runs per variant (default 5)")
+    ap.add_argument("--repeats", type=int, default=7, help="timed runs per variant (default 7)")
     ap.add_argument("--no-train", action="store_true", help="skip the training-step rows")
     return ap.parse_args(argv)
 
@@ -98,14 +103,15 @@ def time_synthesis(cfg: dict, seconds: float, repeats: int):
     y_naive = naive(**kw)  # warm-up (allocator, oneDNN primitives)
     y_fast = prepared(**kw)
     diff = float((y_naive.detach() - y_fast).abs().max())
-    t_naive, t_fast = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        naive(**kw)
-        t_naive.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        prepared(**kw)
-        t_fast.append(time.perf_counter() - t0)
+    times = {"naive": [], "prepared": []}
+    models = {"naive": naive, "prepared": prepared}
+    for i in range(repeats):
+        # alternate which variant goes first: neither inherits the other's warm memory every time
+        for name in (("naive", "prepared") if i % 2 == 0 else ("prepared", "naive")):
+            t0 = time.perf_counter()
+            models[name](**kw)
+            times[name].append(time.perf_counter() - t0)
+    t_naive, t_fast = times["naive"], times["prepared"]
     audio = samples / 16000
     params = sum(p.numel() for p in naive.parameters()) / 1e6
     return dict(rtf_naive=min(t_naive) / audio, rtf_fast=min(t_fast) / audio,
