@@ -6,6 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+from resyn_bench.cli_args import add_dataset_args as _add_dataset_args
+from resyn_bench.cli_args import parse_option as _parse_option
+
 EPILOG_MAIN = """examples:
   resyn-bench demo                                   # copy + world on the embedded demo corpus
   resyn-bench ls systems
@@ -37,27 +40,6 @@ An existing run directory is resumed: finished utterances are skipped (failed on
 --retry-failed). Per-utterance records go to OUT/records.jsonl, provenance to OUT/manifest.json,
 output audio to OUT/outputs/.
 """
-
-
-def _parse_option(text: str) -> tuple[str, object]:
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        value = json.loads(raw)  # numbers, true/false/null, quoted strings
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
-
-
-def _add_dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help="dataset name (see `resyn-bench ls datasets`)")
-    p.add_argument("--data-root", help="dataset folder (or manifest TSV for `manifest`)")
-    p.add_argument("--split", help="file listing the utterances to use (ids, paths, or the "
-                                   "reference repo's test.txt); keeps its order")
-    p.add_argument("--limit", type=int, help="use only the first N utterances")
-    p.add_argument("-d", "--dataset-option", action="append", type=_parse_option, default=[],
-                   metavar="KEY=VALUE", help="dataset loader option, e.g. -d mic=mic2 for vctk")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,6 @@ Heavy imports (numpy, torch, pitch trackers) happen inside :func:`run_f0_stats`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 EPILOG_F0_STATS = """examples:
@@ -27,28 +26,14 @@ vocoder training (same key: audio hash + extractor).
 """
 
 
-def _parse_option(text: str) -> tuple[str, object]:
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
-
-
 def configure_f0_stats_parser(p: argparse.ArgumentParser) -> None:
     """Arguments of ``resyn-bench f0-stats``."""
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG_F0_STATS
-    p.add_argument("--dataset", required=True, help="dataset name (see `resyn-bench ls datasets`)")
-    p.add_argument("--data-root", help="dataset folder (or manifest TSV for `manifest`)")
-    p.add_argument("--split", help="file listing the utterances to use (ids, paths, or a unit "
+    from resyn_bench.cli_args import add_dataset_args
+
+    add_dataset_args(p, split_help="file listing the utterances to use (ids, paths, or a unit "
                                    "file such as the reference train.txt)")
-    p.add_argument("--limit", type=int, help="use only the first N utterances")
-    p.add_argument("-d", "--dataset-option", action="append", type=_parse_option, default=[],
-                   metavar="KEY=VALUE", help="dataset loader option, e.g. -d mic=mic2 for vctk")
     p.add_argument("--extractor", default="yaapt", choices=("yaapt", "pyworld", "harvest"),
                    help="F0 tracker (default yaapt: the reference's; pyworld = dio, much faster)")
     p.add_argument("--speaker-ids", help="JSON name -> id map to store (default: sorted names)")

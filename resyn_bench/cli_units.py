@@ -60,25 +60,10 @@ encoder and the run.
 FEATURE_ENCODERS = ("logmel", "hubert", "cpc")
 
 
-def _parse_option(text: str) -> tuple[str, object]:
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
-
-
 def _add_dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help="dataset name (see `resyn-bench ls datasets`)")
-    p.add_argument("--data-root", help="dataset folder (or manifest TSV for `manifest`)")
-    p.add_argument("--split", help="file listing the utterances to use (ids, paths, or a unit "
-                                   "file such as the reference test.txt); keeps its order")
-    p.add_argument("--limit", type=int, help="use only the first N utterances")
-    p.add_argument("-d", "--dataset-option", action="append", type=_parse_option, default=[],
-                   metavar="KEY=VALUE", help="dataset loader option, e.g. -d mic=mic2 for vctk")
+    from resyn_bench.cli_args import add_dataset_args
+
+    add_dataset_args(p)
 
 
 def _hms(seconds: float) -> str:

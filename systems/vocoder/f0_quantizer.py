@@ -35,9 +35,7 @@ import copy
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -581,20 +579,10 @@ _CKPT_RE = re.compile(r"^g_(\d+)$")
 
 
 def _atomic_write_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    # lazy: checkpoint.py imports this module when it reads a generator's F0 quantizer
+    from resyn_bench.systems.vocoder.checkpoint import atomic_write
+
+    atomic_write(path, write, binary=True)
 
 
 def save_f0_quantizer(ckpt_dir, step: int, model: F0Quantizer, config: dict | None = None,

@@ -124,6 +124,18 @@ def _seeded(seed: int):
         torch.set_rng_state(th)
 
 
+def _gather_rng_states(dist) -> list:
+    """Every rank's RNG state (rank order), so a resume restores each rank's own stream."""
+    rng = _rng_state()
+    if not dist.distributed:
+        return [rng]
+    import torch.distributed as tdist
+
+    rngs = [None] * dist.world_size
+    tdist.all_gather_object(rngs, rng)
+    return rngs
+
+
 def _rng_state() -> dict[str, Any]:
     """RNG states as plain tensors/ints (loadable with weights_only=True)."""
     _kind, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -602,14 +614,7 @@ class _VocoderTrainer:
             save_training_state,
         )
 
-        rng = _rng_state()
-        rngs = [None] * self.dist.world_size
-        if self.dist.distributed:
-            import torch.distributed as tdist
-
-            tdist.all_gather_object(rngs, rng)
-        else:
-            rngs = [rng]
+        rngs = _gather_rng_states(self.dist)
         barrier(self.dist)
         path = None
         if self.dist.is_main:
@@ -1126,14 +1131,7 @@ class _F0Trainer(_VocoderTrainer):
         from resyn_bench.systems.vocoder.checkpoint import save_training_state
         from resyn_bench.systems.vocoder.f0_quantizer import save_f0_quantizer
 
-        rng = _rng_state()
-        rngs = [None] * self.dist.world_size
-        if self.dist.distributed:
-            import torch.distributed as tdist
-
-            tdist.all_gather_object(rngs, rng)
-        else:
-            rngs = [rng]
+        rngs = _gather_rng_states(self.dist)
         barrier(self.dist)
         path = None
         if self.dist.is_main:
