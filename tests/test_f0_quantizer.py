@@ -351,32 +351,48 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    import torch.distributed as dist
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        torch.manual_seed(100 + rank)  # different random streams per rank
-        blk = EMABottleneck(l_bins=4, emb_width=2, mu=0.9).train()
-        data = torch.load(os.path.join(out_dir, "data.pt"))
-        for step in range(3):
-            x = data[step][rank].t().unsqueeze(0)
-            blk(x)
-        torch.save({"k": blk.k, "k_sum": blk.k_sum, "k_elem": blk.k_elem},
-                   os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+# Run by torchrun in separate interpreters (a script, not a pickled test function: the test
+# module is not importable by name from the installed-wheel test environment).
+_DDP_WORKER = """
+import os, sys
+import torch
+import torch.distributed as dist
+from resyn_bench.systems.vocoder.f0_quantizer import EMABottleneck
+
+out_dir = sys.argv[1]
+torch.set_num_threads(1)
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+try:
+    torch.manual_seed(100 + rank)  # different random streams per rank
+    blk = EMABottleneck(l_bins=4, emb_width=2, mu=0.9).train()
+    data = torch.load(os.path.join(out_dir, "data.pt"))
+    for step in range(3):
+        blk(data[step][rank].t().unsqueeze(0))
+    torch.save({"k": blk.k, "k_sum": blk.k_sum, "k_elem": blk.k_elem},
+               os.path.join(out_dir, f"rank{rank}.pt"))
+finally:
+    dist.destroy_process_group()
+"""
 
 
 def test_ddp_ranks_keep_identical_codebooks(tmp_path):
-    import torch.multiprocessing as mp
+    import subprocess
+    import sys
+
     torch.manual_seed(5)
     # 3 steps x 2 ranks x 6 vectors; per-rank data differ
     data = [[torch.randn(6, 2) + 4 * r for r in range(2)] for _ in range(3)]
     torch.save(data, tmp_path / "data.pt")
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    script = tmp_path / "worker.py"
+    script.write_text(_DDP_WORKER)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+         "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), str(script),
+         str(tmp_path)],
+        check=False, capture_output=True, text=True, timeout=180,
+        env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r0 = torch.load(tmp_path / "rank0.pt")
     r1 = torch.load(tmp_path / "rank1.pt")
     for key in ("k", "k_sum", "k_elem"):
