@@ -67,11 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="KEY=VALUE", help="system option, e.g. -o f0_method=dio (repeatable)")
     p.add_argument("--outputs-pattern", help="for outputs:DIR: file name pattern with {utt_id}, "
                                              "{speaker}, {stem}, e.g. '{stem}_gen.wav'")
-    p.add_argument("--experiment", default="resynthesis",
-                   help="what the run measures, for the report tables: resynthesis (default), "
+    p.add_argument("--experiment", default=None,
+                   help="what the run measures, for the report tables: resynthesis (default; vc "
+                        "with --vc-targets), "
                         "vc (voice conversion, e.g. -o speaker=p226), f0_flat (F0 manipulation, "
                         "e.g. -o f0_edit=flat), codec")
     p.add_argument("--label", help="row label in reports (default: system name and options)")
+    p.add_argument("--vc-targets", type=int, default=0, metavar="N",
+                   help="voice conversion as in the paper: convert every utterance to N target "
+                        "speakers of the system (random, seeded per utterance; ids "
+                        "UTT__to_TARGET); implies --experiment vc")
+    p.add_argument("--vc-seed", type=int, default=0, help="seed of the target choice (default 0)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue an existing run directory, skipping finished utterances "
@@ -195,8 +201,11 @@ def cmd_run(args) -> int:
                        dataset_options=dict(args.dataset_option), metric_options=metric_options,
                        f0_preset=args.f0_preset, system_options=options, resume=args.resume,
                        overwrite=args.overwrite, retry_failed=args.retry_failed,
-                       use_cache=args.use_cache, jobs=args.jobs, experiment=args.experiment,
-                       label=args.label)
+                       use_cache=args.use_cache, jobs=args.jobs,
+                       experiment=args.experiment or ("vc" if args.vc_targets else "resynthesis"),
+                       label=args.label, vc_targets=args.vc_targets, vc_seed=args.vc_seed)
+    if args.vc_targets < 0:
+        raise SystemExit("error: --vc-targets must be >= 0")
     if args.overwrite and not args.resume:
         raise SystemExit("error: --overwrite and --no-resume contradict each other")
     result = run(config, progress=not args.quiet)

@@ -64,12 +64,17 @@ class RunConfig:
     # what the run measures, for the report layouts: resynthesis | vc | f0_flat | codec | ...
     experiment: str = "resynthesis"
     label: str | None = None    # row label in reports (default: the system name and options)
+    # voice conversion (the paper's protocol): each utterance converted to this many target
+    # speakers of the system, drawn without replacement, seeded per utterance; 0 = off
+    vc_targets: int = 0
+    vc_seed: int = 0
 
     def identity(self) -> dict[str, Any]:
         """Fields that must match for a run directory to be resumed."""
         return {k: getattr(self, k) for k in ("system", "dataset", "data_root", "split",
                                               "dataset_options", "metrics", "f0_preset",
-                                              "metric_options", "system_options", "experiment")}
+                                              "metric_options", "system_options", "experiment",
+                                              "vc_targets", "vc_seed")}
 
 
 def _metric_options(config: RunConfig, name: str) -> dict[str, Any]:
@@ -129,7 +134,7 @@ class Synthesizer:
         except Exception as exc:
             return fail("system", f"{type(exc).__name__}: {exc}")
         timings["system"] = time.perf_counter() - t
-        target = getattr(self.system, "target_speaker", None)
+        target = getattr(utt, "target_speaker", None) or getattr(self.system, "target_speaker", None)
         if target is not None:  # voice conversion: speaker metrics judge the output as this voice
             record["target_speaker"] = str(target)
 
@@ -274,7 +279,7 @@ def _prepare_run_dir(config: RunConfig, store: RecordStore) -> dict[str, Any] | 
     previous = read_manifest(run_dir)
     mine, theirs = config.identity(), previous.get("config", {}).get("identity", {})
     # runs written before a field existed hold its default
-    defaults = {"experiment": "resynthesis"}
+    defaults = {"experiment": "resynthesis", "vc_targets": 0, "vc_seed": 0}
     diff = {k: (theirs.get(k, defaults.get(k)), v) for k, v in mine.items()
             if theirs.get(k, defaults.get(k)) != v}
     if diff:
@@ -282,6 +287,29 @@ def _prepare_run_dir(config: RunConfig, store: RecordStore) -> dict[str, Any] | 
         raise RunError(f"cannot resume {run_dir}: settings differ ({details}). "
                        "Use a new --out, or --overwrite")
     return previous
+
+
+def conversion_utterances(utterances, system, n_targets: int, seed: int = 0) -> list:
+    """Voice conversion work list: every utterance once per target speaker (the paper converts
+    each test utterance to 5 random targets). Targets are drawn from the system's speakers other
+    than the source, without replacement, with a generator seeded by (seed, utterance id), so the
+    choice does not depend on order, sharding or resuming. Ids become ``<utt_id>__to_<target>``."""
+    import random
+
+    voices = system.speakers()
+    if not voices:
+        raise RunError(f"voice conversion (--vc-targets) needs a system with a choice of speakers; "
+                       f"{system.name or type(system).__name__} has none")
+    out = []
+    for utt in utterances:
+        candidates = sorted(v for v in voices if v != utt.speaker)
+        if not candidates:
+            raise RunError(f"no target speaker other than {utt.speaker!r} for {utt.utt_id}")
+        rng = random.Random(f"{seed}:{utt.utt_id}")
+        for target in rng.sample(candidates, min(n_targets, len(candidates))):
+            out.append(dataclasses.replace(utt, utt_id=f"{utt.utt_id}__to_{target}",
+                                           target_speaker=target))
+    return out
 
 
 def run(config: RunConfig, progress: bool = True) -> RunResult:
@@ -296,6 +324,10 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
     # build everything now, so configuration errors surface before any work
     synthesizer = Synthesizer(config)
     groups = [make_metric(n, **_metric_options(config, n)) for n in resolve_metric_names(config.metrics)]
+    # what the system is run on: the dataset's utterances, or (voice conversion) each of them
+    # once per target speaker; corpus models (speaker ID) still fit on the real recordings only
+    work = conversion_utterances(dataset.utterances, synthesizer.system, config.vc_targets,
+                                 config.vc_seed) if config.vc_targets else dataset.utterances
 
     run_dir = Path(config.out)
     store = RecordStore(run_dir)
@@ -307,7 +339,7 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
                    and (e.get("status") != "failed" or not config.retry_failed)}
     if config.retry_failed:
         done_synth = {k: e for k, e in done_synth.items() if e.get("status") == "ok"}
-    pending = [u for u in dataset.utterances if u.utt_id not in done_synth]
+    pending = [u for u in work if u.utt_id not in done_synth]
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     log = ResampleLog(dict((previous or {}).get("resampling", {})))
@@ -318,7 +350,8 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
         "config": {**dataclasses.asdict(config), "identity": config.identity()},
         "system": synthesizer.system.describe(),
         "dataset": {"name": dataset.name, "root": str(dataset.root) if dataset.root else None,
-                    "n_utterances": len(dataset.utterances), **dataset.info},
+                    "n_utterances": len(work), "n_source_utterances": len(dataset.utterances),
+                    **dataset.info},
         "metrics": {g.name: {"settings": g.settings(), "specs": [s.to_dict() for s in g.specs],
                              "options": _metric_options(config, g.name),
                              "analysis_sample_rate": g.sample_rate} for g in groups},
@@ -354,7 +387,7 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
             bar.close()
 
         # phase 2: one metric group at a time (its models loaded once, then released)
-        scorable = [u for u in dataset.utterances
+        scorable = [u for u in work
                     if done_synth.get(u.utt_id, {}).get("status") == "ok"]
         for group in groups:
             todo = [u for u in scorable if (u.utt_id, group.name) not in done_metric]
@@ -368,7 +401,7 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
         sessions.append({"started": started,
                          "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                          "n_pending": len(pending), "n_processed": stats.n_synth,
-                         "n_skipped_done": len(dataset.utterances) - len(pending),
+                         "n_skipped_done": len(work) - len(pending),
                          "n_failed": stats.n_synth_failed, "metric_parts": stats.n_metric,
                          "wall_s": round(wall, 3), "jobs": config.jobs,
                          "stage_s": {k: round(v, 3) for k, v in stats.stage_s.items()},
@@ -380,9 +413,9 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
     if interrupted:
         raise KeyboardInterrupt
     merged = store.load([g.name for g in groups])
-    n_failed = sum(merged[u.utt_id]["status"] == "failed" for u in dataset.utterances
+    n_failed = sum(merged[u.utt_id]["status"] == "failed" for u in work
                    if u.utt_id in merged)
-    return RunResult(run_dir, len(dataset.utterances), len(dataset.utterances) - len(pending),
+    return RunResult(run_dir, len(work), len(work) - len(pending),
                      stats.n_synth, n_failed, wall)
 
 

@@ -88,6 +88,20 @@ def test_runner_resynthesizes_through_the_checkpoint(checkpoint, ckpt_registered
         assert np.all(np.isfinite(out.samples))
 
 
+def test_voice_conversion_run_uses_each_utterances_target(checkpoint, ckpt_registered, tmp_path):
+    from resyn_bench.runner import RunConfig, run
+    from resyn_bench.store import read_records
+
+    root = checkpoint["root"]
+    res = run(RunConfig(system=f"ckpt:{checkpoint['voc']}", dataset="manifest", data_root=str(root),
+                        out=str(tmp_path / "vc"), metrics="pitch", vc_targets=1, experiment="vc"),
+              progress=False)
+    assert res.n_total == 8 and res.n_failed == 0        # 2 speakers: one other voice each
+    for r in read_records(tmp_path / "vc"):
+        assert r["target_speaker"] != r["speaker"]
+        assert r["utt_id"].endswith(f"__to_{r['target_speaker']}")
+
+
 def test_encode_decode_streams(checkpoint):
     from resyn_bench.systems.base import SystemFailure
     from resyn_bench.systems.vocoder.system import CheckpointSystem

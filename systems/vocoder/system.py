@@ -262,7 +262,9 @@ class CheckpointSystem(System):
         if self.one_voice:
             name = self.target_speaker or next(iter(self.speaker_map))
             return name, int(self.speaker_map[name])
-        name = self.target_speaker or str(getattr(utterance, "speaker", "") or "")
+        # a fixed target (-o speaker=), else the runner's per-utterance conversion target
+        name = (self.target_speaker or getattr(utterance, "target_speaker", None)
+                or str(getattr(utterance, "speaker", "") or ""))
         if name not in self.speaker_map:
             known = sorted(self.speaker_map)
             raise SystemFailure(
