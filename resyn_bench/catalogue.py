@@ -369,7 +369,10 @@ def list_entries() -> list[dict]:
     rows = []
     for entry in CATALOGUE.values():
         path = catalogue_path(entry.name)
-        rows.append({"name": entry.name, "present": path.is_file(), "path": str(path),
+        # a k-means converted once to the safe .npz is usable without its km.bin
+        converted = path.suffix == ".bin" and path.with_suffix(".npz").is_file()
+        rows.append({"name": entry.name, "present": path.is_file(), "converted": converted,
+                     "path": str(path),
                      "url": entry.url, "sha256": entry.sha256,
                      "recorded_sha256": None if entry.sha256 else recorded_sha256(entry.name),
                      "size": entry.size, "description": entry.description,

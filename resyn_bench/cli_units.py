@@ -108,7 +108,8 @@ def _list_table(rows: list[dict]) -> str:
             digest = "recorded " + r["recorded_sha256"][:12]
         else:
             digest = "none"
-        table.append((r["name"], "yes" if r["present"] else "no", digest, r["path"]))
+        shown = "yes" if r["present"] else ("converted" if r.get("converted") else "no")
+        table.append((r["name"], shown, digest, r["path"]))
     widths = [max(len(row[i]) for row in table) for i in range(3)]
     lines = ["  ".join([c.ljust(w) for c, w in zip(row[:3], widths)] + [row[3]]) for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths) + "  ----")

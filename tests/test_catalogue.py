@@ -295,3 +295,18 @@ def test_cli_fetch_list_and_download(home, tmp_path, monkeypatch, capsys):
     assert run_fetch(_fetch_args("test-gone", "--quiet")) == 1
     assert "by hand" in capsys.readouterr().err
     assert run_fetch(_fetch_args("no-such-model")) == 2
+
+
+def test_list_shows_a_kmeans_left_only_as_its_converted_npz(home):
+    from resyn_bench import catalogue
+    from resyn_bench.cli_units import _list_table
+
+    npz = catalogue.catalogue_path("hubert-l6-km100").with_suffix(".npz")
+    npz.parent.mkdir(parents=True)
+    npz.write_bytes(b"stand-in")
+    rows = {r["name"]: r for r in catalogue.list_entries()}
+    assert rows["hubert-l6-km100"]["present"] is False and rows["hubert-l6-km100"]["converted"]
+    assert not rows["hubert-l6-km50"]["converted"]
+    line = next(ln for ln in _list_table(list(rows.values())).splitlines()
+                if ln.startswith("hubert-l6-km100 "))
+    assert " converted " in line

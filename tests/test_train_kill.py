@@ -158,6 +158,8 @@ def test_sigkilled_training_resumes_from_the_latest_complete_checkpoint(corpus, 
     summary = json.loads(out_text[out_text.index("{"):])
     assert (summary["from_step"], summary["step"]) == (resume_step, MAX_STEPS)
 
+    # the temporary files a kill can leave mid-save are cleared when training starts again
+    assert not [p.name for p in killed.glob(".*.tmp")]
     log = read_log(killed)
     assert {"event": "resume", "step": resume_step, "world_size": 1} in log
     assert sum(1 for r in log if r.get("event") == "start") == 1

@@ -278,3 +278,16 @@ def test_reference_unit_file_names_the_audio(trained, tmp_path):
     train, val, _ = _select_utterances(cfg)
     assert len(train) + len(val) == 10
     assert all(u.path.is_file() and u.speaker == u.utt_id.split("_")[0] for u in train + val)
+
+
+def test_stale_temporary_checkpoint_files_are_removed(tmp_path):
+    from resyn_bench.systems.vocoder.train import remove_stale_temp_files
+
+    stale = [".g_00000002.abc123.tmp", ".do_00000002.x.tmp", ".config.json.q1.tmp"]
+    kept = ["g_00000001", "do_00000001", ".other.tmp", "notes.tmp", "config.json"]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"x")
+    removed = remove_stale_temp_files(tmp_path)
+    assert sorted(p.name for p in removed) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    assert remove_stale_temp_files(tmp_path / "missing") == []

@@ -295,6 +295,20 @@ def latest_step(out_dir: str | Path, prefixes: tuple[str, ...] = ("g_", "do_")) 
     return max(steps) if steps else None
 
 
+def remove_stale_temp_files(out_dir: str | Path) -> list[Path]:
+    """Delete the hidden temporary files a killed session left mid-save (``.g_XXXXXXXX.*.tmp``,
+    ``.do_*``, ``.config.json.*``: atomic writes go through them). They are never read, but
+    they pile up after several kills. Call only while no other process writes this folder."""
+    out_dir = Path(out_dir)
+    removed = []
+    if out_dir.is_dir():
+        for p in out_dir.glob(".*.tmp"):
+            if p.is_file() and p.name.startswith((".g_", ".do_", ".config.json.")):
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
 #: keys holding paths (compared after resolving them)
 _PATH_KEYS = {"input_training_file", "input_validation_file", "data_root", "split",
               "validation_split", "f0_quantizer_path", "f0_stats", "unit_encoder", "f0_cache_dir"}
@@ -406,6 +420,8 @@ class _VocoderTrainer:
         self.out_dir = out_dir
         self.progress = progress
         self.checksum_file = (Path(f"{checksum_file}.rank{dist.rank}") if checksum_file else None)
+        if dist.is_main:
+            remove_stale_temp_files(out_dir)   # left by a killed session mid-save
         start = latest_step(out_dir) if dist.is_main else None
         start = broadcast_object(dist, start)
         if start is not None and not resume:
