@@ -368,6 +368,8 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
                 entry["hyp"] = asr["hyp"]
             if isinstance(asr.get("ref_phones"), str) and isinstance(asr.get("hyp_phones"), str):
                 entry["ph"] = [asr["ref_phones"], asr["hyp_phones"]]
+                # phone errors highlighted like the words (same alignment, ARPAbet tokens)
+                entry["pd"] = [list(op) for op in align_words(asr["ref_phones"], asr["hyp_phones"])]
             contour = (extra.get("f0") or {}).get("contour")
             if contour and contour.get("ref") is not None:
                 try:

@@ -448,6 +448,10 @@ SCRIPT = r"""
     if (e.ph) card.appendChild(el("table", { class: "kv phones small" }, el("tbody", null,
       el("tr", null, el("td", null, "reference phones"), el("td", { class: "transcript" }, e.ph[0] || DASH)),
       el("tr", null, el("td", null, "recognised phones"), el("td", { class: "transcript" }, e.ph[1] || DASH)))));
+    if (e.pd && e.pd.length) {
+      card.appendChild(el("div", { class: "small muted" }, "Recognised phones vs reference phones:"));
+      card.appendChild(el("div", { class: "phone-diff" }, wordDiff(e.pd)));
+    }
     if (e.f0) card.appendChild(f0Plot(e.f0, u.f0r[e.f0.r], color));
     return card;
   }

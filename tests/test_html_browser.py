@@ -132,8 +132,12 @@ def test_filter_and_detail_panel(page, report):
     rec = {r["utt_id"]: r for r in read_records(runs[2])}[MARKUP_ID]
     ops = align_words(rec["extra"]["asr"]["ref"], rec["extra"]["asr"]["hyp"])
     card = "#detail .card[data-s='2']"
+    phone_ops = align_words(rec["extra"]["asr"]["ref_phones"], rec["extra"]["asr"]["hyp_phones"])
+    assert {o for o, _, _ in phone_ops} >= {"=", "s"}   # the check below sees real errors
     for op, cls in (("s", "w-sub"), ("d", "w-del"), ("i", "w-ins"), ("=", "w-eq")):
-        assert page.evaluate(f"document.querySelectorAll(\"{card} .{cls}\").length") == \
+        in_phones = page.evaluate(f"document.querySelectorAll(\"{card} .phone-diff .{cls}\").length")
+        assert in_phones == sum(o == op for o, _, _ in phone_ops)
+        assert page.evaluate(f"document.querySelectorAll(\"{card} .{cls}\").length") - in_phones == \
             sum(o == op for o, _, _ in ops) + (op != "=")  # + the legend's sample
     phones = page.evaluate(f"Array.from(document.querySelectorAll(\"{card} table.phones td.transcript\")).map(t => t.textContent)")
     assert phones == [rec["extra"]["asr"]["ref_phones"], rec["extra"]["asr"]["hyp_phones"]]
