@@ -204,8 +204,6 @@ def cmd_run(args) -> int:
                        use_cache=args.use_cache, jobs=args.jobs,
                        experiment=args.experiment or ("vc" if args.vc_targets else "resynthesis"),
                        label=args.label, vc_targets=args.vc_targets, vc_seed=args.vc_seed)
-    if args.vc_targets < 0:
-        raise SystemExit("error: --vc-targets must be >= 0")
     if args.overwrite and not args.resume:
         raise SystemExit("error: --overwrite and --no-resume contradict each other")
     result = run(config, progress=not args.quiet)

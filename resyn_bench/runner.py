@@ -296,6 +296,11 @@ def conversion_utterances(utterances, system, n_targets: int, seed: int = 0) -> 
     choice does not depend on order, sharding or resuming. Ids become ``<utt_id>__to_<target>``."""
     import random
 
+    if getattr(system, "target_speaker", None) is not None:
+        # the system would render every output in its fixed voice while the records (and the
+        # speaker metrics) carry the per-utterance targets: refuse rather than mis-score
+        raise RunError(f"--vc-targets chooses a target voice per utterance; the system is fixed "
+                       f"to speaker {system.target_speaker!r} (-o speaker=): use one or the other")
     voices = system.speakers()
     if not voices:
         raise RunError(f"voice conversion (--vc-targets) needs a system with a choice of speakers; "
@@ -319,6 +324,8 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
 
     if config.jobs < 1:
         raise RunError("--jobs must be >= 1")
+    if config.vc_targets < 0:
+        raise RunError("--vc-targets must be >= 0")
     dataset = load_dataset(config.dataset, config.data_root, config.split, config.limit,
                            **config.dataset_options)
     # build everything now, so configuration errors surface before any work

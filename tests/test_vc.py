@@ -35,6 +35,10 @@ class ToneVoices(System):
                      16000)
 
 
+class FixedVoice(ToneVoices):
+    target_speaker = "spkC"
+
+
 class OneVoice(ToneVoices):
     def speakers(self):
         return None
@@ -44,7 +48,9 @@ class OneVoice(ToneVoices):
 def tone_system():
     registry.register_system("tone-voices", ToneVoices, "test", replace=True)
     registry.register_system("one-voice", OneVoice, "test", replace=True)
+    registry.register_system("fixed-voice", FixedVoice, "test", replace=True)
     yield
+    registry.SYSTEMS.pop("fixed-voice", None)
     registry.SYSTEMS.pop("tone-voices", None)
     registry.SYSTEMS.pop("one-voice", None)
 
@@ -98,3 +104,14 @@ def test_targets_are_capped_by_the_speakers_available():
     assert sorted(u.target_speaker for u in out) == ["spkB", "spkC", "spkD"]
     assert [u.utt_id for u in conversion_utterances(utts, ToneVoices(), 2, seed=3)] == \
         [u.utt_id for u in conversion_utterances(utts, ToneVoices(), 2, seed=3)]
+
+
+def test_a_fixed_target_and_per_utterance_targets_are_refused(tiny_corpus, tmp_path, home,
+                                                              tone_system):
+    # every output would be in the fixed voice while the records name other targets
+    with pytest.raises(RunError, match="one or the other"):
+        run(RunConfig(system="fixed-voice", dataset="manifest", data_root=str(tiny_corpus),
+                      out=str(tmp_path / "x"), metrics="pitch", vc_targets=1), progress=False)
+    with pytest.raises(RunError, match="must be >= 0"):
+        run(RunConfig(system="tone-voices", dataset="manifest", data_root=str(tiny_corpus),
+                      out=str(tmp_path / "y"), metrics="pitch", vc_targets=-1), progress=False)
