@@ -194,6 +194,7 @@ def configure_train_kmeans_parser(p: argparse.ArgumentParser) -> None:
 
 def _iter_audio(dataset, sample_rate: int, log, quiet: bool, what: str):
     """(utterance, samples at sample_rate, original duration s, error or None) per utterance."""
+    import numpy as np
     from tqdm import tqdm
 
     from resyn_bench.audio import AudioError, ensure_rate, load_audio
@@ -204,6 +205,9 @@ def _iter_audio(dataset, sample_rate: int, log, quiet: bool, what: str):
             duration = audio.duration
             if audio.samples.size == 0:
                 raise AudioError("empty", f"{utt.path} has no samples")
+            if not np.all(np.isfinite(audio.samples)):
+                # NaN features would quantize silently to unit 0
+                raise AudioError("non_finite", f"{utt.path} has NaN or infinite samples")
             audio = ensure_rate(audio, sample_rate, purpose=what, log=log)
         except AudioError as exc:
             yield utt, None, None, str(exc)

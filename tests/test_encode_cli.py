@@ -151,6 +151,27 @@ def test_encode_reports_failures_and_continues(trained, tmp_path, capsys):
     assert "unreadable" in failed["broken"] and "shorter than one frame" in failed["tiny"]
 
 
+def test_encode_fails_an_utterance_with_non_finite_samples(trained, tmp_path, capsys):
+    # NaN features would otherwise quantize silently to unit 0
+    from resyn_bench.cli_units import configure_encode_parser, run_encode
+
+    root = tmp_path / "nan"
+    (root / "wavs").mkdir(parents=True)
+    sf.write(root / "wavs" / "good.wav", harmonic_tone(150, 0.5), 16000, subtype="PCM_16")
+    bad = harmonic_tone(150, 0.5).astype(np.float32)
+    bad[100:200] = np.nan
+    sf.write(root / "wavs" / "nan.wav", bad, 16000, subtype="FLOAT")
+    write_manifest(root, [{"utt_id": u, "speaker": "s", "path": f"wavs/{u}.wav"}
+                          for u in ("good", "nan")])
+    out = tmp_path / "out.txt"
+    args = _args(configure_encode_parser, "--units", trained, "--dataset", "manifest",
+                 "--data-root", root / "manifest.tsv", "--out", out, "--quiet")
+    assert run_encode(args) == 0
+    failed = dict(line.split("\t", 1) for line in
+                  (tmp_path / "out.txt.failed.tsv").read_text().splitlines())
+    assert set(failed) == {"nan"} and "non_finite" in failed["nan"]
+
+
 def test_encode_bad_spec_is_a_clear_error(tiny_corpus, tmp_path, home, capsys):
     from resyn_bench.cli_units import configure_encode_parser, run_encode
 

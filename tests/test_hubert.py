@@ -384,3 +384,16 @@ def test_official_checkpoint_if_present():
     x = (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
     y = fx.extract(x)
     assert y.shape == (49, 768) and np.isfinite(y).all()
+
+
+def test_safetensors_with_an_unsupported_dtype_is_a_clear_error(tmp_path):
+    import json
+    import struct
+
+    from resyn_bench.systems.encoders.features import read_safetensors
+
+    header = json.dumps({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}).encode()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\x00\x00")
+    with pytest.raises(ValueError, match="'w' has dtype 'F8_E4M3'"):
+        read_safetensors(path)

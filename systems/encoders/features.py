@@ -147,6 +147,9 @@ def read_safetensors(path) -> dict:
     for key, info in header.items():
         if key == "__metadata__":
             continue
+        if info.get("dtype") not in _ST_DTYPES:
+            raise ValueError(f"{path}: tensor {key!r} has dtype {info.get('dtype')!r}, which this "
+                             f"reader does not support ({', '.join(sorted(_ST_DTYPES))})")
         dtype = getattr(torch, _ST_DTYPES[info["dtype"]])
         start, end = info["data_offsets"]
         buf = bytearray(data[base + start:base + end])

@@ -517,11 +517,15 @@ def convert_km_bin(path: str | Path, trusted_sha256: str | Iterable[str], *,
     try:
         obj = load_trusted_pickle(path, sorted(trusted), loader="joblib")
     except (ImportError, AttributeError, ModuleNotFoundError, TypeError, ValueError) as exc:
-        import sklearn
+        try:
+            import sklearn
 
+            have = f"scikit-learn {sklearn.__version__}"
+        except ImportError:  # the pickle needs it: pip install 'resyn-bench[units]'
+            have = "scikit-learn (not installed: pip install 'resyn-bench[units]')"
         raise KMeansError(
-            f"{path} passed the hash check but could not be unpickled with scikit-learn "
-            f"{sklearn.__version__} ({type(exc).__name__}: {exc}); install the scikit-learn "
+            f"{path} passed the hash check but could not be unpickled with {have} "
+            f"({type(exc).__name__}: {exc}); install the scikit-learn "
             "version the file was written with, convert once, and the .npz is used "
             "afterwards") from None
     centres = getattr(obj, "cluster_centers_", obj)
