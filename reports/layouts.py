@@ -257,8 +257,14 @@ def load_layout(source: str | Path | Mapping[str, Any] | Layout) -> Layout:
     if path.suffix.lower() == ".json":
         data = json.loads(raw)
     else:
-        import tomllib
-
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            try:
+                import tomli as tomllib
+            except ImportError:
+                raise LayoutError(f"{path}: TOML layouts need Python >= 3.11 (or the tomli "
+                                  "package); write the layout as JSON instead") from None
         data = tomllib.loads(raw)
     if not isinstance(data, dict):
         raise LayoutError(f"{path}: a layout file holds one table/object of layout fields")

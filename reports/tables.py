@@ -75,19 +75,6 @@ def resolve_stat(spec: MetricSpec, stat: str) -> str:
     return spec.table_stat if stat == "auto" else stat
 
 
-def format_cell(spec: MetricSpec, summary, stat: str, ci: bool, mark: str = "", pm: str = " ± ") -> str:
-    """One metric of one run as text (used by the terminal summary and simple callers)."""
-    stat = resolve_stat(spec, stat)
-    m = summary.metrics.get(spec.key)
-    if m is None or m.value(stat) is None:
-        return "–"
-    text = format_value(spec, m.value(stat))
-    interval = m.ci(stat)
-    if ci and interval is not None and interval.low is not None and spec.unit != "count":
-        text += pm + format_value(spec, (interval.high - interval.low) / 2)
-    return text + mark
-
-
 def significance(summaries: Sequence[RunSummary], stat: str, alpha: float = 0.05
                  ) -> dict[tuple[int, str], object]:
     """Paired bootstrap of each run against the first run on the same data (same dataset, root,
@@ -734,12 +721,6 @@ def render_csv(table: Table) -> str:
 # One-call helpers (and the pre-layout API)
 # ---------------------------------------------------------------------------------------------
 
-def columns(summaries: Sequence[RunSummary], layout: str | Layout = "all") -> list[MetricSpec]:
-    """The metric columns a layout shows for these runs."""
-    return [c.spec for c in build_table(summaries, layout, marks=False).columns
-            if c.spec is not None and c.spec.key != "bitrate"]
-
-
 def markdown_table(summaries: Sequence[RunSummary], stat: str = "auto", ci: bool | str = True,
                    marks: bool = True, layout: str | Layout = ALL, sig: dict | None = None) -> str:
     """``sig``: precomputed :func:`significance` (reused across tables of the same runs)."""
@@ -752,6 +733,3 @@ def latex_table(summaries: Sequence[RunSummary], stat: str = "auto", label: str 
     return render_latex(build_table(summaries, layout, stat, sig, marks), ci, label)
 
 
-def csv_table(summaries: Sequence[RunSummary], stat: str = "auto", marks: bool = True,
-              layout: str | Layout = ALL, sig: dict | None = None) -> str:
-    return render_csv(build_table(summaries, layout, stat, sig, marks))

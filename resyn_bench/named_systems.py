@@ -130,7 +130,7 @@ class NamedSystem:
         return "ready" if not missing else "needs: " + "; ".join(dict.fromkeys(missing))
 
 
-def _paper(encoder: str, layer: int, km: str, vocab: int, hop: int, dataset: str) -> list[NamedSystem]:
+def _paper(encoder: str, layer: int | None, km: str, vocab: int, hop: int) -> list[NamedSystem]:
     base = f"{encoder}{vocab}" if encoder != "vqvae" else f"vqvae{vocab}"
     out = []
     for ds, label in (("lj", "LJ Speech"), ("vctk", "VCTK")):
@@ -143,9 +143,9 @@ def _paper(encoder: str, layer: int, km: str, vocab: int, hop: int, dataset: str
 
 
 NAMED_SYSTEMS: dict[str, NamedSystem] = {s.name: s for s in [
-    *_paper("hubert", 6, "hubert-l6-km100", 100, 320, "lj"),
-    *_paper("cpc", 2, "cpc-km100", 100, 160, "lj"),
-    *_paper("vqvae", None, "vq", 256, 160, "lj"),
+    *_paper("hubert", 6, "hubert-l6-km100", 100, 320),
+    *_paper("cpc", 2, "cpc-km100", 100, 160),
+    *_paper("vqvae", None, "vq", 256, 160),
     NamedSystem("logmel100", "logmel", None, "local:logmel100.npz", 100, 160, "train:tiny",
                 True, "lut", "any",
                 "offline system: 80-band log-mel + local k-means (100) + F0 codes + speaker LUT; "

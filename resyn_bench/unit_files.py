@@ -42,8 +42,6 @@ __all__ = ["CODE_KEYS", "UnitEntry", "UnitFileError", "read_unit_file", "parse_u
 
 #: Code keys of the reference files, in the order they are looked for ("codes" = fallback).
 CODE_KEYS = ("hubert", "cpc_km100", "cpc", "vqvae256", "codes")
-#: Extra JSONL fields that describe the unit stream rather than one file.
-JSONL_FIELDS = ("utt_id", "speaker", "hop_size", "vocab_size")
 
 _AUDIO_EXT = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".sph")
 _TAB_CODES = re.compile(r"^\s*-?\d+(\s*,\s*-?\d+)*\s*,?\s*$")

@@ -45,11 +45,6 @@ FEATURE_NAMES = ("logmel", "hubert", "cpc")
 
 #: catalogue names of the default checkpoints
 _CATALOGUE_NAMES = {"hubert": "hubert-base-ls960", "cpc": "cpc-big-ll6kh"}
-_FALLBACK = {  # used only when resyn_bench.catalogue is unavailable
-    "hubert": ("hubert_base_ls960.pt", "https://dl.fbaipublicfiles.com/hubert/hubert_base_ls960.pt"),
-    "cpc": ("cpc_big_ll6kh_top_ctc.pt",
-            "https://dl.fbaipublicfiles.com/textless_nlp/gslm/cpc/cpc_big_ll6kh_top_ctc.pt"),
-}
 
 
 class MissingCheckpointError(FileNotFoundError):
@@ -101,26 +96,14 @@ def default_checkpoint_path(model: str) -> Path:
 
     Raises :class:`MissingCheckpointError` (a FileNotFoundError) naming the URL, the exact path
     and the ``resyn-bench fetch`` command when the file is absent."""
-    try:
-        from resyn_bench import catalogue
-    except ImportError:  # pragma: no cover - catalogue ships with the package
-        catalogue = None
-    if catalogue is not None:
-        cname = _CATALOGUE_NAMES[model]
-        path = catalogue.catalogue_path(cname)
-        if not path.is_file():
-            raise MissingCheckpointError(str(catalogue.missing_file_error(
-                cname, what=f"the {model} feature extractor")))
-        return path
-    from resyn_bench.paths import resyn_bench_home  # pragma: no cover
+    from resyn_bench import catalogue
 
-    filename, url = _FALLBACK[model]  # pragma: no cover
-    path = resyn_bench_home() / "checkpoints" / filename  # pragma: no cover
-    if not path.is_file():  # pragma: no cover
-        raise MissingCheckpointError(
-            f"the {model} feature extractor needs {path}, which does not exist. Download {url} "
-            f"and place it there (or run `resyn-bench fetch {_CATALOGUE_NAMES[model]}`).")
-    return path  # pragma: no cover
+    cname = _CATALOGUE_NAMES[model]
+    path = catalogue.catalogue_path(cname)
+    if not path.is_file():
+        raise MissingCheckpointError(str(catalogue.missing_file_error(
+            cname, what=f"the {model} feature extractor")))
+    return path
 
 
 # --------------------------------------------------------------------------------------------

@@ -64,7 +64,6 @@ __all__ = [
     "arch_from_fairseq_cfg",
     "arch_from_hf_config",
     "convert_fairseq_checkpoint",
-    "fairseq_to_hf_state_dict",
     "hf_to_fairseq_state_dict",
     "hubert_num_frames",
     "load_hubert",
@@ -372,32 +371,6 @@ def hf_to_fairseq_state_dict(sd: dict, extractor_mode: str = "default") -> dict:
             out[f"feature_extractor.conv_layers.{i}.{sub}.{p}"] = v
             continue
         for pat, rep in _HF_TO_FS:
-            k2, n = re.subn(pat, rep, k)
-            if n:
-                k = k2
-                break
-        out[k] = v
-    return out
-
-
-def fairseq_to_hf_state_dict(sd: dict) -> dict:
-    """Inverse of :func:`hf_to_fairseq_state_dict` (legacy ``weight_g``/``weight_v`` names for
-    the positional conv, which ``transformers`` also accepts)."""
-    inverse = [
-        (r"^feature_extractor\.conv_layers\.(\d+)\.0\.", r"feature_extractor.conv_layers.\1.conv."),
-        (r"^feature_extractor\.conv_layers\.(\d+)\.2\.(1\.)?", r"feature_extractor.conv_layers.\1.layer_norm."),
-        (r"^layer_norm\.", "feature_projection.layer_norm."),
-        (r"^post_extract_proj\.", "feature_projection.projection."),
-        (r"^encoder\.pos_conv\.0\.", "encoder.pos_conv_embed.conv."),
-        (r"^encoder\.layers\.(\d+)\.self_attn\.", r"encoder.layers.\1.attention."),
-        (r"^encoder\.layers\.(\d+)\.self_attn_layer_norm\.", r"encoder.layers.\1.layer_norm."),
-        (r"^encoder\.layers\.(\d+)\.fc1\.", r"encoder.layers.\1.feed_forward.intermediate_dense."),
-        (r"^encoder\.layers\.(\d+)\.fc2\.", r"encoder.layers.\1.feed_forward.output_dense."),
-        (r"^mask_emb$", "masked_spec_embed"),
-    ]
-    out = {}
-    for k, v in sd.items():
-        for pat, rep in inverse:
             k2, n = re.subn(pat, rep, k)
             if n:
                 k = k2
