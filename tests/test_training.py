@@ -291,3 +291,21 @@ def test_stale_temporary_checkpoint_files_are_removed(tmp_path):
     assert sorted(p.name for p in removed) == sorted(stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
     assert remove_stale_temp_files(tmp_path / "missing") == []
+
+
+def test_a_vocoder_folder_serves_as_the_f0_quantizer(trained, tmp_path, one_thread):
+    # load_f0_quantizer accepts a vocoder (its quantizer.* keys); its config nests the blocks
+    import json
+
+    from resyn_bench.systems.vocoder.train import train_vocoder
+
+    first = tmp_path / "first"
+    train_vocoder(vocoder_config(trained["root"], trained["units"], trained["f0q"],
+                                 "checkpoint_interval=1"), first, max_steps=1, device="cpu")
+    second = tmp_path / "second"
+    result = train_vocoder(vocoder_config(trained["root"], trained["units"], first,
+                                          "checkpoint_interval=1"), second, max_steps=1,
+                           device="cpu")
+    assert result.step == 1
+    blocks = json.loads((second / "config.json").read_text())["f0_quantizer"]
+    assert blocks == json.loads((first / "config.json").read_text())["f0_quantizer"]

@@ -26,6 +26,7 @@ What this adds to the reference:
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -493,8 +494,10 @@ class _VocoderTrainer:
     def _load_checkpoint(self, step: int) -> None:
         from resyn_bench.safeload import safe_torch_load
 
-        g = safe_torch_load(self.out_dir / f"g_{step:08d}", map_location=self.device)
-        do = safe_torch_load(self.out_dir / f"do_{step:08d}", map_location=self.device)
+        # on the CPU: load_state_dict copies weights and moves optimizer state to each
+        # parameter's device, and the saved RNG states must stay CPU byte tensors
+        g = safe_torch_load(self.out_dir / f"g_{step:08d}", map_location="cpu")
+        do = safe_torch_load(self.out_dir / f"do_{step:08d}", map_location="cpu")
         self.generator.load_state_dict(g["generator"])
         if "code_vq_ema" in do:
             # the codebook's EMA statistics are not in the reference generator file (only ``k``)
@@ -509,7 +512,8 @@ class _VocoderTrainer:
         if "scheduler_g" not in do:
             raise TrainingError(f"{self.out_dir}/do_{step:08d} has no scheduler state (not written "
                                 "by resyn-bench); start a new --out")
-        self._resume_state = do
+        # only the scheduler states are needed later (the schedulers are built after this)
+        self._resume_state = {k: do[k] for k in ("scheduler_g", "scheduler_d")}
         rng = (do.get("rng") or {}).get(str(self.dist.rank))
         if rng is not None:
             _set_rng_state(rng)
@@ -945,8 +949,8 @@ def build_vocoder_data(cfg: TrainConfig, out_dir: Path, dist: DistInfo) -> Vocod
                                 "`resyn-bench train f0-quantizer --config tiny-f0 ...`")
         quantizer, qcfg, qstep = load_f0_quantizer(qpath)
         quantizer_state = quantizer.state_dict()
-        updates["f0_quantizer"] = {k: qcfg[k] for k in ("f0_vq_params", "f0_encoder_params",
-                                                        "f0_decoder_params")}
+        # the loaded model's own blocks: qcfg may be a vocoder's config (quantizer nested in it)
+        updates["f0_quantizer"] = copy.deepcopy(quantizer.config)
         updates["f0_quantizer_path"] = str(qpath)
         updates["extra"] = {**cfg.extra, "f0_quantizer_step": qstep}
         stats_path, ids = _resolve_f0_stats(cfg, train_utts, val_utts, out_dir, dist)
@@ -1099,8 +1103,10 @@ class _F0Trainer(_VocoderTrainer):
     def _load_checkpoint(self, step: int) -> None:
         from resyn_bench.safeload import safe_torch_load
 
-        g = safe_torch_load(self.out_dir / f"g_{step:08d}", map_location=self.device)
-        do = safe_torch_load(self.out_dir / f"do_{step:08d}", map_location=self.device)
+        # on the CPU: load_state_dict copies weights and moves optimizer state to each
+        # parameter's device, and the saved RNG states must stay CPU byte tensors
+        g = safe_torch_load(self.out_dir / f"g_{step:08d}", map_location="cpu")
+        do = safe_torch_load(self.out_dir / f"do_{step:08d}", map_location="cpu")
         self.model.load_state_dict(g["generator"])
         self.optim.load_state_dict(g["optim_g"])
         ema = self.model.vq.block
@@ -1108,7 +1114,7 @@ class _F0Trainer(_VocoderTrainer):
         ema.k_elem.copy_(do["ema"]["k_elem"])
         ema.initialised = bool(do["ema"]["initialised"])
         self.epoch = int(g.get("epoch", do.get("epoch", 0)))
-        self._resume_state = do
+        self._resume_state = {"scheduler": do["scheduler"]}
         rng = (do.get("rng") or {}).get(str(self.dist.rank))
         if rng is not None:
             _set_rng_state(rng)
