@@ -302,3 +302,15 @@ def test_real_reference_units_with_real_audio():
         assert len(bad) == 2                    # p225_023_mic2 -> p225_023: stems matched
         with pytest.raises(DataError, match="made from different audio"):
             bad.precompute()
+
+
+def test_training_audio_with_non_finite_samples_is_refused_with_its_path(tmp_path):
+    # peak normalisation would otherwise turn the file into NaN and poison the losses
+    from resyn_bench.audio import AudioError
+
+    x = np.sin(np.linspace(0, 100, 8000)).astype(np.float32)
+    x[10] = np.inf
+    path = tmp_path / "bad.wav"
+    sf.write(path, x, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="bad.wav has 1 NaN/inf samples"):
+        load_training_audio(path)

@@ -88,9 +88,13 @@ def peak_normalize(x: np.ndarray, peak: float = PEAK) -> np.ndarray:
 
 
 def _load_raw(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    from resyn_bench.audio import ensure_rate, load_audio
+    from resyn_bench.audio import AudioError, ensure_rate, load_audio
 
     audio = ensure_rate(load_audio(path), sample_rate, purpose="vocoder training")
+    if not np.all(np.isfinite(audio.samples)):
+        # peak normalisation would turn the whole file into NaN and poison the losses
+        bad = int(np.count_nonzero(~np.isfinite(audio.samples)))
+        raise AudioError("non_finite", f"{path} has {bad} NaN/inf samples")
     return np.ascontiguousarray(audio.samples, dtype=np.float32)
 
 
