@@ -184,12 +184,10 @@ class _Config:
 
     def save(self, path: str | Path) -> Path:
         """Write ``config.json`` (atomically: a killed run never leaves half a file)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json() + "\n", encoding="utf-8")
-        tmp.replace(path)
-        return path
+        from resyn_bench.systems.vocoder.checkpoint import atomic_write
+
+        text = self.to_json() + "\n"
+        return atomic_write(path, lambda fh: fh.write(text), binary=False)
 
     def copy(self):
         return copy.deepcopy(self)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -182,12 +181,10 @@ class F0Stats:
 
     def save(self, path: str | Path) -> Path:
         """Write our JSON format atomically."""
-        path = Path(path).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        from resyn_bench.systems.vocoder.checkpoint import atomic_write
+
+        text = json.dumps(self.to_dict(), indent=1) + "\n"
+        return atomic_write(Path(path).expanduser(), lambda fh: fh.write(text), binary=False)
 
     def to_reference_dict(self) -> dict:
         """The reference layout (``torch.save`` it for the original code): integer speaker ids

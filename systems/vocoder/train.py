@@ -278,9 +278,10 @@ def read_train_log(out_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    from resyn_bench.systems.vocoder.checkpoint import atomic_write
+
+    text = json.dumps(data, indent=2) + "\n"
+    atomic_write(path, lambda fh: fh.write(text), binary=False)
 
 
 def latest_step(out_dir: str | Path, prefixes: tuple[str, ...] = ("g_", "do_")) -> int | None:
@@ -298,13 +299,14 @@ def latest_step(out_dir: str | Path, prefixes: tuple[str, ...] = ("g_", "do_")) 
 
 def remove_stale_temp_files(out_dir: str | Path) -> list[Path]:
     """Delete the hidden temporary files a killed session left mid-save (``.g_XXXXXXXX.*.tmp``,
-    ``.do_*``, ``.config.json.*``: atomic writes go through them). They are never read, but
+    ``.do_*``, ``.config.json.*`` and the other JSON files: atomic writes go through them). They are never read, but
     they pile up after several kills. Call only while no other process writes this folder."""
     out_dir = Path(out_dir)
     removed = []
     if out_dir.is_dir():
         for p in out_dir.glob(".*.tmp"):
-            if p.is_file() and p.name.startswith((".g_", ".do_", ".config.json.")):
+            if p.is_file() and p.name.startswith((".g_", ".do_", ".config.json.", ".speakers.json.",
+                                                  ".f0_stats.json.", ".data.json.")):
                 p.unlink(missing_ok=True)
                 removed.append(p)
     return removed
