@@ -234,8 +234,8 @@ def load_vqvae_generator(path_or_dir, trusted_sha256: str | Iterable[str] = (),
     Same layout, safety rules and errors as
     :func:`resyn_bench.systems.vocoder.checkpoint.load_generator`; the state dict must match the
     config strictly (``code_encoder.*``, ``code_vq.level_blocks.0.k``, the HiFi-GAN body).
-    (``load_generator`` reads these folders too when ``generator.build_generator`` returns a
-    :class:`VQVAECodeGenerator` for configs with ``code_encoder_params``.)
+    This adds to ``load_generator`` only the check that the folder is a content VQ-VAE and a
+    training hint when it holds no checkpoint.
     """
     from resyn_bench.systems.vocoder import checkpoint as ck
 
@@ -264,23 +264,8 @@ def load_vqvae_generator(path_or_dir, trusted_sha256: str | Iterable[str] = (),
     if not is_vqvae_config(cfg):
         raise ValueError(f"{cfg_dir / ck.CONFIG_NAME} has no code_encoder_params/code_vq_params: "
                          "not a content VQ-VAE (load it with checkpoint.load_generator)")
-    obj, digest = ck.load_checkpoint_file(ckpt, trusted_sha256)
-    sd = ck._generator_state_dict(obj, ckpt)
-    model = VQVAECodeGenerator(cfg)
-    sd = ck._adapt_weight_norm_keys(model, sd)
-    sd = ck._load_missing_quantizer(model, cfg, sd, cfg_dir, trusted_sha256)
-    want, have = set(model.state_dict()), set(sd)
-    if want != have:
-        missing, unexpected = sorted(want - have), sorted(have - want)
-        raise ValueError(f"{ckpt} does not match the content VQ-VAE built from its config: missing "
-                         f"keys {missing[:6]}, unexpected keys {unexpected[:6]}")
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"{ckpt}: tensor shapes do not match its config.json: {exc}") from None
-    model.to(map_location).eval()
-    return ck.LoadedGenerator(model=model, config=cfg, step=ck._step_from(obj, ckpt), path=ckpt,
-                              sha256=digest)
+    # the shared loader: build_generator returns a VQVAECodeGenerator for this config
+    return ck.load_generator(ckpt, trusted_sha256, config=cfg, map_location=map_location)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -474,14 +474,6 @@ class _Base(TorchDataset):
     def rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch, int(index)])
 
-    def save_speaker_ids(self, path: str | Path) -> Path:
-        """Persist the name -> id map (store it with the checkpoint: inference must use the
-        training ids, not ones rebuilt from its own manifest)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.speaker_ids, indent=1, sort_keys=True) + "\n")
-        return path
-
     def _raw(self, utt) -> np.ndarray:
         key = str(utt.path)
         if key in self._audio:

@@ -30,7 +30,6 @@ config the same way (our training defaults do not apply to a file that omits the
 """
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from pathlib import Path
@@ -46,11 +45,10 @@ from resyn_bench.systems.base import (
 )
 
 from resyn_bench.audio import Audio
+from resyn_bench.systems.vocoder.config import F0_CODE_HOP
 
 __all__ = ["CheckpointSystem", "CheckpointSystemError"]
 
-F0_HOP = 80
-F0_CODE_HOP = 1280
 
 
 class CheckpointSystemError(FileNotFoundError):
@@ -167,7 +165,7 @@ class CheckpointSystem(System):
         if self.one_voice:
             self.speaker_map = dict(cfg.speaker_map or {}) or {"A": 0}
         elif cfg.multi_speaker:
-            self.speaker_map = dict(cfg.speaker_map or {}) or self._read_json(folder / "speakers.json")
+            self.speaker_map = dict(cfg.speaker_map or {}) or self._speakers_json(folder)
             if not self.speaker_map:
                 raise CheckpointSystemError(
                     f"{folder}: a multi-speaker vocoder without its speaker name -> id map "
@@ -227,10 +225,11 @@ class CheckpointSystem(System):
                 f"embeds only {cfg.num_embeddings}")
 
     @staticmethod
-    def _read_json(path: Path) -> dict | None:
-        if not path.is_file():
-            return None
-        return {str(k): int(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+    def _speakers_json(folder: Path) -> dict | None:
+        from resyn_bench.systems.vocoder.f0_stats import load_speaker_ids
+
+        path = folder / "speakers.json"
+        return load_speaker_ids(path) if path.is_file() else None
 
     # ------------------------------------------------------------------------------------------
 

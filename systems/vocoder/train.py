@@ -264,19 +264,6 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def read_train_log(out_dir: str | Path) -> list[dict[str, Any]]:
-    """The records of ``train_log.jsonl`` (a torn last line from a kill is skipped)."""
-    path = Path(out_dir) / LOG_FILE
-    records = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-    return records
-
-
 def _write_json(path: Path, data: Any) -> None:
     from resyn_bench.systems.vocoder.checkpoint import atomic_write
 
