@@ -157,7 +157,9 @@ def display_contour(ref: F0Track, syn_aligned: np.ndarray, step_s: float = CONTO
     docstring): every k-th reference frame, k chosen for a step near ``step_s``, 0.1 Hz."""
     times = ref.times
     hop = float(np.median(np.diff(times))) if len(times) > 1 else step_s
-    k = max(1, round(step_s / hop)) if hop > 0 else 1
+    if not (math.isfinite(hop) and hop > 0):   # degenerate frame times: keep a drawable step
+        hop = step_s
+    k = max(1, round(step_s / hop))
     pick = slice(0, None, k)
     return {"t0": round(float(times[0]), 4) if len(times) else 0.0, "dt": round(hop * k, 6),
             "ref": np.round(ref.f0[pick], 1).tolist(),

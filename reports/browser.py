@@ -149,8 +149,11 @@ class Browser:
         if session:
             msg["sessionId"] = session
         data = json.dumps(msg).encode() + b"\0"
-        while data:
-            data = data[os.write(self._to_child, data):]
+        try:
+            while data:
+                data = data[os.write(self._to_child, data):]
+        except OSError as exc:  # the browser has gone (crashed or closed its pipe)
+            raise BrowserError(f"{method}: cannot talk to the browser: {exc}") from None
         deadline = time.monotonic() + (timeout or self.timeout)
         while True:
             reply = self._read_message(deadline)
@@ -169,14 +172,18 @@ class Browser:
             for i, ev in enumerate(self._events):
                 if ev["method"] == method and (session is None or ev.get("sessionId") == session):
                     return self._events.pop(i)
-            self._events.append(self._read_message(deadline))
+            msg = self._read_message(deadline)
+            if "method" in msg:   # a late reply to a command that timed out is not an event
+                self._events.append(msg)
 
     def pump(self, seconds: float = 0.05) -> None:
         """Collect the events that arrive within ``seconds``."""
         deadline = time.monotonic() + seconds
         try:
             while True:
-                self._events.append(self._read_message(deadline))
+                msg = self._read_message(deadline)
+                if "method" in msg:
+                    self._events.append(msg)
         except BrowserError:
             if self._proc.poll() is not None:
                 raise

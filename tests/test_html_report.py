@@ -313,3 +313,12 @@ def test_rendering_imports_no_torch_or_model_code(synthetic, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_display_contour_keeps_a_drawable_step_for_degenerate_frame_times():
+    from resyn_bench.metrics.f0 import CONTOUR_STEP_S, display_contour
+    from resyn_bench.metrics.pitch import F0Track
+
+    track = F0Track(times=np.zeros(5), f0=np.full(5, 120.0))   # no increasing frame times
+    c = display_contour(track, np.full(5, 121.0))
+    assert c["dt"] == CONTOUR_STEP_S and c["ref"] == [120.0] * 5 and c["out"] == [121.0] * 5
