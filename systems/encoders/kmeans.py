@@ -475,14 +475,6 @@ def train_kmeans(feature_batches: np.ndarray | Iterable[np.ndarray], k: int, *,
 
 # ----------------------------------------------------------------------- GSLM km.bin files
 
-def _hash_set(trusted_sha256) -> set[str]:
-    if trusted_sha256 is None:
-        return set()
-    if isinstance(trusted_sha256, str):
-        trusted_sha256 = [trusted_sha256]
-    return {str(h).strip().lower() for h in trusted_sha256 if str(h).strip()}
-
-
 def converted_path(path: str | Path) -> Path:
     """Where :func:`convert_km_bin` keeps the safe copy of ``path`` (``km.bin`` -> ``km.npz``)."""
     return Path(path).with_suffix(".npz")
@@ -502,7 +494,9 @@ def convert_km_bin(path: str | Path, trusted_sha256: str | Iterable[str], *,
 
     path = Path(path)
     out = Path(out) if out is not None else converted_path(path)
-    trusted = _hash_set(trusted_sha256)
+    from resyn_bench.safeload import _normalise_hashes  # the same rules as the loader's check
+
+    trusted = _normalise_hashes(trusted_sha256)
     if out.is_file():
         try:
             cached = KMeansModel.load(out)
