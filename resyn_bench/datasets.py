@@ -12,7 +12,10 @@ Loaders (``resyn-bench ls datasets``):
                   (``wav16/``, ``wavs/``, ...), transcripts from ``txt/<spk>/<spk>_<nnn>.txt``.
 * ``librispeech`` ``<spk>/<chapter>/<spk>-<chapter>-<nnnn>.flac`` + ``*.trans.txt``, any depth.
 * ``manifest``    a TSV with a header (utt_id, path, optional speaker and text).
-* ``demo``        the embedded espeak-ng corpus (:mod:`resyn_bench.demo_corpus`).
+* ``demo``        the embedded real-speech corpus, 30 VCTK + LJ Speech utterances shipped in the
+                  package (:mod:`resyn_bench.demo_speech`).
+* ``synthetic``   espeak-ng voices reading Harvard sentences, any number of utterances
+                  (``utterances=N``), built and cached on first use (:mod:`resyn_bench.demo_corpus`).
 
 Order: sorted by utt_id, except that a manifest keeps its own order and a split file imposes
 its order. ``limit`` keeps the first N after ordering.
@@ -317,21 +320,45 @@ def _load_manifest(root: Path) -> tuple[list[Utterance], dict]:
 
 
 def _load_demo(root: Path | None) -> tuple[list[Utterance], dict]:
+    from resyn_bench import demo_speech
+
+    if root is not None and not (root / "manifest.tsv").is_file():
+        raise DatasetError(f"dataset 'demo' is embedded in the package and takes no data root "
+                           f"(got {root}); leave --data-root out, or point it at a copy of the "
+                           f"corpus folder (one holding manifest.tsv)")
+    try:
+        folder = demo_speech.check_demo_dir(root)
+    except demo_speech.DemoSpeechError as exc:
+        raise DatasetError(str(exc)) from exc
+    utts, info = _load_manifest(folder)
+    if "missing_audio" in info:
+        raise DatasetError(f"the demo corpus at {folder} lacks {info['missing_audio']['count']} "
+                           f"audio files (e.g. {info['missing_audio']['first']}); reinstall "
+                           "resyn-bench (its package data is incomplete)")
+    info.update(layout="resyn-bench demo corpus: real speech (VCTK CC BY 4.0 + LJ Speech public "
+                       "domain, 16 kHz FLAC; see ATTRIBUTION.md)",
+                version=demo_speech.DEMO_VERSION, corpus_dir=str(folder),
+                manifest_sha256=demo_speech.manifest_sha256(folder))
+    return utts, info
+
+
+def _load_synthetic(root: Path | None, *, utterances: int = 20) -> tuple[list[Utterance], dict]:
     from resyn_bench import demo_corpus
 
     if root is not None and (root / "manifest.tsv").is_file():
         folder = root  # pointed straight at a built corpus
     else:
         try:
-            folder = demo_corpus.ensure_demo_corpus(root)
+            folder = demo_corpus.ensure_synthetic_corpus(root, utterances)
         except demo_corpus.DemoCorpusError as exc:
-            raise DatasetError(f"the demo corpus is not available: {exc}") from exc
+            raise DatasetError(f"the synthetic corpus is not available: {exc}") from exc
     try:
         utts, info = _load_manifest(folder)
     except DatasetError as exc:
-        raise DatasetError(f"{exc} (delete {folder} to rebuild the demo corpus)") from exc
-    info.update(layout="resyn-bench demo corpus (espeak-ng)", version=demo_corpus.DEMO_VERSION,
-                corpus_dir=str(folder))
+        raise DatasetError(f"{exc} (delete {folder} to rebuild the synthetic corpus)") from exc
+    info.update(layout="resyn-bench synthetic corpus (espeak-ng formant voices; ASR, MOS-proxy "
+                       "and speaker figures are not meaningful on it)",
+                version=demo_corpus.SYNTH_VERSION, corpus_dir=str(folder))
     return utts, info
 
 
@@ -343,9 +370,13 @@ class DatasetSpec(NamedTuple):
 
 #: name -> (loader, description, default root hint), in display order.
 DATASETS: dict[str, DatasetSpec] = {
-    "demo": DatasetSpec(_load_demo, "built-in espeak-ng corpus: 4 voices x 5 Harvard sentences, "
-                        "16 kHz (built on first use, cached)",
-                        "$RESYN_BENCH_HOME/demo (default ~/.cache/resyn-bench/demo)"),
+    "demo": DatasetSpec(_load_demo, "embedded real speech: 4 VCTK speakers (2 F, 2 M) + LJ Speech, "
+                        "6 utterances each, 142 s, 16 kHz FLAC (CC BY 4.0 / public domain)",
+                        "(none: shipped in the package)"),
+    "synthetic": DatasetSpec(_load_synthetic, "espeak-ng formant voices x Harvard sentences for "
+                             "scale tests, -d utterances=N (default 20; built on first use, "
+                             "cached); ASR and MOS figures on it are not meaningful",
+                             "$RESYN_BENCH_HOME/synthetic (default ~/.cache/resyn-bench/synthetic)"),
     "ljspeech": DatasetSpec(_load_ljspeech, "LJSpeech-1.1: metadata.csv + wavs/, one speaker",
                             "path/to/LJSpeech-1.1"),
     "vctk": DatasetSpec(_load_vctk, "VCTK 0.92 (wav48_silence_trimmed, mic1|mic2 flac) or "
@@ -359,9 +390,17 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+#: datasets that need no data root (shipped in the package, or built on first use)
+EMBEDDED = frozenset({"demo", "synthetic"})
+
+
 def list_datasets() -> list[tuple[str, str]]:
     """(name, description) for every dataset loader, for ``resyn-bench ls datasets``."""
     return [(name, spec.description) for name, spec in DATASETS.items()]
+
+
+#: other spellings of dataset names
+_ALIASES = {"espeak": "synthetic", "espeakdemo": "synthetic"}
 
 
 def _resolve_name(name: str) -> str:
@@ -369,6 +408,8 @@ def _resolve_name(name: str) -> str:
     if key in DATASETS:
         return key
     squashed = re.sub(r"[-_\s.]", "", key)
+    if squashed in _ALIASES:
+        return _ALIASES[squashed]
     for known in DATASETS:
         if squashed == known:
             return known
@@ -487,7 +528,7 @@ def load_dataset(name: str, data_root: str | Path | None = None, split: str | Pa
         raise DatasetError(f"dataset {key!r} takes no option {', '.join(unknown)}"
                            + (f" (options: {', '.join(accepted)})" if accepted else ""))
     root = Path(data_root).expanduser().resolve() if data_root is not None else None
-    if root is None and key != "demo":
+    if root is None and key not in EMBEDDED:
         raise DatasetError(f"dataset {key!r} needs a data root, e.g. {spec.root_hint}")
     utts, loader_info = spec.loader(root, **options)
 
@@ -513,7 +554,7 @@ def load_dataset(name: str, data_root: str | Path | None = None, split: str | Pa
     info["counts"] = {"found": n_found, "utterances": len(utts),
                       "speakers": len({u.speaker for u in utts}),
                       "with_text": sum(u.text is not None for u in utts)}
-    if key == "demo":  # the root is wherever the corpus was found or built
+    if key in EMBEDDED:  # the root is wherever the corpus was found or built
         root = Path(info["corpus_dir"])
         info["root"] = str(root)
     return Dataset(key, root, utts, info)

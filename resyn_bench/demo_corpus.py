@@ -1,12 +1,22 @@
-"""The embedded default corpus: a few Harvard sentences spoken by several espeak-ng voices.
+"""The ``synthetic`` dataset: Harvard sentences spoken by several espeak-ng formant voices.
 
-It is built offline in about a second with espeak-ng's C library, loaded through ctypes from
-the ``espeakng-loader`` wheel (no system package needed), resampled to 16 kHz and cached under
-``<RESYN_BENCH_HOME>/demo/v1/``::
+Not human speech. It exists for what needs many utterances offline (scale and speed checks,
+plumbing tests): any number of utterances, built in about a second per 20. ASR, MOS-proxy and
+speaker figures on it describe a formant synthesiser, not speech (Whisper base gives it 65 %
+WER); the ``demo`` dataset (:mod:`resyn_bench.demo_speech`) is the real-speech corpus.
 
-    demo/v1/manifest.tsv                     utt_id, speaker, path, text, sample_rate, duration_s
-    demo/v1/SOURCE.md                        what this is and how it was made
-    demo/v1/wavs/<speaker>/<utt_id>.wav      16 kHz mono 16-bit PCM
+It is built offline with espeak-ng's C library, loaded through ctypes from the
+``espeakng-loader`` wheel (no system package needed), resampled to 16 kHz and cached under
+``<RESYN_BENCH_HOME>/synthetic/v2-n<N>/`` (N utterances, default 20)::
+
+    manifest.tsv                     utt_id, speaker, path, text, sample_rate, duration_s
+    SOURCE.md                        what this is and how it was made
+    wavs/<speaker>/<utt_id>.wav      16 kHz mono 16-bit PCM
+
+Utterance plan: 4 voices x 20 Harvard sentences (lists 1 and 2) per *take*; take 0 is each
+voice's own setting, each later take shifts the speaking rate and pitch a little, so N
+utterances are the first N of (take, sentence, voice) in that order: the default 20 are the
+first 5 sentences read by every voice, 400 are 5 takes of all 20 sentences.
 
 Reproducibility. espeak-ng keeps synthesis state in C statics that ``espeak_Terminate`` +
 ``espeak_Initialize`` do not reset (pitch flutter phase, gain control, echo buffer), so the same
@@ -39,7 +49,10 @@ from resyn_bench.audio import Audio, resample, write_audio
 from resyn_bench.paths import resyn_bench_home
 
 #: Bump when voices, sentences or processing change: a new version builds into a new folder.
-DEMO_VERSION = "v1"
+SYNTH_VERSION = "v2"
+#: Utterances of the default build; at most MAX_UTTERANCES.
+DEFAULT_UTTERANCES = 20
+MAX_UTTERANCES = 5000
 #: Sample rate of the stored corpus.
 SAMPLE_RATE = 16000
 #: Manifest columns, the same as the corpora under shared/corpora.
@@ -66,7 +79,7 @@ VOICES: tuple[DemoVoice, ...] = (
     DemoVoice("sc_f4", "en-gb-scotland+f4", 172, 55, 40, "Scottish English, female variant f4"),
 )
 
-#: Harvard sentences, list 1, sentences 1-5 (IEEE Recommended Practice for Speech Quality
+#: Harvard sentences, lists 1 and 2 (IEEE Recommended Practice for Speech Quality
 #: Measurements, 1969; public domain). Every speaker reads all of them (a parallel corpus).
 SENTENCES: tuple[tuple[str, str], ...] = (
     ("h1_01", "The birch canoe slid on the smooth planks."),
@@ -74,11 +87,26 @@ SENTENCES: tuple[tuple[str, str], ...] = (
     ("h1_03", "It's easy to tell the depth of a well."),
     ("h1_04", "These days a chicken leg is a rare dish."),
     ("h1_05", "Rice is often served in round bowls."),
+    ("h1_06", "The juice of lemons makes fine punch."),
+    ("h1_07", "The box was thrown beside the parked truck."),
+    ("h1_08", "The hogs were fed chopped corn and garbage."),
+    ("h1_09", "Four hours of steady work faced us."),
+    ("h1_10", "A large size in stockings is hard to sell."),
+    ("h2_01", "The boy was there when the sun rose."),
+    ("h2_02", "A rod is used to catch pink salmon."),
+    ("h2_03", "The source of the huge river is the clear spring."),
+    ("h2_04", "Kick the ball straight and follow through."),
+    ("h2_05", "Help the woman get back to her feet."),
+    ("h2_06", "A pot of tea helps to pass the evening."),
+    ("h2_07", "Smoky fires lack flame and heat."),
+    ("h2_08", "The soft cushion broke the man's fall."),
+    ("h2_09", "The salt breeze came across from the sea."),
+    ("h2_10", "The girl at the booth sold fifty bonds."),
 )
 
 
 class DemoCorpusError(RuntimeError):
-    """The demo corpus could not be built or read."""
+    """The synthetic corpus could not be built or read."""
 
 
 class EspeakError(DemoCorpusError):
@@ -105,7 +133,7 @@ def _library_paths() -> tuple[str, str]:
     try:
         import espeakng_loader
     except ImportError:
-        raise EspeakError("the demo corpus is synthesised with espeak-ng through the "
+        raise EspeakError("the synthetic corpus is made with espeak-ng through the "
                           f"'espeakng-loader' package, which is not installed: {INSTALL_HINT}"
                           ) from None
     try:
@@ -222,7 +250,7 @@ def synthesize(text: str, voice: str = "en-us", *, rate: int = 175, pitch: int =
     """Speak ``text`` with espeak-ng in this process; returns espeak's native rate (22050 Hz).
 
     Thread-safe. Not bit-reproducible across calls in one process (see the module docstring);
-    the demo corpus build runs in a fresh process for that reason."""
+    the corpus build runs in a fresh process for that reason."""
     samples = _engine().synth(text, voice, rate, pitch, pitch_range, seed)
     return Audio((samples.astype(np.float32) / 32768.0), _engine().sample_rate)
 
@@ -231,10 +259,22 @@ def synthesize(text: str, voice: str = "en-us", *, rate: int = 175, pitch: int =
 # Building and caching the corpus
 
 
-def demo_corpus_dir(home: str | Path | None = None) -> Path:
-    """Where the demo corpus lives (built or not): ``<home>/demo/<DEMO_VERSION>``."""
+def check_utterances(utterances) -> int:
+    """The number of utterances as an int in 1..MAX_UTTERANCES, or DemoCorpusError."""
+    if (isinstance(utterances, bool) or not isinstance(utterances, int)
+            or not 1 <= utterances <= MAX_UTTERANCES):
+        raise DemoCorpusError(f"the synthetic dataset's utterances option must be an integer "
+                              f"from 1 to {MAX_UTTERANCES} (e.g. -d utterances=400), got "
+                              f"{utterances!r}")
+    return int(utterances)
+
+
+def synthetic_corpus_dir(home: str | Path | None = None,
+                         utterances: int = DEFAULT_UTTERANCES) -> Path:
+    """Where the synthetic corpus of ``utterances`` utterances lives (built or not):
+    ``<home>/synthetic/<SYNTH_VERSION>-n<utterances>``."""
     base = Path(home).expanduser() if home is not None else resyn_bench_home()
-    return base / "demo" / DEMO_VERSION
+    return base / "synthetic" / f"{SYNTH_VERSION}-n{check_utterances(utterances)}"
 
 
 def _is_complete(folder: Path) -> bool:
@@ -243,16 +283,41 @@ def _is_complete(folder: Path) -> bool:
     return (folder / "manifest.tsv").is_file()
 
 
-def utterance_plan() -> list[tuple[str, DemoVoice, str]]:
-    """(utt_id, voice, text) for every utterance, in build (and manifest) order."""
-    return [(f"{v.speaker}_{sid}", v, text) for v in VOICES for sid, text in SENTENCES]
+def take_voice(voice: DemoVoice, take: int) -> DemoVoice:
+    """``voice`` as read in take ``take``: take 0 unchanged; later takes alternate slower and
+    faster by 8 wpm more each time (kept within 100-260 wpm) and shift the pitch by -10..+10."""
+    if take == 0:
+        return voice
+    rate = voice.rate + 8 * take * (1 if take % 2 == 0 else -1)
+    pitch = voice.pitch + (7 * take) % 21 - 10
+    return DemoVoice(voice.speaker, voice.voice, min(260, max(100, rate)),
+                     min(100, max(0, pitch)), voice.pitch_range,
+                     f"{voice.description}, take {take}")
 
 
-def _write_corpus(dest: Path) -> None:
+def utterance_plan(utterances: int = DEFAULT_UTTERANCES) -> list[tuple[str, DemoVoice, str]]:
+    """(utt_id, voice for this take, text) of the first ``utterances`` of (take, sentence,
+    voice), listed by speaker (manifest order)."""
+    n = check_utterances(utterances)
+    chosen = []
+    for k in range(n):
+        take, rest = divmod(k, len(SENTENCES) * len(VOICES))
+        s_index, v_index = divmod(rest, len(VOICES))
+        chosen.append((v_index, take, s_index))
+    plan = []
+    for v_index, take, s_index in sorted(chosen):
+        voice = VOICES[v_index]
+        sid, text = SENTENCES[s_index]
+        utt_id = f"{voice.speaker}_{sid}" + (f"_t{take}" if take else "")
+        plan.append((utt_id, take_voice(voice, take), text))
+    return plan
+
+
+def _write_corpus(dest: Path, utterances: int = DEFAULT_UTTERANCES) -> None:
     """Synthesise every utterance into ``dest`` (runs in the builder child process)."""
     engine = _engine()
     rows = []
-    for utt_id, voice, text in utterance_plan():
+    for utt_id, voice, text in utterance_plan(utterances):
         raw = engine.synth(text, voice.voice, voice.rate, voice.pitch, voice.pitch_range, seed=0)
         x = resample(raw.astype(np.float32) / 32768.0, engine.sample_rate, SAMPLE_RATE)
         rel = f"wavs/{voice.speaker}/{utt_id}.wav"
@@ -263,15 +328,18 @@ def _write_corpus(dest: Path) -> None:
     voices = "\n".join(f"| {v.speaker} | `{v.voice}` | {v.rate} | {v.pitch} | {v.pitch_range} | "
                        f"{v.description} |" for v in VOICES)
     source = (
-        f"# resyn-bench demo corpus {DEMO_VERSION}\n\n"
+        f"# resyn-bench synthetic corpus {SYNTH_VERSION}, {len(rows)} utterances\n\n"
         "Synthetic speech made by espeak-ng (formant synthesis) through the espeakng-loader "
         f"wheel, espeak-ng {engine.version}; built by `resyn_bench.demo_corpus`.\n\n"
-        f"- {len(VOICES)} voices x {len(SENTENCES)} sentences = {len(rows)} utterances, "
+        f"- {len(VOICES)} voices, {len(rows)} utterances (the first {len(rows)} of take x "
+        f"{len(SENTENCES)} sentences x voice), "
         f"{SAMPLE_RATE} Hz mono 16-bit PCM WAV (resampled with soxr HQ from espeak's "
-        f"{engine.sample_rate} Hz).\n"
-        "- Text: Harvard sentences, list 1, 1-5 (IEEE 1969, public domain). Every voice "
-        "reads every sentence.\n"
-        "- Not human speech: use it for plumbing checks and relative comparisons only.\n\n"
+        f"{engine.sample_rate} Hz). Takes after the first shift rate and pitch (ids end in "
+        "_t<take>).\n"
+        "- Text: Harvard sentences, lists 1 and 2 (IEEE 1969, public domain).\n"
+        "- Not human speech: use it for plumbing checks, scale tests and relative "
+        "comparisons only; ASR, MOS-proxy and speaker figures on it are not meaningful.\n\n"
+        "Base voices (take 0):\n\n"
         "| speaker | espeak voice | rate (wpm) | pitch | range | description |\n"
         "|---|---|---|---|---|---|\n" + voices + "\n")
     (dest / "SOURCE.md").write_text(source, encoding="utf-8")
@@ -285,14 +353,15 @@ def _write_corpus(dest: Path) -> None:
 
 def _child_main(argv: list[str]) -> int:
     try:
-        _write_corpus(Path(argv[0]))
+        _write_corpus(Path(argv[0]), int(argv[1]) if len(argv) > 1 else DEFAULT_UTTERANCES)
     except DemoCorpusError as exc:
         print(f"DemoCorpusError: {exc}", file=sys.stderr)
         return 3
     return 0
 
 
-def _run_builder(dest: Path, timeout: float = 600.0) -> None:
+def _run_builder(dest: Path, timeout: float = 600.0,
+                 utterances: int = DEFAULT_UTTERANCES) -> None:
     _library_paths()  # fail early, with the install hint, if espeakng-loader is missing
     package_parent = str(Path(__file__).resolve().parents[1])
     # append, never prepend: site-packages may hold a stray stdlib shadow (resemblyzer pulls
@@ -301,19 +370,21 @@ def _run_builder(dest: Path, timeout: float = 600.0) -> None:
             "from resyn_bench.demo_corpus import _child_main; "
             "sys.exit(_child_main(sys.argv[2:]))")
     try:
-        proc = subprocess.run([sys.executable, "-c", code, package_parent, str(dest)],
+        proc = subprocess.run([sys.executable, "-c", code, package_parent, str(dest),
+                               str(utterances)],
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise DemoCorpusError(f"building the demo corpus took over {timeout:.0f} s") from None
+        raise DemoCorpusError(f"building the synthetic corpus took over {timeout:.0f} s"
+                              ) from None
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-15:]
         message = "\n".join(tail) or f"exit status {proc.returncode}"
         if proc.returncode == 3 and tail:
             message = tail[-1].removeprefix("DemoCorpusError: ")
             raise EspeakError(message)
-        raise DemoCorpusError(f"the demo corpus builder failed:\n{message}")
+        raise DemoCorpusError(f"the synthetic corpus builder failed:\n{message}")
     if not _is_complete(dest):
-        raise DemoCorpusError(f"the demo corpus builder wrote no manifest into {dest}")
+        raise DemoCorpusError(f"the synthetic corpus builder wrote no manifest into {dest}")
 
 
 @contextlib.contextmanager
@@ -348,28 +419,32 @@ def _discard(folder: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def ensure_demo_corpus(home: str | Path | None = None) -> Path:
-    """Build the demo corpus if it is not cached yet; return its folder (with manifest.tsv).
+def ensure_synthetic_corpus(home: str | Path | None = None,
+                            utterances: int = DEFAULT_UTTERANCES) -> Path:
+    """Build the synthetic corpus of ``utterances`` utterances if it is not cached yet; return
+    its folder (with manifest.tsv).
 
     ``home`` defaults to :func:`resyn_bench.paths.resyn_bench_home`. A cached corpus is
     returned at once without touching espeak-ng."""
-    target = demo_corpus_dir(home)
+    target = synthetic_corpus_dir(home, utterances)
     if _is_complete(target):
         return target
+    name = target.name
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
-    with _build_lock(parent / f".{DEMO_VERSION}.lock") as locked:
+    with _build_lock(parent / f".{name}.lock") as locked:
         if _is_complete(target):  # another process built it while we waited
             return target
         if locked:
             # Only builders holding the lock write here, so leftovers are from killed builds.
-            for stale in parent.glob(f".{DEMO_VERSION}.build-*"):
+            for stale in parent.glob(f".{name}.build-*"):
                 shutil.rmtree(stale, ignore_errors=True)
             if target.exists():  # a folder without manifest: not one of our builds; replace
                 _discard(target)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{DEMO_VERSION}.build-", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.build-", dir=parent))
         try:
-            _run_builder(tmp)
+            # about 0.05 s per utterance; generous for slow or busy machines
+            _run_builder(tmp, timeout=max(600.0, 1.0 * utterances), utterances=utterances)
             os.chmod(tmp, 0o755)  # mkdtemp made it private; the corpus is ordinary data
             try:
                 os.rename(tmp, target)
@@ -381,16 +456,18 @@ def ensure_demo_corpus(home: str | Path | None = None) -> Path:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     if not _is_complete(target):
-        raise DemoCorpusError(f"the demo corpus at {target} is incomplete after building")
+        raise DemoCorpusError(f"the synthetic corpus at {target} is incomplete after building")
     return target
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m resyn_bench.demo_corpus [HOME]``: build (if needed) and print the folder."""
+    """``python -m resyn_bench.demo_corpus [HOME [N]]``: build (if needed) the synthetic corpus
+    of N utterances (default 20) and print its folder."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        folder = ensure_demo_corpus(argv[0] if argv else None)
-    except DemoCorpusError as exc:
+        n = int(argv[1]) if len(argv) > 1 else DEFAULT_UTTERANCES
+        folder = ensure_synthetic_corpus(argv[0] if argv else None, n)
+    except (DemoCorpusError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(folder)

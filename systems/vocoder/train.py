@@ -792,7 +792,7 @@ def _select_utterances(cfg) -> tuple[list, list, dict[str, Any]]:
 
     info: dict[str, Any] = {}
     if cfg.dataset:
-        if not cfg.data_root and cfg.dataset != "demo":
+        if not cfg.data_root and cfg.dataset not in ("demo", "synthetic"):
             raise TrainingError(f"dataset {cfg.dataset!r} needs a data root (--data-root DIR)")
         ds = load_dataset(cfg.dataset, cfg.data_root, cfg.split, cfg.limit)
         utts = list(ds.utterances)
