@@ -3,8 +3,8 @@
 ``resyn_bench/data/demo/`` holds 30 utterances, 142 s of speech as 16 kHz 16-bit FLAC (2.7 MB):
 
 * VCTK (CC BY 4.0): speakers p225 (F), p226 (M), p227 (M), p228 (F), six sentences each from
-  the elicitation paragraph and the Rainbow Passage (the same sentences for every speaker where
-  the source has them; p227 reads 011 instead of 007);
+  the elicitation paragraph and the Rainbow Passage (p225, p226 and p228 read the same six;
+  p227 shares four of them);
 * LJ Speech 1.1 (public domain): six sentences of its one reader (speaker ``LJ``).
 
 Five speakers with six utterances each, so the speaker-ID metric's 5-fold cross-validation

@@ -9,8 +9,8 @@ rebuilds them when the selection changes:
 Sources (each folder's SOURCE.md names its origin and licence):
 
 * ``vctk_againvc_48k``: original 48 kHz VCTK recordings (CC BY 4.0), speakers p225 (F), p226 (M),
-  p227 (M), p228 (F), six sentences each (the elicitation paragraph and the Rainbow Passage,
-  the same sentences for every speaker where the source has them).
+  p227 (M), p228 (F), six sentences each (the elicitation paragraph and the Rainbow Passage;
+  the same six for three speakers, four of them shared with p227), none clipped in the source.
 * ``ljspeech_coqui_subset``: LJ Speech 1.1 (public domain), six sentences without numerals or
   abbreviations.
 
@@ -40,10 +40,12 @@ FLOOR_MARGIN_DB = 12.0
 PAD_S = 0.2
 
 #: (source folder, utt_id) in manifest order. Texts come from the source manifests.
-VCTK_SENTENCES = {"p225": ("002", "004", "005", "006", "007", "010"),
-                  "p226": ("002", "004", "005", "006", "007", "010"),
-                  "p227": ("002", "004", "005", "006", "010", "011"),   # the source has no p227_007
-                  "p228": ("002", "004", "005", "006", "007", "010")}
+#: Sentences 002 and 003 are left out (clipped in the source for some speakers), as is p227_006
+#: (clipped); the source has no p227_007.
+VCTK_SENTENCES = {"p225": ("004", "005", "006", "007", "009", "010"),
+                  "p226": ("004", "005", "006", "007", "009", "010"),
+                  "p227": ("004", "005", "008", "009", "010", "011"),
+                  "p228": ("004", "005", "006", "007", "009", "010")}
 LJ_UTTERANCES = ("LJ001-0004", "LJ001-0006", "LJ001-0009", "LJ001-0011", "LJ001-0016",
                  "LJ001-0030")
 SELECTION = ([("vctk_againvc_48k", f"{spk}_{n}") for spk, nums in VCTK_SENTENCES.items()
