@@ -378,3 +378,100 @@ def list_entries() -> list[dict]:
                      "size": entry.size, "description": entry.description,
                      "licence": entry.licence, "requires": list(entry.requires)})
     return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Test sets (speech corpora), fetched into $RESYN_BENCH_HOME/datasets/ and extracted there.
+# Download with resume and extraction: resyn_bench.downloads. Never fetched at run time.
+
+@dataclass(frozen=True)
+class DatasetArchive:
+    name: str
+    url: str
+    #: hex SHA-256 of the archive where a source states it (``hash_source`` says which)
+    sha256: str | None
+    #: archive size in bytes where stated, else None (Content-Length is checked regardless)
+    size: int | None
+    #: folder under ``$RESYN_BENCH_HOME/datasets`` the archive is extracted into
+    folder: str
+    #: path inside that folder to pass as ``--data-root`` ("" = the folder itself)
+    data_root: str
+    #: a file or folder that must exist inside the data root after extraction
+    marker: str
+    #: the dataset loader to use (``--dataset``)
+    loader: str
+    description: str
+    licence: str
+    hash_source: str
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+_DATASET_ENTRIES = [
+    DatasetArchive(
+        name="ljspeech-1.1", url="https://data.keithito.com/data/speech/LJSpeech-1.1.tar.bz2",
+        sha256="be1a30453f28eb8dd26af4101ae40cbf2c50413b1bb21936cbcdc6fae3de8aa5",
+        size=2748572632, folder="ljspeech-1.1", data_root="LJSpeech-1.1",
+        marker="metadata.csv", loader="ljspeech",
+        description="LJ Speech 1.1: 13,100 clips, one female reader, 24 h, 22.05 kHz (2.6 GB)",
+        licence="public domain (keithito.com/LJ-Speech-Dataset)",
+        hash_source="torchaudio's LJSPEECH dataset (pytorch/audio, torchaudio/datasets/"
+                    "ljspeech.py); size and hash also reported by independent downloads"),
+    DatasetArchive(
+        name="vctk-0.92",
+        url="https://datashare.ed.ac.uk/bitstream/handle/10283/3443/VCTK-Corpus-0.92.zip",
+        sha256="f96258be9fdc2cbff6559541aae7ea4f59df3fcaf5cf963aae5ca647357e359c",
+        size=None, folder="vctk-0.92", data_root="", marker="wav48_silence_trimmed",
+        loader="vctk",
+        description="CSTR VCTK Corpus 0.92: 110 speakers, 48 kHz FLAC (mic1/mic2), txt/ "
+                    "transcripts (about 11 GB)",
+        licence="CC BY 4.0 (University of Edinburgh, CSTR; doi:10.7488/ds/2645)",
+        hash_source="torchaudio's VCTK_092 dataset (pytorch/audio, torchaudio/datasets/vctk.py)"),
+    DatasetArchive(
+        name="librispeech-test-clean",
+        url="https://www.openslr.org/resources/12/test-clean.tar.gz",
+        sha256="39fde525e59672dc6d1551919b1478f724438a95aa55f874b576be21967e6c23",
+        size=None, folder="librispeech-test-clean", data_root="LibriSpeech/test-clean",
+        marker="", loader="librispeech",
+        description="LibriSpeech test-clean: 2,620 utterances, 40 speakers, 5.4 h, 16 kHz FLAC "
+                    "(346 MB)",
+        licence="CC BY 4.0 (openslr.org/12)",
+        hash_source="torchaudio's LIBRISPEECH dataset (pytorch/audio, torchaudio/datasets/"
+                    "librispeech.py)"),
+]
+
+#: name -> test-set archive, in display order (``resyn-bench fetch --list``)
+DATASET_ARCHIVES: dict[str, DatasetArchive] = {e.name: e for e in _DATASET_ENTRIES}
+DATASET_ALIASES: dict[str, str] = {
+    "ljspeech": "ljspeech-1.1", "lj": "ljspeech-1.1", "ljspeech1.1": "ljspeech-1.1",
+    "vctk": "vctk-0.92", "vctk092": "vctk-0.92",
+    "librispeech": "librispeech-test-clean", "test-clean": "librispeech-test-clean",
+}
+
+
+def datasets_root() -> Path:
+    """``$RESYN_BENCH_HOME/datasets``: where fetched test sets are extracted."""
+    return resyn_bench_home() / "datasets"
+
+
+def dataset_archive_name(name: str) -> str | None:
+    """The test-set catalogue name for ``name`` (aliases, case), or None if it is not one."""
+    key = str(name).strip().lower()
+    key = DATASET_ALIASES.get(key, key)
+    return key if key in DATASET_ARCHIVES else None
+
+
+def get_dataset_archive(name: str) -> DatasetArchive:
+    key = dataset_archive_name(name)
+    if key is None:
+        raise CatalogueError(f"unknown test set {name!r}; known: {', '.join(DATASET_ARCHIVES)}")
+    return DATASET_ARCHIVES[key]
+
+
+def dataset_data_root(name: str) -> Path:
+    """The folder to pass as ``--data-root`` once ``name`` is fetched (present or not)."""
+    entry = get_dataset_archive(name)
+    folder = datasets_root() / entry.folder
+    return folder.joinpath(*entry.data_root.split("/")) if entry.data_root else folder

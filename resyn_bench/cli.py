@@ -10,7 +10,7 @@ from resyn_bench.cli_args import add_dataset_args as _add_dataset_args
 from resyn_bench.cli_args import parse_option as _parse_option
 
 EPILOG_MAIN = """examples:
-  resyn-bench demo                                   # copy + world on the embedded demo corpus
+  resyn-bench demo                                   # copy + world on the embedded real-speech demo
   resyn-bench ls systems
   resyn-bench run --system world --dataset manifest --data-root ../shared/corpora/vctk_againvc_48k
   resyn-bench run --system outputs:gen/ --outputs-pattern '{stem}_gen.wav' --dataset ljspeech \\
@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=("datasets", "systems", "metrics", "presets"))
 
-    p = sub.add_parser("demo", help="build the demo corpus, evaluate copy and world, write a report",
+    p = sub.add_parser("demo", help="evaluate copy and world on the embedded real-speech demo corpus, write a report",
                        epilog="example:\n  resyn-bench demo --out demo_runs",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo_runs", help="folder for the runs and the report")
@@ -152,7 +152,7 @@ MODEL_COMMANDS = {
     ("f0-stats", None): ("resyn_bench.cli_data", "configure_f0_stats_parser", "run_f0_stats",
                          "per-speaker F0 mean/std (for F0 normalisation) of a dataset"),
     ("fetch", None): ("resyn_bench.cli_units", "configure_fetch_parser", "run_fetch",
-                      "download catalogue checkpoints (HuBERT, k-means, vocoders) and verify them"),
+                      "download catalogue checkpoints (HuBERT, k-means, vocoders) and test sets, verify them"),
     ("encode", None): ("resyn_bench.cli_units", "configure_encode_parser", "run_encode",
                        "extract discrete units of a dataset into a unit file"),
 }
@@ -313,7 +313,7 @@ def cmd_demo(args) -> int:
             print(f"{kind} report: {paths[kind].resolve()}" if kind == "html"
                   else f"{kind} table: {paths[kind].resolve()}")
     if failed:
-        # The demo corpus is clean synthetic speech: any failure means a broken install.
+        # The demo corpus is clean studio speech: any failure means a broken install.
         print(f"error: {failed} demo utterances failed; see `resyn-bench summary` of the runs above",
               file=sys.stderr)
         return 1

@@ -371,7 +371,7 @@ class DatasetSpec(NamedTuple):
 #: name -> (loader, description, default root hint), in display order.
 DATASETS: dict[str, DatasetSpec] = {
     "demo": DatasetSpec(_load_demo, "embedded real speech: 4 VCTK speakers (2 F, 2 M) + LJ Speech, "
-                        "6 utterances each, 142 s, 16 kHz FLAC (CC BY 4.0 / public domain)",
+                        "6 utterances each, 152 s, 16 kHz FLAC (CC BY 4.0 / public domain)",
                         "(none: shipped in the package)"),
     "synthetic": DatasetSpec(_load_synthetic, "espeak-ng formant voices x Harvard sentences for "
                              "scale tests, -d utterances=N (default 20; built on first use, "

@@ -1,6 +1,6 @@
 """The ``demo`` dataset: real human speech shipped inside the package (no build, no download).
 
-``resyn_bench/data/demo/`` holds 30 utterances, 142 s of speech as 16 kHz 16-bit FLAC (2.7 MB):
+``resyn_bench/data/demo/`` holds 30 utterances, 152 s of speech as 16 kHz 16-bit FLAC (2.8 MB):
 
 * VCTK (CC BY 4.0): speakers p225 (F), p226 (M), p227 (M), p228 (F), six sentences each from
   the elicitation paragraph and the Rainbow Passage (p225, p226 and p228 read the same six;

@@ -52,6 +52,7 @@ def test_ls(capsys):
         assert main(["ls", what]) == 0
     out = capsys.readouterr().out
     for name in ("outputs:DIR", "world", "f0", "ljspeech", "vctk", "librispeech", "manifest", "demo",
+                 "synthetic", "not meaningful",
                  "harvest", "yaapt", "yin-fairseq", "(default)"):
         assert name in out
 
@@ -61,11 +62,11 @@ def test_demo_command_end_to_end(tmp_path, home, capsys):
                  "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "| Dataset | System | VDE (%) ↓ | FFE (%) ↓ | N |" in out   # the paper layout
-    assert "| demo | copy | 0.00 ± 0.00 | 0.00 ± 0.00 | 20/20 |" in out
-    assert "| demo | world |" in out and "20/20" in out
+    assert "| demo | copy | 0.00 ± 0.00 | 0.00 ± 0.00 | 30/30 |" in out
+    assert "| demo | world |" in out and "30/30" in out
     for name in ("table.md", "table.tex", "summary.json"):
         assert (tmp_path / "demo" / "report" / name).stat().st_size > 0
     # a second invocation resumes: nothing is recomputed
     assert main(["demo", "--out", str(tmp_path / "demo"), "--f0-preset", "dio", "--metrics", "pitch",
                  "--quiet"]) == 0
-    assert "0 evaluated, 20 already done" in capsys.readouterr().out
+    assert "0 evaluated, 30 already done" in capsys.readouterr().out

@@ -299,7 +299,7 @@ def test_limit_after_ordering(vctk_old, tmp_path):
 
 def test_names_table_and_did_you_mean(ljspeech):
     names = [n for n, _ in list_datasets()]
-    assert set(names) == {"demo", "ljspeech", "vctk", "librispeech", "manifest"}
+    assert set(names) == {"demo", "synthetic", "ljspeech", "vctk", "librispeech", "manifest"}
     assert names == list(DATASETS)
     assert all(desc and DATASETS[n].root_hint for n, desc in list_datasets())
     with pytest.raises(DatasetError, match=r"Did you mean 'ljspeech'.*Valid names: demo, "):

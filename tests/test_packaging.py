@@ -41,3 +41,38 @@ def test_subpackages_import_under_package_names():
     import resyn_bench.metrics.base
     import resyn_bench.reports.collate
     import resyn_bench.systems.base  # noqa: F401
+
+
+def _data_files() -> list[str]:
+    base = REPO / "resyn_bench"
+    return sorted(p.relative_to(base).as_posix() for p in (base / "data").rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts)
+
+
+def test_package_data_globs_cover_the_demo_corpus():
+    """setup.py's package_data patterns match every file under resyn_bench/data (the embedded
+    demo corpus: FLAC files two folders down, manifest, attribution)."""
+    import ast
+    import glob
+
+    tree = ast.parse((REPO / "setup.py").read_text(encoding="utf-8"))
+    patterns = next(ast.literal_eval(kw.value) for node in ast.walk(tree)
+                    if isinstance(node, ast.Call) for kw in node.keywords
+                    if kw.arg == "package_data")["resyn_bench"]
+    matched = {m.replace("\\", "/") for pat in patterns
+               for m in glob.glob(pat, root_dir=REPO / "resyn_bench", recursive=True)}
+    files = _data_files()
+    assert any(f.endswith(".flac") for f in files) and "data/demo/ATTRIBUTION.md" in files
+    assert not [f for f in files if f not in matched]
+
+
+def test_wheel_contains_the_demo_corpus():
+    if _editable():
+        pytest.skip("editable install (data comes from the source tree); tox tests the wheel")
+    installed = {str(f) for f in metadata.files("resyn-bench") or []}
+    missing = [f for f in _data_files() if f"resyn_bench/{f}" not in installed]
+    assert not missing, f"not in the installed wheel: {missing}"
+    from resyn_bench.datasets import load_dataset
+
+    ds = load_dataset("demo")   # loads from the installed package, not the checkout
+    assert REPO not in ds.root.parents and len(ds) == 30
