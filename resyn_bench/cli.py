@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--f0-preset", help="pitch extractor preset")
     p.add_argument("--metrics", default="all", help="metric groups or suites (default: all)")
     p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--limit", type=int, help="only the first N utterances (a quick look)")
     p.add_argument("--quiet", action="store_true")
 
     _add_model_commands(sub)
@@ -295,7 +296,7 @@ def cmd_demo(args) -> int:
     for system in [s.strip() for s in args.systems.split(",") if s.strip()]:
         run_dir = out / f"demo-{_sanitize(system)}"
         config = RunConfig(system=system, dataset="demo", out=str(run_dir), metrics=args.metrics,
-                           f0_preset=args.f0_preset, jobs=args.jobs)
+                           f0_preset=args.f0_preset, jobs=args.jobs, limit=args.limit)
         result = run(config, progress=not args.quiet)
         print(f"{system}: {result.n_processed} evaluated, {result.n_done_before} already done, "
               f"{result.n_failed} failed ({result.wall_s:.1f} s)")

@@ -58,15 +58,16 @@ def test_ls(capsys):
 
 
 def test_demo_command_end_to_end(tmp_path, home, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--f0-preset", "dio", "--metrics", "pitch",
-                 "--quiet"]) == 0
+    # --limit 7: six utterances of p225 and one of p226 (the whole corpus: `tox -e demo`)
+    args = ["demo", "--out", str(tmp_path / "demo"), "--f0-preset", "dio", "--metrics", "pitch",
+            "--quiet", "--limit", "7"]
+    assert main(args) == 0
     out = capsys.readouterr().out
     assert "| Dataset | System | VDE (%) ↓ | FFE (%) ↓ | N |" in out   # the paper layout
-    assert "| demo | copy | 0.00 ± 0.00 | 0.00 ± 0.00 | 30/30 |" in out
-    assert "| demo | world |" in out and "30/30" in out
+    assert "| demo | copy | 0.00 ± 0.00 | 0.00 ± 0.00 | 7/7 |" in out
+    assert "| demo | world |" in out and "7/7" in out
     for name in ("table.md", "table.tex", "summary.json"):
         assert (tmp_path / "demo" / "report" / name).stat().st_size > 0
     # a second invocation resumes: nothing is recomputed
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--f0-preset", "dio", "--metrics", "pitch",
-                 "--quiet"]) == 0
-    assert "0 evaluated, 30 already done" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "0 evaluated, 7 already done" in capsys.readouterr().out
