@@ -61,7 +61,7 @@ def _common_arguments(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="checkpoint folder (g_XXXXXXXX, do_XXXXXXXX, config.json, train_log.jsonl)")
     p.add_argument("--dataset", metavar="NAME",
-                   help="dataset loader, as for `resyn-bench run` (vctk, ljspeech, librispeech, manifest, demo)")
+                   help="dataset loader, as for `resyn-bench run` (vctk, ljspeech, librispeech, manifest, demo, synthetic)")
     p.add_argument("--data-root", metavar="DIR", help="the dataset's folder")
     p.add_argument("--split", metavar="FILE", help="split file: the training utterances")
     p.add_argument("--validation-split", metavar="FILE",

@@ -1,4 +1,7 @@
-"""Every metric group through the runner on a slice of the demo corpus (real models, offline)."""
+"""Every metric group through the runner on a slice of the synthetic corpus (real models, offline).
+
+The espeak `synthetic` dataset keeps this fast (short utterances); the real-speech `demo` is
+covered end to end by test_demo_speech.py (slow tier) and `tox -e demo`."""
 from __future__ import annotations
 
 import pytest
@@ -20,7 +23,7 @@ def runs(tmp_path_factory):
         out = {}
         for system in ("copy", "world"):
             out[system] = base / system
-            run(RunConfig(system=system, dataset="demo", out=str(out[system]), limit=10,
+            run(RunConfig(system=system, dataset="synthetic", out=str(out[system]), limit=10,
                           metrics="all", f0_preset="dio",
                           metric_options={"asr": {"mode": "differential"}}), progress=False)
         yield out
@@ -66,11 +69,11 @@ def test_world_is_worse_than_copy_and_the_report_says_so(runs, tmp_path):
     paper = paths["markdown"].read_text()
     for label in ("PER", "WER", "VDE", "FFE", "EER", "OVRL"):
         assert label in paper
-    assert "| demo | world |" in paper and "*" in paper.split("| demo | world |")[1].splitlines()[0]
+    assert "| synthetic | world |" in paper and "*" in paper.split("| synthetic | world |")[1].splitlines()[0]
     # dWER is shown pooled over the corpus (never a mean of per-utterance rates); FFE as the mean
     from resyn_bench.reports.tables import format_value
 
-    row = paper.split("| demo | world |")[1].splitlines()[0]
+    row = paper.split("| synthetic | world |")[1].splitlines()[0]
     dwer = world.metrics["asr.dwer"]
     header = [c.strip() for c in paper.splitlines()[0].split("|")]
     col = next(i for i, c in enumerate(header) if c.startswith("dWER"))
@@ -80,7 +83,7 @@ def test_world_is_worse_than_copy_and_the_report_says_so(runs, tmp_path):
 
 def test_a_missing_model_fails_its_group_only(tmp_path, home, caplog):
     with caplog.at_level("WARNING", logger="resyn_bench.runner"):
-        run(RunConfig(system="copy", dataset="demo", out=str(tmp_path / "run"), limit=3,
+        run(RunConfig(system="copy", dataset="synthetic", out=str(tmp_path / "run"), limit=3,
                       metrics="f0,asr", f0_preset="dio",
                       metric_options={"asr": {"backend": "whisper", "model": "base.en",
                                               "mode": "differential"}}), progress=False)
