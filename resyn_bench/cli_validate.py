@@ -23,10 +23,12 @@ from resyn_bench.store import MANIFEST, OUTPUTS, QUARANTINE, RECORDS, RecordsErr
 
 
 def configure_validate_parser(p: argparse.ArgumentParser) -> None:
-    p.description = __doc__.split("\n\n")[0]
+    p.description = ("Check a run folder: the manifest, every line of records.jsonl, the outputs "
+                     "the records name, leftover temporary files. Exit 0 clean (or repaired), "
+                     "1 problems found, 2 not readable.")
     p.epilog = ("examples:\n  resyn-bench validate runs/demo-world\n"
                 "  resyn-bench validate runs/demo-world --repair")
-    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("run_dir", metavar="RUN", help="run folder (holds manifest.json, records.jsonl)")
     p.add_argument("--repair", action="store_true",
                    help=f"move damaged lines to {QUARANTINE} (never deleted) and rewrite "
                         f"{RECORDS} without them")

@@ -369,8 +369,9 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
             return _run(config, progress)
     except RunFolderError as exc:
         raise RunError(str(exc)) from None
-    except DiskFull as exc:  # before the run's manifest existed (no space to start)
-        raise RunStopped(f"disk full: {exc.strerror}; nothing was evaluated. Free space and run "
+    except DiskFull as exc:  # no space to start (or not even for the final manifest)
+        raise RunStopped(f"stopped: disk full ({exc.strerror}); finished utterances are saved "
+                         "(nothing was evaluated if the run had not started). Free space and run "
                          "the same command again") from None
     finally:
         # a run that never started leaves no empty folder behind
@@ -419,7 +420,8 @@ def _run(config: RunConfig, progress: bool) -> RunResult:
     # under the lock: temporary files of a stopped or killed run are leftovers
     for name in remove_leftovers(run_dir, OUTPUTS):
         log_.info("removed the leftover temporary file %s", name)
-    store.repair()
+    if store.repair():
+        log_.warning("%s: cut a torn last line (a killed write); that part is redone", store.path)
     events = store.events()
     done_synth = {e["utt_id"]: e for e in events if e.get("part", "synthesis") == "synthesis"}
     done_metric = {(e["utt_id"], e["group"]) for e in events if e.get("part") == "metric"

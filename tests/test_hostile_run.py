@@ -335,7 +335,7 @@ def test_disk_full_before_the_run_starts(sandbox, monkeypatch):
     box = sandbox
     tsv = _corpus(box, [("u0", 150, "")])
     _inject(monkeypatch, lambda path, data: _enospc() if ".reserve" in path else None)
-    with pytest.raises(RunStopped, match="nothing was evaluated"):
+    with pytest.raises(RunStopped, match="nothing was evaluated if the run had not started"):
         run(_config(tsv, box.root / "run"), progress=False)
     assert not (box.root / "run" / ".resyn-bench.reserve").exists()
     assert not (box.root / "run" / "manifest.json").exists()
