@@ -125,6 +125,17 @@ def terminal_safe(text: str) -> str:
                    if unicodedata.category(c) == "Cc" or ord(c) in _BIDI else c for c in text)
 
 
+def terminal_safe_json(text: str) -> str:
+    """JSON text with the control characters JSON leaves raw (C1 such as U+009B CSI, DEL, bidi
+    overrides) written as ``\\uXXXX`` escapes: the same JSON value, harmless in a terminal."""
+    import unicodedata
+
+    if text.isprintable():
+        return text
+    return "".join(f"\\u{ord(c):04x}" if c != "\n" and (unicodedata.category(c) == "Cc"
+                                                       or ord(c) in _BIDI) else c for c in text)
+
+
 def format_summary(s: RunSummary, utterances: bool = False) -> str:
     """The run's summary for a terminal (every line passed through :func:`terminal_safe`)."""
     return "\n".join(terminal_safe(line) for line in _format_summary(s, utterances).split("\n"))

@@ -229,7 +229,10 @@ def cmd_summary(args) -> int:
 
     summary = summarize_run(args.run_dir)
     if args.json:
-        print(json.dumps(summary.to_dict(with_records=args.utterances), indent=2, ensure_ascii=False))
+        from resyn_bench.reports.report import terminal_safe_json
+
+        print(terminal_safe_json(json.dumps(summary.to_dict(with_records=args.utterances),
+                                            indent=2, ensure_ascii=False)))
     else:
         print(format_summary(summary, utterances=args.utterances))
     return 0

@@ -127,8 +127,9 @@ def scan_records(path: str | Path) -> tuple[list[dict[str, Any]], list[LineProbl
             ev = json.loads(text)
         except json.JSONDecodeError:
             last = i == len(lines)  # no newline after it
-            problems.append(LineProblem(i, "torn line (incomplete JSON)" + (
-                " at the end of the file" if last else ""), raw, torn=True))
+            what = f"not JSON ({utf8})" if utf8 else "torn line (incomplete JSON)"
+            problems.append(LineProblem(i, what + (" at the end of the file" if last else ""),
+                                        raw, torn=True))
             continue
         except RecursionError:
             problems.append(LineProblem(i, "JSON nested too deeply", raw))

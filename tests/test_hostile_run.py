@@ -522,6 +522,10 @@ def test_summary_escapes_terminal_control_codes(sandbox, capsys):
     shown = capsys.readouterr().out
     assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown
     assert "\\x1b" in shown
+    assert main(["summary", str(box.root / "run"), "--utterances", "--json"]) == 0
+    shown = capsys.readouterr().out
+    assert "\x1b" not in shown and "\u202e" not in shown
+    assert evil in [r["utt_id"] for r in json.loads(shown)["utterances"]]   # same JSON value
 
 
 def test_a_one_megabyte_transcript_loads(sandbox):
