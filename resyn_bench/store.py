@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import numbers
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
