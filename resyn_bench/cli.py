@@ -349,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     from resyn_bench.catalogue import CatalogueError
     from resyn_bench.safeload import UnsafeCheckpointError
 
-    expected = (RegistryError, RunError, AudioError, FileNotFoundError, ValueError, ImportError,
+    # OSError: a file system problem (read-only or missing folder, disk full) is the user's to
+    # fix, reported in one line
+    expected = (RegistryError, RunError, AudioError, OSError, ValueError, ImportError,
                 CatalogueError, UnsafeCheckpointError)
     try:
         if getattr(args, "model_command", None):

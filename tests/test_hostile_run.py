@@ -549,6 +549,10 @@ def test_deeply_nested_split_and_unwritable_out_are_clear_errors(sandbox, capsys
     assert _cli_run(tsv, blocker / "sub", "copy") == 2
     err = capsys.readouterr().err
     assert "cannot write the run folder" in err and "Traceback" not in err
+    run(_config(tsv, box.root / "run"), progress=False)
+    assert main(["report", str(box.root / "run"), "--out", str(blocker / "rep"), "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "resyn-bench report: error:" in err and "Not a directory" in err
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
