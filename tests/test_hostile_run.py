@@ -579,3 +579,15 @@ def test_outputs_pattern_allows_only_the_named_fields(sandbox, pattern, capsys):
     assert _cli_run(tsv, box.root / "run", f"outputs:{gen}", "--outputs-pattern", pattern) == 2
     assert "bad --outputs-pattern" in capsys.readouterr().err
     assert not (box.root / "run").exists()
+
+
+def test_an_unwritable_cache_does_not_fail_the_run(sandbox, caplog):
+    box = sandbox
+    tsv = _corpus(box, [("u0", 150, ""), ("u1", 170, "")])
+    blocker = box.root / "run_cache_file"
+    blocker.write_text("a file where the cache folder should be")
+    with caplog.at_level("WARNING"):
+        run(_config(tsv, box.root / "run", use_cache=True, cache_dir=str(blocker / "c")),
+            progress=False)
+    assert all(r["status"] == "ok" and r["metrics"] for r in read_records(box.root / "run"))
+    assert "cannot write the analysis cache" in caplog.text
