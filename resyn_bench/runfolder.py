@@ -73,7 +73,10 @@ def output_name(utt_id: str, suffix: str = ".wav") -> str:
     if (len(stem) <= MAX_PLAIN and _PLAIN.fullmatch(stem)
             and stem.split(".")[0].lower() not in _RESERVED):
         return stem + suffix
-    prefix = _UNSAFE.sub("_", unicodedata.normalize("NFKD", utt_id)).strip("._")[:48]
+    # readable prefix: accents dropped (NFKD, combining marks removed), the rest -> "_"
+    plain = "".join(c for c in unicodedata.normalize("NFKD", utt_id)
+                    if unicodedata.category(c) != "Mn")
+    prefix = _UNSAFE.sub("_", plain).strip("._")[:48]
     digest = hashlib.sha256(utt_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{prefix}~{digest}{suffix}"
 

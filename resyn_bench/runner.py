@@ -520,8 +520,10 @@ def _run(config: RunConfig, progress: bool) -> RunResult:
     if stopped:
         raise RunStopped(f"stopped: {stopped} ({stop_reason}). {stats.n_synth} utterances were "
                          f"evaluated in this session and are saved"
-                         f"{'; temporary files removed' if removed else ''}. Free space (or fix "
-                         f"the folder) and run the same command again to resume")
+                         f"{'; temporary files removed' if removed else ''}. "
+                         + ("Free space on that device" if stopped == "disk full"
+                            else f"Make {store.path} writable")
+                         + " and run the same command again to resume")
     merged = store.load([g.name for g in groups])
     n_failed = sum(merged[u.utt_id]["status"] == "failed" for u in work
                    if u.utt_id in merged)

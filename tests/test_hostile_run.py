@@ -591,3 +591,26 @@ def test_an_unwritable_cache_does_not_fail_the_run(sandbox, caplog):
             progress=False)
     assert all(r["status"] == "ok" and r["metrics"] for r in read_records(box.root / "run"))
     assert "cannot write the analysis cache" in caplog.text
+
+
+def test_an_unwritable_record_log_stops_the_run_honestly(sandbox, gain, monkeypatch):
+    box = sandbox
+    tsv = _corpus(box, [(f"u{i}", 120 + 20 * i, "") for i in range(3)])
+    out = box.root / "run"
+    state = {"n": 0}
+
+    def decide(path, data):
+        if path.endswith("records.jsonl"):
+            state["n"] += 1
+            if state["n"] >= 2:
+                return OSError(errno.EIO, "Input/output error")
+        return None
+
+    _inject(monkeypatch, decide)
+    with pytest.raises(RunStopped, match="cannot write the records.*records.jsonl writable"):
+        run(_config(tsv, out, system=gain), progress=False)
+    assert read_manifest(out)["status"] == "stopped: cannot write the records"
+    assert len(_lines(out)) == 1
+    monkeypatch.setattr(safe_io, "_write", os.write)
+    run(_config(tsv, out, system=gain), progress=False)
+    assert len(_lines(out)) == 6 and all(r["status"] == "ok" for r in read_records(out))
