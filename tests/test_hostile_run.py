@@ -614,3 +614,21 @@ def test_an_unwritable_record_log_stops_the_run_honestly(sandbox, gain, monkeypa
     monkeypatch.setattr(safe_io, "_write", os.write)
     run(_config(tsv, out, system=gain), progress=False)
     assert len(_lines(out)) == 6 and all(r["status"] == "ok" for r in read_records(out))
+
+
+@pytest.mark.skipif(__import__("multiprocessing").get_start_method() != "fork",
+                    reason="the injected write reaches workers only when they are forked")
+def test_disk_full_in_a_worker_process_stops_the_run(sandbox, gain, monkeypatch):
+    box = sandbox
+    tsv = _corpus(box, [(f"u{i}", 120 + 20 * i, "") for i in range(4)])
+    out = box.root / "run"
+    # workers are forked with the injected write: the output of u2 finds the disk full
+    _inject(monkeypatch, lambda path, data: _enospc() if "/outputs/.u2.wav" in path else None)
+    with pytest.raises(RunStopped, match="disk full"):
+        run(_config(tsv, out, system=gain, jobs=2), progress=False)
+    assert read_manifest(out)["status"] == "stopped: disk full"
+    assert "u2" not in {p["utt_id"] for p in _lines(out)}       # not recorded as a failure
+    assert not [p for p in out.rglob("*.tmp")]
+    monkeypatch.setattr(safe_io, "_write", os.write)
+    run(_config(tsv, out, system=gain, jobs=2), progress=False)
+    assert all(r["status"] == "ok" for r in read_records(out)) and len(read_records(out)) == 4
