@@ -121,6 +121,44 @@ _ENTRIES = [
         kind="json"),
 ]
 
+# --- content / speaker / MOS models of the metric groups (issue 13) ---------------------------
+# Hugging Face folders are catalogued file by file: the weights entry carries the folder's name
+# and requires the small JSON files. No sha256 is documented in a source available to us for
+# these files, so none is enforced (fetch records the hash it sees; the metrics record the
+# hash of the weights they load with every number).
+_HF = "https://huggingface.co"
+_HF_LICENCE = "Apache-2.0 (Hugging Face model card of the repository); check upstream terms"
+
+
+def _hf_folder(repo: str, weights: str, files: tuple[str, ...], what: str) -> list[CatalogueEntry]:
+    short = repo.split("/")[-1]
+    side = [CatalogueEntry(
+        name=f"{short}-{f.removesuffix('.json').replace('_', '-')}",
+        url=f"{_HF}/{repo}/resolve/main/{f}", sha256=None, relpath=f"hf/{short}/{f}",
+        description=f"{f} of {short} (read as JSON; no pickle)", licence=_HF_LICENCE,
+        kind="json") for f in files]
+    main = CatalogueEntry(
+        name=short, url=f"{_HF}/{repo}/resolve/main/{weights}", sha256=None,
+        relpath=f"hf/{short}/{weights}", description=what, licence=_HF_LICENCE,
+        requires=tuple(e.name for e in side),
+        kind="safetensors" if weights.endswith(".safetensors") else "torch-weights")
+    return [main, *side]
+
+
+# special_tokens_map.json / tokenizer_config.json are read when present, not needed
+_CTC_FILES = ("config.json", "vocab.json", "preprocessor_config.json")
+_ENTRIES += [
+    *_hf_folder("facebook/wav2vec2-large-960h-lv60-self", "pytorch_model.bin", _CTC_FILES,
+                "wav2vec 2.0 Large (LV-60k + self-training) fine-tuned on LibriSpeech 960 h, "
+                "letter CTC: the paper's ASR (asr.backend=wav2vec2)"),
+    *_hf_folder("facebook/wav2vec2-base-960h", "pytorch_model.bin", _CTC_FILES,
+                "wav2vec 2.0 Base fine-tuned on LibriSpeech 960 h, letter CTC "
+                "(asr.backend=wav2vec2 asr.model=wav2vec2-base-960h)"),
+    *_hf_folder("facebook/wav2vec2-lv-60-espeak-cv-ft", "pytorch_model.bin", _CTC_FILES,
+                "wav2vec 2.0 Large LV-60 fine-tuned on CommonVoice espeak phones, phone CTC "
+                "(the phn group: PER from audio)"),
+]
+
 #: name -> entry, in display order
 CATALOGUE: dict[str, CatalogueEntry] = {e.name: e for e in _ENTRIES}
 
