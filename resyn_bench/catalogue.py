@@ -133,10 +133,10 @@ _HF_LICENCE = "Apache-2.0 (Hugging Face model card of the repository); check ups
 def _hf_folder(repo: str, weights: str, files: tuple[str, ...], what: str) -> list[CatalogueEntry]:
     short = repo.split("/")[-1]
     side = [CatalogueEntry(
-        name=f"{short}-{f.removesuffix('.json').replace('_', '-')}",
+        name=f"{short}-{f.rsplit('.', 1)[0].replace('_', '-')}",
         url=f"{_HF}/{repo}/resolve/main/{f}", sha256=None, relpath=f"hf/{short}/{f}",
-        description=f"{f} of {short} (read as JSON; no pickle)", licence=_HF_LICENCE,
-        kind="json") for f in files]
+        description=f"{f} of {short} (read as text; no pickle)", licence=_HF_LICENCE,
+        kind=f.rsplit(".", 1)[-1]) for f in files]
     main = CatalogueEntry(
         name=short, url=f"{_HF}/{repo}/resolve/main/{weights}", sha256=None,
         relpath=f"hf/{short}/{weights}", description=what, licence=_HF_LICENCE,
@@ -157,6 +157,19 @@ _ENTRIES += [
     *_hf_folder("facebook/wav2vec2-lv-60-espeak-cv-ft", "pytorch_model.bin", _CTC_FILES,
                 "wav2vec 2.0 Large LV-60 fine-tuned on CommonVoice espeak phones, phone CTC "
                 "(the phn group: PER from audio)"),
+    # SIM (spk.embedding=wavlm-ecapa): UniSpeech's WavLM Large + ECAPA-TDNN verifier. It is
+    # published on Google Drive only (UniSpeech downstreams/speaker_verification README);
+    # Drive asks for a confirmation on large files, so a browser download may be needed.
+    CatalogueEntry(
+        name="wavlm-large-sv",
+        url="https://drive.google.com/uc?export=download&id=1-aE1NfzpRCLxA4GUxX9ITI3F9LlbtEGP",
+        sha256=None, relpath="unispeech/wavlm_large_finetune.pth",
+        description="WavLM Large + ECAPA-TDNN speaker verification, fine-tuned on VoxCeleb2 "
+                    "(UniSpeech wavlm_large_finetune.pth; spk.embedding=wavlm-ecapa)",
+        licence="microsoft/UniSpeech (MIT licence per the repository); check upstream terms"),
+    *_hf_folder("speechbrain/spkrec-ecapa-voxceleb", "embedding_model.ckpt", ("hyperparams.yaml",),
+                "SpeechBrain ECAPA-TDNN trained on VoxCeleb 1+2, 192-d "
+                "(spk.embedding=ecapa); torch state dict"),
 ]
 
 #: name -> entry, in display order
@@ -168,6 +181,8 @@ ALIASES: dict[str, str] = {
     "hubert-base": "hubert-base-ls960", "hubert_base_ls960": "hubert-base-ls960",
     "cpc-big": "cpc-big-ll6kh", "cpc_big_ll6kh_top_ctc": "cpc-big-ll6kh",
     "hubert100-lj": "vocoder-hubert100-lj",
+    "wavlm_large_finetune": "wavlm-large-sv", "wavlm-ecapa": "wavlm-large-sv",
+    "ecapa": "spkrec-ecapa-voxceleb",
 }
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
