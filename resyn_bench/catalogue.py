@@ -170,6 +170,16 @@ _ENTRIES += [
     *_hf_folder("speechbrain/spkrec-ecapa-voxceleb", "embedding_model.ckpt", ("hyperparams.yaml",),
                 "SpeechBrain ECAPA-TDNN trained on VoxCeleb 1+2, 192-d "
                 "(spk.embedding=ecapa); torch state dict"),
+    # MOS proxy (the utmos group): the checkpoint SpeechMOS's torch.hub entry utmos22_strong loads
+    CatalogueEntry(
+        name="utmos22-strong",
+        url="https://github.com/tarepan/SpeechMOS/releases/download/v1.0.0/"
+            "utmos22_strong_step7459_v1.pt",
+        sha256=None, relpath="speechmos/utmos22_strong_step7459_v1.pt",
+        description="UTMOS22 strong learner (wav2vec 2.0 Base + BLSTM), SpeechMOS release "
+                    "v1.0.0; torch state dict (the utmos metric group)",
+        licence="MIT (sarulab-speech/UTMOS22 weights, tarepan/SpeechMOS conversion)",
+        kind="torch-weights"),
 ]
 
 #: name -> entry, in display order
@@ -182,7 +192,7 @@ ALIASES: dict[str, str] = {
     "cpc-big": "cpc-big-ll6kh", "cpc_big_ll6kh_top_ctc": "cpc-big-ll6kh",
     "hubert100-lj": "vocoder-hubert100-lj",
     "wavlm_large_finetune": "wavlm-large-sv", "wavlm-ecapa": "wavlm-large-sv",
-    "ecapa": "spkrec-ecapa-voxceleb",
+    "ecapa": "spkrec-ecapa-voxceleb", "utmos": "utmos22-strong",
 }
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
