@@ -450,3 +450,19 @@ def test_ecapa_loads_the_published_layout_from_the_catalogue(home):
     g.release()
     with pytest.raises(MetricError, match="fc.conv.weight"):
         g.load()
+
+
+@pytest.mark.gpu
+def test_embeddings_on_cuda_match_cpu(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from resyn_bench.metrics.speaker_models import SpeechBrainECAPAEncoder, WavLMECAPAEncoder
+
+    make_wavlm_ecapa_checkpoint(tmp_path / "w.pth")
+    folder = tmp_path / "sb"
+    _hp_file(folder)
+    torch.save(_random_sb_state(), folder / "embedding_model.ckpt")
+    wav = (0.2 * np.random.default_rng(4).standard_normal(24000)).astype(np.float32)
+    for make in (lambda d: WavLMECAPAEncoder(checkpoint=str(tmp_path / "w.pth"), device=d),
+                 lambda d: SpeechBrainECAPAEncoder(checkpoint=str(folder), device=d)):
+        np.testing.assert_allclose(make("cuda").embed(wav), make("cpu").embed(wav), atol=1e-3)

@@ -130,3 +130,16 @@ def test_catalogue_copy_loads_and_other_files_are_refused(home, tmp_path):
     torch.save({"wav2vec2.x": torch.zeros(1)}, tmp_path / "bad.pt")
     with pytest.raises(MetricError, match="not a UTMOS22"):
         UTMOSMetrics(checkpoint=str(tmp_path / "bad.pt")).load()
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from resyn_bench.metrics.utmos import UTMOSMetrics
+
+    make_utmos_checkpoint(tmp_path / "u.pt")
+    wav = (0.2 * np.random.default_rng(3).standard_normal(16000)).astype(np.float32)
+    cpu = UTMOSMetrics(checkpoint=str(tmp_path / "u.pt"), device="cpu").predict(wav)
+    gpu = UTMOSMetrics(checkpoint=str(tmp_path / "u.pt"), device="cuda").predict(wav)
+    assert gpu == pytest.approx(cpu, abs=1e-3)

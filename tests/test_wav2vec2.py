@@ -308,3 +308,14 @@ def test_phn_group_is_registered():
 
     g = make_metric("phn", model="wav2vec2-lv-60-espeak-cv-ft")
     assert g.name == "phn" and g.needs_text
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    make_tiny_folder(tmp_path / "m", True, legacy=False)
+    wav = (0.3 * np.random.default_rng(8).standard_normal(32000)).astype(np.float32)
+    cpu = load_wav2vec2_ctc(tmp_path / "m", device="cpu").logits(wav)
+    gpu = load_wav2vec2_ctc(tmp_path / "m", device="cuda").logits(wav)
+    np.testing.assert_allclose(gpu, cpu, atol=1e-3, rtol=0)
