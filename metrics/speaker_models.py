@@ -62,6 +62,18 @@ def _torch():
     return torch
 
 
+def _default_device(device: str | None) -> str:
+    """``device`` or, when None, cuda if torch sees a GPU, else cpu."""
+    if device:
+        return str(device)
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
 def _catalogue_file(name: str, what: str, path: str | Path | None) -> Path:
     from resyn_bench import catalogue
 
@@ -263,10 +275,14 @@ class WavLMECAPAEncoder(SpeakerEncoder):
 
     name = "wavlm-ecapa"
 
-    def __init__(self, checkpoint: str | None = None, device: str = "cpu",
+    @property
+    def device(self) -> str:  # resolved on use: constructing must not import torch
+        return _default_device(self._device)
+
+    def __init__(self, checkpoint: str | None = None, device: str | None = None,
                  trust_sha256: str | None = None):
         self.checkpoint = checkpoint
-        self.device = device
+        self._device = device
         self.trust_sha256 = trust_sha256
         self._model: WavLMECAPAModel | None = None
         self._lock = threading.Lock()
@@ -587,10 +603,14 @@ class SpeechBrainECAPAEncoder(SpeakerEncoder):
 
     name = "ecapa"
 
-    def __init__(self, checkpoint: str | None = None, device: str = "cpu"):
+    @property
+    def device(self) -> str:
+        return _default_device(self._device)
+
+    def __init__(self, checkpoint: str | None = None, device: str | None = None):
         #: the folder holding embedding_model.ckpt and hyperparams.yaml (default: catalogue)
         self.checkpoint = checkpoint
-        self.device = device
+        self._device = device
         self._model: SpeechBrainECAPAModel | None = None
         self._lock = threading.Lock()
 
