@@ -332,23 +332,22 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 """
 
 
-def _speechbrain():
-    """speechbrain's modules, importable without torchaudio (only its I/O needs it)."""
+@pytest.fixture
+def speechbrain_modules(monkeypatch):
+    """speechbrain's Fbank, ECAPA_TDNN and InputNormalization, importable without a working
+    torchaudio (only speechbrain's audio I/O needs it): a stub stands in for this test only."""
     try:
         import torchaudio  # noqa: F401
     except Exception:
         stub = types.ModuleType("torchaudio")
         stub.__version__ = "0"
         stub.list_audio_backends = lambda: []
-        sys.modules["torchaudio"] = stub
+        monkeypatch.setitem(sys.modules, "torchaudio", stub)
     try:
         from speechbrain.lobes.features import Fbank
         from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
         from speechbrain.processing.features import InputNormalization
-    except Exception as exc:  # not installed (it is not a test dependency: torchaudio)
-        if isinstance(sys.modules.get("torchaudio"), types.ModuleType) and \
-                getattr(sys.modules["torchaudio"], "__version__", "") == "0":
-            del sys.modules["torchaudio"]
+    except Exception as exc:  # not installed: it is not a tox dependency (it needs torchaudio)
         pytest.skip(f"speechbrain not importable: {exc}")
     return Fbank, ECAPA_TDNN, InputNormalization
 
@@ -391,8 +390,8 @@ def test_hyperparams_are_read_without_executing_them(tmp_path):
         speechbrain_config(read_hyperparams(tmp_path / "hyperparams.yaml"))
 
 
-def test_fbank_matches_speechbrain():
-    Fbank, _, _ = _speechbrain()
+def test_fbank_matches_speechbrain(speechbrain_modules):
+    Fbank, _, _ = speechbrain_modules
     from resyn_bench.metrics.speaker_models import speechbrain_fbank
 
     wav = (0.1 * np.random.default_rng(5).standard_normal(16000 + 33)).astype(np.float32)
@@ -404,8 +403,8 @@ def test_fbank_matches_speechbrain():
     np.testing.assert_allclose(ours.numpy(), ref.numpy(), atol=1e-5, rtol=0)
 
 
-def test_ecapa_embedding_matches_speechbrain(tmp_path):
-    Fbank, ECAPA_TDNN, InputNormalization = _speechbrain()
+def test_ecapa_embedding_matches_speechbrain(tmp_path, speechbrain_modules):
+    Fbank, ECAPA_TDNN, InputNormalization = speechbrain_modules
     from resyn_bench.metrics.speaker_models import SpeechBrainECAPAEncoder
 
     torch.manual_seed(0)
