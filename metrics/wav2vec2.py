@@ -4,7 +4,9 @@
     Greedy CTC transcription with a Hugging Face ``Wav2Vec2ForCTC`` folder, run by the in-house
     model of :mod:`resyn_bench.systems.encoders.wav2vec2` (no ``transformers`` at run time).
     Options: ``model`` - a catalogue name (``wav2vec2-large-960h-lv60-self``, the default and
-    the paper's ASR, or ``wav2vec2-base-960h``) or the path of a local folder; ``device``
+    the paper's ASR, or ``wav2vec2-base-960h``), the path of a local folder, or a fairseq
+    fine-tuned CTC checkpoint file (``dict_path`` = its ``dict.ltr.txt``, default beside it;
+    a full pickle, read only with ``trust_sha256`` = its sha256); ``device``
     (``cpu``, ``cuda``, ``cuda:1``; default cuda when available). The letters it emits are upper
     case with ``|`` between words; the transcript is lower-cased words, scored after the group's
     normaliser like any other backend. Its PER (``asr.per``) is phones of the *recognised
@@ -50,6 +52,8 @@ def resolve_ctc_folder(model: str | Path, what: str) -> tuple[Path, str]:
     p = Path(str(model)).expanduser()
     if p.is_dir():
         return p, f"dir:{p.name}"
+    if p.is_file():  # a fairseq fine-tuned CTC checkpoint (dict.ltr.txt beside it)
+        return p, f"file:{p.name}"
     try:
         name = catalogue.resolve_name(str(model))
     except catalogue.CatalogueError as exc:
@@ -73,6 +77,8 @@ def resolve_ctc_folder(model: str | Path, what: str) -> tuple[Path, str]:
 def _weights_file(folder: Path) -> Path | None:
     from resyn_bench.systems.encoders.wav2vec2 import WEIGHT_FILES
 
+    if folder.is_file():
+        return folder
     for n in WEIGHT_FILES:
         if (folder / n).is_file():
             return folder / n
@@ -110,10 +116,13 @@ def _default_device(device: str | None) -> str:
 class _CTCHolder:
     """Lazily loaded recogniser of one folder (shared by the backend and the phone group)."""
 
-    def __init__(self, model: str | Path, device: str | None, what: str):
+    def __init__(self, model: str | Path, device: str | None, what: str,
+                 trust_sha256: str | None = None, dict_path: str | None = None):
         self.model = str(model)
         self._device = device
         self.what = what
+        self.trust_sha256 = trust_sha256
+        self.dict_path = dict_path
         self.rec = None
         self._lock = threading.Lock()
 
@@ -147,7 +156,9 @@ class _CTCHolder:
                 from resyn_bench.systems.encoders.wav2vec2 import load_wav2vec2_ctc
 
                 folder, _ = self.folder()
-                self.rec = load_wav2vec2_ctc(folder, device=self.device)
+                self.rec = load_wav2vec2_ctc(folder, device=self.device,
+                                             trusted_sha256=self.trust_sha256 or (),
+                                             dict_path=self.dict_path)
             return self.rec
 
     def release(self):
@@ -160,8 +171,10 @@ class Wav2Vec2Backend(ASRBackend):
 
     name = "wav2vec2"
 
-    def __init__(self, model: str = DEFAULT_ASR_MODEL, device: str | None = None):
-        self._ctc = _CTCHolder(model, device, "the wav2vec2 ASR backend")
+    def __init__(self, model: str = DEFAULT_ASR_MODEL, device: str | None = None,
+                 trust_sha256: str | None = None, dict_path: str | None = None):
+        self._ctc = _CTCHolder(model, device, "the wav2vec2 ASR backend", trust_sha256,
+                               dict_path)
 
     @property
     def device(self) -> str:

@@ -319,3 +319,112 @@ def test_cuda_matches_cpu(tmp_path):
     cpu = load_wav2vec2_ctc(tmp_path / "m", device="cpu").logits(wav)
     gpu = load_wav2vec2_ctc(tmp_path / "m", device="cuda").logits(wav)
     np.testing.assert_allclose(gpu, cpu, atol=1e-3, rtol=0)
+
+
+# --------------------------------------------------------------------------------------------
+# fairseq fine-tuned CTC checkpoints
+
+def _hf_ctc_to_fairseq(sd: dict, stable: bool) -> dict:
+    """transformers Wav2Vec2ForCTC names -> fairseq's Wav2VecCtc names (written out here)."""
+    out = {}
+    for k, v in sd.items():
+        if k.startswith("lm_head."):
+            out["w2v_encoder.proj." + k.split(".")[-1]] = v
+            continue
+        k = k.removeprefix("wav2vec2.")
+        p = k.split(".")
+        if k.startswith("feature_extractor.conv_layers."):
+            if p[3] == "conv":
+                name = f"feature_extractor.conv_layers.{p[2]}.0.{p[4]}"
+            else:
+                name = f"feature_extractor.conv_layers.{p[2]}.2.{'1.' if stable else ''}{p[4]}"
+        elif k.startswith("feature_projection.layer_norm."):
+            name = f"layer_norm.{p[-1]}"
+        elif k.startswith("feature_projection.projection."):
+            name = f"post_extract_proj.{p[-1]}"
+        elif k.endswith("parametrizations.weight.original0"):
+            name = "encoder.pos_conv.0.weight_g"
+        elif k.endswith("parametrizations.weight.original1"):
+            name = "encoder.pos_conv.0.weight_v"
+        elif k == "encoder.pos_conv_embed.conv.bias":
+            name = "encoder.pos_conv.0.bias"
+        elif k.startswith("encoder.layers."):
+            rest = (".".join(p[3:]).replace("attention.", "self_attn.")
+                    .replace("feed_forward.intermediate_dense", "fc1")
+                    .replace("feed_forward.output_dense", "fc2"))
+            if rest.startswith("layer_norm."):
+                rest = "self_attn_layer_norm." + p[-1]
+            name = f"encoder.layers.{p[2]}.{rest}"
+        elif k == "masked_spec_embed":
+            name = "mask_emb"
+        else:
+            name = k  # encoder.layer_norm.*
+        out["w2v_encoder.w2v_model." + name] = v
+    return out
+
+
+def _fairseq_cfg(stable: bool) -> dict:
+    conv = "[(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2"
+    w2v_model = {"_name": "wav2vec2", "extractor_mode": "layer_norm" if stable else "default",
+                 "encoder_layers": 2, "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 48,
+                 "encoder_attention_heads": 4, "activation_fn": "gelu",
+                 "layer_norm_first": stable, "conv_feature_layers": conv, "conv_bias": stable,
+                 "conv_pos": 16, "conv_pos_groups": 4}
+    return {"model": {"_name": "wav2vec_ctc",
+                      "w2v_args": {"model": w2v_model, "task": {"normalize": stable}}},
+            "task": {"_name": "audio_finetuning", "normalize": stable}}
+
+
+@pytest.mark.parametrize("stable", [False, True], ids=["base", "large-lv60"])
+def test_fairseq_ctc_checkpoint_matches_transformers(tmp_path, stable):
+    # the HF model's vocabulary, written as fairseq orders it: <s>(blank) <pad> </s> <unk> + dict
+    hf = make_tiny_folder(tmp_path / "hf", stable, legacy=False)
+    torch.save({"model": _hf_ctc_to_fairseq(hf.state_dict(), stable), "cfg": _fairseq_cfg(stable)},
+               tmp_path / "ctc.pt")
+    (tmp_path / "dict.ltr.txt").write_text(
+        "".join(f"{t} {100 - i}\n" for i, t in enumerate(LETTERS[4:])), encoding="utf-8")
+    rec = load_wav2vec2_ctc(tmp_path / "ctc.pt")
+    assert rec.vocab.tokens[4:] == LETTERS[4:] and rec.vocab.blank == 0
+    assert rec.normalize is stable
+    wav = (0.3 * np.random.default_rng(6).standard_normal(16000)).astype(np.float32)
+    x = torch.from_numpy(wav)[None]
+    if stable:  # fairseq normalises with layer_norm (eps 1e-5)
+        x = torch.nn.functional.layer_norm(x, x.shape[-1:])
+    with torch.no_grad():
+        ref = hf(x).logits[0].numpy()
+    np.testing.assert_allclose(rec.logits(wav), ref, atol=TOL, rtol=0)
+    ids = [int(i) for i in ref.argmax(-1)]
+    # fairseq's blank is id 0 (<s>); HF's vocabulary calls that row <pad>
+    expected = "".join(" " if LETTERS[i] == "|" else LETTERS[i]
+                       for i in ctc_greedy(ids, 0) if i > 3)
+    assert rec.transcribe(wav) == " ".join(expected.split())
+
+
+def test_fairseq_pickle_needs_trust_and_dictionary(tmp_path):
+    import argparse
+
+    from resyn_bench.metrics.asr import make_asr
+    from resyn_bench.safeload import UnsafeCheckpointError, sha256_file
+
+    hf = make_tiny_folder(tmp_path / "hf", False, legacy=False)
+    cfg = _fairseq_cfg(False)
+    # legacy layout: an argparse Namespace in "args" (a full pickle, like the 2020 files)
+    ns = argparse.Namespace(w2v_args=argparse.Namespace(**cfg["model"]["w2v_args"]["model"],
+                                                        normalize=False), normalize=False)
+    torch.save({"model": _hf_ctc_to_fairseq(hf.state_dict(), False), "args": ns},
+               tmp_path / "old.pt")
+    with pytest.raises(UnsafeCheckpointError):
+        load_wav2vec2_ctc(tmp_path / "old.pt")
+    sha = sha256_file(tmp_path / "old.pt")
+    with pytest.raises(FileNotFoundError, match="dict.ltr.txt"):
+        load_wav2vec2_ctc(tmp_path / "old.pt", trusted_sha256=sha)
+    (tmp_path / "letters.txt").write_text("".join(f"{t} 1\n" for t in LETTERS[4:]), "utf-8")
+    b = make_asr("wav2vec2", model=str(tmp_path / "old.pt"), trust_sha256=sha,
+                 dict_path=str(tmp_path / "letters.txt"), device="cpu")
+    b.load()
+    wav = (0.3 * np.random.default_rng(2).standard_normal(12000)).astype(np.float32)
+    with torch.no_grad():
+        ids = hf(torch.from_numpy(wav)[None]).logits[0].argmax(-1).tolist()
+    expected = "".join(" " if LETTERS[i] == "|" else LETTERS[i] for i in ctc_greedy(ids, 0) if i > 3)
+    assert b.transcribe(wav) == " ".join(expected.split()).lower()
+    assert b.settings()["model"] == "file:old.pt" and b.settings()["weights_sha256"] == sha

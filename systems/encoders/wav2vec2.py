@@ -10,7 +10,8 @@ Hugging Face folders of
 - ``facebook/wav2vec2-lv-60-espeak-cv-ft`` (the same large architecture with an espeak IPA phone
   vocabulary),
 
-and runs them on CPU or CUDA. A folder holds ``config.json``, the weights
+and runs them on CPU or CUDA (fairseq's fine-tuned CTC checkpoints, e.g. ``wav2vec_small_960h.pt``
+with ``dict.ltr.txt``, load too: :func:`read_fairseq_ctc`). A folder holds ``config.json``, the weights
 (``model.safetensors`` or ``pytorch_model.bin``, loaded with torch's weights-only unpickler)
 and ``vocab.json``; ``preprocessor_config.json``, ``special_tokens_map.json`` and
 ``tokenizer_config.json`` are read when present.
@@ -51,7 +52,8 @@ from resyn_bench.systems.encoders.hubert import (
 log = logging.getLogger(__name__)
 
 __all__ = ["CTCVocab", "Wav2Vec2CTC", "Wav2Vec2Recognizer", "ctc_greedy", "load_wav2vec2_ctc",
-           "normalise_waveform", "read_vocab", "read_wav2vec2_folder", "WEIGHT_FILES"]
+           "normalise_waveform", "read_fairseq_ctc", "read_fairseq_dict", "read_vocab",
+           "read_wav2vec2_folder", "WEIGHT_FILES"]
 
 #: weight files looked for in a folder, in this order
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -165,10 +167,10 @@ def ctc_greedy(ids: Iterable[int], blank: int) -> list[int]:
     return out
 
 
-def normalise_waveform(x: np.ndarray) -> np.ndarray:
+def normalise_waveform(x: np.ndarray, eps: float = NORM_EPS) -> np.ndarray:
     """``Wav2Vec2FeatureExtractor`` normalisation: (x - mean) / sqrt(var + 1e-7)."""
     x = np.asarray(x, dtype=np.float32)
-    return ((x - x.mean()) / np.sqrt(x.var() + NORM_EPS)).astype(np.float32)
+    return ((x - x.mean()) / np.sqrt(x.var() + eps)).astype(np.float32)
 
 
 class Wav2Vec2CTC(nn.Module):
@@ -248,10 +250,13 @@ class Wav2Vec2Recognizer:
     sample_rate = 16000
 
     def __init__(self, model: Wav2Vec2CTC, vocab: CTCVocab, normalize: bool = True,
-                 device: str | torch.device = "cpu", source: str | None = None):
+                 device: str | torch.device = "cpu", source: str | None = None,
+                 norm_eps: float = NORM_EPS):
         self.model = model.eval().to(device)
         self.vocab = vocab
         self.normalize = bool(normalize)
+        #: variance floor of the normalisation (1e-7 as transformers; fairseq's layer_norm: 1e-5)
+        self.norm_eps = float(norm_eps)
         self.device = torch.device(device)
         self.source = source
         self._lock = threading.Lock()
@@ -266,7 +271,7 @@ class Wav2Vec2Recognizer:
         if x.size < self.model.encoder.arch.receptive_field:
             return np.zeros((0, len(self.vocab.tokens)), dtype=np.float32)
         if self.normalize:
-            x = normalise_waveform(x)
+            x = normalise_waveform(x, self.norm_eps)
         t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device).unsqueeze(0)
         with self._lock:
             out = self.model(t)[0]
@@ -284,10 +289,82 @@ class Wav2Vec2Recognizer:
                 if t != self.vocab.word_delimiter]
 
 
+def read_fairseq_dict(path: str | Path) -> CTCVocab:
+    """A fairseq target dictionary (``dict.ltr.txt``: one "symbol count" per line) as the CTC
+    vocabulary of a fairseq CTC model: ids 0-3 are fairseq's ``<s>`` (the CTC blank),
+    ``<pad>``, ``</s>``, ``<unk>``, then the file's symbols in order."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"fairseq dictionary not found: {path} (the letter dictionary "
+                                f"dict.ltr.txt published next to the fine-tuned checkpoint)")
+    tokens = ["<s>", "<pad>", "</s>", "<unk>"]
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.rstrip().split(" ")
+        if not parts or not parts[0] or parts[0].startswith("#fairseq:"):
+            continue
+        if len(parts) > 1 and parts[-1] == "#fairseq:overwrite":
+            parts = parts[:-1]
+        sym = " ".join(parts[:-1]) if len(parts) > 1 else parts[0]
+        if sym not in tokens:
+            tokens.append(sym)
+    return CTCVocab(tokens=tokens, blank=0, special=frozenset({0, 1, 2, 3}),
+                    word_delimiter="|" if "|" in tokens else None)
+
+
+def read_fairseq_ctc(path: str | Path, dict_path: str | Path | None = None,
+                     trusted_sha256: Iterable[str] | str = ()
+                     ) -> tuple[HubertArch, dict, dict, CTCVocab, bool]:
+    """(arch, encoder state dict, head, vocabulary, normalize) of a fairseq wav2vec 2.0 CTC
+    fine-tuned checkpoint (``wav2vec_small_960h.pt``, ``wav2vec_vox_960h_pl.pt``, ...):
+    ``w2v_encoder.w2v_model.*`` (the encoder, fairseq names), ``w2v_encoder.proj`` (the CTC
+    head) and the pre-training sizes in ``cfg.model.w2v_args`` (or legacy ``args``). The
+    official files are full pickles: they are read only when their sha256 is trusted."""
+    from resyn_bench.systems.encoders.features import load_checkpoint_object, plain
+    from resyn_bench.systems.encoders.hubert import arch_from_fairseq_cfg
+
+    path = Path(path)
+    obj, _ = load_checkpoint_object(path, trusted_sha256, what="fairseq wav2vec2 CTC checkpoint")
+    if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
+        raise ValueError(f"{path}: not a fairseq checkpoint (no 'model' state dict)")
+    cfg = plain(obj.get("cfg")) or {}
+    args = plain(obj.get("args")) or {}
+    model_cfg = cfg.get("model") or args
+    w2v = plain(model_cfg.get("w2v_args")) if isinstance(model_cfg, dict) else None
+    if not isinstance(w2v, dict):
+        raise ValueError(f"{path}: no w2v_args in the checkpoint config (is it a fine-tuned "
+                         f"fairseq wav2vec 2.0 CTC model?)")
+    inner_model = w2v.get("model", w2v)
+    inner_task = w2v.get("task", w2v)
+    arch = arch_from_fairseq_cfg(inner_model, inner_task)
+    task = cfg.get("task") or args
+    normalize = bool(task.get("normalize", arch.normalize)) if isinstance(task, dict) else arch.normalize
+    sd = {str(k): v for k, v in obj["model"].items() if isinstance(v, torch.Tensor)}
+    prefix = "w2v_encoder.w2v_model."
+    enc = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    head = {k.removeprefix("w2v_encoder.proj."): v for k, v in sd.items()
+            if k.startswith("w2v_encoder.proj.")}
+    if not enc or set(head) != {"weight", "bias"}:
+        raise KeyError(f"{path}: expected '{prefix}*' and 'w2v_encoder.proj.weight/bias' tensors")
+    enc = {k: v for k, v in enc.items()
+           if not k.startswith(("quantizer.", "project_q.", "final_proj.", "mask_emb"))}
+    vocab = read_fairseq_dict(dict_path if dict_path is not None
+                              else path.with_name("dict.ltr.txt"))
+    if int(head["weight"].shape[0]) != len(vocab.tokens):
+        raise ValueError(f"{path}: the CTC head has {head['weight'].shape[0]} outputs but the "
+                         f"dictionary gives {len(vocab.tokens)} symbols")
+    return arch, enc, head, vocab, normalize
+
+
 def load_wav2vec2_ctc(path: str | Path, device: str | torch.device = "cpu",
-                      trusted_sha256: Iterable[str] | str = ()) -> Wav2Vec2Recognizer:
-    """Load a Hugging Face ``Wav2Vec2ForCTC`` folder (see the module docstring)."""
-    arch, enc, head, vocab, normalize, _ = read_wav2vec2_folder(path, trusted_sha256)
+                      trusted_sha256: Iterable[str] | str = (),
+                      dict_path: str | Path | None = None) -> Wav2Vec2Recognizer:
+    """Load a Hugging Face ``Wav2Vec2ForCTC`` folder, or a fairseq fine-tuned CTC checkpoint
+    file with its ``dict.ltr.txt`` (see :func:`read_fairseq_ctc`)."""
+    fairseq = Path(path).is_file()
+    if fairseq:
+        arch, enc, head, vocab, normalize = read_fairseq_ctc(path, dict_path, trusted_sha256)
+    else:
+        arch, enc, head, vocab, normalize, _ = read_wav2vec2_folder(path, trusted_sha256)
     model = Wav2Vec2CTC(arch, len(vocab.tokens))
     model.encoder.load_fairseq_state_dict(enc)
     with torch.no_grad():
@@ -297,4 +374,5 @@ def load_wav2vec2_ctc(path: str | Path, device: str | torch.device = "cpu",
                 raise ValueError(f"{path}: lm_head.{name} has shape {tuple(head[name].shape)}, "
                                  f"expected {tuple(own.shape)}")
             own.copy_(head[name].float())
-    return Wav2Vec2Recognizer(model, vocab, normalize=normalize, device=device, source=str(path))
+    return Wav2Vec2Recognizer(model, vocab, normalize=normalize, device=device, source=str(path),
+                              norm_eps=1e-5 if fairseq else NORM_EPS)
