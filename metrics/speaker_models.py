@@ -232,14 +232,19 @@ class WavLMECAPAModel:
 
     def __init__(self, state: dict, device: str = "cpu"):
         torch = _torch()
-        from resyn_bench.systems.encoders.wavlm import WavLMModel, wavlm_arch_from_tensors
+        from resyn_bench.systems.encoders.wavlm import (
+            WavLMModel,
+            legacy_weight_norm_names,
+            wavlm_arch_from_tensors,
+        )
 
         sd = state.get("model", state) if isinstance(state, dict) else None
         if not isinstance(sd, dict):
             raise MetricError("wavlm-ecapa: the checkpoint is not a dict with a 'model' state dict")
         sd = {str(k): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
         prefix = "feature_extract.model."
-        wavlm_sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        wavlm_sd = legacy_weight_norm_names(
+            {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)})
         head_sd = {k: v for k, v in sd.items() if not k.startswith("feature_extract.")}
         if not wavlm_sd or "layer1.conv.weight" not in head_sd:
             raise MetricError(

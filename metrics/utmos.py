@@ -52,9 +52,11 @@ def _torch():
 def build_utmos(torch, sd: dict):
     """The UTMOS22 strong module for the tensors in ``sd`` (SpeechMOS layout)."""
     from resyn_bench.systems.encoders.hubert import HubertModel, _arch_from_fairseq_tensors
+    from resyn_bench.systems.encoders.wavlm import legacy_weight_norm_names
 
     nn = torch.nn
-    ssl_sd = {k.removeprefix("wav2vec2."): v for k, v in sd.items() if k.startswith("wav2vec2.")}
+    ssl_sd = legacy_weight_norm_names(
+        {k.removeprefix("wav2vec2."): v for k, v in sd.items() if k.startswith("wav2vec2.")})
     if not ssl_sd or "blstm.weight_ih_l0" not in sd:
         raise MetricError("utmos: not a UTMOS22 strong checkpoint (expected 'wav2vec2.*', "
                           f"'blstm.*', 'projection.*' tensors; found e.g. {sorted(sd)[:4]})")

@@ -143,3 +143,18 @@ def test_cuda_matches_cpu(tmp_path):
     cpu = UTMOSMetrics(checkpoint=str(tmp_path / "u.pt"), device="cpu").predict(wav)
     gpu = UTMOSMetrics(checkpoint=str(tmp_path / "u.pt"), device="cuda").predict(wav)
     assert gpu == pytest.approx(cpu, abs=1e-3)
+
+
+def test_newer_weight_norm_names_load(tmp_path):
+    """A copy re-saved with torch's parametrized weight norm names loads the same."""
+    from resyn_bench.metrics.utmos import UTMOSMetrics
+
+    reference = make_utmos_checkpoint(tmp_path / "u.pt", seed=2)
+    sd = torch.load(tmp_path / "u.pt", weights_only=True)
+    sd = {k.replace("weight_g", "parametrizations.weight.original0")
+           .replace("weight_v", "parametrizations.weight.original1"): v for k, v in sd.items()}
+    assert "wav2vec2.encoder.pos_conv.0.parametrizations.weight.original0" in sd
+    torch.save(sd, tmp_path / "new.pt")
+    wav = (0.1 * np.random.default_rng(1).standard_normal(9000)).astype(np.float32)
+    g = UTMOSMetrics(checkpoint=str(tmp_path / "new.pt"), device="cpu")
+    assert g.predict(wav) == pytest.approx(reference(wav), abs=1e-4)

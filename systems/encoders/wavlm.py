@@ -38,7 +38,8 @@ from resyn_bench.systems.encoders.hubert import (
     _WeightNormConv1d,
 )
 
-__all__ = ["WavLMArch", "WavLMModel", "relative_position_buckets", "wavlm_arch_from_tensors"]
+__all__ = ["WavLMArch", "WavLMModel", "legacy_weight_norm_names", "relative_position_buckets",
+           "wavlm_arch_from_tensors"]
 
 _BASE_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
 
@@ -183,6 +184,16 @@ class WavLMModel(nn.Module):
                 raise ValueError(f"{what}: tensor {k} has shape {tuple(v.shape)}, the model "
                                  f"expects {tuple(own[k].shape)}")
         self.load_state_dict({k: v.float() for k, v in keep.items()}, strict=True)
+
+
+def legacy_weight_norm_names(sd: dict) -> dict:
+    """``pos_conv.0.parametrizations.weight.original0/1`` (torch's newer weight norm, if a file
+    was re-saved with it) -> the ``weight_g`` / ``weight_v`` names of the published files."""
+    out = {}
+    for k, v in sd.items():
+        k = k.replace("parametrizations.weight.original0", "weight_g")
+        out[k.replace("parametrizations.weight.original1", "weight_v")] = v
+    return out
 
 
 def wavlm_arch_from_tensors(sd: dict) -> WavLMArch:
