@@ -327,7 +327,10 @@ def make_encoder(name: str = "resemblyzer", **opts) -> SpeakerEncoder:
         cls = _ENCODERS[name]
     except KeyError:
         raise ValueError(f"unknown speaker backend {name!r}; known: {sorted(_ENCODERS)}") from None
-    return cls(**opts)
+    try:
+        return cls(**opts)
+    except TypeError as exc:  # an option of another backend (e.g. min_speech_s with ecapa)
+        raise ValueError(f"speaker backend {name!r}: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -280,6 +280,8 @@ def test_missing_models_name_url_and_path(home):
         assert g.settings()["backend"] == emb
     with pytest.raises(ValueError, match="disagree"):
         SpeakerMetrics(embedding="ecapa", backend="wavlm-ecapa")
+    with pytest.raises(ValueError, match="speaker backend 'ecapa'.*min_speech_s"):
+        SpeakerMetrics(embedding="ecapa", min_speech_s=0.5)
 
 
 def test_spk_group_uses_wavlm_ecapa_from_the_catalogue(home):
