@@ -319,6 +319,13 @@ def cmd_demo(args) -> int:
     if "markdown" in paths:
         print(paths["markdown"].read_text(encoding="utf-8"))
     _print_paths(paths)
+    if "copy" in [d.name.removeprefix("demo-") for d in run_dirs]:
+        from resyn_bench.demo_speech import wer_by_speaker
+
+        by_spk = wer_by_speaker(out / "demo-copy")
+        if by_spk:
+            print("\nground truth (copy) WER by speaker: "
+                  + ", ".join(f"{spk} {wer:.1f} %" for spk, wer in by_spk.items()))
     # the two things a demo user opens: the HTML report and the paper tables
     print()
     for kind in ("html", "latex", "markdown"):

@@ -50,3 +50,20 @@ def check_demo_dir(folder: Path | None = None) -> Path:
             "this installation of resyn-bench lacks its package data: reinstall it "
             "(pip install --force-reinstall resyn-bench, or from a checkout: pip install .)")
     return folder
+
+
+def wer_by_speaker(run_dir: str | Path) -> dict[str, float]:
+    """Pooled WER (word edits / reference words, in %) per speaker of a run's scored records:
+    the demo prints it for the ground-truth row. Speakers without ASR counts are left out."""
+    from resyn_bench.store import read_records
+
+    edits: dict[str, float] = {}
+    words: dict[str, float] = {}
+    for rec in read_records(Path(run_dir), ["asr"]):
+        counts = rec.get("counts") or {}
+        if "asr.word_edits" not in counts or not counts.get("asr.ref_words"):
+            continue
+        spk = str(rec.get("speaker"))
+        edits[spk] = edits.get(spk, 0.0) + float(counts["asr.word_edits"])
+        words[spk] = words.get(spk, 0.0) + float(counts["asr.ref_words"])
+    return {spk: 100.0 * edits[spk] / words[spk] for spk in sorted(words)}

@@ -157,3 +157,29 @@ def test_copy_row_is_ground_truth_for_pitch_and_speaker(tmp_path, home):
     assert m["spk.n_target_trials"].pooled == 30 and m["spk.n_nontarget_trials"].pooled == 120
     assert m["spk.eer"].pooled == 0.0
     assert m["spk.acc"].pooled == pytest.approx(1.0)
+
+
+def test_wer_by_speaker_pools_edits_over_reference_words(monkeypatch, tmp_path):
+    import resyn_bench.store as store
+
+    recs = [{"speaker": "a", "counts": {"asr.word_edits": 1, "asr.ref_words": 10}},
+            {"speaker": "a", "counts": {"asr.word_edits": 3, "asr.ref_words": 30}},
+            {"speaker": "b", "counts": {"asr.word_edits": 0, "asr.ref_words": 7}},
+            {"speaker": "c", "counts": {}},                       # ASR failed: left out
+            {"speaker": "b", "counts": {"asr.word_edits": 2, "asr.ref_words": 3}}]
+    monkeypatch.setattr(store, "read_records", lambda run_dir, groups=None: recs)
+    by = demo_speech.wer_by_speaker(tmp_path)
+    assert by == {"a": pytest.approx(10.0), "b": pytest.approx(20.0)}   # 4/40, 2/10
+
+
+def test_demo_command_prints_ground_truth_wer_by_speaker(tmp_path, home, capsys):
+    pytest.importorskip("pocketsphinx")
+    from resyn_bench.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "d"), "--systems", "copy", "--metrics", "asr",
+                 "--limit", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("ground truth (copy) WER by speaker"))
+    expected = demo_speech.wer_by_speaker(tmp_path / "d" / "demo-copy")
+    assert list(expected) == ["p225"]     # the first two utterances are p225's
+    assert line.endswith(f"p225 {expected['p225']:.1f} %")
