@@ -2,8 +2,9 @@
 
 Not human speech. It exists for what needs many utterances offline (scale and speed checks,
 plumbing tests): any number of utterances, built in about a second per 20. ASR, MOS-proxy and
-speaker figures on it describe a formant synthesiser, not speech (Whisper base gives it 65 %
-WER); the ``demo`` dataset (:mod:`resyn_bench.demo_speech`) is the real-speech corpus.
+speaker figures on it describe a formant synthesiser, not speech (a strong ASR cannot
+understand these voices either); the ``demo`` dataset (:mod:`resyn_bench.demo_speech`) is the
+real-speech corpus.
 
 It is built offline with espeak-ng's C library, loaded through ctypes from the
 ``espeakng-loader`` wheel (no system package needed), resampled to 16 kHz and cached under
