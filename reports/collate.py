@@ -31,6 +31,9 @@ class MetricSummary:
     n: int                      # utterances with a defined value
     ci_pooled: CI | None = None  # bootstrap CI (speakers, then utterances) of ``pooled``
     ci_mean: CI | None = None    # the same for ``mean``
+    #: what ``n`` counts: "utterances" (with a defined value) or, for corpus-only numbers
+    #: computed from trials (EER, minDCF), "trials" (target + non-target scores used)
+    n_unit: str = "utterances"
 
     def value(self, stat: str) -> float | None:
         if stat == "pooled" or self.mean is None:  # corpus-only numbers (EER) have no mean
@@ -44,7 +47,8 @@ class MetricSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.spec.label, "mean": self.mean, "std": self.std,
-                "pooled": self.pooled, "n": self.n, "higher_is_better": self.spec.higher_is_better,
+                "pooled": self.pooled, "n": self.n, "n_unit": self.n_unit,
+                "higher_is_better": self.spec.higher_is_better,
                 "unit": self.spec.unit, "percent": self.spec.percent,
                 "ci_mean": self.ci_mean.to_dict() if self.ci_mean else None,
                 "ci_pooled": self.ci_pooled.to_dict() if self.ci_pooled else None}
@@ -307,6 +311,14 @@ def system_label(manifest: dict[str, Any]) -> str:
     return f"{name} ({', '.join(f'{k}={v}' for k, v in sorted(opts.items()))})"
 
 
+def _trials_used(corpus: dict[str, Any]) -> int | None:
+    """Trials behind a corpus-only number (speaker EER / minDCF): target + non-target trial
+    counts the group reports with it, or None when it reports none."""
+    counts = [v for k, v in corpus.items()
+              if k.endswith((".n_target_trials", ".n_nontarget_trials")) and v is not None]
+    return int(round(sum(counts))) if counts else None
+
+
 def _failure_key(rec: dict[str, Any]) -> str:
     kind = rec.get("error_kind")
     return f"{rec.get('stage', '?')}: {kind}" if kind else f"{rec.get('stage', '?')}"
@@ -339,6 +351,12 @@ def summarize_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> Run
         for spec in specs:
             values = [e["values"][spec.key] for e in entries if e["values"].get(spec.key) is not None]
             mean, std = _mean_std(values)
-            summary.metrics[spec.key] = MetricSummary(spec, mean, std, corpus.get(spec.key), len(values),
-                                                      ci_corpus.get(spec.key), ci_mean.get(spec.key))
+            n, unit = len(values), "utterances"
+            trials = _trials_used(corpus) if not values and corpus.get(spec.key) is not None \
+                else None
+            if trials is not None:
+                n, unit = trials, "trials"
+            summary.metrics[spec.key] = MetricSummary(spec, mean, std, corpus.get(spec.key), n,
+                                                      ci_corpus.get(spec.key), ci_mean.get(spec.key),
+                                                      n_unit=unit)
     return summary

@@ -125,16 +125,21 @@ def format_summary(s: RunSummary, utterances: bool = False) -> str:
             return ""
         return f"[{format_value(spec, ci.low)}, {format_value(spec, ci.high)}]"
 
+    def count(m):
+        return f"{m.n} trials" if m.n_unit == "trials" else str(m.n)
+
     header = (f"{'metric':<24}{'mean':>9}{'95% CI':>18}{'std':>9}{'pooled':>9}{'95% CI':>18}"
-              f"{'n':>6}")
+              f"{'n':>12}")
     lines += [header, "-" * len(header)]
     for m in s.metrics.values():
         unit = "%" if m.spec.percent else m.spec.unit
         name = f"{m.spec.label}{f' ({unit})' if unit else ''} {m.spec.arrow}"
         lines.append(f"{name:<24}{format_value(m.spec, m.mean):>9}{interval(m.spec, m.ci_mean):>18}"
                      f"{format_value(m.spec, m.std):>9}{format_value(m.spec, m.pooled):>9}"
-                     f"{interval(m.spec, m.ci_pooled):>18}{m.n:>6}")
+                     f"{interval(m.spec, m.ci_pooled):>18}{count(m):>12}")
     lines.append("CIs: bootstrap over speakers, then utterances (1000 replicates, seed 0)")
+    if any(m.n_unit == "trials" for m in s.metrics.values()):
+        lines.append("n: utterances with a value; for EER/minDCF the output-vs-speaker trials used")
     if utterances:
         keys = list(s.metrics)
         lines += ["", "utt_id".ljust(24) + "status".ljust(9)

@@ -69,6 +69,40 @@ def format_value(spec: MetricSpec, value: float | None) -> str:
 STATS = ("auto", "mean", "pooled")
 
 
+def value_range(spec: MetricSpec | None) -> tuple[float | None, float | None]:
+    """The values a metric can take, as far as the table needs to know: rates (percent
+    metrics) lie in [0, 1]; errors and distortions (lower is better: WER, EER, minDCF, MCD,
+    F0 errors) are never negative. None: no bound known."""
+    if spec is None:
+        return None, None
+    if spec.percent:
+        return 0.0, 1.0
+    if not spec.higher_is_better:
+        return 0.0, None
+    return None, None
+
+
+def pm_fits(spec: MetricSpec | None, cell: "Cell") -> bool:
+    """Whether ``value ± half-width`` stays inside the metric's range (the percentile interval
+    always does; the symmetric form of an asymmetric interval may not: "EER 1.67 ± 1.68")."""
+    half = cell.half
+    if half is None or cell.value is None:
+        return True
+    lo, hi = value_range(spec)
+    v = float(cell.value)
+    return (lo is None or v - half >= lo - 1e-12) and (hi is None or v + half <= hi + 1e-12)
+
+
+def interval_text(spec: MetricSpec, cell: "Cell") -> str:
+    """The CI as text after the value: `` ± h`` where that stays in range, else `` [low, high]``
+    (the percentile bounds themselves)."""
+    if cell.half is None:
+        return ""
+    if pm_fits(spec, cell):
+        return " ± " + format_value(spec, cell.half)
+    return f" [{format_value(spec, cell.low)}, {format_value(spec, cell.high)}]"
+
+
 def resolve_stat(spec: MetricSpec, stat: str) -> str:
     """``auto``: each metric's own convention (WER pooled over the corpus, F0 errors as
     utterance means as fairseq reports them); otherwise the statistic asked for."""
@@ -513,6 +547,11 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
     if ci:
         parts.append("± is the half-width of a 95% bootstrap CI (speakers, then utterances; 1000 "
                      "replicates, seed 0).")
+        if table is not None and any(
+                not pm_fits(tc.spec, c) for r in table.rows
+                for tc, c in zip(table.columns, r.cells) if tc.spec is not None):
+            parts.append("[low, high]: the interval's bounds, where ± would leave the metric's "
+                         "range (rates in 0-100 %, errors not below 0).")
     if marks:
         parts.append("* marks a difference from the first run given on the same data (the "
                      "baseline, usually the ground truth) with paired bootstrap p < 0.05.")
@@ -567,7 +606,7 @@ def render_markdown(table: Table, ci: str | bool = "pm") -> str:
                 continue
             text = f"**{cell.text}**" if cell.bold else cell.text
             if ci != "none" and cell.half is not None:
-                text += " ± " + format_value(tc.spec, cell.half)
+                text += interval_text(tc.spec, cell)
             out.append(text + ("\\*" if cell.mark else ""))
         lines.append("| " + " | ".join(out) + " |")
     lines.append("")
@@ -592,7 +631,7 @@ def _siunitx_format(table: Table, j: int, ci: bool) -> str:
         neg |= cell.text.startswith("-")
         i, d = digits(cell.text)
         ints, decs = max(ints, i), max(decs, d)
-        if ci and cell.half is not None:
+        if ci and cell.half is not None and pm_fits(tc.spec, cell):
             i, d = digits(format_value(tc.spec, cell.half))
             uints, udecs = max(uints, i), max(udecs, d)
     fmt = f"{'-' if neg else ''}{ints}.{decs}" if decs else f"{'-' if neg else ''}{ints}"
@@ -675,6 +714,11 @@ def _latex_cell(tc: TableColumn, cell: Cell, ci: str) -> str:
     mark = r"\textsuperscript{*}" if sx else r"$^*$"
     show_ci = ci != "none" and cell.half is not None
     half = format_value(tc.spec, cell.half) if show_ci else ""
+    if show_ci and not pm_fits(tc.spec, cell):    # asymmetric bounds: [low, high] as text
+        bounds = latex_escape(interval_text(tc.spec, cell))
+        text = (rf"	extbf{{{cell.text}}}" if cell.bold else cell.text) + bounds
+        text = "{" + text + "}" if sx else text
+        return text + (mark if cell.mark else "")
     if sx:
         text = cell.text + (rf" \pm {half}" if show_ci else "")
         text = (r"\bfseries " if cell.bold else "") + text

@@ -1,0 +1,66 @@
+"""Issue 20 report items: CI bounds in the ± form, n for trial-based numbers, reports of
+unfinished runs, Table 2 baselines and split grouping, report folder hygiene, labels."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from golden.fixture_runs import build_golden_runs
+from resyn_bench.metrics.base import MetricSpec
+from resyn_bench.reports.collate import summarize_run
+from resyn_bench.reports.report import format_summary
+from resyn_bench.reports.tables import Cell, build_table, interval_text, pm_fits, render_markdown
+
+EER = MetricSpec("spk.eer", "Spk EER", higher_is_better=False, unit="%", percent=True)
+ACC = MetricSpec("spk.acc", "acc", higher_is_better=True, unit="%", percent=True)
+MCD = MetricSpec("intrusive.mcd", "MCD", higher_is_better=False, unit="dB")
+PESQ = MetricSpec("intrusive.pesq", "PESQ", higher_is_better=True, unit="MOS-LQO")
+
+
+@pytest.fixture(scope="module")
+def golden_runs(tmp_path_factory):
+    return build_golden_runs(tmp_path_factory.mktemp("runs"))
+
+
+def test_pm_form_never_leaves_the_metric_range():
+    # issue 20: "EER 1.67 ± 1.68" printed an interval reaching below 0
+    eer = Cell(value=0.0167, low=0.0, high=0.0336)
+    assert not pm_fits(EER, eer)
+    assert interval_text(EER, eer) == " [0.00, 3.36]"
+    near_one = Cell(value=0.99, low=0.95, high=1.0)          # 99 ± 2.5 would pass 100 %
+    assert interval_text(ACC, near_one) == " [95.00, 100.00]"
+    inside = Cell(value=0.20, low=0.15, high=0.26)
+    assert interval_text(EER, inside) == " ± 5.50"
+    assert interval_text(MCD, Cell(value=0.3, low=0.0, high=0.9)) == " [0.000, 0.900]"
+    # no known bound (PESQ): the symmetric form stays
+    assert interval_text(PESQ, Cell(value=1.1, low=0.1, high=2.5)) == " ± 1.200"
+    assert interval_text(EER, Cell(value=0.1)) == ""
+
+
+def test_tables_print_bounds_where_pm_would_go_below_zero(golden_runs):
+    summaries = [summarize_run(r) for r in golden_runs[:3]]
+    table = build_table(summaries, "paper")
+    md = render_markdown(table)
+    j = next(k for k, c in enumerate(table.columns) if c.spec is not None and c.spec.key == "spk.eer")
+    copy = table.rows[0].cells[j]
+    assert copy.value - copy.half < 0                        # the symmetric form would cross 0
+    assert "4.17 [0.00, 11.11]" in md and "4.17 ±" not in md
+    assert "\\[low, high\\]: the interval's bounds" in md      # caption (Markdown-escaped)
+    for row in table.rows:                 # every ± printed stays at or above 0 (all are rates here)
+        for tc, cell in zip(table.columns, row.cells):
+            if tc.spec is not None and tc.spec.percent and cell.half is not None \
+                    and pm_fits(tc.spec, cell):
+                assert 0 <= cell.value - cell.half and cell.value + cell.half <= 1
+
+
+def test_summary_n_counts_trials_for_eer_and_mindcf(golden_runs):
+    s = summarize_run(golden_runs[0])                        # 4 speakers x 6 utterances
+    eer, dcf, acc = s.metrics["spk.eer"], s.metrics["spk.min_dcf"], s.metrics["spk.acc"]
+    assert eer.n == dcf.n == 24 * 4 and eer.n_unit == dcf.n_unit == "trials"   # 24 target + 72
+    assert acc.n == 24 and acc.n_unit == "utterances"
+    text = format_summary(s)
+    line = next(l for l in text.splitlines() if l.startswith("Spk EER"))
+    assert line.rstrip().endswith("96 trials")
+    assert "output-vs-speaker trials" in text
+    assert s.to_dict()["metrics"]["spk.eer"]["n_unit"] == "trials"
