@@ -306,6 +306,11 @@ def system_label(manifest: dict[str, Any]) -> str:
         return str(cfg["label"])
     opts = cfg.get("system_options") or {}
     name = str(cfg.get("system"))
+    short = _path_system_label(name)
+    if short is not None:
+        # outputs:DIR -> the folder's name (other NAME:PATH systems -> NAME:folder); the
+        # file-name pattern and the full path stay in the manifest, not in the row name
+        name, opts = short, {k: v for k, v in opts.items() if k != "pattern"}
     if not opts:
         return name
     return f"{name} ({', '.join(f'{k}={v}' for k, v in sorted(opts.items()))})"
@@ -317,6 +322,33 @@ def _trials_used(corpus: dict[str, Any]) -> int | None:
     counts = [v for k, v in corpus.items()
               if k.endswith((".n_target_trials", ".n_nontarget_trials")) and v is not None]
     return int(round(sum(counts))) if counts else None
+
+
+def _path_system_label(system: str) -> str | None:
+    """Short name of a ``NAME:PATH`` system spec (``outputs:/x/y/hifigan_gen`` ->
+    ``hifigan_gen``, ``ckpt:/x/run7/`` -> ``ckpt:run7``); None for other specs."""
+    name, sep, arg = system.partition(":")
+    if not sep or not arg or ("/" not in arg and "\\" not in arg and not arg.startswith(".")):
+        return None
+    folder = Path(arg.rstrip("/\\")).name or arg
+    return folder if name == "outputs" else f"{name}:{folder}"
+
+
+def rename_runs(summaries: list[RunSummary], renames: dict[str, str]) -> None:
+    """Set row labels: each ``OLD`` (a row label as the tables show it, or a run folder's
+    name) becomes ``NEW``. An ``OLD`` that names no run is an error listing the labels."""
+    known = {}
+    for s in summaries:
+        known.setdefault(s.system_label or s.system, []).append(s)
+        known.setdefault(s.run_dir.name, []).append(s)
+    missing = [old for old in renames if old not in known]
+    if missing:
+        labels = sorted({s.system_label or s.system for s in summaries})
+        raise ValueError(f"--rename: no run labelled {', '.join(map(repr, missing))}; labels of "
+                         f"these runs: {', '.join(map(repr, labels))} (a run folder's name works too)")
+    for old, new in renames.items():
+        for s in known[old]:
+            s.system_label = new
 
 
 def _failure_key(rec: dict[str, Any]) -> str:

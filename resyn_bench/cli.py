@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HTML report audio: link to the run files (default) or embed them")
     p.add_argument("--no-plots", dest="plots", action="store_false",
                    help="skip the figures (plots/*.png, *.pdf)")
+    p.add_argument("--rename", action="append", default=[], metavar="OLD=NEW",
+                   help="row label OLD (as the tables show it, or a run folder's name) becomes "
+                        "NEW; repeatable. `run --label` sets a label when the run is made")
 
     p = sub.add_parser("ls", help="list datasets, systems, metrics or pitch presets",
                        epilog="example:\n  resyn-bench ls systems",
@@ -229,10 +232,20 @@ def cmd_summary(args) -> int:
 def cmd_report(args) -> int:
     from resyn_bench.reports.report import write_report
 
+    renames = {}
+    for item in args.rename:
+        old, sep, new = item.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise ValueError(f"--rename expects OLD=NEW, got {item!r}")
+        renames[old.strip()] = new.strip()
     paths = write_report(args.run_dirs, args.out, stat=args.stat, layouts=args.layout,
                          formats=args.format.split(","), ci=args.ci, audio=args.audio,
-                         plots=args.plots)
+                         plots=args.plots, rename=renames)
     _print_paths(paths)
+    import json
+
+    written = json.loads(paths["index"].read_text(encoding="utf-8"))["files"]
+    print(f"{len(written)} files written, listed in {paths['index']}")
     return 0
 
 

@@ -64,3 +64,97 @@ def test_summary_n_counts_trials_for_eer_and_mindcf(golden_runs):
     assert line.rstrip().endswith("96 trials")
     assert "output-vs-speaker trials" in text
     assert s.to_dict()["metrics"]["spk.eer"]["n_unit"] == "trials"
+
+
+# --------------------------------------------------------------------------------------------
+# Report folder hygiene and labels
+# --------------------------------------------------------------------------------------------
+
+def _write(runs, out, **kw):
+    from resyn_bench.reports.report import write_report
+
+    return write_report(runs, out, plots=False, n_boot=0, **kw)
+
+
+def test_report_into_an_older_report_removes_only_the_suites_stale_files(golden_runs, tmp_path,
+                                                                         caplog):
+    from resyn_bench.reports.report import INDEX
+
+    out = tmp_path / "rep"
+    _write(golden_runs, out, formats=["md", "csv"])           # all four layouts
+    index = json.loads((out / INDEX).read_text())
+    assert "table_vc.md" in index["files"] and "summary.json" in index["files"]
+    (out / "notes.txt").write_text("mine")                      # the user's own file
+    # the second report has no VC runs: table_vc.* of the first would be stale
+    resyn = [r for r in golden_runs if "-vc-" not in r.name and "f0_flat" not in r.name]
+    with caplog.at_level("INFO", logger="resyn_bench.reports"):
+        paths = _write(resyn, out, formats=["md"])
+    names = sorted(p.name for p in out.iterdir())
+    assert "table_vc.md" not in names and "table_vc.csv" not in names and "table.csv" not in names
+    assert "table.md" in names and "notes.txt" in names
+    assert "removed" in caplog.text and "table_vc.md" in caplog.text
+    assert set(json.loads((out / INDEX).read_text())["files"]) == {
+        p.relative_to(out).as_posix() for p in out.rglob("*")
+        if p.is_file() and p.name not in (INDEX, "notes.txt")}
+    assert paths["index"] == out / INDEX
+
+
+def test_untracked_leftovers_are_named_not_deleted(golden_runs, tmp_path, caplog):
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "table_codec.tex").write_text("% from a report written before the index existed")
+    with caplog.at_level("WARNING", logger="resyn_bench.reports"):
+        _write(golden_runs[:3], out, formats=["md"])
+    assert (out / "table_codec.tex").exists()
+    assert "table_codec.tex" in caplog.text and "fresh --out" in caplog.text
+    with pytest.raises(ValueError, match="is a file"):
+        _write(golden_runs[:3], out / "table.md", formats=["md"])
+
+
+def test_index_never_removes_outside_the_folder(golden_runs, tmp_path):
+    from resyn_bench.reports.report import INDEX
+
+    out = tmp_path / "rep"
+    out.mkdir()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep")
+    (out / INDEX).write_text(json.dumps({"files": ["../precious.txt", "/etc/hostname"]}))
+    _write(golden_runs[:3], out, formats=["md"])
+    assert victim.read_text() == "keep"
+
+
+def test_default_label_of_outputs_dir_is_the_folder_name():
+    from resyn_bench.reports.collate import system_label
+
+    m = {"config": {"system": "outputs:/data/exp/hifigan_gen/",
+                    "system_options": {"pattern": "{stem}_gen.wav"}}}
+    assert system_label(m) == "hifigan_gen"
+    m["config"]["label"] = "HiFi-GAN (theirs)"
+    assert system_label(m) == "HiFi-GAN (theirs)"                # run --label wins
+    assert system_label({"config": {"system": "ckpt:./runs/v7", "system_options": {}}}) == "ckpt:v7"
+    assert system_label({"config": {"system": "world", "system_options": {"f0_method": "dio"}}}) \
+        == "world (f0_method=dio)"
+
+
+def test_report_rename(golden_runs, tmp_path):
+    out = tmp_path / "rep"
+    _write(golden_runs[:3], out, formats=["md"], rename={"hubert100": "HuBERT-100",
+                                                          golden_runs[2].name: "CPC"})
+    md = (out / "table.md").read_text()
+    assert "HuBERT-100" in md and "| CPC |" in md and "hubert100" not in md
+    with pytest.raises(ValueError, match="no run labelled 'nope'.*'copy'"):
+        _write(golden_runs[:3], out, formats=["md"], rename={"nope": "x"})
+
+
+def test_cli_report_rename_and_listing(golden_runs, tmp_path, capsys):
+    from resyn_bench.cli import main
+
+    out = tmp_path / "cli"
+    rc = main(["report", *map(str, golden_runs[:3]), "--out", str(out), "--format", "md",
+               "--no-plots", "--rename", "copy=Ground truth"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "files written, listed in" in printed
+    assert "Ground truth" in (out / "table.md").read_text()
+    assert main(["report", str(golden_runs[0]), "--out", str(out), "--rename", "copy"]) == 2
+    assert "OLD=NEW" in capsys.readouterr().err
