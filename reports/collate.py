@@ -74,10 +74,29 @@ class RunSummary:
     experiment: str = RESYNTHESIS  # manifest config.experiment (absent: resynthesis)
     bitrate: float | None = None  # bits/s of the discrete streams (see :func:`bitrate_bps`)
     system_label: str = ""        # row label: config.label, else system [options]
+    status: str | None = None     # manifest status: running / interrupted / complete (absent: old)
 
     @property
     def complete(self) -> bool:
         return self.n_records >= self.n_total
+
+    @property
+    def n_done(self) -> int:
+        """Utterances with a final status (ok, partial or failed; not 'incomplete')."""
+        return self.n_ok + self.n_partial + self.n_failed
+
+    @property
+    def unfinished(self) -> str | None:
+        """Why the figures may not cover the run, or None for a finished run: the manifest says
+        it is running (or was stopped without a word: a killed process leaves 'running') or was
+        interrupted, or utterances have no final record."""
+        if self.status in ("running", "interrupted"):
+            how = ("still running, or stopped without finishing" if self.status == "running"
+                   else "interrupted")
+            return f"{how} (manifest status {self.status!r}); {self.n_done}/{self.n_total} done"
+        if self.n_done < self.n_total:
+            return f"{self.n_done}/{self.n_total} utterances done (resume the run to finish it)"
+        return None
 
     def to_dict(self, with_records: bool = False) -> dict[str, Any]:
         d = {"run_dir": str(self.run_dir), "system": self.system, "dataset": self.dataset,
@@ -85,6 +104,7 @@ class RunSummary:
              "bitrate": self.bitrate,
              "n_total": self.n_total, "n_records": self.n_records, "n_ok": self.n_ok,
              "n_partial": self.n_partial, "n_failed": self.n_failed,
+             "status": self.status, "unfinished": self.unfinished,
              "failures": dict(self.failures), "settings": self.settings,
              "metrics": {k: m.to_dict() for k, m in self.metrics.items()}}
         if with_records:
@@ -370,7 +390,8 @@ def summarize_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> Run
                          n_failed=status["failed"], records=records,
                          failures=Counter(_failure_key(r) for r in records if r.get("status") == "failed"),
                          experiment=experiment_label(manifest), system_label=system_label(manifest),
-                         bitrate=bitrate_bps((manifest.get("system") or {}).get("streams")))
+                         bitrate=bitrate_bps((manifest.get("system") or {}).get("streams")),
+                         status=manifest.get("status"))
     for group, info in manifest.get("metrics", {}).items():
         summary.settings[group] = info.get("settings", {})
         specs = [MetricSpec.from_dict(s) for s in info.get("specs", [])]

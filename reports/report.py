@@ -10,6 +10,7 @@ from resyn_bench.reports.collate import RunSummary, rename_runs, summarize_run
 from resyn_bench.reports.layouts import Layout, resolve_layouts
 from resyn_bench.reports.tables import (
     CI_MODES,
+    UNFINISHED_MARK,
     _SigCache,
     build_table,
     format_value,
@@ -56,6 +57,11 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str 
         [summarize_run(r, n_boot=n_boot) for r in run_dirs]
     if rename:
         rename_runs(summaries, rename)
+    for s in summaries:
+        if s.unfinished:
+            log.warning("report: WARNING: run %s (%s) is not finished: %s - its rows (marked %s) "
+                        "cover only the utterances done so far", s.run_dir,
+                        s.system_label or s.system, s.unfinished, UNFINISHED_MARK)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"report --out {out} is a file, not a folder: name a folder")
@@ -189,6 +195,9 @@ def format_summary(s: RunSummary, utterances: bool = False) -> str:
     lines = [f"run      {s.run_dir}", f"system   {s.system}", f"dataset  {s.dataset}",
              f"records  {s.n_records}/{s.n_total} (ok {s.n_ok}, partial {s.n_partial}, "
              f"failed {s.n_failed})" + ("" if s.complete else "  [incomplete: resume the run]")]
+    if s.unfinished:
+        lines.append(f"WARNING  run not finished: {s.unfinished}; the figures below cover only "
+                     "the utterances done so far")
     for group, settings in s.settings.items():
         if "preset" in settings:
             lines.append(f"{group:8s} preset {settings['preset']}")

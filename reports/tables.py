@@ -238,6 +238,24 @@ class Row:
     runs: list[RunSummary]
     cells: list[Cell] = field(default_factory=list)
 
+    @property
+    def unfinished(self) -> list[RunSummary]:
+        """The row's runs whose figures may not cover the whole run (see
+        :attr:`RunSummary.unfinished`); rendered with :data:`UNFINISHED_MARK`."""
+        return [r for r in self.runs if r.unfinished]
+
+
+#: marks a row built from a run that is still going or stopped early
+UNFINISHED_MARK = "†"
+
+
+def row_label(row: Row, fieldname: str, shown: Sequence[str]) -> str:
+    """A row's field as displayed: the last shown field of an unfinished row carries the mark."""
+    text = row.fields[fieldname]
+    if row.unfinished and shown and fieldname == shown[-1]:
+        text += " " + UNFINISHED_MARK
+    return text
+
 
 @dataclass
 class Table:
@@ -570,6 +588,11 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
                   f"{'' if s.experiment == 'resynthesis' else ' (' + s.experiment + ')'}: "
                   f"{s.n_ok + s.n_partial}/{s.n_total} scored" for s in summaries)
     parts += [_settings_note(summaries), f"Utterances: {n}."]
+    late = [s for s in summaries if s.unfinished]
+    if late:
+        parts.append(f"{UNFINISHED_MARK} NOT FINISHED: " + "; ".join(
+            f"{s.system_label or s.system} ({s.run_dir.name}): {s.unfinished}" for s in late)
+            + " - these rows cover only the utterances done so far.")
     return " ".join(p for p in parts if p)
 
 
@@ -599,7 +622,7 @@ def render_markdown(table: Table, ci: str | bool = "pm") -> str:
     lines = ["| " + " | ".join(head) + " |",
              "|" + "|".join([":--"] * len(table.shown_fields) + ["--:"] * len(table.columns)) + "|"]
     for row in table.rows:
-        out = [markdown_escape(row.fields[f]) for f in table.shown_fields]
+        out = [markdown_escape(row_label(row, f, table.shown_fields)) for f in table.shown_fields]
         for tc, cell in zip(table.columns, row.cells):
             if cell.value is None:
                 out.append(markdown_escape(cell.text) if tc.spec is None else "–")
@@ -696,7 +719,9 @@ def render_latex(table: Table, ci: str | bool = "pm", label: str | None = None) 
         cells = []
         for f in table.shown_fields:
             show = new_group or f != table.layout.group_by
-            cells.append(latex_escape(row.fields[f]) if show else "")
+            text = latex_escape(row_label(row, f, table.shown_fields)).replace(
+                UNFINISHED_MARK, r"$^\dagger$")
+            cells.append(text if show else "")
         for tc, cell in zip(table.columns, row.cells):
             cells.append(_latex_cell(tc, cell, ci))
         out.append("    " + " & ".join(cells) + r" \\")
@@ -741,6 +766,9 @@ def render_csv(table: Table) -> str:
             continue
         head += [tc.column.id, f"{tc.column.id}.ci_low", f"{tc.column.id}.ci_high",
                  f"{tc.column.id}.p", f"{tc.column.id}.best", f"{tc.column.id}.significant"]
+    unfinished = any(r.unfinished for r in table.rows)
+    if unfinished:               # only then: finished reports keep their columns
+        head.append("unfinished")
     w.writerow(head)
 
     def num(spec: MetricSpec, v: float | None) -> str:
@@ -757,6 +785,8 @@ def render_csv(table: Table) -> str:
             line += [num(tc.spec, cell.value), num(tc.spec, cell.low), num(tc.spec, cell.high),
                      "" if cell.p_value is None else repr(round(float(cell.p_value), 10)),
                      str(int(cell.bold)), str(int(cell.mark))]
+        if unfinished:
+            line.append("; ".join(f"{r.run_dir.name}: {r.unfinished}" for r in row.unfinished))
         w.writerow(line)
     return buf.getvalue()
 
