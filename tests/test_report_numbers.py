@@ -158,3 +158,143 @@ def test_cli_report_rename_and_listing(golden_runs, tmp_path, capsys):
     assert "Ground truth" in (out / "table.md").read_text()
     assert main(["report", str(golden_runs[0]), "--out", str(out), "--rename", "copy"]) == 2
     assert "OLD=NEW" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# Unfinished runs
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def unfinished_run(golden_runs, tmp_path_factory):
+    """hubert100 on vctk as if stopped early: manifest status 'running', 24 of 40 utterances."""
+    import shutil
+
+    run = tmp_path_factory.mktemp("late") / "vctk-hubert100-late"
+    shutil.copytree(golden_runs[1], run)
+    m = json.loads((run / "manifest.json").read_text())
+    m["status"], m["dataset"]["n_utterances"] = "running", 40
+    (run / "manifest.json").write_text(json.dumps(m))
+    return run
+
+
+def test_unfinished_run_is_flagged_everywhere(golden_runs, unfinished_run, tmp_path, caplog):
+    from resyn_bench.reports.report import write_report
+
+    s = summarize_run(unfinished_run, n_boot=0)
+    assert s.status == "running" and "24/40" in s.unfinished and "still running" in s.unfinished
+    done = summarize_run(golden_runs[0], n_boot=0)
+    assert done.unfinished is None
+    assert "WARNING  run not finished" in format_summary(s)
+    out = tmp_path / "rep"
+    with caplog.at_level("WARNING", logger="resyn_bench.reports"):
+        write_report([golden_runs[0], unfinished_run], out, plots=False, n_boot=0,
+                     formats=["md", "tex", "csv", "html"], layouts=["paper"])
+    assert "is not finished" in caplog.text and "24/40" in caplog.text
+    md = (out / "table.md").read_text()
+    assert "| hubert100 † |" in md and "| copy |" in md
+    assert "† NOT FINISHED: hubert100 (vctk-hubert100-late)" in md
+    tex = (out / "table.tex").read_text()
+    assert r"hubert100 $^\dagger$" in tex
+    rows = (out / "table.csv").read_text().splitlines()
+    assert rows[0].endswith(",unfinished") and "24/40" in rows[2] and rows[1].endswith(",")
+    page = (out / "report.html").read_text()
+    assert 'class="warning"' in page and "Not finished" in page and "hubert100 †" in page
+    assert json.loads((out / "summary.json").read_text())["runs"][1]["status"] == "running"
+    # a finished report has none of it
+    write_report(golden_runs[:3], tmp_path / "ok", plots=False, n_boot=0, formats=["md", "csv"],
+                 layouts=["paper"])
+    assert "†" not in (tmp_path / "ok" / "table.md").read_text()
+    assert "unfinished" not in (tmp_path / "ok" / "table.csv").read_text()
+
+
+# --------------------------------------------------------------------------------------------
+# Static HTML tables
+# --------------------------------------------------------------------------------------------
+
+def _html_table(page: str, table_id: str) -> list[list[str]]:
+    """Rows (header first) of one table, by parsing the HTML as a script-less viewer would."""
+    from html.parser import HTMLParser
+
+    class P(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.depth, self.rows, self.cell = 0, [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table" and dict(attrs).get("id") == table_id:
+                self.depth = 1
+            elif self.depth and tag == "tr":
+                self.rows.append([])
+            elif self.depth and tag in ("td", "th"):
+                self.cell = []
+
+        def handle_endtag(self, tag):
+            if self.depth and tag in ("td", "th") and self.cell is not None:
+                self.rows[-1].append("".join(self.cell).strip())
+                self.cell = None
+            elif self.depth and tag == "table":
+                self.depth = 0
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell.append(data)
+
+    p = P()
+    p.feed(page)
+    return p.rows
+
+
+def test_html_summary_reads_without_javascript(golden_runs, tmp_path):
+    from resyn_bench.reports.html import write_html
+
+    summaries = [summarize_run(r) for r in golden_runs[:3]]
+    page = write_html(summaries, tmp_path / "r.html").read_text()
+    assert "needs JavaScript to render" not in page
+    rows = _html_table(page, "summary-table")
+    head, body = rows[0], rows[1:]
+    assert head[:2] == ["Dataset", "System"] and head[-1] == "N" and "Spk EER (%) ↓" in head
+    assert [r[1] for r in body] == ["copy", "hubert100", "cpc_#50%"]
+    eer = head.index("Spk EER (%) ↓")
+    assert body[0][eer] == "4.17 [0.00, 11.11]"                 # same as the Markdown table
+    wer = head.index("WER (%) ↓")
+    md = render_markdown(build_table(summaries, "paper"))
+    for r in body:
+        assert r[-1] == "24/24"
+        assert r[wer].rstrip("*").split(" ± ")[0] in md        # the numbers of the tables
+    # the failures list and the caption are static too
+    assert 'id="stat-note" class="muted small">Values are' in page
+
+
+def test_html_tables_in_a_browser_with_and_without_javascript(golden_runs, tmp_path):
+    """Headless Chromium: with scripts disabled the summary table is there as written; with
+    scripts the same table is rebuilt sortable (and the drill-down appears)."""
+    from resyn_bench.reports.browser import Browser, find_chromium
+    from resyn_bench.reports.html import write_html
+
+    if find_chromium() is None:
+        pytest.skip("no Chromium binary found: the browser check of the static tables did not run")
+    page_file = write_html([summarize_run(r, n_boot=100) for r in golden_runs[:3]],
+                           tmp_path / "r.html", sig={})
+    cells = ("Array.from(document.querySelectorAll('#summary-table tbody tr'))"
+             ".map(r => Array.from(r.cells).map(c => c.textContent))")
+    with Browser() as browser:
+        off = browser.open("about:blank", 1000, 700)
+        off.send("Emulation.setScriptExecutionDisabled", {"value": True})
+        off.navigate(page_file.as_uri())
+        static = off.evaluate(cells)
+        assert off.evaluate("document.body.getAttribute('data-ready')") is None   # no script ran
+        assert [r[1] for r in static] == ["copy", "hubert100", "cpc_#50%"]
+        assert all(r[-1] == "24/24" for r in static)
+        assert off.evaluate("document.querySelectorAll('#summary-table th.sortable').length") == 0
+        text = off.evaluate("document.body.innerText")
+        assert "Values are" in text and "hubert100" in text
+        eer_static = [c for c in static[0] if c.startswith("4.17")]
+        assert len(eer_static) == 1 and eer_static[0].startswith("4.17 [0.00, ")
+        on = browser.open(page_file, 1000, 700)
+        on.wait_for("document.body.getAttribute('data-ready') === '1'")
+        assert on.evaluate("document.querySelectorAll('#summary-table th.sortable').length") > 5
+        live = on.evaluate(cells)
+        assert [r[1] for r in live] == ["copy", "hubert100", "cpc_#50%"]
+        eer_live = [c for c in live[0] if c.startswith("4.17")]
+        assert eer_live == eer_static                             # the script keeps the bounds
+        assert on.problems() == []
