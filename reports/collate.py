@@ -75,6 +75,8 @@ class RunSummary:
     bitrate: float | None = None  # bits/s of the discrete streams (see :func:`bitrate_bps`)
     system_label: str = ""        # row label: config.label, else system [options]
     status: str | None = None     # manifest status: running / interrupted / complete (absent: old)
+    dataset_name: str = ""        # the dataset label without the split (Table 2 groups by it)
+    split: str | None = None      # the split file's name (stem), when the run used --split
 
     @property
     def complete(self) -> bool:
@@ -277,10 +279,12 @@ def dataset_key(manifest: dict[str, Any]) -> tuple:
             cfg.get("split"), cfg.get("limit"))
 
 
-def dataset_label(manifest: dict[str, Any]) -> str:
+def dataset_label(manifest: dict[str, Any], with_split: bool = True) -> str:
     """A table label for the data: the dataset name, or for a generic manifest the corpus
-    folder's name; a split file's name is appended."""
+    folder's name; a split file's name is appended (unless ``with_split=False``)."""
     name, root, split, _ = dataset_key(manifest)
+    if not with_split:
+        split = None
     label = str(name)
     if name == "manifest" and root:
         path = Path(root)
@@ -391,7 +395,10 @@ def summarize_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> Run
                          failures=Counter(_failure_key(r) for r in records if r.get("status") == "failed"),
                          experiment=experiment_label(manifest), system_label=system_label(manifest),
                          bitrate=bitrate_bps((manifest.get("system") or {}).get("streams")),
-                         status=manifest.get("status"))
+                         status=manifest.get("status"),
+                         dataset_name=dataset_label(manifest, with_split=False),
+                         split=Path(str(dataset_key(manifest)[2])).stem
+                         if dataset_key(manifest)[2] else None)
     for group, info in manifest.get("metrics", {}).items():
         summary.settings[group] = info.get("settings", {})
         specs = [MetricSpec.from_dict(s) for s in info.get("specs", [])]

@@ -24,7 +24,7 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -37,7 +37,8 @@ CI_MODES = ("pm", "siunitx", "none")
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                   "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-                  "–": "--", "—": "---", "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$"}
+                  "–": "--", "—": "---", "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$",
+                  "Δ": r"$\Delta$", "†": r"$^\dagger$"}
 
 
 def latex_escape(text: str) -> str:
@@ -69,12 +70,19 @@ def format_value(spec: MetricSpec, value: float | None) -> str:
 STATS = ("auto", "mean", "pooled")
 
 
+#: suffix of the spec key of a difference column (``Column.delta_from``)
+DELTA = "#delta"
+
+
 def value_range(spec: MetricSpec | None) -> tuple[float | None, float | None]:
     """The values a metric can take, as far as the table needs to know: rates (percent
     metrics) lie in [0, 1]; errors and distortions (lower is better: WER, EER, minDCF, MCD,
-    F0 errors) are never negative. None: no bound known."""
+    F0 errors) are never negative; a difference of two rates lies in [-1, 1]. None: no bound
+    known."""
     if spec is None:
         return None, None
+    if spec.key.endswith(DELTA):
+        return (-1.0, 1.0) if spec.percent else (None, None)
     if spec.percent:
         return 0.0, 1.0
     if not spec.higher_is_better:
@@ -377,7 +385,8 @@ def build_table(summaries: Sequence[RunSummary], layout: Layout | str = "paper",
     for s, label in zip(summaries, labels):
         if not layout.takes_experiment(s.experiment):
             continue
-        values = {"dataset": s.dataset, "experiment": s.experiment, "system": label}
+        dataset = (s.dataset_name or s.dataset) if layout.group_splits else s.dataset
+        values = {"dataset": dataset, "experiment": s.experiment, "system": label}
         key = tuple(values[f] for f in layout.rows)
         row = rows.get(key)
         if row is None:
@@ -399,7 +408,10 @@ def build_table(summaries: Sequence[RunSummary], layout: Layout | str = "paper",
                 continue
             spec = MetricSpec(col.key, col.key, higher_is_better=False)
         hib = spec.higher_is_better if col.higher_is_better is None else col.higher_is_better
-        columns.append(TableColumn(col, spec, col.label or spec.label, _unit(spec), hib))
+        label = col.label or spec.label
+        if col.delta_from:
+            spec = replace(spec, key=spec.key + DELTA, label=label)
+        columns.append(TableColumn(col, spec, label, _unit(spec), hib))
 
     for row in row_list:
         for tc in columns:
@@ -413,12 +425,13 @@ def build_table(summaries: Sequence[RunSummary], layout: Layout | str = "paper",
         for r in row_list:
             r.cells = [r.cells[j] for j in keep]
     if layout.drop_empty_rows:
-        metric_cols = [j for j, tc in enumerate(columns) if tc.spec is not None]
+        metric_cols = [j for j, tc in enumerate(columns)
+                       if tc.spec is not None and not tc.column.supporting]
         row_list = [r for r in row_list if any(r.cells[j].value is not None for j in metric_cols)]
     if layout.drop_reference_only_groups:
         real = {r.group for r in row_list if not r.reference}
         row_list = [r for r in row_list if r.group in real]
-    _fill_counts(row_list, columns)
+    _fill_counts(row_list, columns, show_split=layout.group_splits)
     row_list = _order_rows(row_list, layout, columns)
     if layout.bold_best:
         _mark_best(row_list, columns, layout)
@@ -435,6 +448,8 @@ def _cell(row: Row, tc: TableColumn, stat: str, cache: _SigCache, marks: bool, a
     run = _pick_run(row, col, col.key)
     if run is None:
         return Cell()
+    if col.delta_from:
+        return _delta_cell(row, col, run, stat, alpha, significant)
     if col.key == "n":
         return Cell(value=None, text=f"{run.n_ok + run.n_partial}/{run.n_total}", run=run)
     if col.key == "bitrate":
@@ -459,16 +474,45 @@ def _cell(row: Row, tc: TableColumn, stat: str, cache: _SigCache, marks: bool, a
     return cell
 
 
-def _fill_counts(rows: list[Row], columns: list[TableColumn]) -> None:
+def _delta_cell(row: Row, col: Column, run: RunSummary, stat: str, alpha: float,
+                significant) -> Cell:
+    """``col.key`` of ``run`` minus the same metric of the row's ``col.delta_from`` run, paired
+    over the utterances both scored (a paired bootstrap gives the CI and p-value)."""
+    from resyn_bench.reports.uncertainty import compare
+
+    base = next((r for r in row.runs if fnmatchcase(r.experiment, col.delta_from)
+                 and r.metrics.get(col.key) is not None), None)
+    m = run.metrics.get(col.key)
+    group = col.key.split(".", 1)[0]
+    obj = run.groups.get(group)
+    if base is None or m is None or obj is None or group not in base.entries \
+            or group not in run.entries:
+        return Cell(run=run)
+    use = resolve_stat(m.spec, col.stat if col.stat != "auto" else stat)
+    use = "pooled" if (use == "pooled" or m.mean is None) else "mean"
+    res = compare(obj, base.entries[group], run.entries[group], col.key, stat=use)
+    if res.delta is None or not res.n_common:
+        return Cell(run=run)
+    cell = Cell(value=res.delta, text=format_value(m.spec, res.delta), run=run,
+                p_value=res.p_value, mark=bool(significant(res, alpha)))
+    if col.ci and res.low is not None and res.high is not None:
+        cell.low, cell.high = res.low, res.high
+    return cell
+
+
+def _fill_counts(rows: list[Row], columns: list[TableColumn], show_split: bool = False) -> None:
     """The count column of a row: utterances scored / in the dataset of the runs its cells come
-    from (several runs with different counts: all, comma-separated)."""
+    from (several runs with different counts: all, comma-separated); with ``show_split`` each
+    count names the split its run used."""
     for j, tc in enumerate(columns):
         if tc.column.key != "n":
             continue
         for r in rows:
             used = [c.run for k, c in enumerate(r.cells) if c.run is not None and c.value is not None
                     and columns[k].spec is not None] or r.runs[:1]
-            texts = list(dict.fromkeys(f"{u.n_ok + u.n_partial}/{u.n_total}" for u in used))
+            texts = list(dict.fromkeys(
+                f"{u.n_ok + u.n_partial}/{u.n_total}"
+                + (f" ({u.split})" if show_split and u.split else "") for u in used))
             r.cells[j].text = ", ".join(texts)
 
 
@@ -719,8 +763,7 @@ def render_latex(table: Table, ci: str | bool = "pm", label: str | None = None) 
         cells = []
         for f in table.shown_fields:
             show = new_group or f != table.layout.group_by
-            text = latex_escape(row_label(row, f, table.shown_fields)).replace(
-                UNFINISHED_MARK, r"$^\dagger$")
+            text = latex_escape(row_label(row, f, table.shown_fields))
             cells.append(text if show else "")
         for tc, cell in zip(table.columns, row.cells):
             cells.append(_latex_cell(tc, cell, ci))

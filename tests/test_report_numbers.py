@@ -298,3 +298,75 @@ def test_html_tables_in_a_browser_with_and_without_javascript(golden_runs, tmp_p
         eer_live = [c for c in live[0] if c.startswith("4.17")]
         assert eer_live == eer_static                             # the script keeps the bounds
         assert on.problems() == []
+
+
+# --------------------------------------------------------------------------------------------
+# Table 2: resynthesis baselines next to flat-F0 figures; runs on a split
+# --------------------------------------------------------------------------------------------
+
+def _col(table, col_id):
+    return next(j for j, c in enumerate(table.columns) if c.column.id == col_id)
+
+
+def test_table2_shows_each_systems_resynthesis_vde_ffe_and_the_difference(golden_runs):
+    summaries = [summarize_run(r) for r in golden_runs]
+    table = build_table(summaries, "vc")
+    assert [r.fields["dataset"] for r in table.rows] == ["vctk_&_x"] * 3   # lj: no VC/F0 runs
+    rows = {r.fields["system"]: r for r in table.rows}
+    by = {s.run_dir.name: s for s in summaries}
+    for metric in ("vde", "ffe"):
+        base = _col(table, f"resynthesis:f0.{metric}")
+        flat = _col(table, f"f0_flat:f0.{metric}")
+        delta = _col(table, f"f0_flat:f0.{metric}-resynthesis")
+        assert base < flat < delta
+        # ground truth: its resynthesis figure (the analysis floor); it has no flat-F0 run
+        gt = rows["copy"].cells
+        assert gt[base].value == pytest.approx(by["vctk-copy"].metrics[f"f0.{metric}"].mean)
+        assert gt[flat].value is None and gt[delta].value is None
+        for system, short in (("hubert100", "hubert100"), ("cpc_#50%", "cpc_50")):
+            c = rows[system].cells
+            resyn = by[f"vctk-{short}"].metrics[f"f0.{metric}"].mean
+            flat_v = by[f"vctk-f0_flat-{short}"].metrics[f"f0.{metric}"].mean
+            assert c[base].value == pytest.approx(resyn)
+            assert c[flat].value == pytest.approx(flat_v)
+            assert c[delta].value == pytest.approx(flat_v - resyn)     # same 24 utterances
+            assert c[delta].low < c[delta].value < c[delta].high
+            assert not c[base].bold                                    # a baseline, not ranked
+    md = render_markdown(table)
+    assert "VDE (resyn.)" in md and "ΔFFE" in md and "Δ = flat - resynthesis" in md
+
+
+def _with_split(run: Path, dest: Path, split: str) -> Path:
+    import shutil
+
+    shutil.copytree(run, dest)
+    m = json.loads((dest / "manifest.json").read_text())
+    m["config"]["split"] = split
+    (dest / "manifest.json").write_text(json.dumps(m))
+    return dest
+
+
+def test_table2_groups_split_runs_with_their_dataset(golden_runs, tmp_path):
+    """VC and flat-F0 runs on a split keep the full set's ground-truth and resynthesis rows."""
+    from dataclasses import replace
+
+    from resyn_bench.reports.layouts import VC
+
+    resyn = [r for r in golden_runs if r.name in ("vctk-copy", "vctk-hubert100", "vctk-cpc_50")]
+    split = [_with_split(r, tmp_path / r.name, "/data/splits/test.txt") for r in golden_runs
+             if "-vc-" in r.name or "f0_flat" in r.name]
+    summaries = [summarize_run(r, n_boot=0) for r in resyn + split]
+    assert summaries[-1].dataset == "vctk_&_x (test)" and summaries[-1].split == "test"
+    assert summaries[-1].dataset_name == "vctk_&_x" and summaries[0].split is None
+    table = build_table(summaries, "vc")
+    assert [(r.fields["dataset"], r.fields["system"]) for r in table.rows] == [
+        ("vctk_&_x", "copy"), ("vctk_&_x", "hubert100"), ("vctk_&_x", "cpc_#50%")]
+    hub = table.rows[1]
+    assert hub.cells[_col(table, "vc:asr.wer")].value is not None
+    assert hub.cells[_col(table, "f0_flat:f0.vde-resynthesis")].value is not None
+    assert hub.cells[-1].text == "24/24 (test), 24/24"                 # the split is shown
+    assert table.rows[0].cells[-1].text == "24/24"
+    # without the grouping (the old behaviour) the split rows lose their ground truth
+    old = build_table(summaries, replace(VC, group_splits=False))
+    assert ("vctk_&_x (test)", "copy") not in [(r.fields["dataset"], r.fields["system"])
+                                               for r in old.rows]
