@@ -329,6 +329,7 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
         summ = {}
         for key, m in s.metrics.items():
             summ[key] = {"mean": _num(m.mean), "std": _num(m.std), "pooled": _num(m.pooled), "n": m.n,
+                         "n_unit": getattr(m, "n_unit", "utterances"),
                          "ci_mean": _ci(m.ci_mean), "ci_pooled": _ci(m.ci_pooled),
                          "sig": sigs.get((i, key))}
         systems.append({"system": s.system, "dataset": s.dataset, "label": labels[i],

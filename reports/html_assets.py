@@ -139,7 +139,7 @@ SCRIPT = r"""
     if (v === null || v === undefined) return { text: DASH, value: null, title: "undefined" };
     let text = fmt(m, v);
     const ci = s["ci_" + st];
-    let title = (st === "pooled" ? "corpus-level (pooled)" : "utterance mean") + ", n = " + s.n;
+    let title = (st === "pooled" ? "corpus-level (pooled)" : "utterance mean") + ", n = " + s.n + (s.n_unit === "trials" ? " trials" : "");
     if (ci && ci[0] !== null && ci[1] !== null) {
       // the symmetric form only where it stays in the metric's range (rates 0-100 %, errors >= 0)
       const half = (ci[1] - ci[0]) / 2, lo = (m.percent || !m.higher) ? 0 : null, hi = m.percent ? 1 : null;
