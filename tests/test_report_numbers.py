@@ -60,7 +60,7 @@ def test_summary_n_counts_trials_for_eer_and_mindcf(golden_runs):
     assert eer.n == dcf.n == 24 * 4 and eer.n_unit == dcf.n_unit == "trials"   # 24 target + 72
     assert acc.n == 24 and acc.n_unit == "utterances"
     text = format_summary(s)
-    line = next(l for l in text.splitlines() if l.startswith("Spk EER"))
+    line = next(t for t in text.splitlines() if t.startswith("Spk EER"))
     assert line.rstrip().endswith("96 trials")
     assert "output-vs-speaker trials" in text
     assert s.to_dict()["metrics"]["spk.eer"]["n_unit"] == "trials"
