@@ -490,8 +490,40 @@ def _static_tables(data: dict[str, Any]) -> dict[str, str]:
             fails.append(f"<li>{e(s['label'])}: {e(str(reason))} × {int(n)}</li>")
     failures = ("<ul>" + "".join(fails) + "</ul>") if fails else \
         '<p class="muted">No failed utterances.</p>'
-    return {"summary": summary, "failures": failures,
-            "note": e(data["captions"].get(data["stat"], ""))}
+    # the first page of the per-utterance table, in the order the script lists it
+    metrics = data["metrics"]
+    head = ["Utterance", "Speaker", "System", "Status"] + [
+        f"{m['label']}{(' (' + ('%' if m['percent'] else m['unit']) + ')') if (m['percent'] or m['unit']) else ''}"
+        for m in metrics] + ["Text"]
+    drill_rows, total = [], 0
+    for u in data["utts"]:
+        for si, entry in enumerate(u["s"]):
+            if entry is None:
+                continue
+            total += 1
+            if len(drill_rows) >= data["page_size"]:
+                continue
+            vals = entry.get("v") or [None] * len(metrics)
+            text = u.get("text") or ""
+            drill_rows.append([u["id"], u.get("spk") or "", data["systems"][si]["label"],
+                               entry.get("st", "?")]
+                              + ["–" if v is None else _static_value(m, v)
+                                 for m, v in zip(metrics, vals)]
+                              + [text if len(text) <= 80 else text[:79] + "…"])
+    drill = ("<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead><tbody>"
+             + "".join("<tr>" + "".join(
+                 ('<td class="num">' if 4 <= j < 4 + len(metrics) else "<td>") + e(str(c)) + "</td>"
+                 for j, c in enumerate(r)) + "</tr>" for r in drill_rows) + "</tbody>")
+    drill_note = (f"rows 1–{len(drill_rows)} of {total}" if drill_rows else "no rows") + \
+        ("; the rest in records.jsonl of each run" if total > len(drill_rows) else "")
+    cards = []
+    for si, mf in enumerate(data.get("manifests") or []):
+        rows = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>"
+                       for k, v in mf.get("facts", []))
+        cards.append(f'<div class="card"><h3>{e(data["systems"][si]["label"])}</h3>'
+                     f'<table class="kv"><tbody>{rows}</tbody></table></div>')
+    return {"summary": summary, "failures": failures, "drill": drill, "drill_note": e(drill_note),
+            "manifest": "".join(cards), "note": e(data["captions"].get(data["stat"], ""))}
 
 
 def _unfinished_banner(data: dict[str, Any]) -> str:
@@ -545,17 +577,17 @@ switch, the charts and the per-utterance drill-down need it.</p></noscript>
 <div class="controls">
 <input type="search" id="drill-search" placeholder="filter: id, speaker, text, recognised words">
 <select id="drill-system"></select><select id="drill-status"></select>
-<button type="button" id="drill-prev">&larr; previous</button><span id="drill-pos"></span><button type="button" id="drill-next">next &rarr;</button>
+<button type="button" id="drill-prev">&larr; previous</button><span id="drill-pos">{static["drill_note"]}</span><button type="button" id="drill-next">next &rarr;</button>
 <span class="muted small">click a row for audio, transcripts and F0 contours</span>
 </div>
 <section id="detail" hidden></section>
-<div class="scroll"><table id="drill"></table></div>
+<div class="scroll"><table id="drill">{static["drill"]}</table></div>
 <h2 id="failures-h">Failed and partial utterances</h2>
 <div id="failures">{static["failures"]}</div>
 </main>
 <footer>
 <h2 id="manifest-h">Run manifests</h2>
-<div id="manifest"></div>
+<div id="manifest">{static["manifest"]}</div>
 </footer>
 <script type="application/json" id="report-data">{_json_for_script(data)}</script>
 {audio_table.payloads()}

@@ -324,7 +324,7 @@ SCRIPT = r"""
     renderDrill();
   }
   function renderDrillHead() {
-    const table = $("drill");
+    const table = clear($("drill"));   // replaces the static first page
     const tr = el("tr", null, COLS.map((c, ci) => el("th", { class: "sortable" + (c.num ? " num" : ""),
       "data-col": c.id, on: { click: (ev) => {
         const th = ev.currentTarget;

@@ -261,8 +261,14 @@ def test_html_summary_reads_without_javascript(golden_runs, tmp_path):
     for r in body:
         assert r[-1] == "24/24"
         assert r[wer].rstrip("*").split(" ± ")[0] in md        # the numbers of the tables
-    # the failures list and the caption are static too
+    # the caption, the first page of the per-utterance table and the manifests are static too
     assert 'id="stat-note" class="muted small">Values are' in page
+    drill = _html_table(page, "drill")
+    assert drill[0][:4] == ["Utterance", "Speaker", "System", "Status"] and len(drill) == 51
+    assert drill[1][:4] == ["p225_&_x_000", "p225_&_x", "copy", "ok"]      # escaped, as text
+    assert drill[2][2] == "hubert100" and drill[1][-1] == ""
+    assert "rows 1–50 of 72; the rest in records.jsonl" in page
+    assert 'class="kv"' in page.split('id="manifest"')[1]
 
 
 def test_html_tables_in_a_browser_with_and_without_javascript(golden_runs, tmp_path):
@@ -286,6 +292,8 @@ def test_html_tables_in_a_browser_with_and_without_javascript(golden_runs, tmp_p
         assert [r[1] for r in static] == ["copy", "hubert100", "cpc_#50%"]
         assert all(r[-1] == "24/24" for r in static)
         assert off.evaluate("document.querySelectorAll('#summary-table th.sortable').length") == 0
+        assert off.evaluate("document.querySelectorAll('#drill tbody tr').length") == 50
+        assert off.evaluate("document.querySelectorAll('#manifest table.kv').length") == 3
         text = off.evaluate("document.body.innerText")
         assert "Values are" in text and "hubert100" in text
         eer_static = [c for c in static[0] if c.startswith("4.17")]
@@ -297,6 +305,8 @@ def test_html_tables_in_a_browser_with_and_without_javascript(golden_runs, tmp_p
         assert [r[1] for r in live] == ["copy", "hubert100", "cpc_#50%"]
         eer_live = [c for c in live[0] if c.startswith("4.17")]
         assert eer_live == eer_static                             # the script keeps the bounds
+        assert on.evaluate("document.querySelectorAll('#drill thead').length") == 1  # replaced
+        assert on.evaluate("document.querySelectorAll('#drill tbody tr').length") == 50
         assert on.problems() == []
 
 
