@@ -74,10 +74,12 @@ below the peak, and a 24-term cosine series spreads that cliff over every coeffi
 7 kHz is the top of the wideband speech band (ITU-T G.722, and the band PESQ-WB / P.862.2
 measures); 7-8 kHz at a 16 kHz rate is the transition band of resamplers (soxr HQ passes
 ~91 % of Nyquist). With the band, those copies score 0.00 dB (all 40 below 0.015) and WORLD
-3.44 dB; noise, spectral tilt and a 4 kHz low-pass score about as on the full band (4
-utterances: 5.3 / 3.1 / 28.6 dB against 5.5 / 3.2 / 31.4). SPTK's UELS estimator on
-periodograms (ESPnet's ``evaluate_mcd.py``) de-emphasises the empty band but still scores the
-low-pass at 2.6 dB against WORLD's 3.0 (same 4 utterances), so the band is what fixes it.
+3.44 dB; white noise at -30 dB, a spectral tilt (1 - 0.5 z^-1) and a 4 kHz low-pass score
+about as on the full band (4 utterances: 5.19 / 3.05 / 27.8 dB against 5.49 / 3.22 / 31.4);
+a 7 kHz low-pass, which removes only what lies outside the band, 0.11 dB (full band 13.8).
+SPTK's UELS estimator on periodograms (ESPnet's ``evaluate_mcd.py``; an own prototype, not
+shipped) de-emphasises the empty band but still scored the 7.6 kHz low-pass at 2.6 dB against
+WORLD's 3.0 on 4 utterances, so the band is what fixes it.
 Computed by :func:`band_mel_cepstrum`: the warped axis (alpha 0.42 at 16 kHz) below the band
 edge is stretched onto [0, pi] and the log amplitude there expanded in cosines, so
 
