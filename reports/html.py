@@ -333,6 +333,7 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
                          "ci_mean": _ci(m.ci_mean), "ci_pooled": _ci(m.ci_pooled),
                          "sig": sigs.get((i, key))}
         systems.append({"system": s.system, "dataset": s.dataset, "label": labels[i],
+                        "row_label": getattr(s, "system_label", "") or s.system,
                         "run_dir": str(s.run_dir), "n_total": s.n_total, "n_records": s.n_records,
                         "n_ok": s.n_ok, "n_partial": s.n_partial, "n_failed": s.n_failed,
                         "failures": dict(s.failures), "summary": summ, "worst": {},
@@ -445,7 +446,8 @@ def static_summary_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]
     head += (["Bitrate (bps)"] if has_bitrate else []) + ["N"]
     rows = []
     for s in data["systems"]:
-        row = [s["dataset"], s["label"] + (f" {UNFINISHED_MARK}" if s.get("unfinished") else "")]
+        row = [s["dataset"], s.get("row_label", s["label"])
+               + (f" {UNFINISHED_MARK}" if s.get("unfinished") else "")]
         for m in metrics:
             x = s["summary"].get(m["key"])
             st = "pooled" if x is None or m["table_stat"] == "pooled" or x.get("mean") is None \

@@ -167,8 +167,8 @@ SCRIPT = r"""
     SYSTEMS.forEach((s, si) => {
       const tr = el("tr", { "data-row": si },
         el("td", { "data-v": s.dataset }, s.dataset),
-        el("td", { "data-v": s.system, title: s.unfinished ? "not finished: " + s.unfinished : null },
-          el("a", { href: "#sys-" + si }, s.system), s.unfinished ? " \u2020" : null));
+        el("td", { "data-v": s.row_label, title: s.unfinished ? "not finished: " + s.unfinished : null },
+          el("a", { href: "#sys-" + si }, s.row_label), s.unfinished ? " \u2020" : null));
       for (const m of METRICS) {
         const c = summaryCell(si, m);
         tr.appendChild(el("td", { class: "num", title: c.title, "data-v": c.value === null ? "" : c.value }, c.text));

@@ -142,6 +142,10 @@ def test_report_rename(golden_runs, tmp_path):
                                                           golden_runs[2].name: "CPC"})
     md = (out / "table.md").read_text()
     assert "HuBERT-100" in md and "| CPC |" in md and "hubert100" not in md
+    page = _write(golden_runs[:3], tmp_path / "html", formats=["html"],
+                  rename={"hubert100": "HuBERT-100"})["html"].read_text()
+    assert [r[1] for r in _html_table(page, "summary-table")[1:]] == ["copy", "HuBERT-100",
+                                                                      "cpc_#50%"]
     with pytest.raises(ValueError, match="no run labelled 'nope'.*'copy'"):
         _write(golden_runs[:3], out, formats=["md"], rename={"nope": "x"})
 
