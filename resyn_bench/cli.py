@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", dest="use_cache", action="store_false",
                    help="do not read or write the reference-analysis cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from resyn_bench.cli_score import add_max_failed_argument
+
+    add_max_failed_argument(p)
 
     p = sub.add_parser("summary", help="print a run's aggregate table",
                        epilog="example:\n  resyn-bench summary runs/demo-world --json",
@@ -149,6 +152,8 @@ MODEL_COMMANDS = {
                                 "train the F0 quantizer (VQ-VAE on speaker-normalised F0)"),
     ("train", "kmeans"): ("resyn_bench.cli_units", "configure_train_kmeans_parser",
                           "run_train_kmeans", "train a k-means unit quantizer on encoder features"),
+    ("score", None): ("resyn_bench.cli_score", "configure_score_parser", "run_score",
+                      "add metric groups to a finished run (scores only what it lacks)"),
     ("f0-stats", None): ("resyn_bench.cli_data", "configure_f0_stats_parser", "run_f0_stats",
                          "per-speaker F0 mean/std (for F0 normalisation) of a dataset"),
     ("fetch", None): ("resyn_bench.cli_units", "configure_fetch_parser", "run_fetch",
@@ -189,13 +194,11 @@ def cmd_run(args) -> int:
         if not args.system.startswith("outputs:"):
             raise SystemExit("error: --outputs-pattern applies only to outputs:DIR systems")
         options["pattern"] = args.outputs_pattern
-    metric_options: dict[str, dict] = {}
-    for key, value in args.metric_option:
-        group, dot, name = key.partition(".")
-        if not dot or not name:
-            raise SystemExit(f"error: metric options are GROUP.KEY=VALUE, got {key!r}")
-        metric_options.setdefault(group, {})[name] = value
+    from resyn_bench.cli_score import check_out_dir, metric_options_from_args, report_outcome
+
+    metric_options = metric_options_from_args(args.metric_option)
     out = args.out or str(Path("runs") / f"{_sanitize(args.dataset)}-{_sanitize(args.system)}")
+    check_out_dir(out)
     config = RunConfig(system=args.system, dataset=args.dataset, out=out, data_root=args.data_root,
                        split=args.split, limit=args.limit, metrics=args.metrics,
                        dataset_options=dict(args.dataset_option), metric_options=metric_options,
@@ -210,8 +213,9 @@ def cmd_run(args) -> int:
     print(f"{result.run_dir}: {result.n_processed} evaluated ({result.n_failed} failed), "
           f"{result.n_done_before} already done, {result.n_total} in the dataset; "
           f"{result.wall_s:.1f} s")
+    status = report_outcome(result, args.max_failed)
     print(f"next: resyn-bench summary {result.run_dir}")
-    return 0
+    return status
 
 
 def cmd_summary(args) -> int:
@@ -227,8 +231,10 @@ def cmd_summary(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from resyn_bench.cli_score import check_out_dir
     from resyn_bench.reports.report import write_report
 
+    check_out_dir(args.out)
     paths = write_report(args.run_dirs, args.out, stat=args.stat, layouts=args.layout,
                          formats=args.format.split(","), ci=args.ci, audio=args.audio,
                          plots=args.plots)
@@ -353,6 +359,14 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; finished utterances are saved - run the same command again to resume",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`resyn-bench summary RUN | head`): stop quietly; send what is
+        # left in the buffer to /dev/null so that the flush at exit does not raise again
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

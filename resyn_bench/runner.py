@@ -32,7 +32,16 @@ import numpy as np
 from resyn_bench import __version__
 from resyn_bench.audio import AudioError, ResampleLog, ensure_rate, load_audio, validate, write_audio
 from resyn_bench.cache import AnalysisCache, audio_hash
-from resyn_bench.store import MANIFEST, OUTPUTS, RecordStore, read_manifest, write_json_atomic
+from resyn_bench.store import (
+    MANIFEST,
+    OUTPUTS,
+    RecordStore,
+    event_key,
+    manifest_metric_keys,
+    metric_key,
+    read_manifest,
+    write_json_atomic,
+)
 
 
 log_ = logging.getLogger("resyn_bench.runner")
@@ -70,10 +79,11 @@ class RunConfig:
     vc_seed: int = 0
 
     def identity(self) -> dict[str, Any]:
-        """Fields that must match for a run directory to be resumed."""
+        """Fields that must match for a run directory to be resumed. The metric selection
+        (metrics, f0_preset, metric_options) is not among them: metric groups are additive,
+        each group's records are kept apart by its settings (see :func:`metric_key`)."""
         return {k: getattr(self, k) for k in ("system", "dataset", "data_root", "split",
-                                              "dataset_options", "metrics", "f0_preset",
-                                              "metric_options", "system_options", "experiment",
+                                              "dataset_options", "system_options", "experiment",
                                               "vc_targets", "vc_seed")}
 
 
@@ -82,6 +92,12 @@ def _metric_options(config: RunConfig, name: str) -> dict[str, Any]:
     if name == "f0" and config.f0_preset:
         options["preset"] = config.f0_preset
     return options
+
+
+def metric_entry(config: RunConfig, group) -> dict[str, Any]:
+    """A metric group's manifest entry (its record key is a hash of settings/options/rate)."""
+    return {"settings": group.settings(), "specs": [s.to_dict() for s in group.specs],
+            "options": _metric_options(config, group.name), "analysis_sample_rate": group.sample_rate}
 
 
 def _resampler_id() -> str:
@@ -173,6 +189,7 @@ class Scorer:
         self.cache = AnalysisCache(config.cache_dir, enabled=config.use_cache)
         self.resampler = _resampler_id()
         self.run_dir = Path(config.out)
+        self.record_key = metric_key(group.name, metric_entry(config, group))
 
     def _key(self, content: str) -> str:
         g = self.group
@@ -195,7 +212,8 @@ class Scorer:
               cache_use: str | None = None) -> tuple[dict[str, Any], dict[str, int]]:
         log = ResampleLog()
         g = self.group
-        event: dict[str, Any] = {"part": "metric", "group": g.name, "utt_id": utt.utt_id}
+        event: dict[str, Any] = {"part": "metric", "group": g.name, "key": self.record_key,
+                                 "utt_id": utt.utt_id}
         t0 = time.perf_counter()
         if g.needs_text and not utt.text:
             event.update(status="skipped", reason=f"{g.name} needs a transcript; this utterance has none")
@@ -258,6 +276,10 @@ class RunResult:
     n_failed: int
     wall_s: float
     interrupted: bool = False
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # merged, every group
+    work_ids: list[str] = field(default_factory=list)
+    n_metric_parts: int = 0         # metric parts scored this session
+    dataset_info: dict[str, Any] = field(default_factory=dict)
 
 
 def _prepare_run_dir(config: RunConfig, store: RecordStore) -> dict[str, Any] | None:
@@ -289,6 +311,16 @@ def _prepare_run_dir(config: RunConfig, store: RecordStore) -> dict[str, Any] | 
     return previous
 
 
+def _precheck(system, work) -> None:
+    """A system that can tell up front that nothing will work (outputs:DIR matching no file)
+    says so before any work, with what it tried."""
+    check = getattr(system, "precheck", None)
+    if check is not None and work:
+        problem = check(work)
+        if problem:
+            raise RunError(problem)
+
+
 def conversion_utterances(utterances, system, n_targets: int, seed: int = 0) -> list:
     """Voice conversion work list: every utterance once per target speaker (the paper converts
     each test utterance to 5 random targets). Targets are drawn from the system's speakers other
@@ -317,36 +349,82 @@ def conversion_utterances(utterances, system, n_targets: int, seed: int = 0) -> 
     return out
 
 
-def run(config: RunConfig, progress: bool = True) -> RunResult:
+def _stored_work(dataset, done_synth: dict[str, dict]) -> list:
+    """Score-only work list: the dataset's utterances plus (voice conversion) each stored
+    ``<utt_id>__to_<target>`` output, rebuilt from the records without loading the system."""
+    by_id = {u.utt_id: u for u in dataset.utterances}
+    work = [u for u in dataset.utterances if u.utt_id in done_synth]
+    for uid, rec in done_synth.items():
+        source, sep, target = uid.rpartition("__to_")
+        if sep and uid not in by_id and source in by_id:
+            work.append(dataclasses.replace(by_id[source], utt_id=uid,
+                                            target_speaker=rec.get("target_speaker") or target))
+    return work
+
+
+def run(config: RunConfig, progress: bool = True, score_only: bool = False) -> RunResult:
+    """Run (or resume) ``config``. Metric groups are additive: on an existing run directory,
+    groups (or group settings) not scored yet are scored on the stored outputs, and the
+    manifest lists every group/settings pair the records hold. ``score_only``: never run the
+    system (``resyn-bench score``); utterances without a stored output are reported, not made."""
     from resyn_bench.datasets import load_dataset
     from resyn_bench.provenance import environment
     from resyn_bench.registry import make_metric, resolve_metric_names
 
     if config.jobs < 1:
         raise RunError("--jobs must be >= 1")
+    if Path(config.out).exists() and not Path(config.out).is_dir():
+        raise RunError(f"--out {config.out} is an existing file, not a run folder")
     if config.vc_targets < 0:
         raise RunError("--vc-targets must be >= 0")
     dataset = load_dataset(config.dataset, config.data_root, config.split, config.limit,
                            **config.dataset_options)
+    if score_only and (config.overwrite or not (Path(config.out) / MANIFEST).is_file()):
+        raise RunError(f"{config.out} holds no run to score (no {MANIFEST}); "
+                       "`resyn-bench run` makes one")
     # build everything now, so configuration errors surface before any work
-    synthesizer = Synthesizer(config)
+    synthesizer = None if score_only else Synthesizer(config)
     groups = [make_metric(n, **_metric_options(config, n)) for n in resolve_metric_names(config.metrics)]
-    # what the system is run on: the dataset's utterances, or (voice conversion) each of them
-    # once per target speaker; corpus models (speaker ID) still fit on the real recordings only
-    work = conversion_utterances(dataset.utterances, synthesizer.system, config.vc_targets,
-                                 config.vc_seed) if config.vc_targets else dataset.utterances
-
     run_dir = Path(config.out)
     store = RecordStore(run_dir)
     previous = _prepare_run_dir(config, store)
     store.repair()
     events = store.events()
     done_synth = {e["utt_id"]: e for e in events if e.get("part", "synthesis") == "synthesis"}
-    done_metric = {(e["utt_id"], e["group"]) for e in events if e.get("part") == "metric"
+    # what the system is run on: the dataset's utterances, or (voice conversion) each of them
+    # once per target speaker; corpus models (speaker ID) still fit on the real recordings only
+    if score_only:
+        work = _stored_work(dataset, done_synth)
+    else:
+        work = conversion_utterances(dataset.utterances, synthesizer.system, config.vc_targets,
+                                     config.vc_seed) if config.vc_targets else dataset.utterances
+        _precheck(synthesizer.system, work)
+
+    # metric groups are additive; each group's records carry the key of its settings
+    entries = {g.name: metric_entry(config, g) for g in groups}
+    for name, entry in entries.items():
+        entry["key"] = metric_key(name, entry)
+    before = dict((previous or {}).get("metrics") or {})
+    legacy = dict((previous or {}).get("legacy_metric_keys") or {})
+    for name, key in manifest_metric_keys(previous or {}).items():
+        if not before[name].get("key"):  # written before records were keyed: its parts hold no key
+            legacy.setdefault(name, key)
+        before[name] = {**before[name], "key": key}
+    metric_sets = dict((previous or {}).get("metric_sets") or {})
+    for name, entry in [*before.items(), *entries.items()]:
+        metric_sets.setdefault(entry["key"], {"group": name, **{k: entry.get(k) for k in (
+            "settings", "options", "analysis_sample_rate")}})
+    for name in entries:
+        if name in before and before[name]["key"] != entries[name]["key"]:
+            log_.warning("metric group %r: settings differ from the ones its records in %s were "
+                         "scored with; scoring it again under the new settings (the earlier "
+                         "records are kept apart, under %s)", name, run_dir, before[name]["key"])
+    all_metrics = {**before, **entries}
+    done_metric = {(e["utt_id"], event_key(e, legacy)) for e in events if e.get("part") == "metric"
                    and (e.get("status") != "failed" or not config.retry_failed)}
-    if config.retry_failed:
+    if config.retry_failed and not score_only:
         done_synth = {k: e for k, e in done_synth.items() if e.get("status") == "ok"}
-    pending = [u for u in work if u.utt_id not in done_synth]
+    pending = [] if score_only else [u for u in work if u.utt_id not in done_synth]
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     log = ResampleLog(dict((previous or {}).get("resampling", {})))
@@ -355,18 +433,21 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
         "resyn_bench_version": __version__,
         "created": (previous or {}).get("created", started),
         "config": {**dataclasses.asdict(config), "identity": config.identity()},
-        "system": synthesizer.system.describe(),
+        "system": (previous or {}).get("system") if score_only else synthesizer.system.describe(),
         "dataset": {"name": dataset.name, "root": str(dataset.root) if dataset.root else None,
                     "n_utterances": len(work), "n_source_utterances": len(dataset.utterances),
                     **dataset.info},
-        "metrics": {g.name: {"settings": g.settings(), "specs": [s.to_dict() for s in g.specs],
-                             "options": _metric_options(config, g.name),
-                             "analysis_sample_rate": g.sample_rate} for g in groups},
+        "metrics": all_metrics,
+        "metric_sets": metric_sets,
         "environment": environment(),
         "resampling": log.counts,
         "sessions": sessions,
         "status": "running",
     }
+    if legacy:
+        manifest["legacy_metric_keys"] = legacy
+    if score_only and "training_overlap" in (previous or {}):
+        manifest["training_overlap"] = previous["training_overlap"]
     write_json_atomic(run_dir / MANIFEST, manifest)
 
     stats = _SessionStats()
@@ -397,7 +478,7 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
         scorable = [u for u in work
                     if done_synth.get(u.utt_id, {}).get("status") == "ok"]
         for group in groups:
-            todo = [u for u in scorable if (u.utt_id, group.name) not in done_metric]
+            todo = [u for u in scorable if (u.utt_id, entries[group.name]["key"]) not in done_metric]
             if not todo:
                 continue
             _score_group(config, group, dataset, done_synth, todo, store, log, stats, progress)
@@ -419,11 +500,12 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
         write_json_atomic(run_dir / MANIFEST, manifest)
     if interrupted:
         raise KeyboardInterrupt
-    merged = store.load([g.name for g in groups])
+    merged = store.load(list(all_metrics))
     n_failed = sum(merged[u.utt_id]["status"] == "failed" for u in work
                    if u.utt_id in merged)
     return RunResult(run_dir, len(work), len(work) - len(pending),
-                     stats.n_synth, n_failed, wall)
+                     stats.n_synth, n_failed, wall, records=merged, work_ids=[u.utt_id for u in work],
+                     n_metric_parts=stats.n_metric, dataset_info=manifest["dataset"])
 
 
 @dataclass
@@ -468,7 +550,8 @@ def _score_group(config, group, dataset, synthesis, todo, store, log, stats, pro
         reason = f"{stage}: {type(exc).__name__}: {exc}"
         log_.warning("metric group %r %s for %d utterances: %s", group.name, status, len(todo), reason)
         for utt in todo:
-            accept({"part": "metric", "group": group.name, "utt_id": utt.utt_id,
+            accept({"part": "metric", "group": group.name, "key": scorer.record_key,
+                    "utt_id": utt.utt_id,
                     "status": status, "reason": reason}, {})
 
     try:
