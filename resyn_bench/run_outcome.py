@@ -33,9 +33,9 @@ def reason_class(reason: str | None, utt_id: str = "") -> str:
     """A failure reason with its utterance-specific parts (id, paths, numbers) masked, so that
     equal causes count together."""
     text = str(reason or "no reason recorded")
+    text = _PATH.sub("<path>", text)
     if utt_id:
         text = text.replace(utt_id, "<utt>")
-    text = _PATH.sub("<path>", text)
     text = _NUMBER.sub("N", text)
     text = re.sub(r"(<path>)(, <path>)+", r"\1, ...", text)
     return text if len(text) <= 160 else text[:157] + "..."

@@ -91,8 +91,9 @@ class RecordStore:
                 manifest = read_manifest(self.run_dir)
             except (OSError, ValueError):
                 manifest = {}
-            current = manifest_metric_keys(manifest)
-            keys = {g: current.get(g) for g in groups}
+            # a manifest written before records were keyed has one setting per group: any part
+            entries = manifest.get("metrics") or {}
+            keys = {g: (entries.get(g) or {}).get("key") for g in groups}
             legacy = dict(manifest.get("legacy_metric_keys") or {})
         return merge_events(self.events(), groups if keys is None else keys, legacy)
 

@@ -36,7 +36,7 @@ def guess_pattern(files: list[str], utterances) -> str | None:
     for utt in utterances[:200]:
         stem = Path(utt.path).stem
         for rel in files:
-            for value, field in ((utt.utt_id, "{utt_id}"), (stem, "{stem}")):
+            for value, field in ((stem, "{stem}"), (utt.utt_id, "{utt_id}")):
                 if value and value in Path(rel).name:
                     parent = Path(rel).parent.as_posix()
                     folder = "" if parent == "." else (
