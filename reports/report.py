@@ -110,6 +110,16 @@ def _write_html(summaries, path: Path, *, audio: str, sig) -> Path | None:
     return Path(write_html(summaries, path, audio=audio, sig=sig))
 
 
+def _overlap_note(run_dir) -> str | None:
+    """The run's training-set overlap warning (manifest ``training_overlap.note``), if any."""
+    from resyn_bench.store import read_manifest
+
+    try:
+        return (read_manifest(run_dir).get("training_overlap") or {}).get("note")
+    except (OSError, ValueError):
+        return None
+
+
 def format_summary(s: RunSummary, utterances: bool = False) -> str:
     lines = [f"run      {s.run_dir}", f"system   {s.system}", f"dataset  {s.dataset}",
              f"records  {s.n_records}/{s.n_total} (ok {s.n_ok}, partial {s.n_partial}, "
@@ -119,6 +129,9 @@ def format_summary(s: RunSummary, utterances: bool = False) -> str:
             lines.append(f"{group:8s} preset {settings['preset']}")
     if s.failures:
         lines.append("failures " + ", ".join(f"{k} x{n}" for k, n in sorted(s.failures.items())))
+    note = _overlap_note(s.run_dir)
+    if note:
+        lines.append(f"warning  {note}")
     lines.append("")
     def interval(spec, ci):
         if ci is None or ci.low is None:

@@ -399,6 +399,10 @@ def run(config: RunConfig, progress: bool = True, score_only: bool = False) -> R
         work = conversion_utterances(dataset.utterances, synthesizer.system, config.vc_targets,
                                      config.vc_seed) if config.vc_targets else dataset.utterances
         _precheck(synthesizer.system, work)
+    from resyn_bench.overlap import check_overlap
+
+    overlap = None if score_only else check_overlap(synthesizer.system, dataset.utterances,
+                                                    dataset.name)
 
     # metric groups are additive; each group's records carry the key of its settings
     entries = {g.name: metric_entry(config, g) for g in groups}
@@ -446,7 +450,9 @@ def run(config: RunConfig, progress: bool = True, score_only: bool = False) -> R
     }
     if legacy:
         manifest["legacy_metric_keys"] = legacy
-    if score_only and "training_overlap" in (previous or {}):
+    if overlap is not None:   # the system's training set holds evaluated utterances
+        manifest["training_overlap"] = overlap
+    elif score_only and "training_overlap" in (previous or {}):
         manifest["training_overlap"] = previous["training_overlap"]
     write_json_atomic(run_dir / MANIFEST, manifest)
 

@@ -68,6 +68,10 @@ def test_ctrl_c_saves_and_the_same_command_resumes(tmp_path, home):
     assert checkpoint_files(out) == {"g": [step], "do": [step]}
     assert Path(m.group(2)) == out / f"g_{step:08d}"
     assert load(out / f"do_{step:08d}")["steps"] == step
+    # the training set is recorded (a run evaluating these utterances warns: test_overlap.py)
+    used = json.loads((out / "data.json").read_text())["training_utterances"]
+    assert len(used["utterance_ids"]) == 3 and used["utterance_dataset"] == "manifest"
+    assert all(Path(p).is_file() for p in used["utterance_paths"])
     log = read_log(out)
     assert loss_steps(log) == list(range(1, step + 1))
     assert log[-1] == {"event": "interrupted", "step": step}

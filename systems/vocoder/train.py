@@ -849,6 +849,14 @@ class _VocoderTrainer:
         return result
 
 
+def _describe(utterances, dataset: str | None) -> dict[str, Any]:
+    """The training utterances (ids, absolute paths) for data.json: a run evaluating any of
+    them warns (resyn_bench.overlap)."""
+    from resyn_bench.overlap import describe_utterances
+
+    return describe_utterances(utterances, dataset)
+
+
 def _n_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
@@ -1120,7 +1128,8 @@ def build_vocoder_data(cfg: TrainConfig, out_dir: Path, dist: DistInfo) -> Vocod
     if dist.is_main:
         _write_json(out_dir / SPEAKERS_FILE, ids)
         _write_json(out_dir / "data.json", {**info, "n_train": len(train),
-                                            "dropped_without_units": train.dropped})
+                                            "dropped_without_units": train.dropped,
+                                            "training_utterances": _describe(train_utts, cfg.dataset)})
     return VocoderData(cfg, train, validation, collate, quantizer_state, ids)
 
 
@@ -1151,7 +1160,8 @@ def build_f0_data(cfg: F0QuantizerTrainConfig, out_dir: Path, dist: DistInfo) ->
         validation = [collate([val_ds[i]]) for i in range(len(val_ds))]
     if dist.is_main:
         _write_json(out_dir / SPEAKERS_FILE, ids)
-        _write_json(out_dir / "data.json", {**info, "n_train": len(train)})
+        _write_json(out_dir / "data.json", {**info, "n_train": len(train),
+                                            "training_utterances": _describe(train_utts, cfg.dataset)})
     return F0Data(cfg, train, validation, collate, ids)
 
 
