@@ -38,7 +38,11 @@ EPILOG_RUN = """examples:
 
 An existing run directory is resumed: finished utterances are skipped (failed ones too, unless
 --retry-failed). Per-utterance records go to OUT/records.jsonl, provenance to OUT/manifest.json,
-output audio to OUT/outputs/.
+output audio to OUT/outputs/. Metric groups are additive: more --metrics on an existing run (or
+`resyn-bench score OUT --metrics ...`) scores only the new groups on the stored outputs.
+
+Exit status: 0; 2 bad command; 3 nothing scored, or more than --max-failed (default 0.1) of the
+utterances failed; 130 interrupted.
 """
 
 

@@ -164,8 +164,8 @@ def system_entry(spec: str) -> tuple[Entry, str | None]:
 def _option_error(what: str, flag: str, key: str, valid: list[str]) -> RegistryError:
     close = difflib.get_close_matches(key, valid, n=2, cutoff=0.6)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return RegistryError(f"{what}: unknown option {key!r} ({flag.format(key=key)}).{hint} "
-                         f"Valid options: {', '.join(valid) or 'none'}.")
+    return RegistryError(f"{what}: unknown option {key!r} ({flag.format(key=key)}).{hint} - "
+                         f"its options are: {', '.join(valid) or 'none'}")
 
 
 def _instantiate(what: str, factory: Callable[..., Any], args: tuple, options: dict[str, Any],

@@ -349,11 +349,14 @@ def conversion_utterances(utterances, system, n_targets: int, seed: int = 0) -> 
     return out
 
 
-def _stored_work(dataset, done_synth: dict[str, dict]) -> list:
-    """Score-only work list: the dataset's utterances plus (voice conversion) each stored
-    ``<utt_id>__to_<target>`` output, rebuilt from the records without loading the system."""
+def _stored_work(dataset, done_synth: dict[str, dict], conversion: bool) -> list:
+    """Score-only work list: the dataset's utterances or (voice conversion) each stored
+    ``<utt_id>__to_<target>`` output, rebuilt from the records without loading the system.
+    Utterances without a stored output stay in the list (reported, not scored)."""
     by_id = {u.utt_id: u for u in dataset.utterances}
-    work = [u for u in dataset.utterances if u.utt_id in done_synth]
+    if not conversion:
+        return list(dataset.utterances)
+    work = []
     for uid, rec in done_synth.items():
         source, sep, target = uid.rpartition("__to_")
         if sep and uid not in by_id and source in by_id:
@@ -394,7 +397,7 @@ def run(config: RunConfig, progress: bool = True, score_only: bool = False) -> R
     # what the system is run on: the dataset's utterances, or (voice conversion) each of them
     # once per target speaker; corpus models (speaker ID) still fit on the real recordings only
     if score_only:
-        work = _stored_work(dataset, done_synth)
+        work = _stored_work(dataset, done_synth, bool(config.vc_targets))
     else:
         work = conversion_utterances(dataset.utterances, synthesizer.system, config.vc_targets,
                                      config.vc_seed) if config.vc_targets else dataset.utterances
@@ -448,6 +451,8 @@ def run(config: RunConfig, progress: bool = True, score_only: bool = False) -> R
         "sessions": sessions,
         "status": "running",
     }
+    # the groups the run holds (this selection added to the earlier ones), not just this one
+    manifest["config"]["metrics"] = ",".join(all_metrics)
     if legacy:
         manifest["legacy_metric_keys"] = legacy
     if overlap is not None:   # the system's training set holds evaluated utterances

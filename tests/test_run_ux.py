@@ -237,7 +237,7 @@ def test_reason_classes_count_equal_causes_together():
 
 @pytest.mark.parametrize("argv, expected", [
     (["-m", "asr.backnd=whisper", "--metrics", "asr"],
-     ["unknown option 'backnd' (-m asr.backnd=VALUE)", "Did you mean 'backend'?", "Valid options:",
+     ["unknown option 'backnd' (-m asr.backnd=VALUE)", "Did you mean 'backend'?", "its options are:",
       "mode"]),
     (["-m", "f0.presett=dio", "--metrics", "f0"], ["Did you mean 'preset'?"]),
     (["-m", "asrr.backend=whisper"], ["unknown metric group 'asrr'", "Did you mean 'asr'"]),
@@ -286,3 +286,35 @@ def test_summary_into_a_closed_pipe_is_quiet(tiny_corpus, tmp_path, home):
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     assert err == ""
     assert proc.returncode == 141
+
+
+def test_score_adds_groups_to_a_voice_conversion_run(tiny_corpus, tmp_path, home, monkeypatch):
+    from test_vc import ToneVoices
+
+    monkeypatch.setitem(registry.SYSTEMS, "tone-voices", registry.Entry("tone-voices", ToneVoices, "t"))
+    out = tmp_path / "vc"
+    run(_config(tiny_corpus, out, system="tone-voices", vc_targets=2, experiment="vc", limit=3),
+        progress=False)
+    # the system is not needed to score: make it impossible to build
+    monkeypatch.setitem(registry.SYSTEMS, "tone-voices", registry.Entry("tone-voices", "nowhere:X", "t"))
+    config = _config(tiny_corpus, out, system="tone-voices", vc_targets=2, experiment="vc",
+                     limit=3, metrics="intrusive")
+    result = run(config, progress=False, score_only=True)
+    assert result.n_total == 6 and result.n_metric_parts == 6 and result.n_processed == 0
+    records = read_records(out, ["f0", "intrusive"])
+    assert len(records) == 6 and all("intrusive.stoi" in r["metrics"] and "f0.vde" in r["metrics"]
+                                     for r in records)
+    assert all(r["utt_id"].partition("__to_")[2] == r["target_speaker"] for r in records)
+
+
+def test_score_reports_utterances_without_an_output(tiny_corpus, tmp_path, home, capsys):
+    out = tmp_path / "run"
+    run(_config(tiny_corpus, out), progress=False)
+    # as if the run had been stopped before synthesizing two utterances
+    kept = [line for line in (out / "records.jsonl").read_text().splitlines()
+            if json.loads(line)["utt_id"] not in ("spkB_001", "spkB_002")]
+    (out / "records.jsonl").write_text("\n".join(kept) + "\n")
+    rc, text, _ = _cli(capsys, "score", out, "--metrics", "intrusive", "--quiet")
+    assert rc == 0
+    assert "4 metric parts scored on stored outputs" in text
+    assert "2 utterances have no stored output" in text
