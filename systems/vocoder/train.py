@@ -356,8 +356,11 @@ class _StopOnSigint:
         self._previous = None
 
     def _handler(self, signum, frame) -> None:
+        import os
         import signal
 
+        if os.getpid() != self._pid:   # a forked data-loader worker: the usual interrupt
+            raise KeyboardInterrupt
         if self.requested:
             signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
             raise KeyboardInterrupt
@@ -370,6 +373,9 @@ class _StopOnSigint:
         import threading
 
         if self.enabled and threading.current_thread() is threading.main_thread():
+            import os
+
+            self._pid = os.getpid()
             self._previous = signal.getsignal(signal.SIGINT)
             signal.signal(signal.SIGINT, self._handler)
         else:
@@ -825,7 +831,7 @@ class _VocoderTrainer:
                         if step >= last or stop.requested:
                             break
                         t_iter = time.perf_counter()
-                if stop.requested:
+                if stop.requested and step < last:   # (at the last step: simply done)
                     if step != saved_at:
                         result.checkpoint = self._save(step) or result.checkpoint
                     logger.write({"event": "interrupted", "step": step})
