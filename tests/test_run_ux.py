@@ -3,6 +3,7 @@ finished run (``score`` / ``run`` with more groups), and one-line errors for wro
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -318,3 +319,15 @@ def test_score_reports_utterances_without_an_output(tiny_corpus, tmp_path, home,
     assert rc == 0
     assert "4 metric parts scored on stored outputs" in text
     assert "2 utterances have no stored output" in text
+
+
+def test_manifest_with_missing_files_exits_3_and_names_them(tiny_corpus, tmp_path, home, capsys):
+    for name in ("spkA_001", "spkB_002"):
+        (tiny_corpus.parent / "wavs" / f"{name}.wav").unlink()
+    rc, out, err = _cli(capsys, "run", "--system", "copy", "--dataset", "manifest", "--data-root",
+                        tiny_corpus, "--metrics", "pitch", "--f0-preset", "dio",
+                        "--out", tmp_path / "r", "--quiet")
+    assert rc == EXIT_FAILED
+    assert "4 of 6 utterances scored, 2 failed outright" in out
+    reason = re.search(r"^\s+2 x reference: missing: .* \(e\.g\. spkA_001\)$", out, re.M)
+    assert reason, out
