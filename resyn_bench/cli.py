@@ -216,7 +216,7 @@ def cmd_run(args) -> int:
     result = run(config, progress=not args.quiet)
     print(f"{result.run_dir}: {result.n_processed} evaluated ({result.n_failed} failed), "
           f"{result.n_done_before} already done, {result.n_total} in the dataset; "
-          f"{result.wall_s:.1f} s")
+          f"{result.n_metric_parts} metric parts scored; {result.wall_s:.1f} s")
     status = report_outcome(result, args.max_failed)
     print(f"next: resyn-bench summary {result.run_dir}")
     return status
