@@ -685,6 +685,22 @@ def _latex_cell(tc: TableColumn, cell: Cell, ci: str) -> str:
     return text + (mark if cell.mark else "")
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value):
+    """A text cell safe to open in a spreadsheet: text starting with = + - @ (or a tab/CR) gets a
+    leading ``'`` so it is not run as a formula. Numbers, and text that reads as a number
+    (``-3.5``), are left alone: only the numeric columns hold negatives, and they stay numbers."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
 def render_csv(table: Table) -> str:
     """Machine-readable: one line per row; per column the value in display units (percent for
     percentages), the CI bounds, the paired test's p-value and the bold/mark flags."""
@@ -697,7 +713,7 @@ def render_csv(table: Table) -> str:
             continue
         head += [tc.column.id, f"{tc.column.id}.ci_low", f"{tc.column.id}.ci_high",
                  f"{tc.column.id}.p", f"{tc.column.id}.best", f"{tc.column.id}.significant"]
-    w.writerow(head)
+    w.writerow([csv_text(h) for h in head])
 
     def num(spec: MetricSpec, v: float | None) -> str:
         if v is None:
@@ -705,10 +721,10 @@ def render_csv(table: Table) -> str:
         return repr(round(float(100.0 * v if spec.percent else v), 10))
 
     for row in table.rows:
-        line = [row.fields[f] for f in table.layout.rows]
+        line = [csv_text(row.fields[f]) for f in table.layout.rows]
         for tc, cell in zip(table.columns, row.cells):
             if tc.spec is None:
-                line.append(cell.text)
+                line.append(csv_text(cell.text))
                 continue
             line += [num(tc.spec, cell.value), num(tc.spec, cell.low), num(tc.spec, cell.high),
                      "" if cell.p_value is None else repr(round(float(cell.p_value), 10)),

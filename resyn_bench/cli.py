@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="delete an existing run in --out and start again")
     p.add_argument("--retry-failed", action="store_true", help="re-evaluate failed utterances")
+    p.add_argument("--max-duration", type=float, default=None, metavar="SECONDS",
+                   help="fail utterances (reference or output) longer than this, checked from "
+                        "the file header before decoding (default 600; 0 = no limit)")
     p.add_argument("--no-cache", dest="use_cache", action="store_false",
                    help="do not read or write the reference-analysis cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -162,6 +165,8 @@ MODEL_COMMANDS = {
                          "per-speaker F0 mean/std (for F0 normalisation) of a dataset"),
     ("fetch", None): ("resyn_bench.cli_units", "configure_fetch_parser", "run_fetch",
                       "download catalogue checkpoints (HuBERT, k-means, vocoders) and verify them"),
+    ("validate", None): ("resyn_bench.cli_validate", "configure_validate_parser", "run_validate",
+                         "check a run folder's records and manifest; --repair quarantines bad lines"),
     ("encode", None): ("resyn_bench.cli_units", "configure_encode_parser", "run_encode",
                        "extract discrete units of a dataset into a unit file"),
 }
@@ -211,6 +216,10 @@ def cmd_run(args) -> int:
                        use_cache=args.use_cache, jobs=args.jobs,
                        experiment=args.experiment or ("vc" if args.vc_targets else "resynthesis"),
                        label=args.label, vc_targets=args.vc_targets, vc_seed=args.vc_seed)
+    if args.max_duration is not None:
+        if args.max_duration < 0:
+            raise SystemExit("error: --max-duration must be >= 0 (0 = no limit)")
+        config.max_duration = args.max_duration or None
     if args.overwrite and not args.resume:
         raise SystemExit("error: --overwrite and --no-resume contradict each other")
     result = run(config, progress=not args.quiet)
@@ -228,7 +237,10 @@ def cmd_summary(args) -> int:
 
     summary = summarize_run(args.run_dir)
     if args.json:
-        print(json.dumps(summary.to_dict(with_records=args.utterances), indent=2, ensure_ascii=False))
+        from resyn_bench.reports.report import terminal_safe_json
+
+        print(terminal_safe_json(json.dumps(summary.to_dict(with_records=args.utterances),
+                                            indent=2, ensure_ascii=False)))
     else:
         print(format_summary(summary, utterances=args.utterances))
     return 0
@@ -347,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     from resyn_bench.catalogue import CatalogueError
     from resyn_bench.safeload import UnsafeCheckpointError
 
-    expected = (RegistryError, RunError, AudioError, FileNotFoundError, ValueError, ImportError,
+    # OSError: a file system problem (read-only or missing folder, disk full) is the user's to
+    # fix, reported in one line
+    expected = (RegistryError, RunError, AudioError, OSError, ValueError, ImportError,
                 CatalogueError, UnsafeCheckpointError)
     try:
         if getattr(args, "model_command", None):

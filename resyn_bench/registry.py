@@ -85,6 +85,13 @@ METRIC_GROUPS: dict[str, Entry] = {e.name: e for e in [
           "quality (non-intrusive MOS proxy): DNSMOS P.835 SIG/BAK/OVRL and P.808"),
     Entry("intrusive", "resyn_bench.metrics.quality:IntrusiveQualityMetrics",
           "quality against the reference: PESQ, STOI, ESTOI, MCD (dB, DTW)"),
+    Entry("phn", "resyn_bench.metrics.wav2vec2:PhoneCTCMetrics",
+          "content: PER (phone CTC) - phones recognised from audio by wav2vec2 espeak phoneme "
+          "CTC against espeak phones of the text (needs `resyn-bench fetch "
+          "wav2vec2-lv-60-espeak-cv-ft`)"),
+    Entry("utmos", "resyn_bench.metrics.utmos:UTMOSMetrics",
+          "quality (non-intrusive MOS proxy): UTMOS22 strong predicted MOS (needs "
+          "`resyn-bench fetch utmos22-strong`)"),
 ]}
 
 #: named metric selections for ``--metrics``

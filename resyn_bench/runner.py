@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import logging
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -30,18 +29,16 @@ from typing import Any
 import numpy as np
 
 from resyn_bench import __version__
-from resyn_bench.audio import AudioError, ResampleLog, ensure_rate, load_audio, validate, write_audio
+from resyn_bench.audio import (AudioError, ResampleLog, ensure_rate, header_duration, load_audio,
+                               validate, write_audio)
 from resyn_bench.cache import AnalysisCache, audio_hash
-from resyn_bench.store import (
-    MANIFEST,
-    OUTPUTS,
-    RecordStore,
-    event_key,
-    manifest_metric_keys,
-    metric_key,
-    read_manifest,
-    write_json_atomic,
-)
+from resyn_bench.runfolder import (LOCK_FILE, RunFolderError, RunLock, SpaceReserve,
+                                   check_unique_names, clear_run, id_problem, output_name,
+                                   remove_leftovers)
+from resyn_bench.safe_io import DiskFull, is_disk_full
+from resyn_bench.store import (MANIFEST, OUTPUTS, QUARANTINE, RecordStore, RecordsWriteError,
+                               event_key, manifest_metric_keys, metric_key, read_manifest,
+                               write_json_atomic)
 
 
 log_ = logging.getLogger("resyn_bench.runner")
@@ -49,6 +46,16 @@ log_ = logging.getLogger("resyn_bench.runner")
 
 class RunError(RuntimeError):
     """The run as a whole cannot start (bad configuration, incompatible existing run dir)."""
+
+
+class RunStopped(RunError):
+    """The run stopped cleanly part way (disk full, record log unwritable); resumable."""
+
+
+#: default --max-duration (seconds): an order of magnitude above any utterance corpus
+#: (LibriSpeech test-clean's longest is 35 s, VCTK's ~15 s, LJSpeech's ~10 s), and small enough
+#: that one utterance's analysis stays under ~1 GB (a 2-hour file took 10 GB with one F0 metric)
+MAX_DURATION_S = 600.0
 
 
 @dataclass
@@ -77,6 +84,8 @@ class RunConfig:
     # speakers of the system, drawn without replacement, seeded per utterance; 0 = off
     vc_targets: int = 0
     vc_seed: int = 0
+    # longest reference/output (seconds) evaluated; longer ones fail ("too_long"). None/0 = no limit
+    max_duration: float | None = MAX_DURATION_S
 
     def identity(self) -> dict[str, Any]:
         """Fields that must match for a run directory to be resumed. The metric selection
@@ -132,7 +141,15 @@ class Synthesizer:
             record.update(status="failed", stage=stage, reason=reason, error_kind=kind)
             return record, log.counts
 
+        problem = id_problem(utt.utt_id)
+        if problem:
+            return fail("input", problem, "bad_id")
+        limit = self.config.max_duration
         t = time.perf_counter()
+        seconds = header_duration(utt.path) if limit else None  # before decoding the file
+        if seconds is not None and seconds > limit:
+            return fail("reference", f"too_long: reference audio lasts {seconds:.1f} s, over "
+                        f"--max-duration {limit:g} s (raise it, or split the file)", "too_long")
         try:
             ref = validate(load_audio(utt.path), what="reference audio")
         except AudioError as exc:
@@ -148,6 +165,8 @@ class Synthesizer:
             system_in = ensure_rate(ref, self.system.input_sample_rate, purpose="system input", log=log)
             out = self.system.resynthesize(system_in, utt)
         except Exception as exc:
+            if is_disk_full(exc):
+                raise DiskFull(getattr(exc, "path", None) or getattr(exc, "filename", "?"), exc)
             return fail("system", f"{type(exc).__name__}: {exc}")
         timings["system"] = time.perf_counter() - t
         target = getattr(utt, "target_speaker", None) or getattr(self.system, "target_speaker", None)
@@ -159,6 +178,9 @@ class Synthesizer:
             out = validate(out, what="system output")
         except AudioError as exc:
             return fail("output", str(exc), exc.kind)
+        if limit and out.duration > limit:
+            return fail("output", f"too_long: system output lasts {out.duration:.1f} s, over "
+                        f"--max-duration {limit:g} s", "too_long")
         if out.path is not None:
             # The output already is a file (copy, outputs:DIR): point at it, don't duplicate it.
             record["output_path"] = str(Path(out.path).resolve())
@@ -166,8 +188,15 @@ class Synthesizer:
             clipped = int((np.abs(out.samples) > 1.0).sum())
             if clipped:
                 record["extra"]["clipped_samples"] = clipped
-            path = self.outputs_dir / f"{utt.utt_id}.wav"
-            write_audio(path, out)
+            # a safe, bounded, unique name derived from the id (the id itself is in the record)
+            path = self.outputs_dir / output_name(utt.utt_id)
+            try:
+                write_audio(path, out)
+            except DiskFull:
+                raise  # the whole run stops (cleanly); this utterance is redone on resume
+            except Exception as exc:  # this output cannot be stored: the utterance fails
+                return fail("output", f"cannot write {path}: {type(exc).__name__}: {exc}",
+                            "write_error")
             record["output_path"] = f"{OUTPUTS}/{path.name}"
         record["output_duration_s"] = out.duration
         record["output_sample_rate"] = out.sample_rate
@@ -230,6 +259,8 @@ class Scorer:
                 utt = dataclasses.replace(utt, target_speaker=synthesis["target_speaker"])
             score = g.score(reference, out, utt)
         except Exception as exc:  # this metric fails for this utterance: recorded, not scored
+            if is_disk_full(exc):  # not the utterance's fault: the run stops, resume redoes it
+                raise DiskFull(getattr(exc, "filename", None) or "the analysis cache", exc)
             event.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
                          timings={"total": time.perf_counter() - t0})
             return event, log.counts
@@ -286,14 +317,16 @@ def _prepare_run_dir(config: RunConfig, store: RecordStore) -> dict[str, Any] | 
     run_dir = Path(config.out)
     manifest_path = run_dir / MANIFEST
     if config.overwrite and run_dir.exists():
-        for name in (MANIFEST, store.path.name):
-            (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / OUTPUTS, ignore_errors=True)
+        # only a folder whose manifest marks it as a run; only the suite's own files
+        kept = clear_run(run_dir, (MANIFEST, store.path.name, QUARANTINE), OUTPUTS)
+        if kept:
+            log_.warning("--overwrite kept %d files the run did not write: %s", len(kept),
+                         ", ".join(kept[:5]))
         return None
     if not manifest_path.exists():
         if store.path.exists() and store.path.stat().st_size:
             raise RunError(f"{run_dir} has records but no manifest; refusing to mix runs "
-                           "(use a new --out, or --overwrite)")
+                           "(use a new --out; --overwrite deletes only folders with a manifest)")
         return None
     if not config.resume:
         raise RunError(f"{run_dir} already holds a run; resume it (drop --no-resume), "
@@ -366,18 +399,55 @@ def _stored_work(dataset, done_synth: dict[str, dict], conversion: bool) -> list
 
 
 def run(config: RunConfig, progress: bool = True, score_only: bool = False) -> RunResult:
-    """Run (or resume) ``config``. Metric groups are additive: on an existing run directory,
-    groups (or group settings) not scored yet are scored on the stored outputs, and the
-    manifest lists every group/settings pair the records hold. ``score_only``: never run the
-    system (``resyn-bench score``); utterances without a stored output are reported, not made."""
+    """Evaluate ``config.system`` on the dataset into ``config.out`` (see the module notes),
+    holding the run folder's lock for the run's lifetime (a second run on it gets RunError).
+
+    Metric groups are additive: on an existing run directory, groups (or group settings) not
+    scored yet are scored on the stored outputs, and the manifest lists every group/settings
+    pair the records hold. ``score_only``: never run the system (``resyn-bench score``);
+    utterances without a stored output are reported, not made."""
+    run_dir = Path(config.out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"--out {config.out} is an existing file, not a run folder")
+    existed = run_dir.exists()
+    _check_outputs_dir(config)
+    try:
+        with RunLock(run_dir):
+            return _run(config, progress, score_only)
+    except RunFolderError as exc:
+        raise RunError(str(exc)) from None
+    except DiskFull as exc:  # no space to start (or not even for the final manifest)
+        raise RunStopped(f"stopped: disk full ({exc.strerror}); finished utterances are saved "
+                         "(nothing was evaluated if the run had not started). Free space and run "
+                         "the same command again") from None
+    finally:
+        # a run that never started leaves no empty folder behind
+        if not existed and run_dir.is_dir() and os.listdir(run_dir) == [LOCK_FILE]:
+            try:
+                (run_dir / LOCK_FILE).unlink()
+                run_dir.rmdir()
+            except OSError:
+                pass
+
+
+def _check_outputs_dir(config: RunConfig) -> None:
+    """``outputs:DIR --overwrite`` must not delete the files it is about to score."""
+    if not (config.overwrite and config.system.startswith("outputs:")):
+        return
+    src = Path(config.system.partition(":")[2]).expanduser().resolve()
+    out = Path(config.out).expanduser().resolve()
+    if src == out or out in src.parents:
+        raise RunError(f"--overwrite refused: the outputs being scored ({src}) are inside --out "
+                       f"{out}, which --overwrite would clear; choose another --out")
+
+
+def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResult:
     from resyn_bench.datasets import load_dataset
     from resyn_bench.provenance import environment
     from resyn_bench.registry import make_metric, resolve_metric_names
 
     if config.jobs < 1:
         raise RunError("--jobs must be >= 1")
-    if Path(config.out).exists() and not Path(config.out).is_dir():
-        raise RunError(f"--out {config.out} is an existing file, not a run folder")
     if config.vc_targets < 0:
         raise RunError("--vc-targets must be >= 0")
     dataset = load_dataset(config.dataset, config.data_root, config.split, config.limit,
@@ -388,20 +458,27 @@ def run(config: RunConfig, progress: bool = True, score_only: bool = False) -> R
     # build everything now, so configuration errors surface before any work
     synthesizer = None if score_only else Synthesizer(config)
     groups = [make_metric(n, **_metric_options(config, n)) for n in resolve_metric_names(config.metrics)]
+    if not score_only:
+        # what the system is run on: the dataset's utterances, or (voice conversion) each of
+        # them once per target speaker; corpus models (speaker ID) still fit on the real
+        # recordings only
+        work = conversion_utterances(dataset.utterances, synthesizer.system, config.vc_targets,
+                                     config.vc_seed) if config.vc_targets else dataset.utterances
+        check_unique_names(u.utt_id for u in work)
+        _precheck(synthesizer.system, work)
     run_dir = Path(config.out)
     store = RecordStore(run_dir)
     previous = _prepare_run_dir(config, store)
-    store.repair()
+    # under the lock: temporary files of a stopped or killed run are leftovers
+    for name in remove_leftovers(run_dir, OUTPUTS):
+        log_.info("removed the leftover temporary file %s", name)
+    if store.repair():
+        log_.warning("%s: cut a torn last line (a killed write); that part is redone", store.path)
     events = store.events()
     done_synth = {e["utt_id"]: e for e in events if e.get("part", "synthesis") == "synthesis"}
-    # what the system is run on: the dataset's utterances, or (voice conversion) each of them
-    # once per target speaker; corpus models (speaker ID) still fit on the real recordings only
-    if score_only:
+    if score_only:   # the stored outputs, without the system
         work = _stored_work(dataset, done_synth, bool(config.vc_targets))
-    else:
-        work = conversion_utterances(dataset.utterances, synthesizer.system, config.vc_targets,
-                                     config.vc_seed) if config.vc_targets else dataset.utterances
-        _precheck(synthesizer.system, work)
+        check_unique_names(u.utt_id for u in work)
     from resyn_bench.overlap import check_overlap
 
     overlap = None if score_only else check_overlap(synthesizer.system, dataset.utterances,
@@ -459,11 +536,19 @@ def run(config: RunConfig, progress: bool = True, score_only: bool = False) -> R
         manifest["training_overlap"] = overlap
     elif score_only and "training_overlap" in (previous or {}):
         manifest["training_overlap"] = previous["training_overlap"]
-    write_json_atomic(run_dir / MANIFEST, manifest)
+    # a little space held back, so that a full disk can still be recorded in the manifest
+    reserve = SpaceReserve(run_dir)
+    try:
+        reserve.create()
+        write_json_atomic(run_dir / MANIFEST, manifest)
+    except DiskFull:
+        reserve.free()
+        raise
 
     stats = _SessionStats()
     t0 = time.perf_counter()
     interrupted = False
+    stopped: str | None = None
     try:
         # phase 1: the system, utterance by utterance
         bar = _progress(len(pending), f"{config.system} on {config.dataset}", progress)
@@ -495,7 +580,13 @@ def run(config: RunConfig, progress: bool = True, score_only: bool = False) -> R
             _score_group(config, group, dataset, done_synth, todo, store, log, stats, progress)
     except KeyboardInterrupt:
         interrupted = True
+    except DiskFull as exc:
+        stopped, stop_reason = "disk full", exc.strerror
+    except RecordsWriteError as exc:
+        stopped, stop_reason = "cannot write the records", str(exc)
     finally:
+        reserve.free()  # room for the manifest below, even on a full disk
+        removed = remove_leftovers(run_dir, OUTPUTS) if stopped else []
         wall = time.perf_counter() - t0
         sessions.append({"started": started,
                          "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -505,12 +596,21 @@ def run(config: RunConfig, progress: bool = True, score_only: bool = False) -> R
                          "wall_s": round(wall, 3), "jobs": config.jobs,
                          "stage_s": {k: round(v, 3) for k, v in stats.stage_s.items()},
                          "reference_cache": {"hits": stats.hits, "misses": stats.misses},
-                         "interrupted": interrupted})
+                         "interrupted": interrupted,
+                         **({"stopped": f"{stopped}: {stop_reason}"} if stopped else {})})
         manifest["resampling"] = log.counts
-        manifest["status"] = "interrupted" if interrupted else "complete"
+        manifest["status"] = ("interrupted" if interrupted
+                              else f"stopped: {stopped}" if stopped else "complete")
         write_json_atomic(run_dir / MANIFEST, manifest)
     if interrupted:
         raise KeyboardInterrupt
+    if stopped:
+        raise RunStopped(f"stopped: {stopped} ({stop_reason}). {stats.n_synth} utterances were "
+                         f"evaluated in this session and are saved"
+                         f"{'; temporary files removed' if removed else ''}. "
+                         + ("Free space on that device" if stopped == "disk full"
+                            else f"Make {store.path} writable")
+                         + " and run the same command again to resume")
     merged = store.load(list(all_metrics))
     n_failed = sum(merged[u.utt_id]["status"] == "failed" for u in work
                    if u.utt_id in merged)

@@ -5,16 +5,53 @@ Each utterance's output is found in DIR by a name pattern with the placeholders 
 repo writes ``<stem>_gen.wav``: use ``--outputs-pattern '{stem}_gen.wav'``. Without a pattern,
 ``{utt_id}.wav``, ``{utt_id}.flac``, ``{speaker}/{utt_id}.wav`` and ``{speaker}/{utt_id}.flac``
 are tried in that order.
+
+A pattern may use only those three named fields, bare (no format spec such as ``{utt_id:>9}``,
+no conversion ``!r``, no attribute or index access ``{utt_id.__class__}``), must be relative and
+must not climb out of DIR (``..``). A located file must lie inside DIR (an id such as
+``../../x`` finds nothing rather than a file elsewhere).
 """
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import string
+from pathlib import Path, PurePosixPath
 
 from resyn_bench.audio import Audio, AudioError, load_audio
 from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure
 
 DEFAULT_PATTERNS = ("{utt_id}.wav", "{utt_id}.flac", "{speaker}/{utt_id}.wav",
                     "{speaker}/{utt_id}.flac")
+PATTERN_FIELDS = ("utt_id", "speaker", "stem")
+
+
+def check_pattern(pattern: str) -> str:
+    """Return ``pattern`` if it is a safe outputs pattern, else raise ValueError saying why."""
+    def bad(why: str) -> ValueError:
+        return ValueError(f"outputs: bad --outputs-pattern {pattern!r}: {why}; use only the "
+                          "placeholders {utt_id}, {speaker}, {stem}, e.g. '{stem}_gen.wav'")
+
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise bad("empty")
+    try:
+        parts = list(string.Formatter().parse(pattern))
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    fields = 0
+    for _literal, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in PATTERN_FIELDS:
+            raise bad(f"unknown field {{{name}}}" if name else "an empty field {}")
+        if spec or conversion:
+            raise bad(f"field {{{name}}} has a format spec or conversion")
+        fields += 1
+    if not fields:
+        raise bad("it names no field, so every utterance would get the same file")
+    pure = PurePosixPath(pattern.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts:
+        raise bad("it must be relative to DIR and must not contain '..'")
+    return pattern
 
 
 def _some_files(directory: Path, limit: int) -> list[Path]:
@@ -56,11 +93,7 @@ class OutputsSystem(System):
         if not self.directory.is_dir():
             raise ValueError(f"outputs: {self.directory} is not a directory")
         if pattern is not None:
-            try:
-                pattern.format(utt_id="x", speaker="x", stem="x")
-            except (KeyError, IndexError, ValueError) as exc:
-                raise ValueError(f"outputs: bad --outputs-pattern {pattern!r} ({exc}); "
-                                 "use the placeholders {utt_id}, {speaker}, {stem}") from None
+            check_pattern(pattern)
         self.patterns = (pattern,) if pattern else DEFAULT_PATTERNS
 
     def stream_specs(self) -> list[StreamSpec]:
@@ -71,8 +104,13 @@ class OutputsSystem(System):
         fields = dict(utt_id=utterance.utt_id, speaker=utterance.speaker,
                       stem=Path(utterance.path).stem)
         tried = []
+        top = os.path.normpath(os.path.abspath(self.directory))
         for pattern in self.patterns:
             candidate = self.directory / pattern.format(**fields)
+            inside = os.path.normpath(os.path.abspath(candidate))
+            if os.path.commonpath([top, inside]) != top:  # an id like ../../x or /abs/x
+                tried.append(f"{candidate} (outside {self.directory}: not used)")
+                continue
             if candidate.is_file():
                 return candidate
             tried.append(str(candidate))
