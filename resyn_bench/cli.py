@@ -370,14 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             module, _configure, run, _help = MODEL_COMMANDS[args.model_command]
             return getattr(importlib.import_module(module), run)(args)
         return COMMANDS[args.command](args)
-    except expected as exc:
-        print(f"resyn-bench {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished utterances are saved - run the same command again to resume",
-              file=sys.stderr)
-        return 130
-    except BrokenPipeError:
+    except BrokenPipeError:   # before OSError (expected): it is one
         # the reader went away (`resyn-bench summary RUN | head`): stop quietly; send what is
         # left in the buffer to /dev/null so that the flush at exit does not raise again
         import os
@@ -385,6 +378,13 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except expected as exc:
+        print(f"resyn-bench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished utterances are saved - run the same command again to resume",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -54,11 +54,6 @@ def check_out_dir(path: str | Path, option: str = "--out") -> None:
     if path.exists() and not path.is_dir():
         raise ValueError(f"{option} {path} is an existing file, not a folder; give a folder "
                          "path (it is created if missing)")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"{option} {path}: {parent} is a file, not a folder")
-            break
 
 
 def metric_options_from_args(pairs) -> dict[str, dict]:
