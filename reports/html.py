@@ -158,6 +158,24 @@ def _format_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def _is_audio(path: str) -> bool:
+    """The file still reads as audio (a header check; it may have changed since the run)."""
+    try:
+        import soundfile as sf
+
+        info = sf.info(path)
+        return info.frames > 0 and info.samplerate > 0
+    except Exception:
+        return False
+
+
+def _decoded(rec: dict[str, Any]) -> tuple[bool, bool]:
+    """(reference decoded in the run, output decoded and scored in the run)."""
+    ref_ok = bool(rec.get("reference_hash")) and rec.get("stage") != "reference"
+    out_ok = rec.get("status") in ("ok", "partial") and bool(rec.get("output_path"))
+    return ref_ok, out_ok
+
+
 class _AudioTable:
     """Audio references for the data blob: relative links, or ids of embedded payloads."""
 
@@ -170,13 +188,15 @@ class _AudioTable:
         self.embedded: dict[str, str] = {}     # file -> payload id
         self.seen: set[str] = set()            # every existing file referenced
 
-    def ref(self, path: str | None) -> dict[str, Any] | None:
+    def ref(self, path: str | None, scored: bool = True) -> dict[str, Any] | None:
+        """``scored``: the run decoded (and scored) this file; only such files are embedded -
+        anything else a record names is linked, never copied into the page."""
         if path is None:
             return None
         if self.files.size(path) is None:
             return {"path": path}
         self.seen.add(path)
-        if self.mode == "embed":
+        if self.mode == "embed" and scored and _is_audio(path):
             key = self.embedded.setdefault(path, f"a{len(self.embedded)}")
             return {"embed": key, "mime": _MIME.get(os.path.splitext(path)[1].lower(), "audio/wav"),
                     "path": os.path.basename(path)}
@@ -348,20 +368,23 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
             uid = str(rec["utt_id"])
             ui = index.get(uid)
             ref_path, out_path = audio_table.files.record_audio(s, rec)
+            ref_scored, out_scored = _decoded(rec)
             if ui is None:
                 ui = index[uid] = len(utts)
                 utts.append({"id": uid, "spk": rec.get("speaker"), "text": rec.get("text"),
-                             "ref": audio_table.ref(ref_path), "f0r": [], "s": [None] * len(summaries)})
+                             "ref": audio_table.ref(ref_path, ref_scored), "f0r": [],
+                             "s": [None] * len(summaries)})
             u = utts[ui]
-            if u["ref"] is None and ref_path is not None:
-                u["ref"] = audio_table.ref(ref_path)
+            if ref_path is not None and (u["ref"] is None or (ref_scored and "embed" not in u["ref"]
+                                                              and audio_table.mode == "embed")):
+                u["ref"] = audio_table.ref(ref_path, ref_scored)
             entry: dict[str, Any] = {"st": rec.get("status", "?")}
             if rec.get("status") == "failed":
                 entry.update(stage=rec.get("stage"), reason=rec.get("reason"))
             if rec.get("errors"):
                 entry["errors"] = {str(g): str(r) for g, r in rec["errors"].items()}
             if rec.get("output_path") or rec.get("status") == "failed":
-                entry["out"] = audio_table.ref(out_path)
+                entry["out"] = audio_table.ref(out_path, out_scored)
             values = rec.get("metrics") or {}
             if values:
                 entry["v"] = [_num(values.get(k)) for k in keys]

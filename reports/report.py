@@ -191,7 +191,48 @@ def _write_html(summaries, path: Path, *, audio: str, sig) -> Path | None:
     return Path(write_html(summaries, path, audio=audio, sig=sig))
 
 
+_BIDI = {0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069}
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters (C0 including ESC, DEL, C1 including CSI/OSC) and bidi
+    overrides written as escapes (``\\x1b``), so ids and reasons from a run folder cannot move
+    the cursor, retitle or recolour the terminal, or reorder what is shown."""
+    import unicodedata
+
+    if text.isprintable():
+        return text
+    return "".join(c.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(c) == "Cc" or ord(c) in _BIDI else c for c in text)
+
+
+def terminal_safe_json(text: str) -> str:
+    """JSON text with the control characters JSON leaves raw (C1 such as U+009B CSI, DEL, bidi
+    overrides) written as ``\\uXXXX`` escapes: the same JSON value, harmless in a terminal."""
+    import unicodedata
+
+    if text.isprintable():
+        return text
+    return "".join(f"\\u{ord(c):04x}" if c != "\n" and (unicodedata.category(c) == "Cc"
+                                                       or ord(c) in _BIDI) else c for c in text)
+
+
+def _overlap_note(run_dir) -> str | None:
+    """The run's training-set overlap warning (manifest ``training_overlap.note``), if any."""
+    from resyn_bench.store import read_manifest
+
+    try:
+        return (read_manifest(run_dir).get("training_overlap") or {}).get("note")
+    except (OSError, ValueError):
+        return None
+
+
 def format_summary(s: RunSummary, utterances: bool = False) -> str:
+    """The run's summary for a terminal (every line passed through :func:`terminal_safe`)."""
+    return "\n".join(terminal_safe(line) for line in _format_summary(s, utterances).split("\n"))
+
+
+def _format_summary(s: RunSummary, utterances: bool = False) -> str:
     lines = [f"run      {s.run_dir}", f"system   {s.system}", f"dataset  {s.dataset}",
              f"records  {s.n_records}/{s.n_total} (ok {s.n_ok}, partial {s.n_partial}, "
              f"failed {s.n_failed})" + ("" if s.complete else "  [incomplete: resume the run]")]
@@ -203,6 +244,9 @@ def format_summary(s: RunSummary, utterances: bool = False) -> str:
             lines.append(f"{group:8s} preset {settings['preset']}")
     if s.failures:
         lines.append("failures " + ", ".join(f"{k} x{n}" for k, n in sorted(s.failures.items())))
+    note = _overlap_note(s.run_dir)
+    if note:
+        lines.append(f"warning  {note}")
     lines.append("")
     def interval(spec, ci):
         if ci is None or ci.low is None:

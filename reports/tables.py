@@ -797,6 +797,22 @@ def _latex_cell(tc: TableColumn, cell: Cell, ci: str) -> str:
     return text + (mark if cell.mark else "")
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value):
+    """A text cell safe to open in a spreadsheet: text starting with = + - @ (or a tab/CR) gets a
+    leading ``'`` so it is not run as a formula. Numbers, and text that reads as a number
+    (``-3.5``), are left alone: only the numeric columns hold negatives, and they stay numbers."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
 def render_csv(table: Table) -> str:
     """Machine-readable: one line per row; per column the value in display units (percent for
     percentages), the CI bounds, the paired test's p-value and the bold/mark flags."""
@@ -812,7 +828,7 @@ def render_csv(table: Table) -> str:
     unfinished = any(r.unfinished for r in table.rows)
     if unfinished:               # only then: finished reports keep their columns
         head.append("unfinished")
-    w.writerow(head)
+    w.writerow([csv_text(h) for h in head])
 
     def num(spec: MetricSpec, v: float | None) -> str:
         if v is None:
@@ -820,16 +836,17 @@ def render_csv(table: Table) -> str:
         return repr(round(float(100.0 * v if spec.percent else v), 10))
 
     for row in table.rows:
-        line = [row.fields[f] for f in table.layout.rows]
+        line = [csv_text(row.fields[f]) for f in table.layout.rows]
         for tc, cell in zip(table.columns, row.cells):
             if tc.spec is None:
-                line.append(cell.text)
+                line.append(csv_text(cell.text))
                 continue
             line += [num(tc.spec, cell.value), num(tc.spec, cell.low), num(tc.spec, cell.high),
                      "" if cell.p_value is None else repr(round(float(cell.p_value), 10)),
                      str(int(cell.bold)), str(int(cell.mark))]
         if unfinished:
-            line.append("; ".join(f"{r.run_dir.name}: {r.unfinished}" for r in row.unfinished))
+            line.append(csv_text("; ".join(f"{r.run_dir.name}: {r.unfinished}"
+                                           for r in row.unfinished)))
         w.writerow(line)
     return buf.getvalue()
 

@@ -93,9 +93,12 @@ def test_names_aliases_and_unknown():
                 *(f"hubert-l6-km{k}" for k in (50, 100, 200, 500)),
                 *(f"cpc-km{k}" for k in (50, 100, 200, 500)),
                 *(f"logmel-km{k}" for k in (50, 100, 200))}
-    assert set(catalogue.CATALOGUE) == expected
+    assert expected <= set(catalogue.CATALOGUE)  # metric models add their own entries
     for e in catalogue.CATALOGUE.values():
-        assert e.url.startswith("https://dl.fbaipublicfiles.com/")
+        if e.url.startswith("https://drive.google.com/"):  # wavlm-large-sv: Drive id URL
+            continue
+        assert e.url.startswith(("https://dl.fbaipublicfiles.com/", "https://huggingface.co/",
+                                 "https://github.com/"))
         assert e.url.endswith(e.relpath.split("/")[-1])
 
 
