@@ -354,7 +354,8 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
                         "run_dir": str(s.run_dir), "n_total": s.n_total, "n_records": s.n_records,
                         "n_ok": s.n_ok, "n_partial": s.n_partial, "n_failed": s.n_failed,
                         "failures": dict(s.failures), "summary": summ, "worst": {},
-                        "bitrate": _num(getattr(s, "bitrate", None))})
+                        "bitrate": _num(getattr(s, "bitrate", None)),
+                        "bitrate_source": getattr(s, "bitrate_source", None)})
 
     # utterances: the union over runs, in run order then id order
     index: dict[str, int] = {}
