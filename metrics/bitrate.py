@@ -69,7 +69,7 @@ def entropy_bits(counts: Iterable[float]) -> float:
     if c.size == 0:
         return 0.0
     p = c / c.sum()
-    return float(-(p * np.log2(p)).sum())
+    return max(0.0, float(-(p * np.log2(p)).sum()))   # never -0.0
 
 
 def _as_arrays(sequences: Iterable[Sequence[int]]) -> list[np.ndarray]:
