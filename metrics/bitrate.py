@@ -169,7 +169,9 @@ class HuffmanCode:
 
     def __post_init__(self):
         # canonical assignment: by (length, symbol), the escape after every integer of its length
-        key = (lambda s: (self.lengths[s], 1, 0) if s == ESCAPE else (self.lengths[s], 0, s))
+        def key(s):
+            return (self.lengths[s], 1, 0) if s == ESCAPE else (self.lengths[s], 0, s)
+
         code, prev_len = 0, None
         self.codewords = {}
         for s in sorted(self.lengths, key=key):

@@ -34,8 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from resyn_bench.metrics.bitrate import StreamRates, raw_bps, speaker_rates, stream_rates
 
 #: (frame rate Hz, vocabulary, the paper's stated bps) of the published streams, by code key
