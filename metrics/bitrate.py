@@ -22,7 +22,8 @@ of a stream is exactly the formula):
 ``huffman`` (achieved)
     a canonical Huffman code fitted on a *training* set of sequences and applied to a *test*
     set; the bits counted are the length of the actual encoded bit string (:class:`HuffmanCode`),
-    and ``decode(encode(x)) == x``.
+    and ``decode(encode(x)) == x``. ``huffman_conditional``: one such code per previous unit
+    (:class:`ContextHuffman`), the practical counterpart of the conditional entropy.
 
 **Smoothing and escape rule** (:meth:`HuffmanCode.fit`): every symbol of the declared alphabet
 (``0..K-1`` for units; ``1..L`` for run durations, ``L`` = the longest run in training) gets
@@ -47,7 +48,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 __all__ = ["raw_bps", "bits_per_symbol", "entropy_bits", "unigram_entropy", "conditional_entropy",
-           "run_length", "HuffmanCode", "elias_gamma", "StreamRates", "stream_rates",
+           "run_length", "HuffmanCode", "ContextHuffman", "elias_gamma", "StreamRates", "stream_rates",
            "speaker_rates"]
 
 
@@ -132,6 +133,8 @@ def _read_elias_gamma(bits: str, pos: int) -> tuple[int, int]:
 
 
 ESCAPE = "ESC"
+#: codewords up to this many bits are decoded by one table lookup
+PEEK_BITS = 10
 
 
 def _code_lengths(weights: dict, max_iter: int = 64) -> dict:
@@ -183,6 +186,29 @@ class HuffmanCode:
         self._decode_table = {w: s for s, w in self.codewords.items()}
         self.max_length = max(self.lengths.values())
         self.min_length = min(self.lengths.values())
+        # fast path: every codeword of at most PEEK bits, indexed by the next PEEK bits
+        self._peek = min(self.max_length, PEEK_BITS)
+        self._fast: list = [None] * (1 << self._peek)
+        for sym, w in self.codewords.items():
+            if len(w) <= self._peek:
+                free = self._peek - len(w)
+                start = int(w, 2) << free
+                entry = (sym, len(w))
+                for i in range(start, start + (1 << free)):
+                    self._fast[i] = entry
+
+    def _next(self, bits: str, pos: int) -> tuple:
+        """(symbol, position after it) of the codeword at ``pos`` (escape not resolved)."""
+        chunk = bits[pos:pos + self._peek]
+        entry = self._fast[int(chunk.ljust(self._peek, "0"), 2)] if chunk else None
+        if entry is not None and entry[1] <= len(chunk):
+            return entry[0], pos + entry[1]
+        for length in range(max(self.min_length, self._peek + 1) if entry is None
+                            else self.min_length, self.max_length + 1):
+            sym = self._decode_table.get(bits[pos:pos + length])
+            if sym is not None and pos + length <= len(bits):
+                return sym, pos + length
+        raise ValueError(f"invalid or truncated code at bit {pos}")
 
     @classmethod
     def fit(cls, sequences: Iterable[Sequence[int]], alphabet: Iterable[int], alpha: float = 1.0,
@@ -247,17 +273,10 @@ class HuffmanCode:
 
     def decode(self, bits: str, n: int | None = None) -> list[int]:
         """Symbols of a '0'/'1' string (all of it, or the first ``n``)."""
-        table = self._decode_table
         out: list[int] = []
         pos, size = 0, len(bits)
         while pos < size and (n is None or len(out) < n):
-            for length in range(self.min_length, self.max_length + 1):
-                sym = table.get(bits[pos:pos + length])
-                if sym is not None:
-                    pos += length
-                    break
-            else:
-                raise ValueError(f"invalid or truncated code at bit {pos}")
+            sym, pos = self._next(bits, pos)
             if sym == ESCAPE:
                 value, pos = _read_elias_gamma(bits, pos)
                 sym = value - 1
@@ -285,6 +304,78 @@ def unpack(data: bytes, n_bits: int) -> str:
     return format(int.from_bytes(data, "big"), f"0{len(data) * 8}b")[:n_bits]
 
 
+class ContextHuffman:
+    """One canonical Huffman code per previous symbol (a first-order code): the practical
+    counterpart of ``H(x_t | x_{t-1})``. The first symbol of a sequence, and any symbol after one
+    outside the alphabet, use the unigram code.
+
+    Smoothing: in context ``c`` the weight of symbol ``x`` is ``n(c, x) + prior x p(x)``, where
+    ``p`` is the add-``alpha`` unigram distribution of the training symbols and ``prior``
+    (default 10) the pseudo-count each context borrows from it; every context code has the
+    escape codeword of :class:`HuffmanCode` (weight ``alpha``).
+
+    >>> code = ContextHuffman.fit([[0, 1, 0, 1, 2]], range(3))
+    >>> code.decode(code.encode([2, 0, 1, 9])) == [2, 0, 1, 9]
+    True
+    """
+
+    def __init__(self, unigram: HuffmanCode, contexts: dict[int, HuffmanCode]):
+        self.unigram = unigram
+        self.contexts = contexts
+
+    @classmethod
+    def fit(cls, sequences: Iterable[Sequence[int]], alphabet: Iterable[int], alpha: float = 1.0,
+            prior: float = 10.0) -> ContextHuffman:
+        seqs = _as_arrays(sequences)
+        symbols = sorted({int(a) for a in alphabet})
+        unigram = HuffmanCode.fit(seqs, symbols, alpha)
+        counts = Counter()
+        for s in seqs:
+            counts.update(s.tolist())
+        total = sum(counts.get(a, 0) + alpha for a in symbols) or 1.0
+        p = {a: (counts.get(a, 0) + alpha) / total for a in symbols}
+        pairs: dict[int, Counter] = {a: Counter() for a in symbols}
+        for s in seqs:
+            for prev, nxt in zip(s[:-1].tolist(), s[1:].tolist()):
+                if prev in pairs:
+                    pairs[prev][nxt] += 1
+        contexts = {}
+        for c in symbols:
+            weights = {a: pairs[c].get(a, 0) + prior * p[a] for a in symbols}
+            weights = {a: w for a, w in weights.items() if w > 0}
+            weights[ESCAPE] = alpha if alpha > 0 else 1e-9
+            contexts[c] = HuffmanCode(_code_lengths(weights))
+        return cls(unigram, contexts)
+
+    def _code(self, prev: int | None) -> HuffmanCode:
+        return self.contexts.get(prev, self.unigram) if prev is not None else self.unigram
+
+    def encode(self, sequence: Sequence[int]) -> str:
+        out, prev = [], None
+        for v in np.asarray(sequence, dtype=np.int64).reshape(-1).tolist():
+            code = self._code(prev)
+            w = code.codewords.get(v)
+            if w is None:
+                if v < 0:
+                    raise ValueError(f"negative symbol {v}")
+                w = code.codewords[ESCAPE] + elias_gamma(v + 1)
+            out.append(w)
+            prev = v
+        return "".join(out)
+
+    def decode(self, bits: str) -> list[int]:
+        out: list[int] = []
+        pos, prev = 0, None
+        while pos < len(bits):
+            sym, pos = self._code(prev)._next(bits, pos)
+            if sym == ESCAPE:
+                value, pos = _read_elias_gamma(bits, pos)
+                sym = value - 1
+            out.append(sym)
+            prev = sym
+        return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Rates of one stream
 # ---------------------------------------------------------------------------------------------
@@ -307,6 +398,7 @@ class StreamRates:
     huffman: float | None = None     # achieved, code fitted on the training sequences
     huffman_dedup: float | None = None
     huffman_durations: float | None = None
+    huffman_conditional: float | None = None   # achieved, one code per previous unit
     n_train_sequences: int = 0
     n_escapes: int = 0               # test symbols the code had to escape (unit ids >= K, long runs)
     round_trip: bool | None = None   # decode(encode(x)) == x checked on every test sequence
@@ -364,19 +456,23 @@ def stream_rates(test: Sequence[Sequence[int]], frame_rate: float, vocab_size: i
     code_u = HuffmanCode.fit([u for u, _ in train_rl], range(vocab_size), alpha)
     longest = max((int(d.max()) for _, d in train_rl if d.size), default=1)
     code_d = HuffmanCode.fit([d for _, d in train_rl], range(1, longest + 1), alpha)
-    bits = bits_u = bits_d = 0
+    code_c = ContextHuffman.fit(train, range(vocab_size), alpha)
+    bits = bits_u = bits_d = bits_c = 0
     escapes = 0
     ok = True
     for s, (u, d) in zip(test, rl):
         enc, enc_u, enc_d = code.encode(s), code_u.encode(u), code_d.encode(d)
+        enc_c = code_c.encode(s)
         bits += len(enc)
         bits_u += len(enc_u)
         bits_d += len(enc_d)
+        bits_c += len(enc_c)
         escapes += int(((s < 0) | (s >= vocab_size)).sum()) + int((d > longest).sum())
         if verify:
             ok &= (code.decode(enc) == s.tolist() and code_u.decode(enc_u) == u.tolist()
-                   and code_d.decode(enc_d) == d.tolist())
+                   and code_d.decode(enc_d) == d.tolist() and code_c.decode(enc_c) == s.tolist())
     rates.huffman = bits / seconds
+    rates.huffman_conditional = bits_c / seconds
     rates.huffman_dedup = bits_u / seconds
     rates.huffman_durations = bits_d / seconds
     rates.n_train_sequences = len(train)

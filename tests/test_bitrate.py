@@ -148,3 +148,26 @@ def test_huffman_round_trip_on_the_papers_streams():
     code = HuffmanCode.fit(seqs[::2], range(100))
     for s in seqs[1::2][:120]:
         assert code.decode(code.encode(s)) == s.tolist()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_context_huffman_round_trip_and_gain(seed):
+    from resyn_bench.metrics.bitrate import ContextHuffman
+
+    rng = np.random.default_rng(seed)
+    k = 20
+    # a first-order source: the next unit is prev + 1 or prev + 2 (mod k)
+    def chain(n):
+        x = [int(rng.integers(0, k))]
+        for _ in range(n - 1):
+            x.append((x[-1] + int(rng.integers(1, 3))) % k)
+        return np.array(x)
+    train, test = [chain(2000) for _ in range(3)], [chain(500) for _ in range(3)]
+    code = ContextHuffman.fit(train, range(k))
+    for s in test + [np.array([3, 99, 4, 4, 0]), np.array([], dtype=int)]:
+        assert code.decode(code.encode(s)) == s.tolist()
+    bits = sum(len(code.encode(s)) for s in test) / sum(len(s) for s in test)
+    assert bits < 1.6      # ~1 bit/unit (two choices), far below log2(20) = 4.3 of a memoryless code
+    r = stream_rates(test, 10, k, train=train)
+    assert r.round_trip and r.huffman_conditional < 0.5 * r.huffman
+    assert r.huffman_conditional >= r.conditional * 0.95
