@@ -334,10 +334,12 @@ def notes(result: dict[str, Any]) -> list[str]:
     if result["streams"]:
         out.append("Raw: frame rate x ceil(log2 K). H(x), H(x|prev): plug-in entropies of the "
                    "test split. Run-length H: deduplicated units + run durations (unigram "
-                   "entropies). Huffman / Huffman RL: bits a canonical Huffman code fitted on "
-                   "the training split achieves on the test split (add-one smoothing over the "
-                   "vocabulary, escape + Elias gamma for anything else; decoded and checked). "
-                   "Saving: 1 - best Huffman / raw. Seconds = frames / frame rate.")
+                   "entropies). Huffman, Huffman|prev, Huffman RL: bits canonical Huffman codes "
+                   "(of the units; one per previous unit; of the deduplicated units + durations) "
+                   "fitted on the training split achieve on the test split (add-one smoothing "
+                   "over the vocabulary, escape + Elias gamma for anything else; every test "
+                   "sequence decoded and checked). Saving: 1 - best coded / raw. Seconds = "
+                   "frames / frame rate.")
         out.append(F0_NOTE)
         hashed = [s for s in result["streams"] if s["split"].startswith("by utterance-id hash")]
         if hashed:
