@@ -199,8 +199,23 @@ class RecordStore:
                          self.path, p.lineno, p.reason)
         return events
 
-    def load(self, groups: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-        return merge_events(self.events(), groups)
+    def load(self, groups: Iterable[str] | dict[str, str | None] | None = None
+             ) -> dict[str, dict[str, Any]]:
+        """Merged records. ``groups`` names the metric groups wanted; given as names, each
+        group's record key (its settings, see :func:`metric_key`) comes from the run's manifest
+        when it has one, so parts scored under other settings of the same group stay apart."""
+        keys = groups if isinstance(groups, dict) else None
+        legacy: dict[str, str] = {}
+        if groups is not None and keys is None and (self.run_dir / MANIFEST).is_file():
+            try:
+                manifest = read_manifest(self.run_dir)
+            except (OSError, ValueError):
+                manifest = {}
+            # a manifest written before records were keyed has one setting per group: any part
+            entries = manifest.get("metrics") or {}
+            keys = {g: (entries.get(g) or {}).get("key") for g in groups}
+            legacy = dict(manifest.get("legacy_metric_keys") or {})
+        return merge_events(self.events(), groups if keys is None else keys, legacy)
 
     def append(self, record: dict[str, Any]) -> None:
         """Append one part as one complete line (checked write + fsync; raises
@@ -216,8 +231,32 @@ class RecordStore:
                                                f"{exc.strerror or exc}") from exc
 
 
-def merge_events(events: Iterable[dict[str, Any]], groups: Iterable[str] | None = None
-                 ) -> dict[str, dict[str, Any]]:
+def metric_key(group: str, entry: dict[str, Any]) -> str:
+    """The record key of a metric group under given settings: ``group@<12 hex>``, a hash of
+    the manifest entry's settings, options and analysis rate (after a JSON round trip, so a
+    key computed from a stored manifest equals the one computed when scoring)."""
+    import hashlib
+
+    basis = {k: entry.get(k) for k in ("settings", "options", "analysis_sample_rate")}
+    text = json.dumps(json.loads(json.dumps(_clean(basis), sort_keys=True)), sort_keys=True)
+    return f"{group}@{hashlib.sha256(text.encode('utf-8')).hexdigest()[:12]}"
+
+
+def manifest_metric_keys(manifest: dict[str, Any]) -> dict[str, str]:
+    """{group: record key} of the groups a manifest lists (computed for manifests written
+    before records were keyed)."""
+    return {g: (e.get("key") or metric_key(g, e)) for g, e in (manifest.get("metrics") or {}).items()}
+
+
+def event_key(event: dict[str, Any], legacy: dict[str, str] | None = None) -> str | None:
+    """The settings key of a metric part; parts written before keys existed take the key of
+    the settings their run had (``legacy``: group -> key), or None when unknown."""
+    return event.get("key") or (legacy or {}).get(event.get("group"))
+
+
+def merge_events(events: Iterable[dict[str, Any]],
+                 groups: Iterable[str] | dict[str, str | None] | None = None,
+                 legacy: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """One record per utterance from its parts (a later part of the same kind replaces an
     earlier one: that is how ``--retry-failed`` re-does work without rewriting the log).
 
@@ -226,7 +265,12 @@ def merge_events(events: Iterable[dict[str, Any]], groups: Iterable[str] | None 
     ``skipped[group]``, ``scores[group]`` (the raw metric part) and an overall ``status``:
     failed (synthesis failed, or every metric failed), partial (some metric failed),
     incomplete (a group in ``groups`` has no part yet), ok.
+
+    ``groups`` as a dict {group: key}: only metric parts of those groups whose settings key
+    (:func:`event_key`) is the given one count (key None: any part of the group); groups not
+    in it are left out. As a list: parts of any settings.
     """
+    keys = groups if isinstance(groups, dict) else None
     synth: dict[str, dict[str, Any]] = {}
     parts: dict[str, dict[str, dict[str, Any]]] = {}
     order: list[str] = []
@@ -238,6 +282,9 @@ def merge_events(events: Iterable[dict[str, Any]], groups: Iterable[str] | None 
             order.append(uid)
         if ev.get("part", "synthesis") == "synthesis":
             synth[uid] = ev
+        elif keys is not None and (ev.get("group") not in keys or (
+                keys[ev["group"]] is not None and event_key(ev, legacy) != keys[ev["group"]])):
+            continue
         else:
             parts.setdefault(uid, {})[ev["group"]] = ev
     wanted = list(groups) if groups is not None else None

@@ -54,6 +54,39 @@ def check_pattern(pattern: str) -> str:
     return pattern
 
 
+def _some_files(directory: Path, limit: int) -> list[Path]:
+    out = []
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            out.append(path)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def guess_pattern(files: list[str], utterances) -> str | None:
+    """A pattern that maps utterances to the given files (relative paths): the first file
+    containing an utterance's id or reference stem, with that part (and its speaker folder)
+    replaced by placeholders, kept when it matches at least one other listed file too or the
+    corpus has a single utterance."""
+    names = set(files)
+    for utt in utterances[:200]:
+        stem = Path(utt.path).stem
+        for rel in files:
+            for value, field in ((stem, "{stem}"), (utt.utt_id, "{utt_id}")):
+                if value and value in Path(rel).name:
+                    parent = Path(rel).parent.as_posix()
+                    folder = "" if parent == "." else (
+                        "{speaker}/" if parent == utt.speaker else parent + "/")
+                    pattern = folder + Path(rel).name.replace(value, field, 1)
+                    hits = sum(pattern.format(utt_id=u.utt_id, speaker=u.speaker,
+                                              stem=Path(u.path).stem) in names
+                               for u in utterances[:200])
+                    if hits >= min(2, len(utterances)):
+                        return pattern
+    return None
+
+
 class OutputsSystem(System):
     def __init__(self, directory: str, pattern: str | None = None):
         self.directory = Path(directory).expanduser()
@@ -82,6 +115,30 @@ class OutputsSystem(System):
                 return candidate
             tried.append(str(candidate))
         raise SystemFailure(f"no output file for {utterance.utt_id}; tried {', '.join(tried)}")
+
+    def precheck(self, utterances) -> str | None:
+        """None when some utterance has its output file; else a message with the patterns
+        tried, a few files that are there and an ``--outputs-pattern`` that would match them."""
+        utterances = list(utterances)
+        for utt in utterances:
+            try:
+                self.locate(utt)
+                return None
+            except SystemFailure:
+                continue
+        present = sorted(p.relative_to(self.directory).as_posix()
+                         for p in _some_files(self.directory, 2000))
+        shown = ", ".join(present[:5]) + (f" ... ({len(present)} files)" if len(present) > 5 else "")
+        guess = guess_pattern(present, utterances)
+        first = utterances[0]
+        fields = dict(utt_id=first.utt_id, speaker=first.speaker, stem=Path(first.path).stem)
+        tried = "; ".join(f"{p!r} (e.g. {p.format(**fields)})" for p in self.patterns)
+        hint = (f"--outputs-pattern {guess!r} matches the files there" if guess else
+                "give the name pattern with --outputs-pattern (placeholders {utt_id}, {speaker}, "
+                "{stem}), e.g. --outputs-pattern '{stem}_gen.wav'")
+        return (f"outputs:{self.directory}: no output file matches any of the "
+                f"{len(utterances)} utterances; patterns tried: {tried}; files there: "
+                f"{shown or 'none'}. {hint}")
 
     def encode(self, audio: Audio, utterance) -> Streams:
         return Streams({"file": self.locate(utterance)}, sample_rate=audio.sample_rate)
