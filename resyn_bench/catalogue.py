@@ -9,8 +9,9 @@ to place the file at. Downloads happen only on request (``resyn-bench fetch NAME
 :func:`fetch`): streamed into a temporary file in the destination folder, checked, then renamed,
 so the final path never holds a partial or mismatching file.
 
-Hashes are recorded only where a source we trust states them (textlesslib for HuBERT Base and
-the GSLM HuBERT/CPC km100 quantizers). For the other files, :func:`fetch` keeps what it
+Hashes are recorded only where a source we trust states them (textlesslib's checkpoint
+manager, ``textless/checkpoint_manager/__init__.py``: HuBERT Base, CPC big, the GSLM HuBERT and
+CPC k-means quantizers with 50/100/200/500 units). For the other files, :func:`fetch` keeps what it
 downloaded and writes the computed hash beside it (``<file>.sha256``, ``sha256sum`` format);
 that hash is *not* trusted automatically: loading a pickle from such a file still needs the
 user to vouch for the hash explicitly (``trusted_sha256=`` / ``--trust-sha256``).
@@ -88,21 +89,28 @@ _ENTRIES = [
         relpath="hubert/hubert_base_ls960.pt",
         description="HuBERT Base (12 layers, 768-d, 50 Hz) trained on LibriSpeech 960 h; "
                     "fairseq checkpoint"),
-    _km("hubert", 50, None, "HuBERT Base layer 6"),
+    _km("hubert", 50, "d01a7d5bc2c54b7b5f25f321ba525b4d230b06e3927f90bad0394198bc89f494",
+        "HuBERT Base layer 6"),
     _km("hubert", 100, "f14a3104615485381fc489701d6761c9abbdbb0d43607cf55518a1e2891023fe",
         "HuBERT Base layer 6"),
-    _km("hubert", 200, None, "HuBERT Base layer 6"),
-    _km("hubert", 500, None, "HuBERT Base layer 6"),
+    _km("hubert", 200, "b3c46c9cdd1707ad852dd53c359aa73942e79d53c432a9a8a419ed046408024b",
+        "HuBERT Base layer 6"),
+    _km("hubert", 500, "411c8668e1314751404f58636f935fc73540a6793890435da4a8ffadf157398e",
+        "HuBERT Base layer 6"),
     CatalogueEntry(
         name="cpc-big-ll6kh", url=f"{_FAIR}/textless_nlp/gslm/cpc/cpc_big_ll6kh_top_ctc.pt",
-        sha256=None, relpath="gslm/cpc/cpc_big_ll6kh_top_ctc.pt",
+        sha256="73155dad5d7c986fe7b7f548050060a8e9cc9a0ffd111a22932f38c3e617c5b8",
+        relpath="gslm/cpc/cpc_big_ll6kh_top_ctc.pt",
         description="modified CPC (CPC big) trained on a 6k-hour clean LibriLight subset, "
                     "256-d, 100 Hz"),
-    _km("cpc", 50, None, "CPC big (256-d, 100 Hz)"),
+    _km("cpc", 50, "c48be5717aebc08169aa5165d58267449b8c8568624a346bb9f4b26eac3b0240",
+        "CPC big (256-d, 100 Hz)"),
     _km("cpc", 100, "077b96e010b1e87be627ef2bef0f5e5cdaa1c01722aa363b2dc0bb6a638e8b26",
         "CPC big (256-d, 100 Hz)"),
-    _km("cpc", 200, None, "CPC big (256-d, 100 Hz)"),
-    _km("cpc", 500, None, "CPC big (256-d, 100 Hz)"),
+    _km("cpc", 200, "2d863d1c6f251d19e667998248c87642ecb5e3ffaa410e9ebfa64341db4f6de2",
+        "CPC big (256-d, 100 Hz)"),
+    _km("cpc", 500, "35398f665dff06801a7bf1e595bc176711ed751d554e64d999dc42f1dd106561",
+        "CPC big (256-d, 100 Hz)"),
     _km("logmel", 50, None, "80-band log-mel filterbanks (100 Hz)"),
     _km("logmel", 100, None, "80-band log-mel filterbanks (100 Hz)"),
     _km("logmel", 200, None, "80-band log-mel filterbanks (100 Hz)"),

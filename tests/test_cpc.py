@@ -248,3 +248,40 @@ def test_make_feature_extractor_cpc(ckpt, weights):
     assert fx.dim == H and fx.hop_size == 160
     np.testing.assert_allclose(fx.extract(wav), _reference(weights, wav, 2), atol=1e-4, rtol=0)
     assert math.isclose(fx.sample_rate / fx.hop_size, 100.0)
+
+
+def test_default_cpc_trusts_the_catalogue_hash(weights, home, monkeypatch):
+    """make_feature_extractor("cpc") reads the catalogue file's full pickle with the hash the
+    catalogue documents (textlesslib's), without the user passing one."""
+    import dataclasses
+
+    from resyn_bench import catalogue
+    from resyn_bench.systems.encoders.features import make_feature_extractor
+
+    assert catalogue.known_sha256("cpc-big-ll6kh") == (
+        "73155dad5d7c986fe7b7f548050060a8e9cc9a0ffd111a22932f38c3e617c5b8")
+    mod = types.ModuleType("fake_cpc_args2")
+
+    class FakeNamespace:
+        def __init__(self):
+            self.hiddenEncoder = C
+
+    FakeNamespace.__module__, FakeNamespace.__qualname__ = mod.__name__, "FakeNamespace"
+    mod.FakeNamespace = FakeNamespace
+    path = catalogue.catalogue_path("cpc-big-ll6kh")
+    path.parent.mkdir(parents=True)
+    sys.modules[mod.__name__] = mod
+    try:
+        torch.save({"weights": weights, "config": FakeNamespace()}, path)
+    finally:
+        del sys.modules[mod.__name__]
+    entry = catalogue.CATALOGUE["cpc-big-ll6kh"]
+    # this stand-in file is not the real one: document its hash in the catalogue instead
+    monkeypatch.setitem(catalogue.CATALOGUE, "cpc-big-ll6kh",
+                        dataclasses.replace(entry, sha256=sha256_file(path)))
+    fx = make_feature_extractor("cpc", convert=False)
+    wav = _wav(2000)
+    np.testing.assert_allclose(fx.extract(wav), _reference(weights, wav, 2), atol=1e-4, rtol=0)
+    monkeypatch.setitem(catalogue.CATALOGUE, "cpc-big-ll6kh", dataclasses.replace(entry, sha256=None))
+    with pytest.raises(UnsafeCheckpointError):
+        make_feature_extractor("cpc", convert=False)

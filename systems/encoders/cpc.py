@@ -16,9 +16,9 @@ Architecture (facts from facebookresearch/CPC_audio ``cpc/model.py`` and textles
 Checkpoint: a dict with ``weights`` (state dict, keys ``gEncoder.conv0.weight``,
 ``gEncoder.batchNorm0.weight``, ``gAR.baseNet.weight_ih_l0``, ...) and ``config`` (``hiddenEncoder``,
 ``hiddenGar``, ``nLevelsGRU``, ...). Sizes are read off the tensors. If the file needs arbitrary
-unpickling it is read only with a SHA-256 the user trusts - no hash for this file is documented
-anywhere we trust, so none is built in - and then converted once to a tensors-only copy next to it
-(``<stem>.resyn.pt``).
+unpickling it is read only with a trusted SHA-256 (the one textlesslib documents for CPC big,
+from the catalogue, or one the user passes) and then converted once to a tensors-only copy next
+to it (``<stem>.resyn.pt``).
 
 Chunking for inputs longer than ``max_chunk`` (64000 samples) follows the feature reader of
 GSLM (fairseq ``examples/textless_nlp/gslm/speech2unit/pretrained/cpc_feature_reader.py``) and
@@ -231,7 +231,11 @@ def read_cpc_checkpoint(path, trusted_sha256: Iterable[str] | str = (),
         except (OSError, RuntimeError, KeyError, TypeError, AttributeError) as exc:
             # unreadable/partial/foreign copy: fall back to the original file
             log.warning("ignoring %s (%s)", conv, exc)
-    obj, was_pickle = load_checkpoint_object(path, trusted_sha256, what="CPC checkpoint")
+    from resyn_bench import catalogue
+
+    # the documented hash of CPC big is always trusted (like HuBERT Base's in hubert.py)
+    trusted = catalogue.trusted_hashes("cpc-big-ll6kh", trusted_sha256)
+    obj, was_pickle = load_checkpoint_object(path, trusted, what="CPC checkpoint")
     if not isinstance(obj, dict):
         raise TypeError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
     if obj.get("format") == _FORMAT:

@@ -69,8 +69,10 @@ def make_feature_extractor(name: str, layer: int | None = None, checkpoint: str 
       ``.pt``, our converted file, a Hugging Face directory/state dict; None means the
       catalogue file ``hubert-base-ls960`` (its documented sha256 is trusted).
     - ``"cpc"``: CPC LSTM level ``layer`` (default 2); ``checkpoint`` None means the catalogue
-      file ``cpc-big-ll6kh`` (no documented sha256: pass ``trusted_sha256`` if its pickle
-      must be read).
+      file ``cpc-big-ll6kh`` (its documented sha256 is trusted).
+
+    The catalogue's documented hash of the model's default file is trusted in addition to
+    ``trusted_sha256`` (trust goes with the content, so a copy of that file elsewhere loads too).
 
     Extra keyword arguments go to the model wrapper (e.g. ``device``, ``max_chunk``).
     """
@@ -86,14 +88,21 @@ def make_feature_extractor(name: str, layer: int | None = None, checkpoint: str 
 
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint_path("hubert")
         return load_hubert(path, layer=6 if layer is None else int(layer),
-                           trusted_sha256=trusted_sha256, **kwargs)
+                           trusted_sha256=_with_catalogue_hash("hubert", trusted_sha256), **kwargs)
     if key == "cpc":
         from resyn_bench.systems.encoders.cpc import load_cpc
 
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint_path("cpc")
         return load_cpc(path, layer=2 if layer is None else int(layer),
-                        trusted_sha256=trusted_sha256, **kwargs)
+                        trusted_sha256=_with_catalogue_hash("cpc", trusted_sha256), **kwargs)
     raise ValueError(f"unknown feature extractor {name!r}; known: {', '.join(FEATURE_NAMES)}")
+
+
+def _with_catalogue_hash(model: str, trusted_sha256: Iterable[str] | str) -> tuple[str, ...]:
+    """The user's hashes plus the catalogue's documented hash of ``model``'s default file."""
+    from resyn_bench import catalogue
+
+    return catalogue.trusted_hashes(_CATALOGUE_NAMES[model], trusted_sha256)
 
 
 def default_checkpoint_path(model: str) -> Path:
