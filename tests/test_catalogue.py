@@ -92,7 +92,13 @@ def test_names_aliases_and_unknown():
                 "vocoder-hubert100-lj-config",
                 *(f"hubert-l6-km{k}" for k in (50, 100, 200, 500)),
                 *(f"cpc-km{k}" for k in (50, 100, 200, 500)),
-                *(f"logmel-km{k}" for k in (50, 100, 200))}
+                *(f"logmel-km{k}" for k in (50, 100, 200)),
+                # public unit vocoders (textlesslib Expresso, fairseq textless S2ST)
+                "hubert-l9-km500", "mhubert-base-vp-en-es-fr", "mhubert-l11-km1000",
+                *(f"vocoder-expresso-hubert-l9-km500{s}" for s in ("", "-config", "-speakers",
+                                                                   "-styles")),
+                *(f"vocoder-mhubert1000-{lang}{s}" for lang in ("en-lj", "es-css10", "fr-css10")
+                  for s in ("", "-config"))}
     assert set(catalogue.CATALOGUE) == expected
     for e in catalogue.CATALOGUE.values():
         assert e.url.startswith("https://dl.fbaipublicfiles.com/")
@@ -112,7 +118,19 @@ def test_only_documented_hashes_are_recorded():
         "hubert-l6-km500": "411c8668e1314751404f58636f935fc73540a6793890435da4a8ffadf157398e",
         "cpc-km50": "c48be5717aebc08169aa5165d58267449b8c8568624a346bb9f4b26eac3b0240",
         "cpc-km200": "2d863d1c6f251d19e667998248c87642ecb5e3ffaa410e9ebfa64341db4f6de2",
-        "cpc-km500": "35398f665dff06801a7bf1e595bc176711ed751d554e64d999dc42f1dd106561"}
+        "cpc-km500": "35398f665dff06801a7bf1e595bc176711ed751d554e64d999dc42f1dd106561",
+        "hubert-l9-km500": "4450dcbc90aa7d0553306a4b0fafef35c9b3c840468f02969273dfbb9db89a23",
+        "mhubert-base-vp-en-es-fr":
+            "23527cd6311a6617bfa199f574e2eed478cd6a58a634f4007165c10ec0019832",
+        "mhubert-l11-km1000": "c70f5416c38044d0c20e33fdeedf4533974a8ac4029985cdef3b755038381a0b",
+        "vocoder-expresso-hubert-l9-km500":
+            "d50f4704e961c29cb386924ef32cd0c3a4d1089a3f9be856f8a3b6dcfdd6147a",
+        "vocoder-expresso-hubert-l9-km500-config":
+            "31e65ef5e100cb43de08f2c8d225496ace1ed87a49fcb8ee44bd6805f079b1f0",
+        "vocoder-expresso-hubert-l9-km500-speakers":
+            "2efabb7a4ad786da34fe6fbe99c3906b7abd40b2e01c81b7efde76142ae3d552",
+        "vocoder-expresso-hubert-l9-km500-styles":
+            "a6f63206518448277c63c3a251ac13484784829cf2e1b0a23b0860dd32543520"}
 
 
 def test_missing_file_error_is_actionable(home):
