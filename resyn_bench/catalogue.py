@@ -15,7 +15,8 @@ CPC k-means quantizers with 50/100/200/500 units, HuBERT L9 km500, mHuBERT and i
 km1000 quantizer, and the four files of the Expresso vocoder). For the other files,
 :func:`fetch` keeps what it downloaded and writes the computed hash beside it
 (``<file>.sha256``, ``sha256sum`` format); that hash is *not* trusted automatically: loading a
-pickle from such a file still needs the user to vouch for the hash explicitly (``trusted_sha256=`` / ``--trust-sha256``).
+pickle from such a file still needs the user to vouch for the hash explicitly
+(``trusted_sha256=`` / ``--trust-sha256``).
 
 Importing this module is cheap (standard library only).
 """
@@ -186,6 +187,67 @@ _ENTRIES = [
       for suffix, fname in (("", "g_00500000"), ("-config", "config.json"))],
 ]
 
+# --- content / speaker / MOS models of the metric groups (issue 13) ---------------------------
+# Hugging Face folders are catalogued file by file: the weights entry carries the folder's name
+# and requires the small JSON files. No sha256 is documented in a source available to us for
+# these files, so none is enforced (fetch records the hash it sees; the metrics record the
+# hash of the weights they load with every number).
+_HF = "https://huggingface.co"
+_HF_LICENCE = "Apache-2.0 (Hugging Face model card of the repository); check upstream terms"
+
+
+def _hf_folder(repo: str, weights: str, files: tuple[str, ...], what: str) -> list[CatalogueEntry]:
+    short = repo.split("/")[-1]
+    side = [CatalogueEntry(
+        name=f"{short}-{f.rsplit('.', 1)[0].replace('_', '-')}",
+        url=f"{_HF}/{repo}/resolve/main/{f}", sha256=None, relpath=f"hf/{short}/{f}",
+        description=f"{f} of {short} (read as text; no pickle)", licence=_HF_LICENCE,
+        kind=f.rsplit(".", 1)[-1]) for f in files]
+    main = CatalogueEntry(
+        name=short, url=f"{_HF}/{repo}/resolve/main/{weights}", sha256=None,
+        relpath=f"hf/{short}/{weights}", description=what, licence=_HF_LICENCE,
+        requires=tuple(e.name for e in side),
+        kind="safetensors" if weights.endswith(".safetensors") else "torch-weights")
+    return [main, *side]
+
+
+# special_tokens_map.json / tokenizer_config.json are read when present, not needed
+_CTC_FILES = ("config.json", "vocab.json", "preprocessor_config.json")
+_ENTRIES += [
+    *_hf_folder("facebook/wav2vec2-large-960h-lv60-self", "pytorch_model.bin", _CTC_FILES,
+                "wav2vec 2.0 Large (LV-60k + self-training) fine-tuned on LibriSpeech 960 h, "
+                "letter CTC: the paper's ASR (asr.backend=wav2vec2)"),
+    *_hf_folder("facebook/wav2vec2-base-960h", "pytorch_model.bin", _CTC_FILES,
+                "wav2vec 2.0 Base fine-tuned on LibriSpeech 960 h, letter CTC "
+                "(asr.backend=wav2vec2 asr.model=wav2vec2-base-960h)"),
+    *_hf_folder("facebook/wav2vec2-lv-60-espeak-cv-ft", "pytorch_model.bin", _CTC_FILES,
+                "wav2vec 2.0 Large LV-60 fine-tuned on CommonVoice espeak phones, phone CTC "
+                "(the phn group: PER from audio)"),
+    # SIM (spk.embedding=wavlm-ecapa): UniSpeech's WavLM Large + ECAPA-TDNN verifier. It is
+    # published on Google Drive only (UniSpeech downstreams/speaker_verification README);
+    # Drive asks for a confirmation on large files, so a browser download may be needed.
+    CatalogueEntry(
+        name="wavlm-large-sv",
+        url="https://drive.google.com/uc?export=download&id=1-aE1NfzpRCLxA4GUxX9ITI3F9LlbtEGP",
+        sha256=None, relpath="unispeech/wavlm_large_finetune.pth",
+        description="WavLM Large + ECAPA-TDNN speaker verification, fine-tuned on VoxCeleb2 "
+                    "(UniSpeech wavlm_large_finetune.pth; spk.embedding=wavlm-ecapa)",
+        licence="microsoft/UniSpeech (MIT licence per the repository); check upstream terms"),
+    *_hf_folder("speechbrain/spkrec-ecapa-voxceleb", "embedding_model.ckpt", ("hyperparams.yaml",),
+                "SpeechBrain ECAPA-TDNN trained on VoxCeleb 1+2, 192-d "
+                "(spk.embedding=ecapa); torch state dict"),
+    # MOS proxy (the utmos group): the checkpoint SpeechMOS's torch.hub entry utmos22_strong loads
+    CatalogueEntry(
+        name="utmos22-strong",
+        url="https://github.com/tarepan/SpeechMOS/releases/download/v1.0.0/"
+            "utmos22_strong_step7459_v1.pt",
+        sha256=None, relpath="speechmos/utmos22_strong_step7459_v1.pt",
+        description="UTMOS22 strong learner (wav2vec 2.0 Base + BLSTM), SpeechMOS release "
+                    "v1.0.0; torch state dict (the utmos metric group)",
+        licence="MIT (sarulab-speech/UTMOS22 weights, tarepan/SpeechMOS conversion)",
+        kind="torch-weights"),
+]
+
 #: name -> entry, in display order
 CATALOGUE: dict[str, CatalogueEntry] = {e.name: e for e in _ENTRIES}
 
@@ -198,6 +260,8 @@ ALIASES: dict[str, str] = {
     "hifigan_expresso_lj_vctk_hubert_base_ls960_l9_km500": "vocoder-expresso-hubert-l9-km500",
     "hubert_base_ls960_l9_km500": "hubert-l9-km500", "mhubert-base": "mhubert-base-vp-en-es-fr",
     "mhubert_base_vp_en_es_fr_it3": "mhubert-base-vp-en-es-fr",
+    "wavlm_large_finetune": "wavlm-large-sv", "wavlm-ecapa": "wavlm-large-sv",
+    "ecapa": "spkrec-ecapa-voxceleb", "utmos": "utmos22-strong",
 }
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

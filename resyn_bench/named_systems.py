@@ -77,27 +77,40 @@ class NamedSystem:
         return self.quantizer
 
     def train_hint(self) -> str:
+        """The commands still needed to train this system locally, in order. Parts already on
+        disk (the k-means file, an F0 quantizer or content VQ-VAE folder with a checkpoint) are
+        not asked for again; they are named as found, and the later steps use them."""
         data = {"lj": "--dataset ljspeech --data-root LJSpeech-1.1",
                 "vctk": "--dataset vctk --data-root VCTK-Corpus-0.92"}.get(self.dataset,
                                                                          "--dataset D --data-root R")
-        steps = []
+        steps, found = [], []
         if self.quantizer == "vq":
-            steps.append(f"resyn-bench train vocoder --config vqvae{self.vocab_size}-librilight "
-                         f"{data} --out {self.vqvae_dir()}  (the content VQ-VAE, trained jointly "
-                         "with its own decoder)")
+            if _has_checkpoint(self.vqvae_dir()):
+                found.append(f"content VQ-VAE {self.vqvae_dir()}")
+            else:
+                steps.append(f"resyn-bench train vocoder --config vqvae{self.vocab_size}-librilight "
+                             f"{data} --out {self.vqvae_dir()}  (the content VQ-VAE, trained jointly "
+                             "with its own decoder)")
         if self.quantizer.startswith("local:"):
-            steps.append(f"resyn-bench train kmeans --encoder {self.encoder} --k {self.vocab_size} "
-                         f"{data} --out {self.unit_spec()}")
+            if Path(self.unit_spec()).is_file():
+                found.append(f"k-means {self.unit_spec()}")
+            else:
+                steps.append(f"resyn-bench train kmeans --encoder {self.encoder} --k {self.vocab_size} "
+                             f"{data} --out {self.unit_spec()}")
         f0_dir = self.checkpoint_dir().parent / f"{self.name}-f0"
         f0_arg = ""
         if self.f0:
-            f0_preset = "tiny-f0" if self.preset == "tiny" else f"f0-vqvae-{self.dataset}"
-            steps.append(f"resyn-bench train f0-quantizer --config {f0_preset} {data} --out {f0_dir}")
+            if _has_checkpoint(f0_dir):
+                found.append(f"F0 quantizer {f0_dir}")
+            else:
+                f0_preset = "tiny-f0" if self.preset == "tiny" else f"f0-vqvae-{self.dataset}"
+                steps.append(f"resyn-bench train f0-quantizer --config {f0_preset} {data} --out {f0_dir}")
             f0_arg = f" --f0-quantizer {f0_dir}"
         units = f" --units {self.unit_spec()}"
         steps.append(f"resyn-bench train vocoder --config {self.preset} {data}{units}{f0_arg} "
                      f"--out {self.checkpoint_dir()}")
-        return "; then ".join(steps)
+        hint = "; then ".join(steps)
+        return f"{hint} (already there: {', '.join(found)})" if found else hint
 
     def status(self) -> str:
         """What is missing before the system can run (no torch; path checks only)."""
@@ -132,6 +145,10 @@ class NamedSystem:
                 if not catalogue.is_present(name):
                     missing.append(f"fetch {name}")
         return "ready" if not missing else "needs: " + "; ".join(dict.fromkeys(missing))
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("g_*"))
 
 
 def _paper(encoder: str, layer: int | None, km: str, vocab: int, hop: int) -> list[NamedSystem]:

@@ -99,9 +99,12 @@ def test_names_aliases_and_unknown():
                                                                    "-styles")),
                 *(f"vocoder-mhubert1000-{lang}{s}" for lang in ("en-lj", "es-css10", "fr-css10")
                   for s in ("", "-config"))}
-    assert set(catalogue.CATALOGUE) == expected
+    assert expected <= set(catalogue.CATALOGUE)  # metric models add their own entries
     for e in catalogue.CATALOGUE.values():
-        assert e.url.startswith("https://dl.fbaipublicfiles.com/")
+        if e.url.startswith("https://drive.google.com/"):  # wavlm-large-sv: Drive id URL
+            continue
+        assert e.url.startswith(("https://dl.fbaipublicfiles.com/", "https://huggingface.co/",
+                                 "https://github.com/"))
         assert e.url.endswith(e.relpath.split("/")[-1])
 
 
