@@ -173,6 +173,9 @@ MODEL_COMMANDS = {
                          "check a run folder's records and manifest; --repair quarantines bad lines"),
     ("encode", None): ("resyn_bench.cli_units", "configure_encode_parser", "run_encode",
                        "extract discrete units of a dataset into a unit file"),
+    ("codec", None): ("resyn_bench.codec_study", "configure_codec_parser", "run_codec",
+                      "bitrate of unit streams: raw, entropy, run-length, Huffman (+ runs' "
+                      "measured codec bitrates)"),
 }
 
 
@@ -298,7 +301,7 @@ def cmd_ls(args) -> int:
             units = f"{ns.encoder}{layer} k={ns.vocab_size} {ns.unit_rate:g}Hz"
             streams = "units" + (" + f0 codes" if ns.f0 else "") + (
                 " + speaker" if ns.speaker != "none" else "")
-            print(f"{name:26s}{units:22s}{streams:24s}{ns.bitrate():7.1f}  {ns.status()}")
+            print(f"{name:26s}{units:21s} {streams:24s}{ns.bitrate():7.1f}  {ns.status()}")
         print("aliases: " + ", ".join(f"{a} = {t}" for a, t in ALIASES.items()))
         print("a system that needs files says how to get them when run; "
               "see `resyn-bench fetch --list` and `resyn-bench train --help`")
@@ -389,8 +392,13 @@ def main(argv: list[str] | None = None) -> int:
             import importlib
 
             module, _configure, run, _help = MODEL_COMMANDS[args.model_command]
-            return getattr(importlib.import_module(module), run)(args)
-        return COMMANDS[args.command](args)
+            rc = getattr(importlib.import_module(module), run)(args)
+        else:
+            rc = COMMANDS[args.command](args)
+        # flush here, not at interpreter exit, so that a reader gone away (`| head`) is caught
+        # below instead of printing "Exception ignored ... BrokenPipeError"
+        sys.stdout.flush()
+        return rc
     except BrokenPipeError:   # before OSError (expected): it is one
         # the reader went away (`resyn-bench summary RUN | head`): stop quietly; send what is
         # left in the buffer to /dev/null so that the flush at exit does not raise again
