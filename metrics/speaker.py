@@ -390,6 +390,18 @@ _SPECS = (
     MetricSpec("spk.cos_centroid", "Spk cos (centroid)", higher_is_better=True,
                description="Cosine similarity of the output's speaker embedding and its target "
                            "speaker's held-out centroid"),
+    MetricSpec("spk.source_acc", "Src-ID acc", higher_is_better=False, unit="%", percent=True,
+               table_stat="pooled",
+               description="Voice conversion only (target != source): share of outputs the "
+                           "speaker-ID classifier assigns to the SOURCE speaker (source leakage; "
+                           "chance = no leakage)"),
+    MetricSpec("spk.source_eer", "Src EER", higher_is_better=True, unit="%", percent=True,
+               description="Voice conversion only: verification EER of the same trials with the "
+                           "SOURCE speaker as the claimed identity (50 % = no source identity "
+                           "left, 0 = the source speaker is plainly recognisable)"),
+    MetricSpec("spk.source_cos", "Src cos (centroid)", higher_is_better=False,
+               description="Voice conversion only: cosine similarity of the output's embedding "
+                           "and the SOURCE speaker's held-out centroid"),
     MetricSpec("spk.chance", "Spk-ID chance", higher_is_better=True, unit="%", percent=True,
                description="Reference value, not a score: chance-level speaker-ID accuracy, "
                            "1 / number of enrolled speakers"),
@@ -538,19 +550,31 @@ class SpeakerMetrics(MetricGroup):
                   "spk.cos_centroid": float(trials[model.index[target]])}
         extra = {"target": target, "predicted": predicted, "fold": fold,
                  "trials": {s: float(v) for s, v in zip(model.speakers, trials)}}
-        return Score(values=values, counts={"correct": correct, "trials": 1.0}, extra=extra)
+        counts = {"correct": correct, "trials": 1.0}
+        source = str(utterance.speaker)
+        if source != target and source in model.index:
+            # voice conversion: how much of the source voice is left (leakage)
+            values["spk.source_acc"] = 1.0 if predicted == source else 0.0
+            values["spk.source_cos"] = float(trials[model.index[source]])
+            counts.update(source_correct=values["spk.source_acc"], source_trials=1.0)
+            extra["source"] = source
+        return Score(values=values, counts=counts, extra=extra)
 
     # ---- corpus-level ------------------------------------------------------------------------
 
     def pool(self, counts: dict[str, float]) -> dict[str, float | None]:
         n = counts.get("trials", 0.0)
-        return {"spk.acc": float(counts.get("correct", 0.0)) / n if n > 0 else None}
+        ns = counts.get("source_trials", 0.0)
+        return {"spk.acc": float(counts.get("correct", 0.0)) / n if n > 0 else None,
+                "spk.source_acc": float(counts.get("source_correct", 0.0)) / ns if ns > 0 else None}
 
     def aggregate(self, entries: list[dict[str, Any]]) -> dict[str, float | None]:
         """Accuracy from summed counts; EER / minDCF from every stored trial score."""
         out = dict(super().aggregate(entries))
         tar: list[float] = []
         non: list[float] = []
+        src: list[float] = []        # the same trials, the SOURCE speaker as claimed identity
+        src_non: list[float] = []
         enrolled: set[str] = set()
         for entry in entries:
             extra = entry.get("extra") or {}
@@ -558,11 +582,15 @@ class SpeakerMetrics(MetricGroup):
             if not trials or target is None:
                 continue
             enrolled.update(trials)
+            source = extra.get("source")
             for spk, value in trials.items():
                 if value is None or not math.isfinite(value):
                     continue
                 (tar if spk == target else non).append(float(value))
+                if source is not None:
+                    (src if spk == source else src_non).append(float(value))
         both = bool(tar) and bool(non)
+        out["spk.source_eer"] = eer(src, src_non)[0] if src and src_non else None
         out["spk.eer"] = eer(tar, non)[0] if both else None
         out["spk.min_dcf"] = min_dcf(tar, non, self.p_target) if both else None
         out["spk.chance"] = 1.0 / len(enrolled) if enrolled else None
