@@ -33,6 +33,13 @@ Trials (``aggregate``)
     target trial, each other one a non-target trial. EER and minDCF are computed from all
     trials of all scored outputs. The target speaker is ``utterance.target_speaker`` when that
     attribute is set (voice conversion), else ``utterance.speaker``.
+
+Source leakage (voice conversion only: target != ``utterance.speaker``)
+    The same output and trials are also judged against the *source* speaker:
+    ``spk.source_acc`` (the classifier names the source; pooled), ``spk.source_cos`` (cosine
+    with the source's held-out centroid) and ``spk.source_eer`` (EER of the trials of converted
+    outputs with the source as the claimed identity). Chance accuracy / 50 % EER = no source
+    identity left. Resynthesis records carry none of these.
 """
 from __future__ import annotations
 
