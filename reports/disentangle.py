@@ -92,12 +92,14 @@ class Figure:
         return cls(key, label, group, ci.estimate if value is None else value, ci.low, ci.high,
                    n, **kw)
 
-    def text(self, with_ci: bool = True) -> str:
+    def text(self, with_ci: bool = True, with_unit: bool = False) -> str:
         if self.value is None:
             return "–"
         scale = 100.0 if self.percent else 1.0
         digits = 1 if self.percent else 2
         out = f"{scale * self.value:.{digits}f}"
+        if with_unit:
+            out += " %" if self.percent else (f" {self.unit}" if self.unit else "")
         if with_ci and self.low is not None and self.high is not None:
             out += f" [{scale * self.low:.{digits}f}, {scale * self.high:.{digits}f}]"
         return out
@@ -399,11 +401,9 @@ def render_text(rows: list[DisentangleRow]) -> str:
             if f.group != group:
                 group = f.group
                 out.append(f"  {GROUP_TITLES.get(group, group)}:")
-            unit = "%" if f.percent else (f" {f.unit}" if f.unit and f.unit not in ("%",) else "")
-            extra = f"  ({f.note})" if f.note and f.value is None else (
-                f"  ({f.note})" if f.note else "")
-            n = f"  n={f.n}" if f.value is not None else ""
-            out.append(f"    {f.label:28s}{f.text()}{unit if f.value is not None else ''}{n}{extra}")
+            n = f"  n={f.n}" if f.value is not None and f.n else ""
+            note = f"  ({f.note})" if f.note else ""
+            out.append(f"    {f.label:24s}{f.text(with_unit=True)}{n}{note}")
         for n in r.notes:
             out.append(f"  note: {n}")
     return "\n".join(out) + "\n"
