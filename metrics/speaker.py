@@ -451,6 +451,8 @@ class SpeakerMetrics(MetricGroup):
 
     def __init__(self, backend: str = "resemblyzer", classifier: str = "logreg", folds: int = 5,
                  p_target: float = 0.01, seed: int = 0, embedding: str | None = None,
+                 enroll_dataset: str | None = None, enroll_root: str | None = None,
+                 enroll_split: str | None = None, enroll_limit: int | None = None,
                  **backend_opts):
         if embedding is not None:  # -m spk.embedding=wavlm-ecapa|ecapa|resemblyzer
             if backend != "resemblyzer" and backend != embedding:
@@ -463,6 +465,13 @@ class SpeakerMetrics(MetricGroup):
             raise ValueError(f"folds must be an integer >= 2, got {folds}")
         if not 0.0 < p_target < 1.0:
             raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+        if enroll_root is not None and enroll_dataset is None:
+            raise ValueError("spk: enroll_root needs enroll_dataset (the dataset name, e.g. "
+                             "-m spk.enroll_dataset=ljspeech -m spk.enroll_root=DIR)")
+        # speakers enrolled from another dataset (cross-dataset conversion): their real
+        # recordings join every fold's models as enrolment-only utterances, never scored
+        self.enroll = ({"dataset": str(enroll_dataset), "root": enroll_root, "split": enroll_split,
+                        "limit": enroll_limit} if enroll_dataset else None)
         self.encoder = make_encoder(backend, **backend_opts)
         self.classifier = classifier
         self.folds = int(folds)
@@ -502,7 +511,8 @@ class SpeakerMetrics(MetricGroup):
         """Fold assignment and one set of models per fold (plus one on all real utterances,
         used for outputs of utterances that are not in the corpus)."""
         utts = [u for u in utterances if u.utt_id in references]
-        speakers = sorted({str(u.speaker) for u in utts})
+        extra_ids, extra_labels, extra_emb = self._enrolment()
+        speakers = sorted({str(u.speaker) for u in utts} | set(extra_labels))
         if len(speakers) < 2:
             raise NotApplicable(f"spk: speaker identification needs real recordings of >= 2 "
                               f"speakers, got {len(speakers)} ({', '.join(speakers) or 'none'})")
@@ -512,6 +522,14 @@ class SpeakerMetrics(MetricGroup):
         labels = [str(u.speaker) for u in utts]
         emb = np.stack([np.asarray(references[i]["embedding"], dtype=np.float64) for i in ids])
         fold_of = assign_folds(ids, labels, self.folds, self.seed)
+        if extra_ids:   # enrolment-only: in every fold's training set
+            clash = sorted(set(extra_ids) & set(ids))
+            if clash:
+                raise MetricError(f"spk: enrolment utterance ids also in the evaluated dataset: "
+                                  f"{', '.join(clash[:5])}")
+            fold_of.update({i: -1 for i in extra_ids})
+            ids, labels = ids + extra_ids, labels + extra_labels
+            emb = np.concatenate([emb, extra_emb])
         if all(f < 0 for f in fold_of.values()):
             raise NotApplicable("spk: every speaker has a single real utterance; no utterance can "
                               "be held out (need >= 2 utterances for some speaker)")
@@ -524,6 +542,32 @@ class SpeakerMetrics(MetricGroup):
         self._fold_of = fold_of
         self._models = models
         self._train = (emb, labels, folds)
+
+    def _enrolment(self) -> tuple[list[str], list[str], np.ndarray]:
+        """Ids (``enroll:<utt_id>``), speakers and embeddings of the enrolment dataset's real
+        recordings (none without ``enroll_dataset``). An unreadable or speechless recording is
+        an error naming it: enrolment is the reference every output is judged by."""
+        if self.enroll is None:
+            return [], [], np.zeros((0, 1))
+        from resyn_bench.audio import AudioError, ensure_rate, load_audio
+        from resyn_bench.datasets import load_dataset
+
+        e = self.enroll
+        data = load_dataset(e["dataset"], e["root"], e["split"], e["limit"])
+        ids, labels, embs = [], [], []
+        for utt in data.utterances:
+            try:
+                audio = ensure_rate(load_audio(utt.path), SAMPLE_RATE, purpose="spk enrolment")
+                embs.append(np.asarray(self._embed(audio, "enrolment"), dtype=np.float64))
+            except (AudioError, MetricError) as exc:
+                raise MetricError(f"spk: enrolment recording {utt.path} ({e['dataset']}): {exc}") \
+                    from None
+            ids.append(f"enroll:{utt.utt_id}")
+            labels.append(str(utt.speaker))
+        if not ids:
+            raise MetricError(f"spk: the enrolment dataset {e['dataset']} ({e['root']}) has no "
+                              "utterances")
+        return ids, labels, np.stack(embs)
 
     def _model_for(self, utt_id: str) -> tuple[int | None, _FoldModel]:
         if self._train is None:

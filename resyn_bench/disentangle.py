@@ -208,6 +208,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="no shift run")
     p.add_argument("--no-scale", dest="scale", action="store_const", const=None,
                    help="no scale run")
+    p.add_argument("--enroll-dataset", metavar="NAME",
+                   help="cross-dataset conversion: enrol the speaker models (speaker ID, EER, "
+                        "similarity) also from this dataset's real recordings, e.g. the voices "
+                        "of a system trained on another corpus (-m spk.enroll_dataset=NAME)")
+    p.add_argument("--enroll-root", metavar="DIR", help="data root of --enroll-dataset")
+    p.add_argument("--enroll-split", metavar="FILE", help="split file of --enroll-dataset")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default 1000)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes per run")
     p.add_argument("--no-cache", dest="use_cache", action="store_false",
@@ -244,7 +250,15 @@ def run_command(args) -> int:
                          dict(args.option), args.label)
         dataset = {"dataset": args.dataset, "data_root": args.data_root, "split": args.split,
                    "limit": args.limit, "dataset_options": dict(args.dataset_option)}
-        outcomes = execute(plan, dataset, metric_options_from_args(args.metric_option),
+        metric_options = metric_options_from_args(args.metric_option)
+        if args.enroll_dataset:
+            metric_options.setdefault("spk", {}).update(
+                {k: v for k, v in (("enroll_dataset", args.enroll_dataset),
+                                   ("enroll_root", args.enroll_root),
+                                   ("enroll_split", args.enroll_split)) if v is not None})
+        elif args.enroll_root or args.enroll_split:
+            raise ValueError("--enroll-root/--enroll-split need --enroll-dataset NAME")
+        outcomes = execute(plan, dataset, metric_options,
                            args.f0_preset, jobs=args.jobs, progress=not args.quiet,
                            vc_seed=args.vc_seed, use_cache=args.use_cache)
         groups = {}

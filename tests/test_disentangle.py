@@ -313,3 +313,40 @@ def test_f0_edit_parsing_and_hz_edits():
                                          141.4213562], rtol=1e-5)
     assert np.allclose(edit_f0_hz(f0, "scale", 0.0)[[1, 2, 4]], 141.4213562, rtol=1e-5)
     assert not edit_f0_hz(np.zeros(4), "shift", 3).any()
+
+
+def test_cross_dataset_targets_are_enrolled_from_where_they_live(corpus, tmp_path, home, fakes,
+                                                                 capsys):
+    """Content of speakers A and B converted into voice C, whose real recordings live in
+    another dataset: without enrolment C's outputs cannot be judged; with it they are."""
+    root = CORPUS["root"]
+    split = tmp_path / "ab.txt"
+    split.write_text("".join(f"{s}_{j}\n" for s in ("spkA", "spkB") for j in range(N_UTT)))
+    enroll = root / "voice_c.tsv"
+    with open(enroll, "w", encoding="utf-8") as fh:
+        fh.write("utt_id\tspeaker\tpath\n" + "".join(f"c{j}\tspkC\twavs/spkC_{j}.wav\n"
+                                                      for j in range(N_UTT)))
+    common = ["--split", str(split), "--metrics", "spk", "--no-plots"]
+
+    assert _disentangle(corpus, tmp_path / "plain", "target-recordings", extra=common) == 0
+    plain, _ = _figures(tmp_path / "plain" / "summary")
+    records = [json.loads(line) for line in
+               (tmp_path / "plain" / "target-recordings" / "vc" / "records.jsonl").read_text().splitlines()]
+    failed = [r for r in records if r.get("part") == "metric" and r.get("status") == "failed"]
+    assert failed and all("no real recordings" in r["reason"] for r in failed)
+    assert plain["target-recordings"]["spk.acc"]["n"] == 12 - len(failed)
+
+    assert _disentangle(corpus, tmp_path / "enrolled", "target-recordings",
+                        extra=[*common, "--enroll-dataset", "manifest", "--enroll-root",
+                               str(enroll)]) == 0
+    figs, _ = _figures(tmp_path / "enrolled" / "summary")
+    t = figs["target-recordings"]
+    assert t["spk.acc"]["n"] == 12 and t["spk.acc"]["value"] == 1.0
+    assert t["spk.source_acc"]["value"] == 0.0 and t["spk.chance"]["value"] == pytest.approx(1 / 3)
+    from resyn_bench.cli import main
+
+    capsys.readouterr()
+    assert main(["disentangle", "--dataset", "manifest", "--data-root", str(corpus), "--out",
+                 str(tmp_path / "x"), "--system", "target-recordings", "--enroll-root",
+                 str(enroll)]) == 2
+    assert "--enroll-dataset" in capsys.readouterr().err
