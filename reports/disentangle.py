@@ -431,6 +431,29 @@ def render_latex(rows: list[DisentangleRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_html(rows: list[DisentangleRow]) -> str:
+    """A self-contained page: figures as rows, systems as columns (as the LaTeX table), the
+    notes under it; the bar plots beside it are linked when written."""
+    from html import escape
+
+    head = "".join(f"<th>{escape(r.label)}</th>" for r in rows)
+    body, group = [], None
+    for key, label, g in _columns(rows):
+        title = escape(GROUP_TITLES.get(g, g)) if g != group else ""
+        group = g
+        cells = "".join(f"<td>{escape(f.text()) if (f := _cell(r, key, label)) else '–'}</td>"
+                        for r in rows)
+        body.append(f"<tr><th>{title}</th><td>{escape(label)}</td>{cells}</tr>")
+    notes = "".join(f"<li>{escape(r.label)}: {escape(n)}</li>" for r in rows for n in r.notes)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<title>Disentanglement summary</title><style>body{font-family:sans-serif;margin:2em}"
+            "table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;"
+            "text-align:left}</style></head><body><h1>Disentanglement summary</h1>"
+            f"<table><thead><tr><th></th><th></th>{head}</tr></thead><tbody>{''.join(body)}"
+            f"</tbody></table><p>{escape(NOTE)}</p>"
+            + (f"<ul>{notes}</ul>" if notes else "") + "</body></html>\n")
+
+
 def render_csv(rows: list[DisentangleRow]) -> str:
     """One line per (system, figure), values in display units (% for rates)."""
     buf = io.StringIO()
@@ -484,7 +507,9 @@ def write_outputs(rows: list[DisentangleRow], folder: str | Path, plots: bool = 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": folder / "disentangle.md", "latex": folder / "disentangle.tex",
-             "csv": folder / "disentangle.csv", "json": folder / "disentangle.json"}
+             "csv": folder / "disentangle.csv", "json": folder / "disentangle.json",
+             "html": folder / "disentangle.html"}
+    paths["html"].write_text(render_html(rows), encoding="utf-8")
     paths["markdown"].write_text(render_markdown(rows), encoding="utf-8")
     paths["latex"].write_text(render_latex(rows), encoding="utf-8")
     paths["csv"].write_text(render_csv(rows), encoding="utf-8")
@@ -500,4 +525,4 @@ def write_outputs(rows: list[DisentangleRow], folder: str | Path, plots: bool = 
 
 __all__ = ["Figure", "DisentangleRow", "build_row", "collect_runs", "summarize", "prosody_values",
            "edit_values", "speaker_registers", "semitones", "render_markdown", "render_text",
-           "render_latex", "render_csv", "plot_rows", "write_outputs", "EXPERIMENTS"]
+           "render_latex", "render_html", "render_csv", "plot_rows", "write_outputs", "EXPERIMENTS"]

@@ -68,7 +68,7 @@ def _folder_name(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in label).strip("_.") or "system"
 
 
-def system_row_label(spec: str, options: dict[str, Any] | None = None) -> str:
+def system_row_label(spec: str) -> str:
     """The row label of a system spec, as reports label its runs (``ckpt:/x/run7`` ->
     ``ckpt:run7``); the shared ``-o`` options are not part of it."""
     from resyn_bench.reports.collate import _path_system_label
@@ -101,7 +101,7 @@ def plan_runs(systems: list[str], out: Path, metrics: str, vc_targets: int = 2,
     plan: list[PlannedRun] = []
     seen: dict[str, str] = {}
     for i, spec in enumerate(systems):
-        label = labels[i] if labels else system_row_label(spec, options)
+        label = labels[i] if labels else system_row_label(spec)
         folder = _folder_name(label)
         if folder in seen:
             raise ValueError(f"systems {seen[folder]!r} and {spec!r} would share the run folder "

@@ -239,6 +239,8 @@ def test_known_answers(corpus, tmp_path, home, fakes, capsys):
     assert sum(line.startswith("| ") for line in md.splitlines()) == 4  # header + 3 systems
     assert "source leakage: source acc" in md
     assert "\\begin{tabular}" in (out / "summary" / "disentangle.tex").read_text()
+    page = (out / "summary" / "disentangle.html").read_text()
+    assert page.count("<th>ignores-speaker</th>") == 1 and "<td>source acc</td>" in page
     with open(out / "summary" / "disentangle.csv", newline="") as fh:
         csv_rows = list(csv.DictReader(fh))
     src = next(r for r in csv_rows if r["system"] == "ignores-speaker" and r["key"] == "spk.source_acc")
