@@ -72,7 +72,11 @@ class RunSummary:
     groups: dict[str, Any] = field(default_factory=dict)     # group name -> group object
     entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per group
     experiment: str = RESYNTHESIS  # manifest config.experiment (absent: resynthesis)
-    bitrate: float | None = None  # bits/s of the discrete streams (see :func:`bitrate_bps`)
+    bitrate: float | None = None  # bits/s: measured (:func:`measured_bitrate`), else from the
+    #                               discrete streams' specs (:func:`bitrate_bps`)
+    #: where ``bitrate`` comes from: "measured" / "declared" (per-utterance bitstream records:
+    #: total bits / total seconds), "streams" (stream specs), None (no bitrate)
+    bitrate_source: str | None = None
     system_label: str = ""        # row label: config.label, else system [options]
     status: str | None = None     # manifest status: running / interrupted / complete (absent: old)
     dataset_name: str = ""        # the dataset label without the split (Table 2 groups by it)
@@ -103,7 +107,7 @@ class RunSummary:
     def to_dict(self, with_records: bool = False) -> dict[str, Any]:
         d = {"run_dir": str(self.run_dir), "system": self.system, "dataset": self.dataset,
              "experiment": self.experiment, "system_label": self.system_label or self.system,
-             "bitrate": self.bitrate,
+             "bitrate": self.bitrate, "bitrate_source": self.bitrate_source,
              "n_total": self.n_total, "n_records": self.n_records, "n_ok": self.n_ok,
              "n_partial": self.n_partial, "n_failed": self.n_failed,
              "status": self.status, "unfinished": self.unfinished,
@@ -341,6 +345,44 @@ def bitrate_bps(streams: list[dict[str, Any]] | None) -> float | None:
     return total if counted else None
 
 
+def measured_bitrate(records: list[dict[str, Any]]) -> tuple[float, str, dict[str, Any]] | None:
+    """Bitrate from the per-utterance bitstream records (``record["bitstream"]``, written by
+    systems whose encoder output is counted, e.g. codec2 and opus): total bits / total seconds
+    over the utterances that have one, with its source (``measured``, or ``declared`` when every
+    record is declared) and the pooled counts; None when no record has one. Malformed entries
+    are ignored."""
+    bits = seconds = 0.0
+    n, sources = 0, set()
+    for r in records:
+        b = r.get("bitstream")
+        if not isinstance(b, dict):
+            continue
+        nb, sec = b.get("bits"), b.get("seconds")
+        if isinstance(nb, bool) or isinstance(sec, bool) or not isinstance(nb, (int, float)) \
+                or not isinstance(sec, (int, float)) or not math.isfinite(nb) or nb < 0 \
+                or not math.isfinite(sec) or sec <= 0:
+            continue
+        bits += float(nb)
+        seconds += float(sec)
+        n += 1
+        sources.add(b.get("source") or "measured")
+    if not n:
+        return None
+    source = "declared" if sources == {"declared"} else "measured"
+    return bits / seconds, source, {"bits": bits, "seconds": seconds, "n_utterances": n}
+
+
+def run_bitrate(manifest: dict[str, Any], records: list[dict[str, Any]]
+                ) -> tuple[float | None, str | None]:
+    """A run's bitrate and its source: a measured (or declared) per-utterance rate takes
+    precedence over the one computed from the stream specs."""
+    measured = measured_bitrate(records)
+    if measured is not None:
+        return measured[0], measured[1]
+    spec = bitrate_bps((manifest.get("system") or {}).get("streams"))
+    return spec, ("streams" if spec is not None else None)
+
+
 def system_label(manifest: dict[str, Any]) -> str:
     """Row label of a run: ``config.label`` if set, else the system name with its options
     (``world (f0_method=dio)``) so two settings of one system stay apart."""
@@ -413,11 +455,11 @@ def summarize_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> Run
                          n_failed=status["failed"], records=records,
                          failures=Counter(_failure_key(r) for r in records if r.get("status") == "failed"),
                          experiment=experiment_label(manifest), system_label=system_label(manifest),
-                         bitrate=bitrate_bps((manifest.get("system") or {}).get("streams")),
                          status=manifest.get("status"),
                          dataset_name=dataset_label(manifest, with_split=False),
                          split=Path(str(dataset_key(manifest)[2])).stem
                          if dataset_key(manifest)[2] else None)
+    summary.bitrate, summary.bitrate_source = run_bitrate(manifest, records)
     for group, info in manifest.get("metrics", {}).items():
         summary.settings[group] = info.get("settings", {})
         specs = [MetricSpec.from_dict(s) for s in info.get("specs", [])]

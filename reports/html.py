@@ -358,7 +358,8 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
                         "n_ok": s.n_ok, "n_partial": s.n_partial, "n_failed": s.n_failed,
                         "failures": dict(s.failures), "summary": summ, "worst": {},
                         "unfinished": s.unfinished,
-                        "bitrate": _num(getattr(s, "bitrate", None))})
+                        "bitrate": _num(getattr(s, "bitrate", None)),
+                        "bitrate_source": getattr(s, "bitrate_source", None)})
 
     # utterances: the union over runs, in run order then id order
     index: dict[str, int] = {}

@@ -173,7 +173,9 @@ SCRIPT = r"""
         const c = summaryCell(si, m);
         tr.appendChild(el("td", { class: "num", title: c.title, "data-v": c.value === null ? "" : c.value }, c.text));
       }
-      if (HAS_BITRATE) tr.appendChild(el("td", { class: "num", "data-v": isMissing(s.bitrate) ? "" : s.bitrate },
+      if (HAS_BITRATE) tr.appendChild(el("td", { class: "num", "data-v": isMissing(s.bitrate) ? "" : s.bitrate,
+          title: s.bitrate_source === "measured" ? "measured from the encoder's output (total bits / total seconds)"
+            : s.bitrate_source === "declared" ? "declared, not measured" : "from the stream specs" },
         isMissing(s.bitrate) ? DASH : (Number.isInteger(s.bitrate) ? s.bitrate.toFixed(0) : s.bitrate.toFixed(1))));
       const scored = s.n_ok + s.n_partial;
       tr.appendChild(el("td", { class: "num", "data-v": scored }, scored + "/" + s.n_total));

@@ -627,6 +627,7 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
         parts += list(layout.notes)
     if table is not None:
         parts += list(dict.fromkeys(c.column.note for c in table.columns if c.column.note))
+        parts.append(_measured_bitrate_note(table))
     several = len({s.dataset for s in summaries}) > 1
     n = "; ".join(f"{s.dataset + '/' if several else ''}{s.system_label or s.system}"
                   f"{'' if s.experiment == 'resynthesis' else ' (' + s.experiment + ')'}: "
@@ -638,6 +639,27 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
             f"{s.system_label or s.system} ({s.run_dir.name}): {s.unfinished}" for s in late)
             + " - these rows cover only the utterances done so far.")
     return " ".join(p for p in parts if p)
+
+
+def _measured_bitrate_note(table: Table) -> str:
+    """Which rows' bitrates were counted from the encoder's output (or declared) instead of the
+    stream specs (:func:`~resyn_bench.reports.collate.run_bitrate`)."""
+    js = [j for j, c in enumerate(table.columns) if c.column.key == "bitrate"]
+    by_source: dict[str, list[str]] = {}
+    for row in table.rows:
+        for j in js:
+            run = row.cells[j].run
+            source = getattr(run, "bitrate_source", None)
+            if row.cells[j].value is not None and source in ("measured", "declared"):
+                by_source.setdefault(source, []).append(row.fields.get("system", run.system))
+    parts = []
+    if by_source.get("measured"):
+        parts.append("Bitrate measured from the encoder's actual output (total bits / total "
+                     f"seconds over the utterances) for: {', '.join(dict.fromkeys(by_source['measured']))}.")
+    if by_source.get("declared"):
+        parts.append(f"Bitrate declared (not measured) for: "
+                     f"{', '.join(dict.fromkeys(by_source['declared']))}.")
+    return " ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------

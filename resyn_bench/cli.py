@@ -175,6 +175,9 @@ MODEL_COMMANDS = {
     ("disentangle", None): ("resyn_bench.disentangle", "configure_parser", "run_command",
                             "voice conversion + F0 edits of speaker-conditioned systems: how much "
                             "content, speaker and pitch each stream carries (one row per system)"),
+    ("codec", None): ("resyn_bench.codec_study", "configure_codec_parser", "run_codec",
+                      "bitrate of unit streams: raw, entropy, run-length, Huffman (+ runs' "
+                      "measured codec bitrates)"),
 }
 
 
@@ -384,8 +387,13 @@ def main(argv: list[str] | None = None) -> int:
             import importlib
 
             module, _configure, run, _help = MODEL_COMMANDS[args.model_command]
-            return getattr(importlib.import_module(module), run)(args)
-        return COMMANDS[args.command](args)
+            rc = getattr(importlib.import_module(module), run)(args)
+        else:
+            rc = COMMANDS[args.command](args)
+        # flush here, not at interpreter exit, so that a reader gone away (`| head`) is caught
+        # below instead of printing "Exception ignored ... BrokenPipeError"
+        sys.stdout.flush()
+        return rc
     except BrokenPipeError:   # before OSError (expected): it is one
         # the reader went away (`resyn-bench summary RUN | head`): stop quietly; send what is
         # left in the buffer to /dev/null so that the flush at exit does not raise again

@@ -45,6 +45,13 @@ SYSTEMS: dict[str, Entry] = {e.name: e for e in [
     Entry("ckpt", "resyn_bench.systems.vocoder.system:CheckpointSystem",
           "a trained unit vocoder folder (g_XXXXXXXX + config.json, ours or the reference "
           "layout); -o units=SPEC, -o speaker=NAME", takes_argument="DIR"),
+    # the paper's codec baselines (extra `codecs`); bitrate measured from the encoder's output
+    Entry("codec2", "resyn_bench.systems.codecs:Codec2System",
+          "Codec2 speech codec, 8 kHz (pycodec2): -o mode=3200|2400|1600|1400|1300|1200|700C; "
+          "bitrate measured from its frames"),
+    Entry("opus", "resyn_bench.systems.codecs:OpusSystem",
+          "Opus wideband, 16 kHz (PyAV libopus): -o bitrate=6000..24000, -o vbr=on|off|"
+          "constrained; bitrate measured from its packets"),
 ]}
 
 

@@ -36,6 +36,7 @@ from resyn_bench.runfolder import (LOCK_FILE, RunFolderError, RunLock, SpaceRese
                                    check_unique_names, clear_run, id_problem, output_name,
                                    remove_leftovers)
 from resyn_bench.safe_io import DiskFull, is_disk_full
+from resyn_bench.systems.base import transmit
 from resyn_bench.store import (MANIFEST, OUTPUTS, QUARANTINE, RecordStore, RecordsWriteError,
                                event_key, manifest_metric_keys, metric_key, read_manifest,
                                write_json_atomic)
@@ -163,12 +164,14 @@ class Synthesizer:
         t = time.perf_counter()
         try:
             system_in = ensure_rate(ref, self.system.input_sample_rate, purpose="system input", log=log)
-            out = self.system.resynthesize(system_in, utt)
+            out, bitstream = transmit(self.system, system_in, utt)
         except Exception as exc:
             if is_disk_full(exc):
                 raise DiskFull(getattr(exc, "path", None) or getattr(exc, "filename", "?"), exc)
             return fail("system", f"{type(exc).__name__}: {exc}")
         timings["system"] = time.perf_counter() - t
+        if bitstream:  # what the encoder actually produced (codecs): reports' measured bitrate
+            record["bitstream"] = bitstream
         target = getattr(utt, "target_speaker", None) or getattr(self.system, "target_speaker", None)
         if target is not None:  # voice conversion: speaker metrics judge the output as this voice
             record["target_speaker"] = str(target)

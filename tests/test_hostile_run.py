@@ -192,8 +192,11 @@ def test_second_run_on_the_same_folder_is_refused(sandbox, capsys):
     out = box.root / "run"
     args = ["run", "--system", "slow", "--dataset", "manifest", "--data-root", str(tsv),
             "--out", str(out), "--metrics", "pitch", "--f0-preset", "dio", "--no-cache", "--quiet"]
+    # SIGINT back to its default: a test session started in the background (`tox &`) inherits
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler
     first = subprocess.Popen([sys.executable, "-c", SLOW_RUN, *args], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
+                             stderr=subprocess.PIPE,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 60
         while not ((out / "records.jsonl").exists() and (out / "records.jsonl").stat().st_size):
