@@ -21,7 +21,9 @@ The requested edit is read from ``config.system_options.f0_edit`` of the run.
 Figures (``Figure``; rates as fractions, shown in %):
 
 * content kept: the content metrics (``asr.wer``, ``asr.per``, ``asr.dwer``, ``asr.dper``;
-  corpus-pooled) of the converted speech next to the same system's resynthesis;
+  corpus-pooled) of the converted speech next to the same system's resynthesis, and their
+  difference with a paired bootstrap CI (:func:`paired_count_delta`: conversions paired with
+  the resynthesis of their source utterance);
 * target similarity: ``spk.acc`` (speaker-ID accuracy w.r.t. the target), ``spk.eer``
   (target trials), ``spk.cos_centroid`` of the VC run; the chance level ``spk.chance``;
 * source leakage: ``spk.source_acc``, ``spk.source_eer``, ``spk.source_cos`` of the same VC
@@ -35,8 +37,9 @@ Figures (``Figure``; rates as fractions, shown in %):
   log-F0 is affine in the speaker-normalised log-F0, so this is the correlation of the
   speaker-normalised contours);
 * F0 carried by the units: VDE/FFE of the ``f0_flat`` run against the original F0, next to
-  the resynthesis VDE/FFE (flat figures near the resynthesis ones: the output follows the
-  original F0 whatever the F0 stream says); ``shift`` achieved = per output the median over
+  the resynthesis VDE/FFE and their paired difference (utterance means, paired bootstrap over
+  the utterances both scored; near 0: the output follows the original F0 whatever the F0
+  stream says); ``shift`` achieved = per output the median over
   frames voiced in both of 12 log2(edited / resynthesis) (the system's own resynthesis of the
   same utterance, on the same reference frames; the original F0 when there is no resynthesis
   run), averaged; ``scale`` achieved = per output the ratio of log-F0 standard deviations
@@ -234,6 +237,51 @@ def _mean_figure(key, label, group, values, speakers, n_boot, seed, **kw) -> Fig
     return Figure(key, label, group, float(np.mean(defined)), n=len(defined), **kw)
 
 
+def source_id(utt_id: str) -> str:
+    """The source utterance of a conversion id (``UTT__to_TARGET`` -> ``UTT``)."""
+    source, sep, _ = utt_id.rpartition("__to_")
+    return source if sep else utt_id
+
+
+def paired_count_delta(group, base_entries, other_entries, key: str, n_boot: int = 1000,
+                       seed: int = 0):
+    """``pooled(other) - pooled(base)`` of a count-pooled metric (WER, PER) with its paired
+    bootstrap CI, paired by *source* utterance: each conversion's counts are summed into its
+    source utterance's row (``UTT__to_B`` and ``UTT__to_C`` -> ``UTT``), so a resampled
+    utterance brings its resynthesis and all its conversions together. Rows: the source
+    utterances scored on both sides (sorted), resampled speakers then utterances.
+    Returns a :class:`~resyn_bench.reports.stats.PairedResult` (None without common rows)."""
+    from resyn_bench.reports.stats import paired_bootstrap_counts
+
+    base = {e["utt_id"]: e for e in base_entries}
+    other: dict[str, dict[str, float]] = {}
+    for e in other_entries:
+        row = other.setdefault(source_id(e["utt_id"]), {})
+        for k, v in (e.get("counts") or {}).items():
+            row[k] = row.get(k, 0.0) + float(v or 0.0)
+    common = sorted(set(base) & set(other))
+    if not common:
+        return None
+    keys = sorted({k for u in common for k in (base[u].get("counts") or {})} |
+                  {k for u in common for k in other[u]})
+    ma = np.array([[float((base[u].get("counts") or {}).get(k) or 0.0) for k in keys]
+                   for u in common])
+    mb = np.array([[other[u].get(k, 0.0) for k in keys] for u in common])
+
+    def pool(vec):
+        return group.pool(dict(zip(keys, np.asarray(vec, dtype=float).tolist()))).get(key)
+
+    return paired_bootstrap_counts(ma, mb, pool, [base[u].get("speaker") for u in common],
+                                   n_boot=max(n_boot, 1), seed=seed)
+
+
+def _delta_figure(key, label, group, result, percent: bool, n_boot: int) -> Figure:
+    if result is None or result.delta is None:
+        return Figure(key, label, group, note="no utterance scored in both runs", percent=percent)
+    low, high = (result.low, result.high) if n_boot > 0 else (None, None)
+    return Figure(key, label, group, result.delta, low, high, result.n_common, percent=percent)
+
+
 # --------------------------------------------------------------------------------------------
 # rows
 # --------------------------------------------------------------------------------------------
@@ -271,6 +319,11 @@ def build_row(label: str, runs: dict[str, RunSummary], n_boot: int = 1000, seed:
         name = key.split(".")[1].upper()
         figs.append(_metric(vc, key, f"{name} (VC)", "content"))
         figs.append(_metric(res, key, f"{name} (resyn.)", "content"))
+        if res is not None and vc is not None and res.groups.get("asr") is not None:
+            result = paired_count_delta(res.groups["asr"], res.entries.get("asr", []),
+                                        vc.entries.get("asr", []), key, n_boot, seed)
+            figs.append(_delta_figure(f"{key}#delta", f"Δ{name} (VC − resyn.)", "content",
+                                      result, True, n_boot))
     if not content:
         row.notes.append("content: no ASR figures (add asr to --metrics)")
     # target similarity and source leakage
@@ -299,6 +352,16 @@ def build_row(label: str, runs: dict[str, RunSummary], n_boot: int = 1000, seed:
     flat = runs.get("f0_flat")
     figs += [_metric(flat, "f0.vde", "VDE (flat)", "f0"), _metric(flat, "f0.ffe", "FFE (flat)", "f0"),
              _metric(res, "f0.vde", "VDE (resyn.)", "f0"), _metric(res, "f0.ffe", "FFE (resyn.)", "f0")]
+    if flat is not None and res is not None and res.groups.get("f0") is not None:
+        from resyn_bench.reports.uncertainty import compare
+
+        for key in ("f0.vde", "f0.ffe"):
+            a, b = res.entries.get("f0", []), flat.entries.get("f0", [])
+            result = compare(res.groups["f0"], a, b, key, stat="mean", n_boot=max(n_boot, 1),
+                             seed=seed) if a and b else None
+            name = key.split(".")[1].upper()
+            figs.append(_delta_figure(f"{key}#delta", f"Δ{name} (flat − resyn.)", "f0", result,
+                                      True, n_boot))
     base = res.records if res is not None and "f0" in res.groups else None
     for exp, kind, unit in (("f0_shift", "shift", "st"), ("f0_scale", "scale", "x")):
         s = runs.get(exp)
@@ -475,7 +538,8 @@ def plot_rows(rows: list[DisentangleRow], folder: Path) -> list[Path]:
 
     written = []
     for r in rows:
-        figs = [f for f in r.figures if f.percent and f.value is not None and f.key != "spk.chance"]
+        figs = [f for f in r.figures if f.percent and f.value is not None
+                and f.key != "spk.chance" and not f.key.endswith("#delta")]
         if not figs:
             continue
         fig = _figure(7.0, 0.35 * len(figs) + 1.2)
@@ -523,6 +587,6 @@ def write_outputs(rows: list[DisentangleRow], folder: str | Path, plots: bool = 
     return paths
 
 
-__all__ = ["Figure", "DisentangleRow", "build_row", "collect_runs", "summarize", "prosody_values",
+__all__ = ["Figure", "DisentangleRow", "build_row", "paired_count_delta", "source_id", "collect_runs", "summarize", "prosody_values",
            "edit_values", "speaker_registers", "semitones", "render_markdown", "render_text",
            "render_latex", "render_html", "render_csv", "plot_rows", "write_outputs", "EXPERIMENTS"]

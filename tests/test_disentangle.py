@@ -229,6 +229,10 @@ def test_known_answers(corpus, tmp_path, home, fakes, capsys):
     # an F0-following system: flattened F0 is far from the original; shifts achieved as asked
     fol_flat = {f["label"]: f for f in rows[2]["figures"] if f["key"] == "f0.ffe"}
     assert fol_flat["FFE (flat)"]["value"] > fol_flat["FFE (resyn.)"]["value"] + 0.05
+    # paired differences flat - resynthesis: exactly 0 when F0 is ignored, > 0 (CI too) when not
+    assert ign["f0.ffe#delta"]["value"] == 0.0 == ign["f0.ffe#delta"]["high"]
+    assert fol["f0.ffe#delta"]["low"] > 0 and fol["f0.ffe#delta"]["value"] == pytest.approx(
+        fol_flat["FFE (flat)"]["value"] - fol_flat["FFE (resyn.)"]["value"])
     assert fol["f0.shift_achieved"]["value"] == pytest.approx(3.0, abs=0.3)
     assert fol["f0.shift_achieved"]["note"] == "requested shift:+3"
     assert fol["f0.scale_achieved"]["value"] == pytest.approx(0.5, abs=0.1)
@@ -352,3 +356,27 @@ def test_cross_dataset_targets_are_enrolled_from_where_they_live(corpus, tmp_pat
                  str(tmp_path / "x"), "--system", "target-recordings", "--enroll-root",
                  str(enroll)]) == 2
     assert "--enroll-dataset" in capsys.readouterr().err
+
+
+def test_content_delta_pairs_conversions_with_their_source_resynthesis():
+    """ΔWER (VC - resyn.) pools each side's edit counts; conversions of one source utterance
+    share its bootstrap row; utterances on one side only are left out."""
+    from resyn_bench.reports.collate import metric_group
+    from resyn_bench.reports.disentangle import paired_count_delta
+
+    group = metric_group("asr")
+
+    def entry(uid, spk, edits, words=10):
+        return {"utt_id": uid, "speaker": spk, "counts": {"word_edits": edits, "ref_words": words,
+                                                          "char_edits": 0, "ref_chars": 40}}
+
+    res = [entry("a1", "A", 1), entry("a2", "A", 0), entry("b1", "B", 2), entry("b2", "B", 1),
+           entry("z9", "B", 9)]                                    # z9: never converted
+    vc = [entry("a1__to_B", "A", 3), entry("a1__to_C", "A", 5), entry("a2__to_B", "A", 2),
+          entry("b1__to_A", "B", 4), entry("b2__to_C", "B", 2), entry("q1__to_A", "A", 7)]
+    result = paired_count_delta(group, res, vc, "asr.wer", n_boot=300, seed=1)
+    assert result.n_common == 4
+    # VC: (3+5+2+4+2) / 50 = 0.32; resynthesis of the same sources: (1+0+2+1) / 40 = 0.1
+    assert result.estimate_b == pytest.approx(0.32) and result.estimate_a == pytest.approx(0.1)
+    assert result.delta == pytest.approx(0.22) and 0 < result.low <= 0.22 <= result.high
+    assert paired_count_delta(group, res, [entry("x__to_A", "A", 1)], "asr.wer") is None
