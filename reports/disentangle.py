@@ -30,7 +30,8 @@ Figures (``Figure``; rates as fractions, shown in %):
   outputs judged against their *source* speaker (accuracy at chance / EER at 50 % = no leak);
 * prosody (from the F0 group's stored contours of the VC run, 50 Hz, voiced frames; the
   register of a speaker = all voiced frames of that speaker's real recordings among the VC
-  run's references): ``|ΔF0| to target`` / ``to source`` = mean over outputs of the absolute
+  run's references, or, for a speaker enrolled from another dataset, of up to 50 of its
+  recordings there, analysed with the run's f0 preset): ``|ΔF0| to target`` / ``to source`` = mean over outputs of the absolute
   difference (semitones) of the output's mean log-F0 and the speaker's; ``range / target`` =
   the output's log-F0 standard deviation over the target's; ``intonation r`` = Pearson
   correlation of the output's and the source's log-F0 on frames voiced in both (per output;
@@ -172,11 +173,56 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def prosody_values(vc_records: list[dict[str, Any]]) -> dict[str, list]:
+#: recordings per enrolled speaker analysed for its F0 register (cross-dataset targets)
+ENROL_REGISTER_MAX = 50
+
+
+def enrolment_registers(manifest: dict[str, Any]) -> dict[str, tuple[float, float, int]]:
+    """F0 registers of the speakers a run enrolled from another dataset (its ``spk`` options
+    ``enroll_dataset`` / ``enroll_root`` / ``enroll_split``), analysed with the run's own f0
+    preset on up to :data:`ENROL_REGISTER_MAX` recordings per speaker; {} when the run
+    enrolled none. A recording that cannot be analysed is left out."""
+    from resyn_bench.audio import AudioError, ensure_rate, load_audio
+    from resyn_bench.datasets import load_dataset
+    from resyn_bench.metrics.base import MetricError
+    from resyn_bench.metrics.pitch import extract_f0
+
+    metrics = manifest.get("metrics") or {}
+    options = (metrics.get("spk") or {}).get("options") or {}
+    f0 = metrics.get("f0") or {}
+    preset = (f0.get("options") or {}).get("preset") or (f0.get("settings") or {}).get("preset")
+    if not options.get("enroll_dataset") or not preset:
+        return {}
+    data = load_dataset(options["enroll_dataset"], options.get("enroll_root"),
+                        options.get("enroll_split"), options.get("enroll_limit"))
+    parts: dict[str, list[np.ndarray]] = defaultdict(list)
+    for utt in data.utterances:
+        if len(parts[str(utt.speaker)]) >= ENROL_REGISTER_MAX:
+            continue
+        try:
+            audio = ensure_rate(load_audio(utt.path), 16000, purpose="F0 register (enrolment)")
+            track = extract_f0(audio.samples, 16000, preset)
+        except (AudioError, MetricError, OSError):
+            continue
+        st = semitones(track.f0)
+        parts[str(utt.speaker)].append(st[np.isfinite(st)])
+    out = {}
+    for spk, arrays in parts.items():
+        x = np.concatenate(arrays) if arrays else np.zeros(0)
+        if x.size >= MIN_FRAMES:
+            out[spk] = (float(x.mean()), float(x.std()), int(x.size))
+    return out
+
+
+def prosody_values(vc_records: list[dict[str, Any]],
+                   extra_registers: dict[str, tuple[float, float, int]] | None = None
+                   ) -> dict[str, list]:
     """Per VC output: |ΔF0| to the target's and the source's register (semitones), the range
     ratio to the target's, the intonation correlation with the source contour. Lists aligned
-    with ``speakers`` (the source speaker of each output, for the bootstrap)."""
-    registers = speaker_registers(vc_records)
+    with ``speakers`` (the source speaker of each output, for the bootstrap). Registers come
+    from the records' reference contours; ``extra_registers`` adds speakers without
+    recordings in the dataset (enrolled from another one)."""
+    registers = {**(extra_registers or {}), **speaker_registers(vc_records)}
     out: dict[str, list] = {"speakers": [], "to_target": [], "to_source": [], "range": [],
                             "intonation": []}
     for r in vc_records:
@@ -336,7 +382,9 @@ def build_row(label: str, runs: dict[str, RunSummary], n_boot: int = 1000, seed:
              _metric(vc, "spk.chance", "chance acc", "source")]
     # prosody of the converted speech
     if vc is not None and "f0" in vc.groups:
-        p = prosody_values(vc.records)
+        from resyn_bench.store import read_manifest
+
+        p = prosody_values(vc.records, enrolment_registers(read_manifest(vc.run_dir)))
         sp = p["speakers"]
         figs += [_mean_figure("prosody.to_target_st", "|ΔF0| to target (st)", "prosody",
                               p["to_target"], sp, n_boot, seed, unit="st"),

@@ -332,7 +332,8 @@ def test_cross_dataset_targets_are_enrolled_from_where_they_live(corpus, tmp_pat
     with open(enroll, "w", encoding="utf-8") as fh:
         fh.write("utt_id\tspeaker\tpath\n" + "".join(f"c{j}\tspkC\twavs/spkC_{j}.wav\n"
                                                       for j in range(N_UTT)))
-    common = ["--split", str(split), "--metrics", "spk", "--no-plots"]
+    common = ["--split", str(split), "--metrics", "spk,f0", "--no-shift", "--no-scale",
+              "--no-plots"]
 
     assert _disentangle(corpus, tmp_path / "plain", "target-recordings", extra=common) == 0
     plain, _ = _figures(tmp_path / "plain" / "summary")
@@ -341,6 +342,8 @@ def test_cross_dataset_targets_are_enrolled_from_where_they_live(corpus, tmp_pat
     failed = [r for r in records if r.get("part") == "metric" and r.get("status") == "failed"]
     assert failed and all("no real recordings" in r["reason"] for r in failed)
     assert plain["target-recordings"]["spk.acc"]["n"] == 12 - len(failed)
+    # no register for voice C: only outputs in voices A and B have an F0 figure
+    assert plain["target-recordings"]["prosody.to_target_st"]["n"] == 12 - len(failed)
 
     assert _disentangle(corpus, tmp_path / "enrolled", "target-recordings",
                         extra=[*common, "--enroll-dataset", "manifest", "--enroll-root",
@@ -349,6 +352,8 @@ def test_cross_dataset_targets_are_enrolled_from_where_they_live(corpus, tmp_pat
     t = figs["target-recordings"]
     assert t["spk.acc"]["n"] == 12 and t["spk.acc"]["value"] == 1.0
     assert t["spk.source_acc"]["value"] == 0.0 and t["spk.chance"]["value"] == pytest.approx(1 / 3)
+    # voice C's register from its enrolment recordings: every output is in its target register
+    assert t["prosody.to_target_st"]["n"] == 12 and t["prosody.to_target_st"]["value"] < 1.5
     from resyn_bench.cli import main
 
     capsys.readouterr()
