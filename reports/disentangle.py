@@ -276,7 +276,9 @@ def edit_values(edit_records: list[dict[str, Any]], base_records: list[dict[str,
 def _mean_figure(key, label, group, values, speakers, n_boot, seed, **kw) -> Figure:
     defined = [v for v in values if v is not None]
     if not defined:
-        return Figure(key, label, group, note="no output with enough voiced frames", **kw)
+        why = f"no output with >= {MIN_FRAMES} frames voiced in both"
+        note = kw.pop("note", "")
+        return Figure(key, label, group, note=f"{note}; {why}" if note else why, **kw)
     if n_boot > 0:
         ci = bootstrap_ci_mean(values, speakers, n_boot=n_boot, seed=seed)
         return Figure.from_ci(key, label, group, ci, n=len(defined), **kw)

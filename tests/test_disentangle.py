@@ -363,6 +363,21 @@ def test_cross_dataset_targets_are_enrolled_from_where_they_live(corpus, tmp_pat
     assert "--enroll-dataset" in capsys.readouterr().err
 
 
+def test_f0_edit_figures_of_unvoiced_outputs_say_why_they_are_missing():
+    from resyn_bench.reports.disentangle import _mean_figure, edit_values
+
+    unvoiced = {"utt_id": "u1", "speaker": "A", "status": "ok",
+                "scores": {"f0": {"status": "ok", "extra": {"contour": {
+                    "t0": 0.0, "dt": 0.02, "ref": [0.0, 120.0, 121.0, 119.0, 118.0, 122.0, 0.0],
+                    "out": [0.0] * 7}}}}}
+    values = edit_values([unvoiced], None)
+    assert values["shift"] == [None] and values["speakers"] == ["A"]
+    f = _mean_figure("f0.shift_achieved", "shift:+2 achieved", "f0", values["shift"],
+                     values["speakers"], 100, 0, unit="st", note="requested shift:+2")
+    assert f.value is None and f.text() == "–"
+    assert f.note == "requested shift:+2; no output with >= 5 frames voiced in both"
+
+
 def test_content_delta_pairs_conversions_with_their_source_resynthesis():
     """ΔWER (VC - resyn.) pools each side's edit counts; conversions of one source utterance
     share its bootstrap row; utterances on one side only are left out."""
@@ -385,3 +400,49 @@ def test_content_delta_pairs_conversions_with_their_source_resynthesis():
     assert result.estimate_b == pytest.approx(0.32) and result.estimate_a == pytest.approx(0.1)
     assert result.delta == pytest.approx(0.22) and 0 < result.low <= 0.22 <= result.high
     assert paired_count_delta(group, res, [entry("x__to_A", "A", 1)], "asr.wer") is None
+
+
+@pytest.mark.slow
+def test_tiny_system_trained_offline_on_real_speech(tmp_path, home, capsys):
+    """The issue's acceptance check, shortened: a tiny multi-speaker system trained here on
+    ../shared/corpora/vctk_autovc_16k (log-mel k-means, F0 quantizer, and a vocoder of 150
+    steps: after 20 its output is so quiet that the speaker VAD finds no speech), then
+    `resyn-bench disentangle` prints every figure group with CIs."""
+    from conftest import SHARED
+
+    corpus = SHARED / "corpora" / "vctk_autovc_16k" / "manifest.tsv"
+    if not corpus.exists():
+        pytest.skip(f"shared corpus not available at {corpus.parent}")
+    from resyn_bench.cli import main
+
+    data = ["--dataset", "manifest", "--data-root", str(corpus.parent)]
+    km, f0q, voc = tmp_path / "km.npz", tmp_path / "f0q", tmp_path / "voc"
+    assert main(["train", "kmeans", "--encoder", "logmel", "--k", "50", *data, "--out", str(km)]) == 0
+    assert main(["train", "f0-quantizer", "--config", "tiny-f0", *data, "--out", str(f0q),
+                 "--max-steps", "20", "--threads", "1", "--quiet"]) == 0
+    assert main(["train", "vocoder", "--config", "tiny", *data, "--units", str(km),
+                 "--f0-quantizer", str(f0q), "--out", str(voc), "--max-steps", "150",
+                 "--threads", "1", "--quiet"]) == 0
+    with open(corpus, encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    per_speaker: dict[str, list[str]] = {}
+    for r in rows:
+        per_speaker.setdefault(r["speaker"], []).append(r["utt_id"])
+    split = tmp_path / "split.txt"     # three utterances of each of the four speakers
+    split.write_text("".join(f"{u}\n" for ids in per_speaker.values() for u in ids[:3]))
+    capsys.readouterr()
+    out = tmp_path / "disent"
+    assert main(["disentangle", "--system", f"ckpt:{voc}", "--label", "tiny", *data, "--split",
+                 str(split), "--metrics", "spk,f0", "--f0-preset", "dio", "--out", str(out),
+                 "--quiet", "--n-boot", "200"]) == 0
+    printed = capsys.readouterr().out
+    for title in ("target similarity:", "source leakage:", "prosody:", "F0 carried by units:"):
+        assert title in printed
+    figs, rows_ = _figures(out / "summary")
+    t = figs["tiny"]
+    assert t["spk.chance"]["value"] == pytest.approx(0.25)
+    assert t["spk.acc"]["n"] == 24 and t["f0.ffe"]["n"] == 12
+    for key in ("spk.acc", "spk.source_acc", "spk.eer", "spk.source_eer", "f0.ffe",
+                "f0.ffe#delta", "f0.shift_achieved", "f0.scale_achieved", "prosody.to_target_st"):
+        f = t[key]
+        assert f["low"] is not None and f["low"] <= f["value"] <= f["high"], (key, f)
