@@ -303,7 +303,7 @@ def cmd_ls(args) -> int:
             units = f"{ns.encoder}{layer} k={ns.vocab_size} {ns.unit_rate:g}Hz"
             streams = "units" + (" + f0 codes" if ns.f0 else "") + (
                 " + speaker" if ns.speaker != "none" else "")
-            print(f"{name:26s}{units:22s}{streams:24s}{ns.bitrate():7.1f}  {ns.status()}")
+            print(f"{name:26s}{units:21s} {streams:24s}{ns.bitrate():7.1f}  {ns.status()}")
         print("aliases: " + ", ".join(f"{a} = {t}" for a, t in ALIASES.items()))
         print("a system that needs files says how to get them when run; "
               "see `resyn-bench fetch --list` and `resyn-bench train --help`")

@@ -31,6 +31,8 @@ class NamedSystem:
     speaker: str                 # "lut" | "none"
     dataset: str                 # what the vocoder is (to be) trained on
     description: str
+    #: catalogue name of the dense model (default: the encoder family's: HuBERT Base, CPC big)
+    dense: str | None = None
 
     @property
     def unit_rate(self) -> float:
@@ -129,7 +131,8 @@ class NamedSystem:
             # a km.bin converted once to the safe .npz may be all that is left
             if not catalogue.is_present(km) and not catalogue.catalogue_path(km).with_suffix(".npz").is_file():
                 missing.append(f"fetch {km}")
-            dense = {"hubert": "hubert-base-ls960", "cpc": "cpc-big-ll6kh"}.get(self.encoder)
+            dense = self.dense or {"hubert": "hubert-base-ls960",
+                                   "cpc": "cpc-big-ll6kh"}.get(self.encoder)
             if dense and not catalogue.is_present(dense):
                 missing.append(f"fetch {dense}")
         if self.trained_locally:
@@ -137,7 +140,8 @@ class NamedSystem:
             if not (folder.is_dir() and any(folder.glob("g_*"))):
                 missing.append(f"train vocoder --config {self.preset}")
         else:
-            for name in (self.vocoder, f"{self.vocoder}-config"):
+            # the generator and the files fetched with it (config, speakers, styles)
+            for name in (self.vocoder, *catalogue.get_entry(self.vocoder).requires):
                 if not catalogue.is_present(name):
                     missing.append(f"fetch {name}")
         return "ready" if not missing else "needs: " + "; ".join(dict.fromkeys(missing))
@@ -171,10 +175,26 @@ NAMED_SYSTEMS: dict[str, NamedSystem] = {s.name: s for s in [
                 "vocoder-hubert100-lj", False, "none", "lj",
                 "HuBERT Base L6 + GSLM km100 + the public fairseq unit HiFi-GAN (duration "
                 "predictor, no F0, LJ voice)"),
+    # public weights only: textlesslib's Expresso release, fairseq's textless S2ST vocoders
+    NamedSystem("expresso-hubert500", "hubert", 9, "hubert-l9-km500", 500, 320,
+                "vocoder-expresso-hubert-l9-km500", False, "lut", "expresso+lj+vctk",
+                "HuBERT Base L9 + km500 + the public Expresso unit HiFi-GAN "
+                "(hifigan_expresso_lj_vctk_hubert_base_ls960_L9_km500): speaker LUT over the "
+                "Expresso, LJ Speech and VCTK voices (voice conversion: -o speaker=NAME or "
+                "--vc-targets) and a style LUT (-o style=NAME, default read-default)"),
+    *[NamedSystem(f"mhubert1000-{tag}", "hubert", 11, "mhubert-l11-km1000", 1000, 320,
+                  f"vocoder-mhubert1000-{tag}", False, "none", data,
+                  f"mHuBERT Base L11 + km1000 + fairseq's public unit HiFi-GAN (duration "
+                  f"predictor, no F0, one {voice} voice)", dense="mhubert-base-vp-en-es-fr")
+      for tag, data, voice in (("en-lj", "lj", "English LJ Speech"),
+                               ("es-css10", "css10-es", "Spanish CSS10"),
+                               ("fr-css10", "css10-fr", "French CSS10"))],
 ]}
 
 #: the bare paper names stand for the multi-speaker (VCTK) variants
-ALIASES = {"hubert100": "hubert100-vctk", "cpc100": "cpc100-vctk", "vqvae256": "vqvae256-vctk"}
+ALIASES = {"hubert100": "hubert100-vctk", "cpc100": "cpc100-vctk", "vqvae256": "vqvae256-vctk",
+           # the release's own name
+           "hifigan_expresso_lj_vctk_hubert_base_ls960_L9_km500": "expresso-hubert500"}
 
 
 def get_named_system(name: str) -> NamedSystem:

@@ -59,12 +59,13 @@ def _named_factory(name: str) -> Callable[..., Any]:
     """A factory with the named systems' options in its signature (checked by make_system)."""
     def factory(checkpoint: str | None = None, units: str | None = None,
                 speaker: str | None = None, f0_stats: str | None = None, device: str = "cpu",
-                trust_sha256: str | None = None, f0_edit: str | None = None):
+                trust_sha256: str | None = None, f0_edit: str | None = None,
+                style: str | None = None):
         from resyn_bench.systems.named import make_named_system
 
         return make_named_system(name, checkpoint=checkpoint, units=units, speaker=speaker,
                                  f0_stats=f0_stats, device=device, trust_sha256=trust_sha256,
-                                 f0_edit=f0_edit)
+                                 f0_edit=f0_edit, style=style)
     factory.__name__ = f"make_{name.replace('-', '_')}"
     return factory
 
