@@ -119,6 +119,11 @@ def format_summary(s: RunSummary, utterances: bool = False) -> str:
             lines.append(f"{group:8s} preset {settings['preset']}")
     if s.failures:
         lines.append("failures " + ", ".join(f"{k} x{n}" for k, n in sorted(s.failures.items())))
+    if any(sum(c.values()) for c in s.losses.values()):
+        from resyn_bench.reports.collate import format_losses
+
+        lines.append("lost     " + format_losses(s.losses) + "  (utterances, by part; "
+                     "--retry-failed redoes them)")
     lines.append("")
     def interval(spec, ci):
         if ci is None or ci.low is None:
