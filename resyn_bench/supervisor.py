@@ -25,7 +25,9 @@ names the library. Code that calls a C extension straight from this package can 
 with :func:`step` (free outside a worker).
 
 Workers are forked from a ``forkserver`` (a clean process that has imported the runner once), so
-they do not inherit the runner's threads or models, and start in a fraction of a second. Audio
+they do not inherit the runner's threads or models, and start in a fraction of a second. As with
+any multiprocessing start method but ``fork``, a script that calls :func:`resyn_bench.runner.run`
+must do so under ``if __name__ == "__main__":`` (workers import the main module). Audio
 never travels between processes: workers read references and outputs from disk and write their
 outputs there; only records, counts and (for corpus groups) reference analyses are sent back.
 """
@@ -579,6 +581,12 @@ class Supervisor:
 # --- what the runner calls -------------------------------------------------------------------
 
 
+def _setup_limit(config) -> float | None:
+    """Starting a worker (loading models) and the corpus fit: SETUP_LIMIT_S, none with
+    ``--utt-timeout 0``."""
+    return None if config.utt_timeout is not None and config.utt_timeout <= 0 else SETUP_LIMIT_S
+
+
 def _duration(path) -> float | None:
     try:
         import soundfile as sf
@@ -598,7 +606,8 @@ def synthesize_isolated(config, pending, accept: Callable) -> bool:
     entry, _arg = registry.system_entry(config.system)
     what = f"system {config.system}"
     try:
-        sup = Supervisor(WorkerSpec("synth", config, config.system, entry, {}), what, config.jobs)
+        sup = Supervisor(WorkerSpec("synth", config, config.system, entry, {}), what, config.jobs,
+                         _setup_limit(config))
     except Unshippable as exc:
         return _unshippable(what, exc)
     by_id = {u.utt_id: u for u in pending}
@@ -658,7 +667,7 @@ def score_group_isolated(config, group, dataset, synthesis: dict, todo: list, lo
     jobs = config.jobs
     try:
         sup = Supervisor(WorkerSpec("score", config, group.name, registry.METRIC_GROUPS[group.name],
-                                    options), what, jobs)
+                                    options), what, jobs, _setup_limit(config))
     except Unshippable as exc:
         return _unshippable(what, exc)
     done: set[str] = set()
@@ -710,13 +719,11 @@ def score_group_isolated(config, group, dataset, synthesis: dict, todo: list, lo
                     if any(u.utt_id == uid for u in todo):
                         accept_one(lost_event(uid, WorkerLost(
                             lost.kind, f"{lost.reason} (reference analysis)")), {})
-            by_id = {u.utt_id: u for u in todo}
             items = ((u.utt_id, "score", (u, synthesis[u.utt_id], refs.get(u.utt_id),
                                           uses.get(u.utt_id)), limit_for(u.utt_id))
                      for u in todo if u.utt_id not in done)
             sup.run(items, lambda uid, value: accept_one(*value),
                     lambda uid, lost: accept_one(lost_event(uid, lost), {}))
-            del by_id
         except Unshippable as exc:
             if done:  # pragma: no cover - only the first start can find this
                 raise RuntimeError(f"{what}: worker could not be rebuilt: {exc}") from None
