@@ -173,18 +173,18 @@ def _worker_main(conn, spec_blob: bytes, mark, fault_path: str, single_thread: b
     try:
         spec = pickle.loads(spec_blob)
     except Exception as exc:
-        conn.send(("unshippable", f"{type(exc).__name__}: {exc}"))
+        _send(conn, ("unshippable", f"{type(exc).__name__}: {exc}"))
         return
     step("load")
     try:
         handler = spec.build()
     except _NotInWorker as exc:
-        conn.send(("unshippable", str(exc)))
+        _send(conn, ("unshippable", str(exc)))
         return
     except Exception as exc:
-        conn.send(("setup_error", _picklable(exc)))
+        _send(conn, ("setup_error", _picklable(exc)))
         return
-    conn.send(("ready", None))
+    _send(conn, ("ready", None))
     while True:
         try:
             msg = conn.recv()
@@ -197,12 +197,25 @@ def _worker_main(conn, spec_blob: bytes, mark, fault_path: str, single_thread: b
         try:
             value = getattr(handler, method)(*args)
         except Exception as exc:
-            conn.send(("setup_error" if what == "setup" else "raise", _picklable(exc)))
+            _send(conn, ("setup_error" if what == "setup" else "raise", _picklable(exc)))
             if what == "setup":
                 return
             continue
         step("idle")
-        conn.send(("result", value))
+        if not _send(conn, ("result", value)):
+            return
+
+
+def _send(conn, message) -> bool:
+    """Send to the supervisor; False when it is gone (a killed run: the worker just ends)."""
+    try:
+        conn.send(message)
+        return True
+    except (OSError, EOFError):
+        return False
+    except Exception as exc:  # the value does not pickle: the runner raises this
+        return _send(conn, ("raise", RuntimeError(f"a worker's result could not be sent back: "
+                                                  f"{type(exc).__name__}: {exc}")))
 
 
 def _die_with_parent() -> None:
@@ -329,7 +342,7 @@ def culprit(dump: str) -> tuple[str | None, str | None]:
                                                                            "dist-packages")):
             continue
         if _under(real, own):
-            root = next(d for d in own if _under(real, [d]))
+            root = max((d for d in own if _under(real, [d])), key=len)
             rel = os.path.relpath(real, os.path.dirname(root))
             return None, f"{rel}:{line} in {func}"
         return _module_of(real), None
