@@ -405,6 +405,8 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
         if bar is not None:
             bar.close()
 
+        del synthesizer  # the system's models are not needed any more: free them first
+
         # phase 2: one metric group at a time (its models loaded once, then released)
         scorable = [u for u in work
                     if done_synth.get(u.utt_id, {}).get("status") == "ok"]

@@ -25,14 +25,16 @@ names the library. Code that calls a C extension straight from this package can 
 with :func:`step` (free outside a worker).
 
 Workers are forked from a ``forkserver`` (a clean process that has imported the runner once), so
-they do not inherit the runner's threads or models, and start in a fraction of a second. As with
-any multiprocessing start method but ``fork``, a script that calls :func:`resyn_bench.runner.run`
-must do so under ``if __name__ == "__main__":`` (workers import the main module). Audio
+they do not inherit the runner's threads or models, and start in a fraction of a second. Workers
+do not import the runner's ``__main__`` (so scripts calling :func:`resyn_bench.runner.run` need
+no ``if __name__ == "__main__":`` guard); a system or group whose factory cannot be rebuilt in a
+worker (a lambda, a class defined in ``__main__``) runs in the runner process, with a warning. Audio
 never travels between processes: workers read references and outputs from disk and write their
 outputs there; only records, counts and (for corpus groups) reference analyses are sent back.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import logging
@@ -281,6 +283,29 @@ def _context():
     return _CONTEXT
 
 
+@contextlib.contextmanager
+def _main_module_not_imported():
+    """Start a worker without re-importing the runner's ``__main__`` in it (multiprocessing does
+    that by default outside ``fork``): a script calling run() needs no ``__main__`` guard, and
+    workers start faster. A system or group defined in ``__main__`` then cannot be rebuilt in a
+    worker and runs in the runner process (see :class:`Unshippable`)."""
+    from multiprocessing import spawn
+
+    original = spawn.get_preparation_data
+
+    def preparation_data(name):
+        data = original(name)
+        data.pop("init_main_from_name", None)
+        data.pop("init_main_from_path", None)
+        return data
+
+    spawn.get_preparation_data = preparation_data
+    try:
+        yield
+    finally:
+        spawn.get_preparation_data = original
+
+
 def _own_dirs() -> list[str]:
     from importlib.util import find_spec
 
@@ -370,7 +395,8 @@ class _Worker:
         self.proc = ctx.Process(target=_worker_main, daemon=True, name=f"resyn-bench {sup.what}",
                                 args=(child, sup.blob, self.mark, self.fault_path, sup.jobs > 1,
                                       dict(os.environ)))
-        self.proc.start()
+        with _main_module_not_imported():
+            self.proc.start()
         child.close()
         self.key: Any = None
         self.limit: float | None = None
