@@ -267,3 +267,15 @@ def test_cli_option_and_console_losses(tiny_corpus, tmp_path, home, plugins, cap
         main(["run", "--system", "copy", "--dataset", "manifest", "--out", str(out),
               "--utt-timeout", "-1"])
     assert "expected seconds >= 0" in capsys.readouterr().err
+
+
+def test_a_factory_workers_cannot_rebuild_runs_in_process_with_a_warning(tiny_corpus, tmp_path,
+                                                                         home, monkeypatch, caplog):
+    from crash_plugins import FaultGroup
+
+    monkeypatch.setitem(registry.METRIC_GROUPS, "inline",
+                        registry.Entry("inline", lambda: FaultGroup("inline"), "a lambda"))
+    with caplog.at_level("WARNING", logger="resyn_bench.runner"):
+        run(_config(tiny_corpus, tmp_path / "run", metrics="inline"), progress=False)
+    assert "inline cannot be rebuilt in a worker process" in caplog.text
+    assert all(r["status"] == "ok" for r in read_records(tmp_path / "run"))
