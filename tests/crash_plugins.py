@@ -22,6 +22,10 @@ def _fault(mode: str, where: str) -> None:
         return
     if mode == "segv":
         os.kill(os.getpid(), signal.SIGSEGV)
+    elif mode == "nullptr":  # a genuine invalid read in C code
+        import ctypes
+
+        ctypes.string_at(0)
     elif mode == "hang":
         time.sleep(3600)
     elif mode == "raise":

@@ -214,7 +214,7 @@ def test_crash_while_loading_fails_the_group_not_the_run(tiny_corpus, tmp_path, 
 def test_unexpected_exit_and_jobs_two(tiny_corpus, tmp_path, home, plugins):
     out = tmp_path / "run"
     run(_config(tiny_corpus, out, metrics="boom", jobs=2,
-                metric_options={"boom": {"faults": {"spkA_000": "exit", "spkB_001": "segv"}}}),
+                metric_options={"boom": {"faults": {"spkA_000": "exit", "spkB_001": "nullptr"}}}),
         progress=False)
     recs = {r["utt_id"]: r for r in read_records(out)}
     assert recs["spkA_000"]["scores"]["boom"]["reason"] == \
