@@ -379,6 +379,16 @@ BACKENDS: dict[str, type[ASRBackend]] = {"pocketsphinx": PocketsphinxBackend,
                                          "whisper": WhisperBackend}
 
 
+def _wav2vec2_backend(**options: Any) -> ASRBackend:
+    """The wav2vec 2.0 CTC backend (imported on use: metrics.wav2vec2 imports this module)."""
+    from resyn_bench.metrics.wav2vec2 import Wav2Vec2Backend
+
+    return Wav2Vec2Backend(**options)
+
+
+BACKENDS["wav2vec2"] = _wav2vec2_backend  # type: ignore[assignment]
+
+
 def make_asr(name: str = "pocketsphinx", **options: Any) -> ASRBackend:
     """Build a backend by name (cheap: nothing is loaded)."""
     try:

@@ -134,6 +134,21 @@ class IntelligibilityMetrics(MetricGroup):
     specs = _specs("text", True)
     needs_text = True
 
+    @classmethod
+    def option_names(cls, options: dict[str, Any]) -> list[str] | None:
+        """The backend's own options (``-m asr.KEY``), for the registry's unknown-option check;
+        None when the backend is not known (its constructor says so)."""
+        import inspect
+
+        from resyn_bench.metrics.asr import BACKENDS
+
+        backend = options.get("backend", inspect.signature(cls).parameters["backend"].default)
+        backend_cls = BACKENDS.get(backend) if isinstance(backend, str) else None
+        if backend_cls is None:
+            return None
+        return [n for n, p in inspect.signature(backend_cls).parameters.items()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
     def __init__(self, backend: str | ASRBackend = "pocketsphinx", mode: str = "text",
                  per: bool = True, normalizer: str | None = None, per_source: str = "auto",
                  **backend_options: Any):

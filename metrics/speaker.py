@@ -305,7 +305,20 @@ class ResemblyzerEncoder(SpeakerEncoder):
         return (emb / norm).astype(np.float32)
 
 
-_ENCODERS = {"resemblyzer": ResemblyzerEncoder}
+def _wavlm_ecapa(**opts) -> SpeakerEncoder:
+    from resyn_bench.metrics.speaker_models import WavLMECAPAEncoder
+
+    return WavLMECAPAEncoder(**opts)
+
+
+def _sb_ecapa(**opts) -> SpeakerEncoder:
+    from resyn_bench.metrics.speaker_models import SpeechBrainECAPAEncoder
+
+    return SpeechBrainECAPAEncoder(**opts)
+
+
+#: embedding backends; wavlm-ecapa and ecapa (metrics/speaker_models.py) need their weights
+_ENCODERS = {"resemblyzer": ResemblyzerEncoder, "wavlm-ecapa": _wavlm_ecapa, "ecapa": _sb_ecapa}
 
 
 def make_encoder(name: str = "resemblyzer", **opts) -> SpeakerEncoder:
@@ -314,7 +327,10 @@ def make_encoder(name: str = "resemblyzer", **opts) -> SpeakerEncoder:
         cls = _ENCODERS[name]
     except KeyError:
         raise ValueError(f"unknown speaker backend {name!r}; known: {sorted(_ENCODERS)}") from None
-    return cls(**opts)
+    try:
+        return cls(**opts)
+    except TypeError as exc:  # an option of another backend (e.g. min_speech_s with ecapa)
+        raise ValueError(f"speaker backend {name!r}: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,7 +431,13 @@ class SpeakerMetrics(MetricGroup):
     needs_corpus = True
 
     def __init__(self, backend: str = "resemblyzer", classifier: str = "logreg", folds: int = 5,
-                 p_target: float = 0.01, seed: int = 0, **backend_opts):
+                 p_target: float = 0.01, seed: int = 0, embedding: str | None = None,
+                 **backend_opts):
+        if embedding is not None:  # -m spk.embedding=wavlm-ecapa|ecapa|resemblyzer
+            if backend != "resemblyzer" and backend != embedding:
+                raise ValueError(f"spk: embedding={embedding!r} and backend={backend!r} disagree; "
+                                 f"give one of them")
+            backend = embedding
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
         if int(folds) != folds or folds < 2:

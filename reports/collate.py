@@ -31,6 +31,9 @@ class MetricSummary:
     n: int                      # utterances with a defined value
     ci_pooled: CI | None = None  # bootstrap CI (speakers, then utterances) of ``pooled``
     ci_mean: CI | None = None    # the same for ``mean``
+    #: what ``n`` counts: "utterances" (with a defined value) or, for corpus-only numbers
+    #: computed from trials (EER, minDCF), "trials" (target + non-target scores used)
+    n_unit: str = "utterances"
 
     def value(self, stat: str) -> float | None:
         if stat == "pooled" or self.mean is None:  # corpus-only numbers (EER) have no mean
@@ -44,7 +47,8 @@ class MetricSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.spec.label, "mean": self.mean, "std": self.std,
-                "pooled": self.pooled, "n": self.n, "higher_is_better": self.spec.higher_is_better,
+                "pooled": self.pooled, "n": self.n, "n_unit": self.n_unit,
+                "higher_is_better": self.spec.higher_is_better,
                 "unit": self.spec.unit, "percent": self.spec.percent,
                 "ci_mean": self.ci_mean.to_dict() if self.ci_mean else None,
                 "ci_pooled": self.ci_pooled.to_dict() if self.ci_pooled else None}
@@ -70,19 +74,45 @@ class RunSummary:
     groups: dict[str, Any] = field(default_factory=dict)     # group name -> group object
     entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per group
     experiment: str = RESYNTHESIS  # manifest config.experiment (absent: resynthesis)
-    bitrate: float | None = None  # bits/s of the discrete streams (see :func:`bitrate_bps`)
+    bitrate: float | None = None  # bits/s: measured (:func:`measured_bitrate`), else from the
+    #                               discrete streams' specs (:func:`bitrate_bps`)
+    #: where ``bitrate`` comes from: "measured" / "declared" (per-utterance bitstream records:
+    #: total bits / total seconds), "streams" (stream specs), None (no bitrate)
+    bitrate_source: str | None = None
     system_label: str = ""        # row label: config.label, else system [options]
+    status: str | None = None     # manifest status: running / interrupted / complete (absent: old)
+    dataset_name: str = ""        # the dataset label without the split (Table 2 groups by it)
+    split: str | None = None      # the split file's name (stem), when the run used --split
 
     @property
     def complete(self) -> bool:
         return self.n_records >= self.n_total
 
+    @property
+    def n_done(self) -> int:
+        """Utterances with a final status (ok, partial or failed; not 'incomplete')."""
+        return self.n_ok + self.n_partial + self.n_failed
+
+    @property
+    def unfinished(self) -> str | None:
+        """Why the figures may not cover the run, or None for a finished run: the manifest says
+        it is running (or was stopped without a word: a killed process leaves 'running') or was
+        interrupted, or utterances have no final record."""
+        if self.status in ("running", "interrupted"):
+            how = ("still running, or stopped without finishing" if self.status == "running"
+                   else "interrupted")
+            return f"{how} (manifest status {self.status!r}); {self.n_done}/{self.n_total} done"
+        if self.n_done < self.n_total:
+            return f"{self.n_done}/{self.n_total} utterances done (resume the run to finish it)"
+        return None
+
     def to_dict(self, with_records: bool = False) -> dict[str, Any]:
         d = {"run_dir": str(self.run_dir), "system": self.system, "dataset": self.dataset,
              "experiment": self.experiment, "system_label": self.system_label or self.system,
-             "bitrate": self.bitrate,
+             "bitrate": self.bitrate, "bitrate_source": self.bitrate_source,
              "n_total": self.n_total, "n_records": self.n_records, "n_ok": self.n_ok,
              "n_partial": self.n_partial, "n_failed": self.n_failed,
+             "status": self.status, "unfinished": self.unfinished,
              "failures": dict(self.failures), "settings": self.settings,
              "losses": {k: dict(v) for k, v in self.losses.items()},
              "metrics": {k: m.to_dict() for k, m in self.metrics.items()}}
@@ -256,10 +286,12 @@ def dataset_key(manifest: dict[str, Any]) -> tuple:
             cfg.get("split"), cfg.get("limit"))
 
 
-def dataset_label(manifest: dict[str, Any]) -> str:
+def dataset_label(manifest: dict[str, Any], with_split: bool = True) -> str:
     """A table label for the data: the dataset name, or for a generic manifest the corpus
-    folder's name; a split file's name is appended."""
+    folder's name; a split file's name is appended (unless ``with_split=False``)."""
     name, root, split, _ = dataset_key(manifest)
+    if not with_split:
+        split = None
     label = str(name)
     if name == "manifest" and root:
         path = Path(root)
@@ -297,6 +329,44 @@ def bitrate_bps(streams: list[dict[str, Any]] | None) -> float | None:
     return total if counted else None
 
 
+def measured_bitrate(records: list[dict[str, Any]]) -> tuple[float, str, dict[str, Any]] | None:
+    """Bitrate from the per-utterance bitstream records (``record["bitstream"]``, written by
+    systems whose encoder output is counted, e.g. codec2 and opus): total bits / total seconds
+    over the utterances that have one, with its source (``measured``, or ``declared`` when every
+    record is declared) and the pooled counts; None when no record has one. Malformed entries
+    are ignored."""
+    bits = seconds = 0.0
+    n, sources = 0, set()
+    for r in records:
+        b = r.get("bitstream")
+        if not isinstance(b, dict):
+            continue
+        nb, sec = b.get("bits"), b.get("seconds")
+        if isinstance(nb, bool) or isinstance(sec, bool) or not isinstance(nb, (int, float)) \
+                or not isinstance(sec, (int, float)) or not math.isfinite(nb) or nb < 0 \
+                or not math.isfinite(sec) or sec <= 0:
+            continue
+        bits += float(nb)
+        seconds += float(sec)
+        n += 1
+        sources.add(b.get("source") or "measured")
+    if not n:
+        return None
+    source = "declared" if sources == {"declared"} else "measured"
+    return bits / seconds, source, {"bits": bits, "seconds": seconds, "n_utterances": n}
+
+
+def run_bitrate(manifest: dict[str, Any], records: list[dict[str, Any]]
+                ) -> tuple[float | None, str | None]:
+    """A run's bitrate and its source: a measured (or declared) per-utterance rate takes
+    precedence over the one computed from the stream specs."""
+    measured = measured_bitrate(records)
+    if measured is not None:
+        return measured[0], measured[1]
+    spec = bitrate_bps((manifest.get("system") or {}).get("streams"))
+    return spec, ("streams" if spec is not None else None)
+
+
 def system_label(manifest: dict[str, Any]) -> str:
     """Row label of a run: ``config.label`` if set, else the system name with its options
     (``world (f0_method=dio)``) so two settings of one system stay apart."""
@@ -305,6 +375,11 @@ def system_label(manifest: dict[str, Any]) -> str:
         return str(cfg["label"])
     opts = cfg.get("system_options") or {}
     name = str(cfg.get("system"))
+    short = _path_system_label(name)
+    if short is not None:
+        # outputs:DIR -> the folder's name (other NAME:PATH systems -> NAME:folder); the
+        # file-name pattern and the full path stay in the manifest, not in the row name
+        name, opts = short, {k: v for k, v in opts.items() if k != "pattern"}
     if not opts:
         return name
     return f"{name} ({', '.join(f'{k}={v}' for k, v in sorted(opts.items()))})"
@@ -338,6 +413,41 @@ def format_losses(losses: dict[str, Counter]) -> str:
                      for part, c in losses.items() if sum(c.values()))
 
 
+def _trials_used(corpus: dict[str, Any]) -> int | None:
+    """Trials behind a corpus-only number (speaker EER / minDCF): target + non-target trial
+    counts the group reports with it, or None when it reports none."""
+    counts = [v for k, v in corpus.items()
+              if k.endswith((".n_target_trials", ".n_nontarget_trials")) and v is not None]
+    return int(round(sum(counts))) if counts else None
+
+
+def _path_system_label(system: str) -> str | None:
+    """Short name of a ``NAME:PATH`` system spec (``outputs:/x/y/hifigan_gen`` ->
+    ``hifigan_gen``, ``ckpt:/x/run7/`` -> ``ckpt:run7``); None for other specs."""
+    name, sep, arg = system.partition(":")
+    if not sep or not arg or ("/" not in arg and "\\" not in arg and not arg.startswith(".")):
+        return None
+    folder = Path(arg.rstrip("/\\")).name or arg
+    return folder if name == "outputs" else f"{name}:{folder}"
+
+
+def rename_runs(summaries: list[RunSummary], renames: dict[str, str]) -> None:
+    """Set row labels: each ``OLD`` (a row label as the tables show it, or a run folder's
+    name) becomes ``NEW``. An ``OLD`` that names no run is an error listing the labels."""
+    known = {}
+    for s in summaries:
+        known.setdefault(s.system_label or s.system, []).append(s)
+        known.setdefault(s.run_dir.name, []).append(s)
+    missing = [old for old in renames if old not in known]
+    if missing:
+        labels = sorted({s.system_label or s.system for s in summaries})
+        raise ValueError(f"--rename: no run labelled {', '.join(map(repr, missing))}; labels of "
+                         f"these runs: {', '.join(map(repr, labels))} (a run folder's name works too)")
+    for old, new in renames.items():
+        for s in known[old]:
+            s.system_label = new
+
+
 def _failure_key(rec: dict[str, Any]) -> str:
     kind = rec.get("error_kind")
     return f"{rec.get('stage', '?')}: {kind}" if kind else f"{rec.get('stage', '?')}"
@@ -358,7 +468,11 @@ def summarize_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> Run
                          failures=Counter(_failure_key(r) for r in records if r.get("status") == "failed"),
                          losses=utterance_losses(records),
                          experiment=experiment_label(manifest), system_label=system_label(manifest),
-                         bitrate=bitrate_bps((manifest.get("system") or {}).get("streams")))
+                         status=manifest.get("status"),
+                         dataset_name=dataset_label(manifest, with_split=False),
+                         split=Path(str(dataset_key(manifest)[2])).stem
+                         if dataset_key(manifest)[2] else None)
+    summary.bitrate, summary.bitrate_source = run_bitrate(manifest, records)
     for group, info in manifest.get("metrics", {}).items():
         summary.settings[group] = info.get("settings", {})
         specs = [MetricSpec.from_dict(s) for s in info.get("specs", [])]
@@ -371,6 +485,12 @@ def summarize_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> Run
         for spec in specs:
             values = [e["values"][spec.key] for e in entries if e["values"].get(spec.key) is not None]
             mean, std = _mean_std(values)
-            summary.metrics[spec.key] = MetricSummary(spec, mean, std, corpus.get(spec.key), len(values),
-                                                      ci_corpus.get(spec.key), ci_mean.get(spec.key))
+            n, unit = len(values), "utterances"
+            trials = _trials_used(corpus) if not values and corpus.get(spec.key) is not None \
+                else None
+            if trials is not None:
+                n, unit = trials, "trials"
+            summary.metrics[spec.key] = MetricSummary(spec, mean, std, corpus.get(spec.key), n,
+                                                      ci_corpus.get(spec.key), ci_mean.get(spec.key),
+                                                      n_unit=unit)
     return summary

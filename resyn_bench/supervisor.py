@@ -723,9 +723,10 @@ def score_group_isolated(config, group, dataset, synthesis: dict, todo: list, lo
     """Phase 2 for one metric group in supervised workers (see the module docstring). False
     (nothing done) if the group cannot be rebuilt in a worker."""
     from resyn_bench import registry
-    from resyn_bench.runner import _metric_options
+    from resyn_bench.runner import Scorer, _metric_options
 
     what = group.name
+    record_key = Scorer(config, group).record_key  # the key of the group's settings
     options = _metric_options(config, group.name)
     jobs = config.jobs
     try:
@@ -745,8 +746,8 @@ def score_group_isolated(config, group, dataset, synthesis: dict, todo: list, lo
         accept(event, counts)
 
     def lost_event(uid: str, lost: WorkerLost) -> dict[str, Any]:
-        return {"part": "metric", "group": group.name, "utt_id": uid, "status": "failed",
-                "reason": lost.reason, "error_kind": lost.kind}
+        return {"part": "metric", "group": group.name, "key": record_key, "utt_id": uid,
+                "status": "failed", "reason": lost.reason, "error_kind": lost.kind}
 
     with sup:
         try:

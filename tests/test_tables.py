@@ -331,8 +331,8 @@ def test_cli_report_options(golden_runs, tmp_path, capsys):
     assert rc == 0
     printed = capsys.readouterr().out
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["summary.json", "table.csv", "table.md", "table.tex", "table_wer.csv",
-                     "table_wer.md", "table_wer.tex"]
+    assert names == [".resyn-bench-report.json", "summary.json", "table.csv", "table.md",
+                     "table.tex", "table_wer.csv", "table_wer.md", "table_wer.tex"]
     assert "S[table-format" in (out / "table.tex").read_text()
     assert "table_wer.md" in printed and "latex (wer)" in printed
     rc = main(["report", str(golden_runs[0]), "--out", str(out), "--layout", "nope"])

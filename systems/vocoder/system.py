@@ -24,6 +24,11 @@ output length is therefore the *predicted* one, kept as it is (not cut or padded
 input): the record's ``output_duration_s`` next to ``duration_s`` shows the difference, and
 the metrics align by time (F0: nearest frame, unvoiced outside the output).
 
+Multi-speaker, multi-style vocoders (the Expresso release: ``multispkr`` and ``multistyle`` in
+config.json, ``speakers.txt`` and ``styles.txt`` beside the generator, one name per line, the line
+index being the LUT row) take the speaker as above and one style for every utterance
+(``-o style=NAME``; default ``read-default`` where the vocoder has it, else its first style).
+
 A config key the reference and fairseq code read with ``cfg.get(key)`` means "off" when it is
 absent (``f0``, ``multispkr``); that is how the generator is built, so the system reads the
 config the same way (our training defaults do not apply to a file that omits them).
@@ -65,6 +70,10 @@ def _inference_config(raw: dict, model, path):
     data = dict(raw)
     data.setdefault("f0", False)
     data.setdefault("multispkr", None)
+    if getattr(model, "uses_style", False) and "model_in_dim" in data:
+        # the style LUT (Expresso) is inference-only here: the training config does not model
+        # it, so validate the rest of the conditioning without its channels
+        data["model_in_dim"] = int(data["model_in_dim"]) - int(data["embedding_dim"])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # keys we do not model are fine at inference
@@ -105,6 +114,7 @@ class CheckpointSystem(System):
     ``f0_edit``       F0 manipulation before quantization: ``flat`` puts every voiced frame on
                       the speaker's mean F0 (the paper's disentanglement test: report it with
                       ``--experiment f0_flat``; VDE/FFE are then measured against the original).
+    ``style``         the style of a multi-style vocoder (a name of its styles.txt).
     """
 
     input_sample_rate = 16000
@@ -112,7 +122,7 @@ class CheckpointSystem(System):
     def __init__(self, ckpt_dir: str, units: str | None = None, speaker: str | None = None,
                  f0_stats: str | None = None, f0_extractor: str | None = None,
                  step: int | None = None, device: str = "cpu", trust_sha256: str | None = None,
-                 f0_edit: str | None = None):
+                 f0_edit: str | None = None, style: str | None = None):
         import torch
         from resyn_bench.systems.vocoder.checkpoint import (
             latest_checkpoint,
@@ -154,6 +164,15 @@ class CheckpointSystem(System):
             raise CheckpointSystemError(
                 f"f0_edit={self.f0_edit} needs a vocoder conditioned on F0 codes; {loaded.path} "
                 "takes units only (its config has f0 false or no f0 key)")
+        f0_kind = getattr(loaded.model, "f0_kind", None)
+        if f0_kind in ("fairseq_codes", "raw"):
+            raise CheckpointSystemError(
+                f"{loaded.path}: this generator takes F0 the fairseq way ("
+                f"{'quantized F0 through f0_quant_embed' if f0_kind == 'fairseq_codes' else 'the raw F0 value as one channel'}"
+                "); it loads (resyn_bench.systems.vocoder.checkpoint.load_generator), but "
+                "encoding audio for it needs the F0 extraction and quantization it was trained "
+                "with, which this system does not know: synthesize from your own units and F0 with "
+                "load_generator(...).model(code, f0=... or f0_codes=...)")
         self.model = prepare_for_inference(loaded.model.to(device))
         self.hop = int(cfg.code_hop_size)
         self.block = math.lcm(self.hop, F0_CODE_HOP) if cfg.f0 else self.hop
@@ -165,12 +184,15 @@ class CheckpointSystem(System):
         if self.one_voice:
             self.speaker_map = dict(cfg.speaker_map or {}) or {"A": 0}
         elif cfg.multi_speaker:
-            self.speaker_map = dict(cfg.speaker_map or {}) or self._speakers_json(folder)
+            self.speaker_map = (dict(cfg.speaker_map or {}) or self._speakers_json(folder)
+                                or self._names_txt(folder / "speakers.txt", "speaker"))
             if not self.speaker_map:
                 raise CheckpointSystemError(
                     f"{folder}: a multi-speaker vocoder without its speaker name -> id map "
-                    "(config.json 'speaker_map' or speakers.json); write the map used at training "
-                    "to speakers.json")
+                    "(config.json 'speaker_map', speakers.json, or speakers.txt with one name "
+                    "per line); write the map used at training to speakers.json")
+            self._check_rows(self.speaker_map, getattr(self.model, "spkr", None), "speaker",
+                             folder)
         if speaker is not None and cfg.multi_speaker and speaker not in self.speaker_map:
             raise CheckpointSystemError(
                 f"speaker {speaker!r} is not a training speaker of {folder}; choose one of "
@@ -178,6 +200,28 @@ class CheckpointSystem(System):
         if speaker is not None and not cfg.multi_speaker:
             raise CheckpointSystemError(f"{folder}: a single-speaker vocoder takes no speaker option")
         self.target_speaker = speaker
+
+        # --- style (Expresso vocoders): one style for every utterance
+        self.style_map: dict[str, int] | None = None
+        self.style = None
+        if getattr(self.model, "uses_style", False):
+            self.style_map = self._names_txt(folder / "styles.txt", "style")
+            if not self.style_map:
+                raise CheckpointSystemError(
+                    f"{folder}: a multi-style vocoder (config multistyle) without styles.txt "
+                    f"beside it (one style name per line, line i = style id i); place it at "
+                    f"{folder / 'styles.txt'}")
+            self._check_rows(self.style_map, self.model.style, "style", folder)
+            if style is None:
+                style = "read-default" if "read-default" in self.style_map else next(iter(self.style_map))
+            if style not in self.style_map:
+                raise CheckpointSystemError(
+                    f"style {style!r} is not a style of {folder}; choose one of "
+                    f"{', '.join(list(self.style_map)[:30])}")
+            self.style = style
+        elif style is not None:
+            raise CheckpointSystemError(f"{folder}: this vocoder has no style input "
+                                        "(config: multistyle off); drop -o style")
 
         # --- F0: extractor, statistics, quantizer (inside the generator)
         self.f0_extractor = f0_extractor or cfg.f0_extractor
@@ -225,6 +269,32 @@ class CheckpointSystem(System):
                 f"embeds only {cfg.num_embeddings}")
 
     @staticmethod
+    def _names_txt(path: Path, what: str) -> dict[str, int] | None:
+        """``speakers.txt`` / ``styles.txt`` of textlesslib's vocoders: line i names LUT row i."""
+        if not path.is_file():
+            return None
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        while names and not names[-1]:
+            names.pop()
+        out: dict[str, int] = {}
+        for i, name in enumerate(names):
+            if not name:
+                raise CheckpointSystemError(f"{path} line {i + 1}: empty {what} name")
+            if name in out:
+                raise CheckpointSystemError(f"{path}: {what} {name!r} is listed twice "
+                                            f"(lines {out[name] + 1} and {i + 1})")
+            out[name] = i
+        return out or None
+
+    @staticmethod
+    def _check_rows(names: dict[str, int], table, what: str, folder: Path) -> None:
+        rows = getattr(table, "num_embeddings", None)
+        if rows is not None and names and max(names.values()) >= rows:
+            raise CheckpointSystemError(
+                f"{folder}: the {what} list has {max(names.values()) + 1} entries but the "
+                f"generator's {what} table has {rows} rows: the list belongs to another model")
+
+    @staticmethod
     def _speakers_json(folder: Path) -> dict | None:
         from resyn_bench.systems.vocoder.f0_stats import load_speaker_ids
 
@@ -250,6 +320,9 @@ class CheckpointSystem(System):
         if cfg.multi_speaker:
             specs.append(StreamSpec("speaker", "speaker", None, len(self.speaker_map),
                                     "speaker LUT row (sent once per utterance)"))
+        if self.style_map:
+            specs.append(StreamSpec("style", "speaker", None, len(self.style_map),
+                                    f"style LUT row, {self.style!r} (sent once per utterance)"))
         return specs
 
     def speakers(self) -> list[str] | None:
@@ -312,6 +385,9 @@ class CheckpointSystem(System):
             name, sid = self._speaker_id(utterance)
             data["speaker"] = sid
             meta["speaker_name"] = name
+        if self.style_map:
+            data["style"] = int(self.style_map[self.style])
+            meta["style_name"] = self.style
         return Streams(data, sample_rate=16000, meta=meta)
 
     def _encode_for_durations(self, x: np.ndarray) -> Streams:
@@ -357,6 +433,8 @@ class CheckpointSystem(System):
             kwargs["f0_codes"] = torch.as_tensor(np.asarray(streams["f0_codes"], np.int64))[None].to(self.device)
         if cfg.multi_speaker:
             kwargs["spkr"] = torch.tensor([[int(streams["speaker"])]], device=self.device)
+        if self.style_map:
+            kwargs["style"] = torch.tensor([[int(streams["style"])]], device=self.device)
         with torch.no_grad():
             wav = self.model(torch.as_tensor(units)[None].to(self.device), **kwargs)
         y = wav.reshape(-1).float().cpu().numpy()
@@ -378,6 +456,7 @@ class CheckpointSystem(System):
                                "step": cfg.extra.get("f0_quantizer_step")} if cfg.f0 else None,
                  speakers=len(self.speaker_map) if self.speaker_map else None,
                  target_speaker=self.target_speaker, f0_edit=self.f0_edit, device=self.device,
+                 style=self.style, styles=len(self.style_map) if self.style_map else None,
                  duration_prediction=self.duration_prediction,
                  layout="fairseq code_hifigan (duration predictor)" if self.duration_prediction
                  else "unit HiFi-GAN (speech-resynthesis)")
