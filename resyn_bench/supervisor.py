@@ -156,8 +156,26 @@ class _NotInWorker(RuntimeError):
     pass
 
 
+class _LogToRunner(logging.Handler):
+    """Worker log records go to the runner, which emits them through its own logging setup."""
+
+    def __init__(self, conn):
+        super().__init__()
+        self.conn = conn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            _send(self.conn, ("log", {"name": record.name, "levelno": record.levelno,
+                                      "levelname": record.levelname, "msg": message, "args": None,
+                                      "pathname": record.pathname, "lineno": record.lineno,
+                                      "funcName": record.funcName}))
+        except Exception:
+            self.handleError(record)
+
+
 def _worker_main(conn, spec_blob: bytes, mark, fault_path: str, single_thread: bool,
-                 environ: dict[str, str]) -> None:
+                 environ: dict[str, str], log_level: int = logging.WARNING) -> None:
     global _MARK
     import faulthandler
 
@@ -172,6 +190,11 @@ def _worker_main(conn, spec_blob: bytes, mark, fault_path: str, single_thread: b
     faulthandler.register(signal.SIGUSR1, file=fault, all_threads=True)
     if single_thread:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(_LogToRunner(conn))
+    root.setLevel(log_level)
     try:
         spec = pickle.loads(spec_blob)
     except Exception as exc:
@@ -208,10 +231,19 @@ def _worker_main(conn, spec_blob: bytes, mark, fault_path: str, single_thread: b
             return
 
 
+_SEND_LOCK = None
+
+
 def _send(conn, message) -> bool:
     """Send to the supervisor; False when it is gone (a killed run: the worker just ends)."""
+    global _SEND_LOCK
+    if _SEND_LOCK is None:
+        import threading
+
+        _SEND_LOCK = threading.Lock()
     try:
-        conn.send(message)
+        with _SEND_LOCK:  # library threads may log while the main thread sends a result
+            conn.send(message)
         return True
     except (OSError, EOFError):
         return False
@@ -414,7 +446,7 @@ class _Worker:
         self.fault_path = str(Path(sup.tmpdir) / f"worker{number}.txt")
         self.proc = ctx.Process(target=_worker_main, daemon=True, name=f"resyn-bench {sup.what}",
                                 args=(child, sup.blob, self.mark, self.fault_path, sup.jobs > 1,
-                                      dict(os.environ)))
+                                      dict(os.environ), logging.getLogger().getEffectiveLevel()))
         with _main_module_not_imported():
             self.proc.start()
         child.close()
@@ -423,15 +455,23 @@ class _Worker:
         self.deadline: float | None = None
 
     def message(self, timeout: float | None = None):
-        """The next message, or None if the worker died; raises TimeoutError."""
-        if not self.conn.poll(timeout):
-            if self.proc.exitcode is not None or not self.proc.is_alive():
+        """The next message, or None if the worker died; raises TimeoutError. Log records the
+        worker sends on the way are emitted here, through the runner's logging."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if end is None else max(0.0, end - time.monotonic())
+            if not self.conn.poll(left):
+                if self.proc.exitcode is not None or not self.proc.is_alive():
+                    return None
+                raise TimeoutError
+            try:
+                msg = self.conn.recv()
+            except (EOFError, OSError):
                 return None
-            raise TimeoutError
-        try:
-            return self.conn.recv()
-        except (EOFError, OSError):
-            return None
+            if msg[0] != "log":
+                return msg
+            record = logging.makeLogRecord(msg[1])
+            logging.getLogger(record.name).handle(record)
 
     def _detail(self, phase_default: str) -> str:
         try:
@@ -618,8 +658,13 @@ class Supervisor:
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout))
             for w in list(busy):
+                msg = False
                 if w.conn in ready or w.proc.sentinel in ready:
-                    msg = w.message(0)
+                    try:
+                        msg = w.message(0)
+                    except TimeoutError:  # only log records came
+                        msg = False
+                if msg is not False:
                     if msg is None:
                         busy.remove(w)
                         lost = w.lost()

@@ -7,6 +7,7 @@ the runner's environment), which is how the tests show that ``--retry-failed`` r
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import time
@@ -110,6 +111,20 @@ class FaultSystem(CopySystem):
         self.faults = dict(faults or {})
 
     def resynthesize(self, audio, utterance):
-        if utterance.utt_id in self.faults:
-            _fault(self.faults[utterance.utt_id], "resynthesize")
+        mode = self.faults.get(utterance.utt_id)
+        if mode == "enospc":  # the disk is full when this output is written (in this process)
+            from resyn_bench import safe_io
+            from resyn_bench.audio import Audio
+
+            if not os.environ.get("CRASH_PLUGINS_DISARM"):
+                real = safe_io._write
+
+                def full(fd, data):
+                    safe_io._write = real
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+                safe_io._write = full
+            return Audio(0.5 * np.asarray(audio.samples), audio.sample_rate)
+        if mode:
+            _fault(mode, "resynthesize")
         return super().resynthesize(audio, utterance)

@@ -224,6 +224,23 @@ def test_unexpected_exit_and_jobs_two(tiny_corpus, tmp_path, home, plugins):
     assert sum(r["status"] == "ok" for r in recs.values()) == 4
 
 
+def test_a_full_disk_met_in_a_worker_stops_the_run_cleanly(tiny_corpus, tmp_path, home, plugins,
+                                                            monkeypatch):
+    from resyn_bench.runner import RunStopped
+    from resyn_bench.store import read_manifest
+
+    out = tmp_path / "run"
+    cfg = _config(tiny_corpus, out, system="faulty", metrics="f0",
+                  system_options={"faults": {"spkA_002": "enospc"}})
+    with pytest.raises(RunStopped, match="disk full"):
+        run(cfg, progress=False)
+    assert read_manifest(out)["status"] == "stopped: disk full"
+    assert "spkA_002" not in {r["utt_id"] for r in read_records(out)}   # not a failure: redone
+    monkeypatch.setenv("CRASH_PLUGINS_DISARM", "1")
+    run(cfg, progress=False)
+    assert all(r["status"] == "ok" for r in read_records(out)) and len(read_records(out)) == 6
+
+
 def test_culprit_names_the_innermost_library():
     site = os.path.join(sys.prefix, "lib", "python3", "site-packages")
     import resyn_bench.metrics
