@@ -168,12 +168,13 @@ class TrialDesign:
     change neither). Tests check equality with ``group.aggregate`` on indexed replicates.
     """
 
-    KEYS = ("spk.eer", "spk.min_dcf", "spk.chance", "spk.n_target_trials", "spk.n_nontarget_trials")
+    KEYS = ("spk.eer", "spk.min_dcf", "spk.chance", "spk.n_target_trials", "spk.n_nontarget_trials",
+            "spk.source_eer")
 
     def __init__(self, group, entries: list[dict[str, Any]]):
         self.group = group
         n = len(entries)
-        utt, score, is_tar = [], [], []
+        utt, score, is_tar, is_src, has_src = [], [], [], [], []
         speakers: dict[str, int] = {}
         enrolled_pairs = []
         for i, e in enumerate(entries):
@@ -188,10 +189,15 @@ class TrialDesign:
                 utt.append(i)
                 score.append(float(value))
                 is_tar.append(spk == target)
+                # voice conversion: the same trials judged against the source speaker
+                is_src.append(spk == extra.get("source"))
+                has_src.append(extra.get("source") is not None)
         order = np.argsort(np.asarray(score, dtype=np.float64), kind="stable")
         self.score = np.asarray(score, dtype=np.float64)[order]
         self.utt = np.asarray(utt, dtype=np.int64)[order]
         self.is_tar = np.asarray(is_tar, dtype=bool)[order]
+        self.is_src = np.asarray(is_src, dtype=bool)[order]
+        self.has_src = np.asarray(has_src, dtype=bool)[order]
         # first position of each distinct score: "scores < threshold" = exclusive cumsum there
         self.first = np.flatnonzero(np.r_[True, self.score[1:] != self.score[:-1]]) \
             if self.score.size else np.zeros(0, dtype=np.int64)
@@ -219,12 +225,12 @@ class TrialDesign:
         b = w.shape[0]
         out: dict[str, list[float | None]] = {k: [None] * b for k in self.KEYS}
         ws = w[:, self.utt] if self.utt.size else np.zeros((b, 0))
-        wt = np.where(self.is_tar, ws, 0.0)
-        wn = ws - wt
-        n_tar, n_non = wt.sum(axis=1), wn.sum(axis=1)
-        # weight strictly below each distinct score (exclusive cumulative sums)
-        ct = (np.cumsum(wt, axis=1) - wt)[:, self.first]
-        cn = (np.cumsum(wn, axis=1) - wn)[:, self.first]
+        n_tar, n_non, ct, cn = self._rates(ws, self.is_tar, np.ones_like(self.is_tar))
+        if self.has_src.any():
+            s_tar, s_non, st, sn = self._rates(ws, self.is_src, self.has_src)
+            for r in range(b):
+                if s_tar[r] > 0 and s_non[r] > 0:
+                    out["spk.source_eer"][r] = self._eer(st[r], sn[r], s_tar[r], s_non[r])[0]
         enrolled = ((w > 0).astype(np.float64) @ self.enrolled > 0).sum(axis=1) \
             if self.has_speakers else np.zeros(b)
         p = self.group.p_target
@@ -234,18 +240,31 @@ class TrialDesign:
             out["spk.chance"][r] = 1.0 / enrolled[r] if enrolled[r] else None
             if n_tar[r] == 0 or n_non[r] == 0:
                 continue
-            far = np.append(1.0 - cn[r] / n_non[r], 0.0)
-            frr = np.append(ct[r] / n_tar[r], 1.0)
-            d = far - frr
-            i = int(np.argmax(d <= 0))
-            if d[i] == 0:
-                out["spk.eer"][r] = float(far[i])
-            else:
-                t = d[i - 1] / (d[i - 1] - d[i])
-                out["spk.eer"][r] = float(far[i - 1] + t * (far[i] - far[i - 1]))
+            out["spk.eer"][r], far, frr = self._eer(ct[r], cn[r], n_tar[r], n_non[r])
             dcf = 1.0 * p * frr + 1.0 * (1.0 - p) * far
             out["spk.min_dcf"][r] = float(np.min(dcf) / min(1.0 * p, 1.0 * (1.0 - p)))
         return out
+
+    def _rates(self, ws: np.ndarray, positive: np.ndarray, used: np.ndarray):
+        """Weighted trial totals and weight strictly below each distinct score (exclusive
+        cumulative sums) of the positive (claimed identity) and negative trials in use."""
+        wt = np.where(positive, ws, 0.0)
+        wn = np.where(used & ~positive, ws, 0.0)
+        ct = (np.cumsum(wt, axis=1) - wt)[:, self.first]
+        cn = (np.cumsum(wn, axis=1) - wn)[:, self.first]
+        return wt.sum(axis=1), wn.sum(axis=1), ct, cn
+
+    @staticmethod
+    def _eer(ct, cn, n_tar, n_non):
+        """EER (as :func:`resyn_bench.metrics.speaker.eer`) with the FAR/FRR curves."""
+        far = np.append(1.0 - cn / n_non, 0.0)
+        frr = np.append(ct / n_tar, 1.0)
+        d = far - frr
+        i = int(np.argmax(d <= 0))
+        if d[i] == 0:
+            return float(far[i]), far, frr
+        t = d[i - 1] / (d[i - 1] - d[i])
+        return float(far[i - 1] + t * (far[i] - far[i - 1])), far, frr
 
     def replicates(self, weight_blocks) -> list[dict[str, float | None]]:
         """``group.aggregate`` of every replicate (as dicts), from blocks of weights."""

@@ -179,6 +179,9 @@ MODEL_COMMANDS = {
                          "check a run folder's records and manifest; --repair quarantines bad lines"),
     ("encode", None): ("resyn_bench.cli_units", "configure_encode_parser", "run_encode",
                        "extract discrete units of a dataset into a unit file"),
+    ("disentangle", None): ("resyn_bench.disentangle", "configure_parser", "run_command",
+                            "voice conversion + F0 edits of speaker-conditioned systems: how much "
+                            "content, speaker and pitch each stream carries (one row per system)"),
     ("codec", None): ("resyn_bench.codec_study", "configure_codec_parser", "run_codec",
                       "bitrate of unit streams: raw, entropy, run-length, Huffman (+ runs' "
                       "measured codec bitrates)"),

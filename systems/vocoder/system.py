@@ -52,7 +52,50 @@ from resyn_bench.systems.base import (
 from resyn_bench.audio import Audio
 from resyn_bench.systems.vocoder.config import F0_CODE_HOP
 
-__all__ = ["CheckpointSystem", "CheckpointSystemError"]
+__all__ = ["CheckpointSystem", "CheckpointSystemError", "parse_f0_edit", "edit_f0_hz"]
+
+F0_EDITS = "flat, shift:+N (semitones), scale:X (range factor) or none"
+
+
+def parse_f0_edit(text) -> tuple[str, float] | None:
+    """``-o f0_edit=`` as ``(kind, value)``: ``flat`` -> ("flat", 0), ``shift:+2`` ->
+    ("shift", 2.0) semitones, ``scale:0.5`` -> ("scale", 0.5); None/"none" -> None.
+    Anything else is a ValueError naming the accepted forms."""
+    if text is None or str(text).strip().lower() in ("", "none"):
+        return None
+    raw = str(text).strip().lower()
+    if raw == "flat":
+        return ("flat", 0.0)
+    kind, sep, value = raw.partition(":")
+    if sep and kind in ("shift", "scale"):
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number) and (kind == "shift" or number >= 0):
+            return (kind, number)
+    raise ValueError(f"unknown f0_edit {text!r}; choose {F0_EDITS} (e.g. -o f0_edit=shift:+2, "
+                     f"-o f0_edit=scale:0.5; a scale factor is >= 0)")
+
+
+def edit_f0_hz(f0: np.ndarray, kind: str, value: float) -> np.ndarray:
+    """An F0 track in Hz (0 = unvoiced) after a ``shift`` (semitones: f0 * 2^(N/12)) or a
+    ``scale`` (log-F0 excursions around the utterance's mean log-F0 multiplied by X; the mean
+    itself is kept). Unvoiced frames stay 0; ``flat`` is done after normalisation (z = 0)."""
+    f0 = np.asarray(f0, dtype=np.float64)
+    out = np.zeros_like(f0)
+    voiced = f0 > 0
+    if not voiced.any():
+        return out.astype(np.float32)
+    if kind == "shift":
+        out[voiced] = f0[voiced] * 2.0 ** (value / 12.0)
+    elif kind == "scale":
+        log = np.log(f0[voiced])
+        centre = float(log.mean())
+        out[voiced] = np.exp(centre + value * (log - centre))
+    else:
+        raise ValueError(f"edit_f0_hz: {kind!r} is not a Hz-domain edit (shift, scale)")
+    return out.astype(np.float32)
 
 
 
@@ -113,7 +156,13 @@ class CheckpointSystem(System):
     ``trust_sha256``  sha256 of a reference checkpoint that needs full unpickling.
     ``f0_edit``       F0 manipulation before quantization: ``flat`` puts every voiced frame on
                       the speaker's mean F0 (the paper's disentanglement test: report it with
-                      ``--experiment f0_flat``; VDE/FFE are then measured against the original).
+                      ``--experiment f0_flat``; VDE/FFE are then measured against the original);
+                      ``shift:+N`` moves every voiced frame by N semitones (``shift:-2``);
+                      ``scale:X`` multiplies the utterance's F0 range by X in log-F0 around its
+                      mean (``scale:0.5`` halves the excursions, ``scale:2`` doubles them).
+                      Edits apply to the F0 in Hz before the speaker normalisation, so what the
+                      quantizer's codebook cannot represent is clipped: ``resyn-bench
+                      disentangle`` measures the shift and range actually achieved.
     ``style``         the style of a multi-style vocoder (a name of its styles.txt).
     """
 
@@ -144,9 +193,11 @@ class CheckpointSystem(System):
         elif path.is_dir() and latest_checkpoint(path, "g_") is None:
             raise CheckpointSystemError(f"{path} holds no generator checkpoint (g_XXXXXXXX); "
                                         f"{_train_hint(path)}")
-        if f0_edit not in (None, "none", "flat"):
-            raise CheckpointSystemError(f"unknown f0_edit {f0_edit!r}; choose flat or none")
-        self.f0_edit = None if f0_edit in (None, "none") else f0_edit
+        try:
+            self._f0_edit = parse_f0_edit(f0_edit)
+        except ValueError as exc:
+            raise CheckpointSystemError(str(exc)) from None
+        self.f0_edit = None if self._f0_edit is None else str(f0_edit)
         self.device = device
         trusted = (trust_sha256,) if trust_sha256 else ()
         loaded = load_generator(path, trusted_sha256=trusted)
@@ -370,11 +421,14 @@ class CheckpointSystem(System):
         if cfg.f0:
             source = None if self.one_voice else (str(getattr(utterance, "speaker", "") or "") or None)
             f0 = extract_f0(peak_normalize(padded), self.f0_extractor)
+            if self._f0_edit is not None and self._f0_edit[0] != "flat":
+                f0 = edit_f0_hz(f0, *self._f0_edit)
             try:
                 z = self.f0_stats.normalize(f0, source)   # the source speaker's statistics
             except ValueError as exc:  # F0StatsError: no statistics for this speaker
                 raise SystemFailure(f"F0 normalisation: {exc}") from None
-            if self.f0_edit == "flat":   # z = 0 is the speaker's mean F0; unvoiced stays 0 too
+            if self._f0_edit is not None and self._f0_edit[0] == "flat":
+                # z = 0 is the speaker's mean F0; unvoiced stays 0 too
                 z = np.where(f0 > 0, 0.0, z).astype(np.float32)
             with torch.no_grad():
                 codes = self.model.quantizer.encode_indices(
