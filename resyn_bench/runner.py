@@ -82,9 +82,10 @@ class RunConfig:
     jobs: int = 1
     # crash isolation (resyn_bench.supervisor): the system and each metric group run in
     # supervised worker processes; False runs them in this process (debugging: a native crash
-    # then ends the run). Seconds one utterance may take in one worker: None = automatic,
-    # max(60 s, 10 x its duration); 0 = no limit. Neither is part of the run's identity.
-    isolate: bool = True
+    # then ends the run; default False when RESYN_BENCH_ISOLATION=0). Seconds one utterance may
+    # take in one worker: None = automatic, max(60 s, 10 x its duration); 0 = no limit. Neither
+    # is part of the run's identity.
+    isolate: bool = field(default_factory=lambda: os.environ.get("RESYN_BENCH_ISOLATION", "1") != "0")
     utt_timeout: float | None = None
     # what the run measures, for the report layouts: resynthesis | vc | f0_flat | codec | ...
     experiment: str = "resynthesis"

@@ -297,3 +297,11 @@ def test_a_factory_workers_cannot_rebuild_runs_in_process_with_a_warning(tiny_co
         run(_config(tiny_corpus, tmp_path / "run", metrics="inline"), progress=False)
     assert "inline cannot be rebuilt in a worker process" in caplog.text
     assert all(r["status"] == "ok" for r in read_records(tmp_path / "run"))
+
+
+def test_isolation_default_follows_the_environment(monkeypatch):
+    monkeypatch.delenv("RESYN_BENCH_ISOLATION", raising=False)
+    assert RunConfig(system="copy", dataset="demo", out="x").isolate is True
+    monkeypatch.setenv("RESYN_BENCH_ISOLATION", "0")
+    assert RunConfig(system="copy", dataset="demo", out="x").isolate is False
+    assert RunConfig(system="copy", dataset="demo", out="x", isolate=True).isolate is True
