@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from resyn_bench.metrics.asr import ASRBackend, TextNormalizer, make_asr
+from resyn_bench.metrics.asr import NORMALIZER_RULES, ASRBackend, TextNormalizer, make_asr
 from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, Score
 
 MODES = ("text", "differential")
@@ -120,6 +120,15 @@ def edit_counts(ref: str, hyp: str, unit: str) -> dict[str, int]:
             f"{unit}_sub": s, f"{unit}_del": d, f"{unit}_ins": i}
 
 
+def transcribe_detail(backend: ASRBackend, samples: np.ndarray) -> dict[str, Any]:
+    """``{"text": ..., **statistics}`` from a backend with ``transcribe_detail`` (whisper:
+    compression ratio, token count, loop flag), else ``{"text": backend.transcribe(...)}``."""
+    fn = getattr(backend, "transcribe_detail", None)
+    if fn is None:
+        return {"text": backend.transcribe(samples)}
+    return dict(fn(samples))
+
+
 def _rate(edits: float | None, n: float | None) -> float | None:
     if edits is None or not n:
         return None
@@ -134,7 +143,7 @@ class IntelligibilityMetrics(MetricGroup):
     specs = _specs("text", True)
     needs_text = True
 
-    def __init__(self, backend: str | ASRBackend = "pocketsphinx", mode: str = "text",
+    def __init__(self, backend: str | ASRBackend | None = None, mode: str = "text",
                  per: bool = True, normalizer: str | None = None, per_source: str = "auto",
                  **backend_options: Any):
         if mode not in MODES:
@@ -146,7 +155,7 @@ class IntelligibilityMetrics(MetricGroup):
                 raise ValueError("asr: backend options cannot be combined with a backend instance")
             self.backend = backend
         else:
-            self.backend = make_asr(str(backend), **backend_options)
+            self.backend = make_asr(backend, **backend_options)
         self.mode = mode
         self.per = bool(per)
         self.normalizer = TextNormalizer(normalizer)
@@ -200,15 +209,19 @@ class IntelligibilityMetrics(MetricGroup):
                     return None
 
             self._versions = {p: v(p) for p in ("jiwer", "pocketsphinx", "openai-whisper",
+                                                 "faster-whisper", "ctranslate2",
                                                  "phonemizer", "espeakng-loader")}
         return self._versions
 
     def settings(self) -> dict[str, Any]:
         return {"mode": self.mode, "backend": self.backend.settings(),
-                "normalizer": self.normalizer.name, "per": self.per,
+                "normalizer": self.normalizer.name,
+                "normalizer_rules": NORMALIZER_RULES[self.normalizer.name], "per": self.per,
                 "phones": self._phone_settings(),
                 "cer_units": "characters of the normalised text, spaces included",
                 "pooling": "sum of edits / sum of reference units",
+                "outlier_rule": "flagged when word insertions exceed the reference word count "
+                                "(a looping or hallucinating recogniser); still scored",
                 "versions": self.versions()}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -265,13 +278,21 @@ class IntelligibilityMetrics(MetricGroup):
                 raise MetricError("asr: the reference analysis has no transcript "
                                   "(analysed in another mode?)")
             ref_raw = str(reference["transcript"])
-        hyp_raw = self.backend.transcribe(x)
+        detail = transcribe_detail(self.backend, x)
+        hyp_raw = detail.pop("text")
         ref, hyp = self.normalizer(ref_raw), self.normalizer(hyp_raw)
 
         counts: dict[str, float] = {}
         counts.update(edit_counts(ref, hyp, "word"))
         counts.update(edit_counts(ref, hyp, "char"))
         extra: dict[str, Any] = {"hyp": hyp, "ref": ref, "hyp_raw": hyp_raw}
+        if detail:
+            extra["recognizer"] = detail   # loop statistics of the recogniser (whisper)
+        outlier = counts["word_ins"] > counts["ref_words"]
+        counts["outliers"] = int(outlier)
+        if outlier:
+            extra["outlier"] = (f"{counts['word_ins']} inserted words, more than the "
+                                f"{counts['ref_words']} reference words")
         if self.mode == "differential":
             extra["ref_raw"] = ref_raw
         values = {f"asr.{p}wer": _rate(counts["word_edits"], counts["ref_words"]),
