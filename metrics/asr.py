@@ -5,7 +5,31 @@ before :meth:`ASRBackend.load`). Every backend takes mono float32 samples at 16 
 
 Backends
 --------
-``pocketsphinx`` (default; fully offline, CPU)
+``whisper`` (default when faster-whisper is installed, i.e. with the ``asr`` extra)
+    OpenAI's Whisper on faster-whisper (CTranslate2). ``model``: ``base`` (default; embedded,
+    assembled from two pinned wheels and sha256-checked, see
+    :mod:`resyn_bench.metrics.whisper_models`), ``small`` / ``large-v3`` / ``distil-large-v3``
+    (catalogued: ``resyn-bench fetch whisper-<name>``), or a local CTranslate2 folder. A
+    ``.pt`` file (or one of openai-whisper's names that is not a CTranslate2 name, e.g.
+    ``base.en``) is loaded by openai-whisper instead (``openai-whisper`` below).
+
+    Protocol (recorded in settings()): English, transcribe, temperature 0, beam
+    ``beam_size=5``, no conditioning on previous text, no VAD, no timestamps, each utterance
+    decoded on its own. ``compute_type="auto"`` is int8 on CPU (its ground-truth WER is within
+    0.3 points of float32 on the shared VCTK and LJSpeech subsets; README "ASR") and float16 on
+    CUDA; ``device="auto"``; ``cpu_threads`` (0 = CTranslate2's default; not part of the
+    result).
+
+    Loop guard (``guard=``), chosen by measurement on real and degraded audio: ``"length"``
+    (default) caps the decoded tokens at ``ceil(max_tokens_per_s x duration) +
+    max_tokens_margin`` (12 tokens/s + 12), far above read speech (measured: at most ~5
+    tokens/s) but a hard stop for a loop; deterministic. ``"fallback"``: faster-whisper's
+    temperature fallback when the compression ratio exceeds 2.4 (sampled, seeded by ``seed``);
+    ``"length+fallback"``; ``"none"``. Every transcript's compression ratio and token count
+    are returned by :meth:`FasterWhisperBackend.transcribe_detail`, with ``loop_suspected``
+    when the cap was reached or the ratio exceeds 2.4.
+
+``pocketsphinx`` (the fallback: default only without faster-whisper; fully offline, CPU)
     Word decoding with the US-English model, LM and dictionary shipped in the pocketsphinx
     wheel (``Decoder(samprate=16000)``), phone recognition with the shipped phone LM
     (``allphone=en-us/en-us-phone.lm.bin``, ``lw=2.0, pip=0.3, beam=1e-200, pbeam=1e-20``, the
@@ -18,7 +42,7 @@ Backends
     Options: ``word_options`` / ``phone_options`` (dicts of extra ``Decoder`` settings, e.g.
     ``{"lw": 7.0}``; they replace the defaults above and are recorded in settings()).
 
-``whisper`` (openai-whisper)
+``openai-whisper`` (also ``whisper`` with a ``.pt`` model)
     Options: ``model`` (a name such as ``"base.en"``, or the path of a local ``.pt``
     checkpoint holding ``dims`` and ``model_state_dict``), ``download_root`` (default
     ``$RESYN_BENCH_HOME/models/whisper``), ``language="en"``, ``device`` (default: cuda when

@@ -93,14 +93,17 @@ def test_names_aliases_and_unknown():
                 *(f"hubert-l6-km{k}" for k in (50, 100, 200, 500)),
                 *(f"cpc-km{k}" for k in (50, 100, 200, 500)),
                 *(f"logmel-km{k}" for k in (50, 100, 200))}
-    assert set(catalogue.CATALOGUE) == expected
-    for e in catalogue.CATALOGUE.values():
+    # the Whisper (CTranslate2) folders are tested in test_whisper_asr.py
+    fair = {n: e for n, e in catalogue.CATALOGUE.items() if not n.startswith("whisper-")}
+    assert set(fair) == expected
+    for e in fair.values():
         assert e.url.startswith("https://dl.fbaipublicfiles.com/")
         assert e.url.endswith(e.relpath.split("/")[-1])
 
 
 def test_only_documented_hashes_are_recorded():
-    hashed = {n: e.sha256 for n, e in catalogue.CATALOGUE.items() if e.sha256}
+    hashed = {n: e.sha256 for n, e in catalogue.CATALOGUE.items()
+              if e.sha256 and not n.startswith("whisper-")}
     assert hashed == {
         "hubert-base-ls960": "1703cf8d2cdc76f8c046f5f6a9bcd224e0e6caf4744cad1a1f4199c32cac8c8d",
         "hubert-l6-km100": "f14a3104615485381fc489701d6761c9abbdbb0d43607cf55518a1e2891023fe",
