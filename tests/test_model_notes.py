@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from golden.fixture_runs import DATASETS, _write_run
+from golden.fixture_runs import _write_run
 from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.collate import summarize_run
 from resyn_bench.reports.model_notes import asr_label, group_label, models_note
