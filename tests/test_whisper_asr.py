@@ -211,7 +211,8 @@ def test_protocol_is_recorded_in_the_settings():
     assert s["model"] == "whisper-base" and s["model_sha256"] == wm.EMBEDDED["base"].sha256
     assert (s["language"], s["temperature"], s["beam_size"]) == ("en", 0.0, 3)
     assert s["condition_on_previous_text"] is False and s["vad_filter"] is False
-    assert s["compute_type"] == "float32" and s["guard"]["kind"] == "length"
+    assert s["compute_type"] == "float32" and s["guard"]["kind"] == "length+fallback"
+    assert s["guard"]["compression_ratio_threshold"] == 2.4 and s["guard"]["seed"] == 0
     assert "duration_s" in s["guard"]["max_new_tokens"]
     g = IntelligibilityMetrics(backend=asr)
     gs = g.settings()
@@ -306,7 +307,7 @@ def _backend_with(model, **options) -> FasterWhisperBackend:
 
 def test_length_guard_caps_a_loop_by_the_audio_duration_and_flags_it():
     model = _LoopingModel()
-    asr = _backend_with(model, max_tokens_per_s=4.0, max_tokens_margin=2)
+    asr = _backend_with(model, guard="length", max_tokens_per_s=4.0, max_tokens_margin=2)
     d = asr.transcribe_detail(np.zeros(16000, np.float32))          # 1 s of audio
     assert model.calls[-1]["max_new_tokens"] == 6 and d["n_tokens"] == 6
     assert d["loop_suspected"] == "token cap reached" and len(d["text"].split()) == 6
@@ -344,7 +345,12 @@ def test_fallback_guard_passes_the_temperature_schedule_and_a_seed(monkeypatch):
     opts = model.calls[-1]
     assert opts["temperature"][0] == 0.0 and len(opts["temperature"]) > 1
     assert opts["compression_ratio_threshold"] == 2.4 and opts["max_new_tokens"] is None
+    assert opts["log_prob_threshold"] is None         # only a loop triggers the fallback
     assert seeds == [7]
+    # the default combines both: the fallback and the cap
+    both = _backend_with(_LoopingModel())
+    both.transcribe_detail(np.zeros(16000, np.float32))
+    assert both.guard == "length+fallback" and both._model.calls[-1]["max_new_tokens"] == 16
     assert asr.settings()["guard"]["seed"] == 7
 
 
