@@ -127,3 +127,44 @@ def test_stored_specs_from_before_the_flag_are_read_as_bookkeeping():
     spec = MetricSpec("x.n", "n", False, bookkeeping=True)
     assert MetricSpec.from_dict(spec.to_dict()) == spec and spec.arrow == ""
     assert "bookkeeping" not in MetricSpec("x.y", "y", False).to_dict()   # old layout kept
+
+
+def test_the_page_shows_bookkeeping_plainly_and_the_outlier_in_the_drill_down(runs, tmp_path):
+    import shutil
+
+    from resyn_bench.reports.browser import Browser, find_chromium
+    from resyn_bench.reports.html import write_html
+    from resyn_bench.store import RecordStore, read_records
+
+    if find_chromium() is None:
+        pytest.skip("no Chromium binary found: the browser check did not run")
+    run = tmp_path / "looping"
+    shutil.copytree(runs[1], run)
+    first = read_records(run, ["asr"])[0]["utt_id"]     # utterance 0 of the page (same ids)
+    store = RecordStore(run)
+    event = next(e for e in store.events() if e.get("part") == "metric"
+                 and e.get("group") == "asr" and e["utt_id"] == first)
+    store.append({**event, "extra": {**(event.get("extra") or {}),
+                                     "outlier": "117 inserted words, more than the 9 reference words"}})
+    out = write_html([summarize_run(r, n_boot=50) for r in (runs[0], run)], tmp_path / "r.html",
+                     sig={})
+    with Browser() as browser:
+        pg = browser.open(out, 1280, 900)
+        pg.wait_for("document.body.getAttribute('data-ready') === '1'")
+        heads = pg.evaluate("Array.from(document.querySelectorAll('#summary-table th'))"
+                            ".map(t => t.textContent)")
+        assert "target trials (count)" in heads and "Spk-ID chance (%)" in heads
+        assert "Spk EER (%) \u2193" in heads
+        plots = pg.evaluate("Array.from(document.querySelectorAll('#compare-plots .title'))"
+                            ".map(t => t.textContent)")
+        assert any(p.startswith("WER") for p in plots)
+        assert not any("trials" in p or "chance" in p for p in plots)   # no whiskers for them
+        i = heads.index("Spk-ID chance (%)")
+        cell = pg.evaluate(f"document.querySelector('#summary-table tbody tr').cells[{i}].textContent")
+        assert cell and "\u00b1" not in cell
+        assert "Models: " in pg.evaluate("document.getElementById('stat-note').textContent")
+        pg.evaluate("location.hash = 'u=0&s=1'")
+        pg.wait_for("!document.getElementById('detail').hidden")
+        detail = pg.evaluate("document.getElementById('detail').textContent")
+        assert "ASR outlier: 117 inserted words" in detail
+        assert pg.problems() == []
