@@ -621,6 +621,20 @@ def make_whisper(model: str = "base", **options: Any) -> ASRBackend:
     return FasterWhisperBackend(model=m, **options)
 
 
+def _whisper_option_names() -> list[str]:
+    """Options of either loader of the ``whisper`` backend (for the registry's check)."""
+    import inspect
+
+    names: list[str] = []
+    for cls in (FasterWhisperBackend, OpenAIWhisperBackend):
+        names += [n for n, p in inspect.signature(cls).parameters.items()
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in names]
+    return names
+
+
+make_whisper.option_names = _whisper_option_names  # type: ignore[attr-defined]
+
+
 # --------------------------------------------------------------------------------------------
 
 #: backend name -> factory (a class or a function returning an ASRBackend). To add a backend,
@@ -628,6 +642,16 @@ def make_whisper(model: str = "base", **options: Any) -> ASRBackend:
 BACKENDS: dict[str, Any] = {"whisper": make_whisper,
                             "openai-whisper": OpenAIWhisperBackend,
                             "pocketsphinx": PocketsphinxBackend}
+
+
+def _wav2vec2_backend(**options: Any) -> ASRBackend:
+    """The wav2vec 2.0 CTC backend (imported on use: metrics.wav2vec2 imports this module)."""
+    from resyn_bench.metrics.wav2vec2 import Wav2Vec2Backend
+
+    return Wav2Vec2Backend(**options)
+
+
+BACKENDS["wav2vec2"] = _wav2vec2_backend  # type: ignore[assignment]
 
 
 def default_backend() -> str:

@@ -143,6 +143,26 @@ class IntelligibilityMetrics(MetricGroup):
     specs = _specs("text", True)
     needs_text = True
 
+    @classmethod
+    def option_names(cls, options: dict[str, Any]) -> list[str] | None:
+        """The backend's own options (``-m asr.KEY``), for the registry's unknown-option check;
+        None when they cannot be listed (the backend's constructor checks them then)."""
+        import inspect
+
+        from resyn_bench.metrics.asr import BACKENDS, default_backend
+
+        backend = options.get("backend") or default_backend()
+        factory = BACKENDS.get(backend) if isinstance(backend, str) else None
+        if factory is None:
+            return None
+        listed = getattr(factory, "option_names", None)     # a factory that dispatches (whisper)
+        if callable(listed):
+            return list(listed())
+        params = inspect.signature(factory).parameters.values()
+        if any(p.kind == p.VAR_KEYWORD for p in params):
+            return None
+        return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
     def __init__(self, backend: str | ASRBackend | None = None, mode: str = "text",
                  per: bool = True, normalizer: str | None = None, per_source: str = "auto",
                  **backend_options: Any):

@@ -33,6 +33,13 @@ Trials (``aggregate``)
     target trial, each other one a non-target trial. EER and minDCF are computed from all
     trials of all scored outputs. The target speaker is ``utterance.target_speaker`` when that
     attribute is set (voice conversion), else ``utterance.speaker``.
+
+Source leakage (voice conversion only: target != ``utterance.speaker``)
+    The same output and trials are also judged against the *source* speaker:
+    ``spk.source_acc`` (the classifier names the source; pooled), ``spk.source_cos`` (cosine
+    with the source's held-out centroid) and ``spk.source_eer`` (EER of the trials of converted
+    outputs with the source as the claimed identity). Chance accuracy / 50 % EER = no source
+    identity left. Resynthesis records carry none of these.
 """
 from __future__ import annotations
 
@@ -305,7 +312,20 @@ class ResemblyzerEncoder(SpeakerEncoder):
         return (emb / norm).astype(np.float32)
 
 
-_ENCODERS = {"resemblyzer": ResemblyzerEncoder}
+def _wavlm_ecapa(**opts) -> SpeakerEncoder:
+    from resyn_bench.metrics.speaker_models import WavLMECAPAEncoder
+
+    return WavLMECAPAEncoder(**opts)
+
+
+def _sb_ecapa(**opts) -> SpeakerEncoder:
+    from resyn_bench.metrics.speaker_models import SpeechBrainECAPAEncoder
+
+    return SpeechBrainECAPAEncoder(**opts)
+
+
+#: embedding backends; wavlm-ecapa and ecapa (metrics/speaker_models.py) need their weights
+_ENCODERS = {"resemblyzer": ResemblyzerEncoder, "wavlm-ecapa": _wavlm_ecapa, "ecapa": _sb_ecapa}
 
 
 def make_encoder(name: str = "resemblyzer", **opts) -> SpeakerEncoder:
@@ -314,7 +334,10 @@ def make_encoder(name: str = "resemblyzer", **opts) -> SpeakerEncoder:
         cls = _ENCODERS[name]
     except KeyError:
         raise ValueError(f"unknown speaker backend {name!r}; known: {sorted(_ENCODERS)}") from None
-    return cls(**opts)
+    try:
+        return cls(**opts)
+    except TypeError as exc:  # an option of another backend (e.g. min_speech_s with ecapa)
+        raise ValueError(f"speaker backend {name!r}: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,6 +397,18 @@ _SPECS = (
     MetricSpec("spk.cos_centroid", "Spk cos (centroid)", higher_is_better=True,
                description="Cosine similarity of the output's speaker embedding and its target "
                            "speaker's held-out centroid"),
+    MetricSpec("spk.source_acc", "Src-ID acc", higher_is_better=False, unit="%", percent=True,
+               table_stat="pooled",
+               description="Voice conversion only (target != source): share of outputs the "
+                           "speaker-ID classifier assigns to the SOURCE speaker (source leakage; "
+                           "chance = no leakage)"),
+    MetricSpec("spk.source_eer", "Src EER", higher_is_better=True, unit="%", percent=True,
+               description="Voice conversion only: verification EER of the same trials with the "
+                           "SOURCE speaker as the claimed identity (50 % = no source identity "
+                           "left, 0 = the source speaker is plainly recognisable)"),
+    MetricSpec("spk.source_cos", "Src cos (centroid)", higher_is_better=False,
+               description="Voice conversion only: cosine similarity of the output's embedding "
+                           "and the SOURCE speaker's held-out centroid"),
     MetricSpec("spk.chance", "Spk-ID chance", higher_is_better=True, unit="%", percent=True,
                description="Reference value, not a score: chance-level speaker-ID accuracy, "
                            "1 / number of enrolled speakers", bookkeeping=True),
@@ -415,13 +450,28 @@ class SpeakerMetrics(MetricGroup):
     needs_corpus = True
 
     def __init__(self, backend: str = "resemblyzer", classifier: str = "logreg", folds: int = 5,
-                 p_target: float = 0.01, seed: int = 0, **backend_opts):
+                 p_target: float = 0.01, seed: int = 0, embedding: str | None = None,
+                 enroll_dataset: str | None = None, enroll_root: str | None = None,
+                 enroll_split: str | None = None, enroll_limit: int | None = None,
+                 **backend_opts):
+        if embedding is not None:  # -m spk.embedding=wavlm-ecapa|ecapa|resemblyzer
+            if backend != "resemblyzer" and backend != embedding:
+                raise ValueError(f"spk: embedding={embedding!r} and backend={backend!r} disagree; "
+                                 f"give one of them")
+            backend = embedding
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
         if int(folds) != folds or folds < 2:
             raise ValueError(f"folds must be an integer >= 2, got {folds}")
         if not 0.0 < p_target < 1.0:
             raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+        if enroll_root is not None and enroll_dataset is None:
+            raise ValueError("spk: enroll_root needs enroll_dataset (the dataset name, e.g. "
+                             "-m spk.enroll_dataset=ljspeech -m spk.enroll_root=DIR)")
+        # speakers enrolled from another dataset (cross-dataset conversion): their real
+        # recordings join every fold's models as enrolment-only utterances, never scored
+        self.enroll = ({"dataset": str(enroll_dataset), "root": enroll_root, "split": enroll_split,
+                        "limit": enroll_limit} if enroll_dataset else None)
         self.encoder = make_encoder(backend, **backend_opts)
         self.classifier = classifier
         self.folds = int(folds)
@@ -461,7 +511,8 @@ class SpeakerMetrics(MetricGroup):
         """Fold assignment and one set of models per fold (plus one on all real utterances,
         used for outputs of utterances that are not in the corpus)."""
         utts = [u for u in utterances if u.utt_id in references]
-        speakers = sorted({str(u.speaker) for u in utts})
+        extra_ids, extra_labels, extra_emb = self._enrolment()
+        speakers = sorted({str(u.speaker) for u in utts} | set(extra_labels))
         if len(speakers) < 2:
             raise NotApplicable(f"spk: speaker identification needs real recordings of >= 2 "
                               f"speakers, got {len(speakers)} ({', '.join(speakers) or 'none'})")
@@ -471,6 +522,14 @@ class SpeakerMetrics(MetricGroup):
         labels = [str(u.speaker) for u in utts]
         emb = np.stack([np.asarray(references[i]["embedding"], dtype=np.float64) for i in ids])
         fold_of = assign_folds(ids, labels, self.folds, self.seed)
+        if extra_ids:   # enrolment-only: in every fold's training set
+            clash = sorted(set(extra_ids) & set(ids))
+            if clash:
+                raise MetricError(f"spk: enrolment utterance ids also in the evaluated dataset: "
+                                  f"{', '.join(clash[:5])}")
+            fold_of.update({i: -1 for i in extra_ids})
+            ids, labels = ids + extra_ids, labels + extra_labels
+            emb = np.concatenate([emb, extra_emb])
         if all(f < 0 for f in fold_of.values()):
             raise NotApplicable("spk: every speaker has a single real utterance; no utterance can "
                               "be held out (need >= 2 utterances for some speaker)")
@@ -483,6 +542,32 @@ class SpeakerMetrics(MetricGroup):
         self._fold_of = fold_of
         self._models = models
         self._train = (emb, labels, folds)
+
+    def _enrolment(self) -> tuple[list[str], list[str], np.ndarray]:
+        """Ids (``enroll:<utt_id>``), speakers and embeddings of the enrolment dataset's real
+        recordings (none without ``enroll_dataset``). An unreadable or speechless recording is
+        an error naming it: enrolment is the reference every output is judged by."""
+        if self.enroll is None:
+            return [], [], np.zeros((0, 1))
+        from resyn_bench.audio import AudioError, ensure_rate, load_audio
+        from resyn_bench.datasets import load_dataset
+
+        e = self.enroll
+        data = load_dataset(e["dataset"], e["root"], e["split"], e["limit"])
+        ids, labels, embs = [], [], []
+        for utt in data.utterances:
+            try:
+                audio = ensure_rate(load_audio(utt.path), SAMPLE_RATE, purpose="spk enrolment")
+                embs.append(np.asarray(self._embed(audio, "enrolment"), dtype=np.float64))
+            except (AudioError, MetricError) as exc:
+                raise MetricError(f"spk: enrolment recording {utt.path} ({e['dataset']}): {exc}") \
+                    from None
+            ids.append(f"enroll:{utt.utt_id}")
+            labels.append(str(utt.speaker))
+        if not ids:
+            raise MetricError(f"spk: the enrolment dataset {e['dataset']} ({e['root']}) has no "
+                              "utterances")
+        return ids, labels, np.stack(embs)
 
     def _model_for(self, utt_id: str) -> tuple[int | None, _FoldModel]:
         if self._train is None:
@@ -516,19 +601,31 @@ class SpeakerMetrics(MetricGroup):
                   "spk.cos_centroid": float(trials[model.index[target]])}
         extra = {"target": target, "predicted": predicted, "fold": fold,
                  "trials": {s: float(v) for s, v in zip(model.speakers, trials)}}
-        return Score(values=values, counts={"correct": correct, "trials": 1.0}, extra=extra)
+        counts = {"correct": correct, "trials": 1.0}
+        source = str(utterance.speaker)
+        if source != target and source in model.index:
+            # voice conversion: how much of the source voice is left (leakage)
+            values["spk.source_acc"] = 1.0 if predicted == source else 0.0
+            values["spk.source_cos"] = float(trials[model.index[source]])
+            counts.update(source_correct=values["spk.source_acc"], source_trials=1.0)
+            extra["source"] = source
+        return Score(values=values, counts=counts, extra=extra)
 
     # ---- corpus-level ------------------------------------------------------------------------
 
     def pool(self, counts: dict[str, float]) -> dict[str, float | None]:
         n = counts.get("trials", 0.0)
-        return {"spk.acc": float(counts.get("correct", 0.0)) / n if n > 0 else None}
+        ns = counts.get("source_trials", 0.0)
+        return {"spk.acc": float(counts.get("correct", 0.0)) / n if n > 0 else None,
+                "spk.source_acc": float(counts.get("source_correct", 0.0)) / ns if ns > 0 else None}
 
     def aggregate(self, entries: list[dict[str, Any]]) -> dict[str, float | None]:
         """Accuracy from summed counts; EER / minDCF from every stored trial score."""
         out = dict(super().aggregate(entries))
         tar: list[float] = []
         non: list[float] = []
+        src: list[float] = []        # the same trials, the SOURCE speaker as claimed identity
+        src_non: list[float] = []
         enrolled: set[str] = set()
         for entry in entries:
             extra = entry.get("extra") or {}
@@ -536,11 +633,15 @@ class SpeakerMetrics(MetricGroup):
             if not trials or target is None:
                 continue
             enrolled.update(trials)
+            source = extra.get("source")
             for spk, value in trials.items():
                 if value is None or not math.isfinite(value):
                     continue
                 (tar if spk == target else non).append(float(value))
+                if source is not None:
+                    (src if spk == source else src_non).append(float(value))
         both = bool(tar) and bool(non)
+        out["spk.source_eer"] = eer(src, src_non)[0] if src and src_non else None
         out["spk.eer"] = eer(tar, non)[0] if both else None
         out["spk.min_dcf"] = min_dcf(tar, non, self.p_target) if both else None
         out["spk.chance"] = 1.0 / len(enrolled) if enrolled else None

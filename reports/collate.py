@@ -31,6 +31,9 @@ class MetricSummary:
     n: int                      # utterances with a defined value
     ci_pooled: CI | None = None  # bootstrap CI (speakers, then utterances) of ``pooled``
     ci_mean: CI | None = None    # the same for ``mean``
+    #: what ``n`` counts: "utterances" (with a defined value) or, for corpus-only numbers
+    #: computed from trials (EER, minDCF), "trials" (target + non-target scores used)
+    n_unit: str = "utterances"
 
     def value(self, stat: str) -> float | None:
         if stat == "pooled" or self.mean is None:  # corpus-only numbers (EER) have no mean
@@ -44,7 +47,8 @@ class MetricSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.spec.label, "mean": self.mean, "std": self.std,
-                "pooled": self.pooled, "n": self.n, "higher_is_better": self.spec.higher_is_better,
+                "pooled": self.pooled, "n": self.n, "n_unit": self.n_unit,
+                "higher_is_better": self.spec.higher_is_better,
                 "unit": self.spec.unit, "percent": self.spec.percent,
                 "ci_mean": self.ci_mean.to_dict() if self.ci_mean else None,
                 "ci_pooled": self.ci_pooled.to_dict() if self.ci_pooled else None}
@@ -68,19 +72,45 @@ class RunSummary:
     groups: dict[str, Any] = field(default_factory=dict)     # group name -> group object
     entries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per group
     experiment: str = RESYNTHESIS  # manifest config.experiment (absent: resynthesis)
-    bitrate: float | None = None  # bits/s of the discrete streams (see :func:`bitrate_bps`)
+    bitrate: float | None = None  # bits/s: measured (:func:`measured_bitrate`), else from the
+    #                               discrete streams' specs (:func:`bitrate_bps`)
+    #: where ``bitrate`` comes from: "measured" / "declared" (per-utterance bitstream records:
+    #: total bits / total seconds), "streams" (stream specs), None (no bitrate)
+    bitrate_source: str | None = None
     system_label: str = ""        # row label: config.label, else system [options]
+    status: str | None = None     # manifest status: running / interrupted / complete (absent: old)
+    dataset_name: str = ""        # the dataset label without the split (Table 2 groups by it)
+    split: str | None = None      # the split file's name (stem), when the run used --split
 
     @property
     def complete(self) -> bool:
         return self.n_records >= self.n_total
 
+    @property
+    def n_done(self) -> int:
+        """Utterances with a final status (ok, partial or failed; not 'incomplete')."""
+        return self.n_ok + self.n_partial + self.n_failed
+
+    @property
+    def unfinished(self) -> str | None:
+        """Why the figures may not cover the run, or None for a finished run: the manifest says
+        it is running (or was stopped without a word: a killed process leaves 'running') or was
+        interrupted, or utterances have no final record."""
+        if self.status in ("running", "interrupted"):
+            how = ("still running, or stopped without finishing" if self.status == "running"
+                   else "interrupted")
+            return f"{how} (manifest status {self.status!r}); {self.n_done}/{self.n_total} done"
+        if self.n_done < self.n_total:
+            return f"{self.n_done}/{self.n_total} utterances done (resume the run to finish it)"
+        return None
+
     def to_dict(self, with_records: bool = False) -> dict[str, Any]:
         d = {"run_dir": str(self.run_dir), "system": self.system, "dataset": self.dataset,
              "experiment": self.experiment, "system_label": self.system_label or self.system,
-             "bitrate": self.bitrate,
+             "bitrate": self.bitrate, "bitrate_source": self.bitrate_source,
              "n_total": self.n_total, "n_records": self.n_records, "n_ok": self.n_ok,
              "n_partial": self.n_partial, "n_failed": self.n_failed,
+             "status": self.status, "unfinished": self.unfinished,
              "failures": dict(self.failures), "settings": self.settings,
              "metrics": {k: m.to_dict() for k, m in self.metrics.items()}}
         if with_records:
@@ -135,12 +165,13 @@ class TrialDesign:
     change neither). Tests check equality with ``group.aggregate`` on indexed replicates.
     """
 
-    KEYS = ("spk.eer", "spk.min_dcf", "spk.chance", "spk.n_target_trials", "spk.n_nontarget_trials")
+    KEYS = ("spk.eer", "spk.min_dcf", "spk.chance", "spk.n_target_trials", "spk.n_nontarget_trials",
+            "spk.source_eer")
 
     def __init__(self, group, entries: list[dict[str, Any]]):
         self.group = group
         n = len(entries)
-        utt, score, is_tar = [], [], []
+        utt, score, is_tar, is_src, has_src = [], [], [], [], []
         speakers: dict[str, int] = {}
         enrolled_pairs = []
         for i, e in enumerate(entries):
@@ -155,10 +186,15 @@ class TrialDesign:
                 utt.append(i)
                 score.append(float(value))
                 is_tar.append(spk == target)
+                # voice conversion: the same trials judged against the source speaker
+                is_src.append(spk == extra.get("source"))
+                has_src.append(extra.get("source") is not None)
         order = np.argsort(np.asarray(score, dtype=np.float64), kind="stable")
         self.score = np.asarray(score, dtype=np.float64)[order]
         self.utt = np.asarray(utt, dtype=np.int64)[order]
         self.is_tar = np.asarray(is_tar, dtype=bool)[order]
+        self.is_src = np.asarray(is_src, dtype=bool)[order]
+        self.has_src = np.asarray(has_src, dtype=bool)[order]
         # first position of each distinct score: "scores < threshold" = exclusive cumsum there
         self.first = np.flatnonzero(np.r_[True, self.score[1:] != self.score[:-1]]) \
             if self.score.size else np.zeros(0, dtype=np.int64)
@@ -186,12 +222,12 @@ class TrialDesign:
         b = w.shape[0]
         out: dict[str, list[float | None]] = {k: [None] * b for k in self.KEYS}
         ws = w[:, self.utt] if self.utt.size else np.zeros((b, 0))
-        wt = np.where(self.is_tar, ws, 0.0)
-        wn = ws - wt
-        n_tar, n_non = wt.sum(axis=1), wn.sum(axis=1)
-        # weight strictly below each distinct score (exclusive cumulative sums)
-        ct = (np.cumsum(wt, axis=1) - wt)[:, self.first]
-        cn = (np.cumsum(wn, axis=1) - wn)[:, self.first]
+        n_tar, n_non, ct, cn = self._rates(ws, self.is_tar, np.ones_like(self.is_tar))
+        if self.has_src.any():
+            s_tar, s_non, st, sn = self._rates(ws, self.is_src, self.has_src)
+            for r in range(b):
+                if s_tar[r] > 0 and s_non[r] > 0:
+                    out["spk.source_eer"][r] = self._eer(st[r], sn[r], s_tar[r], s_non[r])[0]
         enrolled = ((w > 0).astype(np.float64) @ self.enrolled > 0).sum(axis=1) \
             if self.has_speakers else np.zeros(b)
         p = self.group.p_target
@@ -201,18 +237,31 @@ class TrialDesign:
             out["spk.chance"][r] = 1.0 / enrolled[r] if enrolled[r] else None
             if n_tar[r] == 0 or n_non[r] == 0:
                 continue
-            far = np.append(1.0 - cn[r] / n_non[r], 0.0)
-            frr = np.append(ct[r] / n_tar[r], 1.0)
-            d = far - frr
-            i = int(np.argmax(d <= 0))
-            if d[i] == 0:
-                out["spk.eer"][r] = float(far[i])
-            else:
-                t = d[i - 1] / (d[i - 1] - d[i])
-                out["spk.eer"][r] = float(far[i - 1] + t * (far[i] - far[i - 1]))
+            out["spk.eer"][r], far, frr = self._eer(ct[r], cn[r], n_tar[r], n_non[r])
             dcf = 1.0 * p * frr + 1.0 * (1.0 - p) * far
             out["spk.min_dcf"][r] = float(np.min(dcf) / min(1.0 * p, 1.0 * (1.0 - p)))
         return out
+
+    def _rates(self, ws: np.ndarray, positive: np.ndarray, used: np.ndarray):
+        """Weighted trial totals and weight strictly below each distinct score (exclusive
+        cumulative sums) of the positive (claimed identity) and negative trials in use."""
+        wt = np.where(positive, ws, 0.0)
+        wn = np.where(used & ~positive, ws, 0.0)
+        ct = (np.cumsum(wt, axis=1) - wt)[:, self.first]
+        cn = (np.cumsum(wn, axis=1) - wn)[:, self.first]
+        return wt.sum(axis=1), wn.sum(axis=1), ct, cn
+
+    @staticmethod
+    def _eer(ct, cn, n_tar, n_non):
+        """EER (as :func:`resyn_bench.metrics.speaker.eer`) with the FAR/FRR curves."""
+        far = np.append(1.0 - cn / n_non, 0.0)
+        frr = np.append(ct / n_tar, 1.0)
+        d = far - frr
+        i = int(np.argmax(d <= 0))
+        if d[i] == 0:
+            return float(far[i]), far, frr
+        t = d[i - 1] / (d[i - 1] - d[i])
+        return float(far[i - 1] + t * (far[i] - far[i - 1])), far, frr
 
     def replicates(self, weight_blocks) -> list[dict[str, float | None]]:
         """``group.aggregate`` of every replicate (as dicts), from blocks of weights."""
@@ -253,10 +302,12 @@ def dataset_key(manifest: dict[str, Any]) -> tuple:
             cfg.get("split"), cfg.get("limit"))
 
 
-def dataset_label(manifest: dict[str, Any]) -> str:
+def dataset_label(manifest: dict[str, Any], with_split: bool = True) -> str:
     """A table label for the data: the dataset name, or for a generic manifest the corpus
-    folder's name; a split file's name is appended."""
+    folder's name; a split file's name is appended (unless ``with_split=False``)."""
     name, root, split, _ = dataset_key(manifest)
+    if not with_split:
+        split = None
     label = str(name)
     if name == "manifest" and root:
         path = Path(root)
@@ -294,6 +345,44 @@ def bitrate_bps(streams: list[dict[str, Any]] | None) -> float | None:
     return total if counted else None
 
 
+def measured_bitrate(records: list[dict[str, Any]]) -> tuple[float, str, dict[str, Any]] | None:
+    """Bitrate from the per-utterance bitstream records (``record["bitstream"]``, written by
+    systems whose encoder output is counted, e.g. codec2 and opus): total bits / total seconds
+    over the utterances that have one, with its source (``measured``, or ``declared`` when every
+    record is declared) and the pooled counts; None when no record has one. Malformed entries
+    are ignored."""
+    bits = seconds = 0.0
+    n, sources = 0, set()
+    for r in records:
+        b = r.get("bitstream")
+        if not isinstance(b, dict):
+            continue
+        nb, sec = b.get("bits"), b.get("seconds")
+        if isinstance(nb, bool) or isinstance(sec, bool) or not isinstance(nb, (int, float)) \
+                or not isinstance(sec, (int, float)) or not math.isfinite(nb) or nb < 0 \
+                or not math.isfinite(sec) or sec <= 0:
+            continue
+        bits += float(nb)
+        seconds += float(sec)
+        n += 1
+        sources.add(b.get("source") or "measured")
+    if not n:
+        return None
+    source = "declared" if sources == {"declared"} else "measured"
+    return bits / seconds, source, {"bits": bits, "seconds": seconds, "n_utterances": n}
+
+
+def run_bitrate(manifest: dict[str, Any], records: list[dict[str, Any]]
+                ) -> tuple[float | None, str | None]:
+    """A run's bitrate and its source: a measured (or declared) per-utterance rate takes
+    precedence over the one computed from the stream specs."""
+    measured = measured_bitrate(records)
+    if measured is not None:
+        return measured[0], measured[1]
+    spec = bitrate_bps((manifest.get("system") or {}).get("streams"))
+    return spec, ("streams" if spec is not None else None)
+
+
 def system_label(manifest: dict[str, Any]) -> str:
     """Row label of a run: ``config.label`` if set, else the system name with its options
     (``world (f0_method=dio)``) so two settings of one system stay apart."""
@@ -302,9 +391,49 @@ def system_label(manifest: dict[str, Any]) -> str:
         return str(cfg["label"])
     opts = cfg.get("system_options") or {}
     name = str(cfg.get("system"))
+    short = _path_system_label(name)
+    if short is not None:
+        # outputs:DIR -> the folder's name (other NAME:PATH systems -> NAME:folder); the
+        # file-name pattern and the full path stay in the manifest, not in the row name
+        name, opts = short, {k: v for k, v in opts.items() if k != "pattern"}
     if not opts:
         return name
     return f"{name} ({', '.join(f'{k}={v}' for k, v in sorted(opts.items()))})"
+
+
+def _trials_used(corpus: dict[str, Any]) -> int | None:
+    """Trials behind a corpus-only number (speaker EER / minDCF): target + non-target trial
+    counts the group reports with it, or None when it reports none."""
+    counts = [v for k, v in corpus.items()
+              if k.endswith((".n_target_trials", ".n_nontarget_trials")) and v is not None]
+    return int(round(sum(counts))) if counts else None
+
+
+def _path_system_label(system: str) -> str | None:
+    """Short name of a ``NAME:PATH`` system spec (``outputs:/x/y/hifigan_gen`` ->
+    ``hifigan_gen``, ``ckpt:/x/run7/`` -> ``ckpt:run7``); None for other specs."""
+    name, sep, arg = system.partition(":")
+    if not sep or not arg or ("/" not in arg and "\\" not in arg and not arg.startswith(".")):
+        return None
+    folder = Path(arg.rstrip("/\\")).name or arg
+    return folder if name == "outputs" else f"{name}:{folder}"
+
+
+def rename_runs(summaries: list[RunSummary], renames: dict[str, str]) -> None:
+    """Set row labels: each ``OLD`` (a row label as the tables show it, or a run folder's
+    name) becomes ``NEW``. An ``OLD`` that names no run is an error listing the labels."""
+    known = {}
+    for s in summaries:
+        known.setdefault(s.system_label or s.system, []).append(s)
+        known.setdefault(s.run_dir.name, []).append(s)
+    missing = [old for old in renames if old not in known]
+    if missing:
+        labels = sorted({s.system_label or s.system for s in summaries})
+        raise ValueError(f"--rename: no run labelled {', '.join(map(repr, missing))}; labels of "
+                         f"these runs: {', '.join(map(repr, labels))} (a run folder's name works too)")
+    for old, new in renames.items():
+        for s in known[old]:
+            s.system_label = new
 
 
 def _failure_key(rec: dict[str, Any]) -> str:
@@ -326,7 +455,11 @@ def summarize_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> Run
                          n_failed=status["failed"], records=records,
                          failures=Counter(_failure_key(r) for r in records if r.get("status") == "failed"),
                          experiment=experiment_label(manifest), system_label=system_label(manifest),
-                         bitrate=bitrate_bps((manifest.get("system") or {}).get("streams")))
+                         status=manifest.get("status"),
+                         dataset_name=dataset_label(manifest, with_split=False),
+                         split=Path(str(dataset_key(manifest)[2])).stem
+                         if dataset_key(manifest)[2] else None)
+    summary.bitrate, summary.bitrate_source = run_bitrate(manifest, records)
     for group, info in manifest.get("metrics", {}).items():
         summary.settings[group] = info.get("settings", {})
         specs = [MetricSpec.from_dict(s) for s in info.get("specs", [])]
@@ -339,6 +472,12 @@ def summarize_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> Run
         for spec in specs:
             values = [e["values"][spec.key] for e in entries if e["values"].get(spec.key) is not None]
             mean, std = _mean_std(values)
-            summary.metrics[spec.key] = MetricSummary(spec, mean, std, corpus.get(spec.key), len(values),
-                                                      ci_corpus.get(spec.key), ci_mean.get(spec.key))
+            n, unit = len(values), "utterances"
+            trials = _trials_used(corpus) if not values and corpus.get(spec.key) is not None \
+                else None
+            if trials is not None:
+                n, unit = trials, "trials"
+            summary.metrics[spec.key] = MetricSummary(spec, mean, std, corpus.get(spec.key), n,
+                                                      ci_corpus.get(spec.key), ci_mean.get(spec.key),
+                                                      n_unit=unit)
     return summary

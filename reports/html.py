@@ -41,6 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.collate import RunSummary
 from resyn_bench.reports.html_assets import SCRIPT, STYLE
 
@@ -157,6 +158,24 @@ def _format_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def _is_audio(path: str) -> bool:
+    """The file still reads as audio (a header check; it may have changed since the run)."""
+    try:
+        import soundfile as sf
+
+        info = sf.info(path)
+        return info.frames > 0 and info.samplerate > 0
+    except Exception:
+        return False
+
+
+def _decoded(rec: dict[str, Any]) -> tuple[bool, bool]:
+    """(reference decoded in the run, output decoded and scored in the run)."""
+    ref_ok = bool(rec.get("reference_hash")) and rec.get("stage") != "reference"
+    out_ok = rec.get("status") in ("ok", "partial") and bool(rec.get("output_path"))
+    return ref_ok, out_ok
+
+
 class _AudioTable:
     """Audio references for the data blob: relative links, or ids of embedded payloads."""
 
@@ -169,13 +188,15 @@ class _AudioTable:
         self.embedded: dict[str, str] = {}     # file -> payload id
         self.seen: set[str] = set()            # every existing file referenced
 
-    def ref(self, path: str | None) -> dict[str, Any] | None:
+    def ref(self, path: str | None, scored: bool = True) -> dict[str, Any] | None:
+        """``scored``: the run decoded (and scored) this file; only such files are embedded -
+        anything else a record names is linked, never copied into the page."""
         if path is None:
             return None
         if self.files.size(path) is None:
             return {"path": path}
         self.seen.add(path)
-        if self.mode == "embed":
+        if self.mode == "embed" and scored and _is_audio(path):
             key = self.embedded.setdefault(path, f"a{len(self.embedded)}")
             return {"embed": key, "mime": _MIME.get(os.path.splitext(path)[1].lower(), "audio/wav"),
                     "path": os.path.basename(path)}
@@ -328,13 +349,17 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
         summ = {}
         for key, m in s.metrics.items():
             summ[key] = {"mean": _num(m.mean), "std": _num(m.std), "pooled": _num(m.pooled), "n": m.n,
+                         "n_unit": getattr(m, "n_unit", "utterances"),
                          "ci_mean": _ci(m.ci_mean), "ci_pooled": _ci(m.ci_pooled),
                          "sig": sigs.get((i, key))}
         systems.append({"system": s.system, "dataset": s.dataset, "label": labels[i],
+                        "row_label": getattr(s, "system_label", "") or s.system,
                         "run_dir": str(s.run_dir), "n_total": s.n_total, "n_records": s.n_records,
                         "n_ok": s.n_ok, "n_partial": s.n_partial, "n_failed": s.n_failed,
                         "failures": dict(s.failures), "summary": summ, "worst": {},
-                        "bitrate": _num(getattr(s, "bitrate", None))})
+                        "unfinished": s.unfinished,
+                        "bitrate": _num(getattr(s, "bitrate", None)),
+                        "bitrate_source": getattr(s, "bitrate_source", None)})
 
     # utterances: the union over runs, in run order then id order
     index: dict[str, int] = {}
@@ -344,20 +369,23 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
             uid = str(rec["utt_id"])
             ui = index.get(uid)
             ref_path, out_path = audio_table.files.record_audio(s, rec)
+            ref_scored, out_scored = _decoded(rec)
             if ui is None:
                 ui = index[uid] = len(utts)
                 utts.append({"id": uid, "spk": rec.get("speaker"), "text": rec.get("text"),
-                             "ref": audio_table.ref(ref_path), "f0r": [], "s": [None] * len(summaries)})
+                             "ref": audio_table.ref(ref_path, ref_scored), "f0r": [],
+                             "s": [None] * len(summaries)})
             u = utts[ui]
-            if u["ref"] is None and ref_path is not None:
-                u["ref"] = audio_table.ref(ref_path)
+            if ref_path is not None and (u["ref"] is None or (ref_scored and "embed" not in u["ref"]
+                                                              and audio_table.mode == "embed")):
+                u["ref"] = audio_table.ref(ref_path, ref_scored)
             entry: dict[str, Any] = {"st": rec.get("status", "?")}
             if rec.get("status") == "failed":
                 entry.update(stage=rec.get("stage"), reason=rec.get("reason"))
             if rec.get("errors"):
                 entry["errors"] = {str(g): str(r) for g, r in rec["errors"].items()}
             if rec.get("output_path") or rec.get("status") == "failed":
-                entry["out"] = audio_table.ref(out_path)
+                entry["out"] = audio_table.ref(out_path, out_scored)
             values = rec.get("metrics") or {}
             if values:
                 entry["v"] = [_num(values.get(k)) for k in keys]
@@ -426,12 +454,130 @@ def _csp(script: str) -> str:
             "media-src 'self' file: data: blob:; base-uri 'none'; form-action 'none'")
 
 
+def _static_value(m: dict[str, Any], v: float) -> str:
+    from resyn_bench.reports.tables import format_value
+
+    return format_value(MetricSpec(m["key"], m["label"], m["higher"], m["unit"] or "",
+                                   bool(m["percent"])), v)
+
+
+def static_summary_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The summary table as text (header, rows) in the report's own statistic, the same cells
+    the script draws first: value, CI (``± h`` or ``[low, high]`` where ± would leave the
+    metric's range), ``*`` for a significant difference from the baseline; an unfinished run's
+    system carries the dagger."""
+    from resyn_bench.reports.tables import UNFINISHED_MARK, Cell, interval_text
+
+    metrics = data["metrics"]
+    has_bitrate = any(s.get("bitrate") is not None for s in data["systems"])
+    head = ["Dataset", "System"]
+    for m in metrics:
+        unit = "%" if m["percent"] else m["unit"]
+        head.append(f"{m['label']}{f' ({unit})' if unit else ''} {'↑' if m['higher'] else '↓'}")
+    head += (["Bitrate (bps)"] if has_bitrate else []) + ["N"]
+    rows = []
+    for s in data["systems"]:
+        row = [s["dataset"], s.get("row_label", s["label"])
+               + (f" {UNFINISHED_MARK}" if s.get("unfinished") else "")]
+        for m in metrics:
+            x = s["summary"].get(m["key"])
+            st = "pooled" if x is None or m["table_stat"] == "pooled" or x.get("mean") is None \
+                else "mean"
+            v = None if x is None else x.get(st)
+            if v is None:
+                row.append("–")
+                continue
+            text = _static_value(m, v)
+            ci = x.get("ci_" + st)
+            if ci and ci[0] is not None and ci[1] is not None and m["unit"] != "count":
+                spec = MetricSpec(m["key"], m["label"], m["higher"], m["unit"] or "",
+                                  bool(m["percent"]))
+                text += interval_text(spec, Cell(value=v, low=ci[0], high=ci[1]))
+            if x.get("sig") and x["sig"].get("mark"):
+                text += "*"
+            row.append(text)
+        if has_bitrate:
+            b = s.get("bitrate")
+            row.append("–" if b is None else (f"{b:.0f}" if float(b).is_integer() else f"{b:.1f}"))
+        row.append(f"{s['n_ok'] + s['n_partial']}/{s['n_total']}")
+        rows.append(row)
+    return head, rows
+
+
+def _static_tables(data: dict[str, Any]) -> dict[str, str]:
+    """HTML of the tables as they read without JavaScript; the script replaces them with its
+    interactive versions (sorting, statistic switch, drill-down)."""
+    e = html.escape
+    head, rows = static_summary_rows(data)
+    summary = ("<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead><tbody>"
+               + "".join("<tr>" + "".join(
+                   ('<td class="num">' if j >= 2 else "<td>") + e(c) + "</td>"
+                   for j, c in enumerate(r))
+                   + "</tr>" for r in rows) + "</tbody>")
+    fails = []
+    for s in data["systems"]:
+        if s.get("unfinished"):
+            fails.append(f"<li><strong>{e(s['label'])}: not finished</strong>: "
+                         f"{e(s['unfinished'])}</li>")
+        for reason, n in sorted((s.get("failures") or {}).items()):
+            fails.append(f"<li>{e(s['label'])}: {e(str(reason))} × {int(n)}</li>")
+    failures = ("<ul>" + "".join(fails) + "</ul>") if fails else \
+        '<p class="muted">No failed utterances.</p>'
+    # the first page of the per-utterance table, in the order the script lists it
+    metrics = data["metrics"]
+    head = ["Utterance", "Speaker", "System", "Status"] + [
+        f"{m['label']}{(' (' + ('%' if m['percent'] else m['unit']) + ')') if (m['percent'] or m['unit']) else ''}"
+        for m in metrics] + ["Text"]
+    drill_rows, total = [], 0
+    for u in data["utts"]:
+        for si, entry in enumerate(u["s"]):
+            if entry is None:
+                continue
+            total += 1
+            if len(drill_rows) >= data["page_size"]:
+                continue
+            vals = entry.get("v") or [None] * len(metrics)
+            text = u.get("text") or ""
+            drill_rows.append([u["id"], u.get("spk") or "", data["systems"][si]["label"],
+                               entry.get("st", "?")]
+                              + ["–" if v is None else _static_value(m, v)
+                                 for m, v in zip(metrics, vals)]
+                              + [text if len(text) <= 80 else text[:79] + "…"])
+    drill = ("<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead><tbody>"
+             + "".join("<tr>" + "".join(
+                 ('<td class="num">' if 4 <= j < 4 + len(metrics) else "<td>") + e(str(c)) + "</td>"
+                 for j, c in enumerate(r)) + "</tr>" for r in drill_rows) + "</tbody>")
+    drill_note = (f"rows 1–{len(drill_rows)} of {total}" if drill_rows else "no rows") + \
+        ("; the rest in records.jsonl of each run" if total > len(drill_rows) else "")
+    cards = []
+    for si, mf in enumerate(data.get("manifests") or []):
+        rows = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>"
+                       for k, v in mf.get("facts", []))
+        cards.append(f'<div class="card"><h3>{e(data["systems"][si]["label"])}</h3>'
+                     f'<table class="kv"><tbody>{rows}</tbody></table></div>')
+    return {"summary": summary, "failures": failures, "drill": drill, "drill_note": e(drill_note),
+            "manifest": "".join(cards), "note": e(data["captions"].get(data["stat"], ""))}
+
+
+def _unfinished_banner(data: dict[str, Any]) -> str:
+    from resyn_bench.reports.tables import UNFINISHED_MARK
+
+    late = [s for s in data["systems"] if s.get("unfinished")]
+    if not late:
+        return ""
+    items = "".join(f"<li>{html.escape(s['label'])} ({html.escape(s['run_dir'])}): "
+                    f"{html.escape(s['unfinished'])}</li>" for s in late)
+    return (f'<div class="warning" role="alert"><strong>{UNFINISHED_MARK} Not finished:</strong> '
+            f"these rows cover only the utterances done so far.<ul>{items}</ul></div>")
+
+
 def render_html(data: dict[str, Any], audio_table: _AudioTable, audio_note: str) -> str:
     if "</script" in SCRIPT.lower():
         raise AssertionError("the inline script must not contain a closing script tag")
     title = data["title"]
     e = html.escape
     runs = ", ".join(s["label"] for s in data["systems"])
+    static = _static_tables(data)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -447,13 +593,15 @@ def render_html(data: dict[str, Any], audio_table: _AudioTable, audio_note: str)
 <h1>{e(title)}</h1>
 <div class="muted">Runs: {e(runs)} · generated {e(data["generated"])} · {e(audio_note)}</div>
 <nav><a href="#summary">Summary</a><a href="#systems">Per system</a><a href="#drilldown">Utterances</a><a href="#failures-h">Failures</a><a href="#manifest-h">Manifest</a></nav>
-<noscript><p><strong>This report needs JavaScript to render its tables.</strong></p></noscript>
+<noscript><p class="muted">The tables below read without JavaScript; sorting, the statistic
+switch, the charts and the per-utterance drill-down need it.</p></noscript>
+{_unfinished_banner(data)}
 </header>
 <main>
 <h2 id="summary">Summary</h2>
 <div class="controls"><label>Statistic <select id="stat-select"></select></label></div>
-<div class="scroll"><table id="summary-table"></table></div>
-<p id="stat-note" class="muted small"></p>
+<div class="scroll"><table id="summary-table">{static["summary"]}</table></div>
+<p id="stat-note" class="muted small">{static["note"]}</p>
 <h3>Systems compared (95 % CI whiskers)</h3>
 <div id="compare-plots" class="plots"></div>
 <h2 id="systems">Per system</h2>
@@ -462,17 +610,17 @@ def render_html(data: dict[str, Any], audio_table: _AudioTable, audio_note: str)
 <div class="controls">
 <input type="search" id="drill-search" placeholder="filter: id, speaker, text, recognised words">
 <select id="drill-system"></select><select id="drill-status"></select>
-<button type="button" id="drill-prev">&larr; previous</button><span id="drill-pos"></span><button type="button" id="drill-next">next &rarr;</button>
+<button type="button" id="drill-prev">&larr; previous</button><span id="drill-pos">{static["drill_note"]}</span><button type="button" id="drill-next">next &rarr;</button>
 <span class="muted small">click a row for audio, transcripts and F0 contours</span>
 </div>
 <section id="detail" hidden></section>
-<div class="scroll"><table id="drill"></table></div>
+<div class="scroll"><table id="drill">{static["drill"]}</table></div>
 <h2 id="failures-h">Failed and partial utterances</h2>
-<div id="failures"></div>
+<div id="failures">{static["failures"]}</div>
 </main>
 <footer>
 <h2 id="manifest-h">Run manifests</h2>
-<div id="manifest"></div>
+<div id="manifest">{static["manifest"]}</div>
 </footer>
 <script type="application/json" id="report-data">{_json_for_script(data)}</script>
 {audio_table.payloads()}

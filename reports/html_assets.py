@@ -43,6 +43,7 @@ tbody tr:nth-child(even) { background: var(--alt); }
 .plot .title { font-weight: 600; font-size: 12px; }
 svg text { font: 11px system-ui, sans-serif; fill: var(--fg); }
 .card { border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; margin: 10px 0; }
+.warning { border: 2px solid #b45309; background: #fff7ed; border-radius: 6px; padding: 6px 12px; margin: 10px 0; }
 #detail { border: 2px solid var(--accent); border-radius: 8px; padding: 8px 14px; margin: 14px 0; }
 #detail[hidden] { display: none; }
 .transcript { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 13px;
@@ -139,9 +140,12 @@ SCRIPT = r"""
     if (v === null || v === undefined) return { text: DASH, value: null, title: "undefined" };
     let text = fmt(m, v);
     const ci = s["ci_" + st];
-    let title = (st === "pooled" ? "corpus-level (pooled)" : "utterance mean") + ", n = " + s.n;
+    let title = (st === "pooled" ? "corpus-level (pooled)" : "utterance mean") + ", n = " + s.n + (s.n_unit === "trials" ? " trials" : "");
     if (ci && ci[0] !== null && ci[1] !== null && !m.book) {
-      if (m.unit !== "count") text += " \u00b1 " + fmt(m, (ci[1] - ci[0]) / 2);
+      // the symmetric form only where it stays in the metric's range (rates 0-100 %, errors >= 0)
+      const half = (ci[1] - ci[0]) / 2, lo = (m.percent || !m.higher) ? 0 : null, hi = m.percent ? 1 : null;
+      const fits = (lo === null || v - half >= lo - 1e-12) && (hi === null || v + half <= hi + 1e-12);
+      if (m.unit !== "count") text += fits ? " \u00b1 " + fmt(m, half) : " [" + fmt(m, ci[0]) + ", " + fmt(m, ci[1]) + "]";
       title += "; 95% CI [" + fmt(m, ci[0]) + ", " + fmt(m, ci[1]) + "]";
     }
     if (s.sig && summaryStat === DATA.stat && !m.book) {
@@ -164,12 +168,15 @@ SCRIPT = r"""
     SYSTEMS.forEach((s, si) => {
       const tr = el("tr", { "data-row": si },
         el("td", { "data-v": s.dataset }, s.dataset),
-        el("td", { "data-v": s.system }, el("a", { href: "#sys-" + si }, s.system)));
+        el("td", { "data-v": s.row_label, title: s.unfinished ? "not finished: " + s.unfinished : null },
+          el("a", { href: "#sys-" + si }, s.row_label), s.unfinished ? " \u2020" : null));
       for (const m of METRICS) {
         const c = summaryCell(si, m);
         tr.appendChild(el("td", { class: "num", title: c.title, "data-v": c.value === null ? "" : c.value }, c.text));
       }
-      if (HAS_BITRATE) tr.appendChild(el("td", { class: "num", "data-v": isMissing(s.bitrate) ? "" : s.bitrate },
+      if (HAS_BITRATE) tr.appendChild(el("td", { class: "num", "data-v": isMissing(s.bitrate) ? "" : s.bitrate,
+          title: s.bitrate_source === "measured" ? "measured from the encoder's output (total bits / total seconds)"
+            : s.bitrate_source === "declared" ? "declared, not measured" : "from the stream specs" },
         isMissing(s.bitrate) ? DASH : (Number.isInteger(s.bitrate) ? s.bitrate.toFixed(0) : s.bitrate.toFixed(1))));
       const scored = s.n_ok + s.n_partial;
       tr.appendChild(el("td", { class: "num", "data-v": scored }, scored + "/" + s.n_total));
@@ -321,7 +328,7 @@ SCRIPT = r"""
     renderDrill();
   }
   function renderDrillHead() {
-    const table = $("drill");
+    const table = clear($("drill"));   // replaces the static first page
     const tr = el("tr", null, COLS.map((c, ci) => el("th", { class: "sortable" + (c.num ? " num" : ""),
       "data-col": c.id, on: { click: (ev) => {
         const th = ev.currentTarget;

@@ -69,11 +69,18 @@ class Column:
     ci: bool = True                            # show the CI half-width when the table does
     best: bool = True                          # take part in bold-best
     note: str | None = None                    # caption sentence, when the column is shown
+    #: an experiment: the cell is this column's value minus the same system's value in that
+    #: experiment (paired over the utterances both scored; the CI is the paired bootstrap's)
+    delta_from: str | None = None
+    #: context for the other columns (a baseline): a row with values only here is dropped
+    supporting: bool = False
 
     @property
     def id(self) -> str:
         """Unique column name (CSV header): ``[experiment:]key[@stat]``."""
         name = self.key if self.stat == "auto" else f"{self.key}@{self.stat}"
+        if self.delta_from:
+            name = f"{name}-{self.delta_from}"
         return f"{self.experiment}:{name}" if self.experiment else name
 
     @classmethod
@@ -120,6 +127,9 @@ class Layout:
     drop_reference_only_groups: bool = False   # a group with only ground-truth rows is left out
     notes: tuple[str, ...] = ()                # caption sentences
     label: str | None = None                   # LaTeX \label (default tab:<name>)
+    #: rows keyed by the underlying dataset, whatever split each run used (the split is shown
+    #: in the N column): Table 2 takes VC and F0 runs on a split next to full-set resynthesis
+    group_splits: bool = False
 
     def __post_init__(self):
         if isinstance(self.notes, str):     # one sentence given as a string
@@ -200,18 +210,28 @@ PAPER = Layout(
 
 _VC = {"experiment": "vc", "reference_experiment": RESYNTHESIS, "group": "Voice conversion"}
 _F0 = {"experiment": "f0_flat", "group": "F0 manipulation (flat)", "higher_is_better": True}
+#: the same system's resynthesis VDE/FFE: the baseline the flat-F0 figures are read against
+_F0_BASE = {"experiment": RESYNTHESIS, "group": "F0 manipulation (flat)", "best": False,
+            "supporting": True}
+F0_BASELINE_NOTE = ("VDE/FFE (resyn.): the same system's resynthesis figures, the floor a flat-F0 "
+                    "figure is read against; Δ = flat - resynthesis on the utterances both "
+                    "scored (paired bootstrap CI): near 0 means the output follows the original "
+                    "F0 whatever the F0 stream says; * on a Δ: it differs from 0 (p < 0.05).")
 #: the paper's Table 2: voice conversion (left) and F0 manipulation (right) per system
 VC = Layout(
     name="vc", title="Voice conversion and F0 manipulation (Table 2)",
     columns=(Column("asr.per", **_VC), Column("asr.dper", **_VC), Column("asr.wer", **_VC),
              Column("asr.dwer", **_VC), Column("spk.eer", label="EER", **_VC),
              Column("dnsmos.ovrl", label="MOS-proxy", note=_MOS_NOTE, **_VC),
-             Column("f0.vde", **_F0), Column("f0.ffe", **_F0)),
+             Column("f0.vde", label="VDE (resyn.)", note=F0_BASELINE_NOTE, **_F0_BASE),
+             Column("f0.vde", **_F0), Column("f0.vde", label="ΔVDE", delta_from=RESYNTHESIS, **_F0),
+             Column("f0.ffe", label="FFE (resyn.)", **_F0_BASE),
+             Column("f0.ffe", **_F0), Column("f0.ffe", label="ΔFFE", delta_from=RESYNTHESIS, **_F0)),
     notes=("VC: each utterance converted to target speakers; EER against the target speaker. "
            "F0 manipulation: F0 flattened to the speaker mean before synthesis, VDE/FFE against "
            "the original F0: higher means the units carry less F0 (better disentanglement). "
            "Ground-truth rows show resynthesis numbers in the VC columns.",),
-    drop_reference_only_groups=True, label="tab:vc-f0")
+    drop_reference_only_groups=True, group_splits=True, label="tab:vc-f0")
 
 #: bitrate of the transmitted discrete streams against quality
 CODEC = Layout(

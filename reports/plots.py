@@ -202,7 +202,10 @@ def plot_quality_vs_bitrate(summaries: Sequence[RunSummary], stem: str | Path,
         yerr = None
         if ci is not None and ci.low is not None:
             yerr = [[max(0.0, (v - ci.low) * k)], [max(0.0, (ci.high - v) * k)]]
-        ax.errorbar([s.bitrate], [v * k], yerr=yerr, fmt="o", capsize=3, color=f"C{j % 10}", label=label)
+        source = getattr(s, "bitrate_source", None)
+        counted = source in ("measured", "declared")   # from the encoder's output: squares
+        ax.errorbar([s.bitrate], [v * k], yerr=yerr, fmt="s" if counted else "o", capsize=3,
+                    color=f"C{j % 10}", label=f"{label} ({source} bitrate)" if counted else label)
         ax.annotate(label, (s.bitrate, v * k), xytext=(4, 4), textcoords="offset points", fontsize=7)
     from matplotlib.ticker import ScalarFormatter
 

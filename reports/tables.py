@@ -24,7 +24,7 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -37,7 +37,8 @@ CI_MODES = ("pm", "siunitx", "none")
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                   "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-                  "–": "--", "—": "---", "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$"}
+                  "–": "--", "—": "---", "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$",
+                  "Δ": r"$\Delta$", "†": r"$^\dagger$"}
 
 
 def latex_escape(text: str) -> str:
@@ -67,6 +68,47 @@ def format_value(spec: MetricSpec, value: float | None) -> str:
 
 
 STATS = ("auto", "mean", "pooled")
+
+
+#: suffix of the spec key of a difference column (``Column.delta_from``)
+DELTA = "#delta"
+
+
+def value_range(spec: MetricSpec | None) -> tuple[float | None, float | None]:
+    """The values a metric can take, as far as the table needs to know: rates (percent
+    metrics) lie in [0, 1]; errors and distortions (lower is better: WER, EER, minDCF, MCD,
+    F0 errors) are never negative; a difference of two rates lies in [-1, 1]. None: no bound
+    known."""
+    if spec is None:
+        return None, None
+    if spec.key.endswith(DELTA):
+        return (-1.0, 1.0) if spec.percent else (None, None)
+    if spec.percent:
+        return 0.0, 1.0
+    if not spec.higher_is_better:
+        return 0.0, None
+    return None, None
+
+
+def pm_fits(spec: MetricSpec | None, cell: "Cell") -> bool:
+    """Whether ``value ± half-width`` stays inside the metric's range (the percentile interval
+    always does; the symmetric form of an asymmetric interval may not: "EER 1.67 ± 1.68")."""
+    half = cell.half
+    if half is None or cell.value is None:
+        return True
+    lo, hi = value_range(spec)
+    v = float(cell.value)
+    return (lo is None or v - half >= lo - 1e-12) and (hi is None or v + half <= hi + 1e-12)
+
+
+def interval_text(spec: MetricSpec, cell: "Cell") -> str:
+    """The CI as text after the value: `` ± h`` where that stays in range, else `` [low, high]``
+    (the percentile bounds themselves)."""
+    if cell.half is None:
+        return ""
+    if pm_fits(spec, cell):
+        return " ± " + format_value(spec, cell.half)
+    return f" [{format_value(spec, cell.low)}, {format_value(spec, cell.high)}]"
 
 
 def resolve_stat(spec: MetricSpec, stat: str) -> str:
@@ -204,6 +246,24 @@ class Row:
     runs: list[RunSummary]
     cells: list[Cell] = field(default_factory=list)
 
+    @property
+    def unfinished(self) -> list[RunSummary]:
+        """The row's runs whose figures may not cover the whole run (see
+        :attr:`RunSummary.unfinished`); rendered with :data:`UNFINISHED_MARK`."""
+        return [r for r in self.runs if r.unfinished]
+
+
+#: marks a row built from a run that is still going or stopped early
+UNFINISHED_MARK = "†"
+
+
+def row_label(row: Row, fieldname: str, shown: Sequence[str]) -> str:
+    """A row's field as displayed: the last shown field of an unfinished row carries the mark."""
+    text = row.fields[fieldname]
+    if row.unfinished and shown and fieldname == shown[-1]:
+        text += " " + UNFINISHED_MARK
+    return text
+
 
 @dataclass
 class Table:
@@ -325,7 +385,8 @@ def build_table(summaries: Sequence[RunSummary], layout: Layout | str = "paper",
     for s, label in zip(summaries, labels):
         if not layout.takes_experiment(s.experiment):
             continue
-        values = {"dataset": s.dataset, "experiment": s.experiment, "system": label}
+        dataset = (s.dataset_name or s.dataset) if layout.group_splits else s.dataset
+        values = {"dataset": dataset, "experiment": s.experiment, "system": label}
         key = tuple(values[f] for f in layout.rows)
         row = rows.get(key)
         if row is None:
@@ -349,7 +410,10 @@ def build_table(summaries: Sequence[RunSummary], layout: Layout | str = "paper",
         hib = spec.higher_is_better if col.higher_is_better is None else col.higher_is_better
         if getattr(spec, "bookkeeping", False):
             hib = None          # context (trial counts, chance level): no direction, no "best"
-        columns.append(TableColumn(col, spec, col.label or spec.label, _unit(spec), hib))
+        label = col.label or spec.label
+        if col.delta_from:
+            spec = replace(spec, key=spec.key + DELTA, label=label)
+        columns.append(TableColumn(col, spec, label, _unit(spec), hib))
 
     for row in row_list:
         for tc in columns:
@@ -363,12 +427,13 @@ def build_table(summaries: Sequence[RunSummary], layout: Layout | str = "paper",
         for r in row_list:
             r.cells = [r.cells[j] for j in keep]
     if layout.drop_empty_rows:
-        metric_cols = [j for j, tc in enumerate(columns) if tc.spec is not None]
+        metric_cols = [j for j, tc in enumerate(columns)
+                       if tc.spec is not None and not tc.column.supporting]
         row_list = [r for r in row_list if any(r.cells[j].value is not None for j in metric_cols)]
     if layout.drop_reference_only_groups:
         real = {r.group for r in row_list if not r.reference}
         row_list = [r for r in row_list if r.group in real]
-    _fill_counts(row_list, columns)
+    _fill_counts(row_list, columns, show_split=layout.group_splits)
     row_list = _order_rows(row_list, layout, columns)
     if layout.bold_best:
         _mark_best(row_list, columns, layout)
@@ -385,6 +450,8 @@ def _cell(row: Row, tc: TableColumn, stat: str, cache: _SigCache, marks: bool, a
     run = _pick_run(row, col, col.key)
     if run is None:
         return Cell()
+    if col.delta_from:
+        return _delta_cell(row, col, run, stat, alpha, significant)
     if col.key == "n":
         return Cell(value=None, text=f"{run.n_ok + run.n_partial}/{run.n_total}", run=run)
     if col.key == "bitrate":
@@ -411,16 +478,45 @@ def _cell(row: Row, tc: TableColumn, stat: str, cache: _SigCache, marks: bool, a
     return cell
 
 
-def _fill_counts(rows: list[Row], columns: list[TableColumn]) -> None:
+def _delta_cell(row: Row, col: Column, run: RunSummary, stat: str, alpha: float,
+                significant) -> Cell:
+    """``col.key`` of ``run`` minus the same metric of the row's ``col.delta_from`` run, paired
+    over the utterances both scored (a paired bootstrap gives the CI and p-value)."""
+    from resyn_bench.reports.uncertainty import compare
+
+    base = next((r for r in row.runs if fnmatchcase(r.experiment, col.delta_from)
+                 and r.metrics.get(col.key) is not None), None)
+    m = run.metrics.get(col.key)
+    group = col.key.split(".", 1)[0]
+    obj = run.groups.get(group)
+    if base is None or m is None or obj is None or group not in base.entries \
+            or group not in run.entries:
+        return Cell(run=run)
+    use = resolve_stat(m.spec, col.stat if col.stat != "auto" else stat)
+    use = "pooled" if (use == "pooled" or m.mean is None) else "mean"
+    res = compare(obj, base.entries[group], run.entries[group], col.key, stat=use)
+    if res.delta is None or not res.n_common:
+        return Cell(run=run)
+    cell = Cell(value=res.delta, text=format_value(m.spec, res.delta), run=run,
+                p_value=res.p_value, mark=bool(significant(res, alpha)))
+    if col.ci and res.low is not None and res.high is not None:
+        cell.low, cell.high = res.low, res.high
+    return cell
+
+
+def _fill_counts(rows: list[Row], columns: list[TableColumn], show_split: bool = False) -> None:
     """The count column of a row: utterances scored / in the dataset of the runs its cells come
-    from (several runs with different counts: all, comma-separated)."""
+    from (several runs with different counts: all, comma-separated); with ``show_split`` each
+    count names the split its run used."""
     for j, tc in enumerate(columns):
         if tc.column.key != "n":
             continue
         for r in rows:
             used = [c.run for k, c in enumerate(r.cells) if c.run is not None and c.value is not None
                     and columns[k].spec is not None] or r.runs[:1]
-            texts = list(dict.fromkeys(f"{u.n_ok + u.n_partial}/{u.n_total}" for u in used))
+            texts = list(dict.fromkeys(
+                f"{u.n_ok + u.n_partial}/{u.n_total}"
+                + (f" ({u.split})" if show_split and u.split else "") for u in used))
             r.cells[j].text = ", ".join(texts)
 
 
@@ -517,6 +613,11 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
     if ci:
         parts.append("± is the half-width of a 95% bootstrap CI (speakers, then utterances; 1000 "
                      "replicates, seed 0).")
+        if table is not None and any(
+                not pm_fits(tc.spec, c) for r in table.rows
+                for tc, c in zip(table.columns, r.cells) if tc.spec is not None):
+            parts.append("[low, high]: the interval's bounds, where ± would leave the metric's "
+                         "range (rates in 0-100 %, errors not below 0).")
     if marks:
         parts.append("* marks a difference from the first run given on the same data (the "
                      "baseline, usually the ground truth) with paired bootstrap p < 0.05.")
@@ -530,6 +631,7 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
         parts += list(layout.notes)
     if table is not None:
         parts += list(dict.fromkeys(c.column.note for c in table.columns if c.column.note))
+        parts.append(_measured_bitrate_note(table))
     several = len({s.dataset for s in summaries}) > 1
     n = "; ".join(f"{s.dataset + '/' if several else ''}{s.system_label or s.system}"
                   f"{'' if s.experiment == 'resynthesis' else ' (' + s.experiment + ')'}: "
@@ -541,7 +643,33 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
     else:
         shown = list(specs) if specs is not None else list(_specs_seen(summaries).values())
     parts += [models_note(summaries, shown), _settings_note(summaries), f"Utterances: {n}."]
+    late = [s for s in summaries if s.unfinished]
+    if late:
+        parts.append(f"{UNFINISHED_MARK} NOT FINISHED: " + "; ".join(
+            f"{s.system_label or s.system} ({s.run_dir.name}): {s.unfinished}" for s in late)
+            + " - these rows cover only the utterances done so far.")
     return " ".join(p for p in parts if p)
+
+
+def _measured_bitrate_note(table: Table) -> str:
+    """Which rows' bitrates were counted from the encoder's output (or declared) instead of the
+    stream specs (:func:`~resyn_bench.reports.collate.run_bitrate`)."""
+    js = [j for j, c in enumerate(table.columns) if c.column.key == "bitrate"]
+    by_source: dict[str, list[str]] = {}
+    for row in table.rows:
+        for j in js:
+            run = row.cells[j].run
+            source = getattr(run, "bitrate_source", None)
+            if row.cells[j].value is not None and source in ("measured", "declared"):
+                by_source.setdefault(source, []).append(row.fields.get("system", run.system))
+    parts = []
+    if by_source.get("measured"):
+        parts.append("Bitrate measured from the encoder's actual output (total bits / total "
+                     f"seconds over the utterances) for: {', '.join(dict.fromkeys(by_source['measured']))}.")
+    if by_source.get("declared"):
+        parts.append(f"Bitrate declared (not measured) for: "
+                     f"{', '.join(dict.fromkeys(by_source['declared']))}.")
+    return " ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -570,14 +698,14 @@ def render_markdown(table: Table, ci: str | bool = "pm") -> str:
     lines = ["| " + " | ".join(head) + " |",
              "|" + "|".join([":--"] * len(table.shown_fields) + ["--:"] * len(table.columns)) + "|"]
     for row in table.rows:
-        out = [markdown_escape(row.fields[f]) for f in table.shown_fields]
+        out = [markdown_escape(row_label(row, f, table.shown_fields)) for f in table.shown_fields]
         for tc, cell in zip(table.columns, row.cells):
             if cell.value is None:
                 out.append(markdown_escape(cell.text) if tc.spec is None else "–")
                 continue
             text = f"**{cell.text}**" if cell.bold else cell.text
             if ci != "none" and cell.half is not None:
-                text += " ± " + format_value(tc.spec, cell.half)
+                text += interval_text(tc.spec, cell)
             out.append(text + ("\\*" if cell.mark else ""))
         lines.append("| " + " | ".join(out) + " |")
     lines.append("")
@@ -602,7 +730,7 @@ def _siunitx_format(table: Table, j: int, ci: bool) -> str:
         neg |= cell.text.startswith("-")
         i, d = digits(cell.text)
         ints, decs = max(ints, i), max(decs, d)
-        if ci and cell.half is not None:
+        if ci and cell.half is not None and pm_fits(tc.spec, cell):
             i, d = digits(format_value(tc.spec, cell.half))
             uints, udecs = max(uints, i), max(udecs, d)
     fmt = f"{'-' if neg else ''}{ints}.{decs}" if decs else f"{'-' if neg else ''}{ints}"
@@ -667,7 +795,8 @@ def render_latex(table: Table, ci: str | bool = "pm", label: str | None = None) 
         cells = []
         for f in table.shown_fields:
             show = new_group or f != table.layout.group_by
-            cells.append(latex_escape(row.fields[f]) if show else "")
+            text = latex_escape(row_label(row, f, table.shown_fields))
+            cells.append(text if show else "")
         for tc, cell in zip(table.columns, row.cells):
             cells.append(_latex_cell(tc, cell, ci))
         out.append("    " + " & ".join(cells) + r" \\")
@@ -685,6 +814,11 @@ def _latex_cell(tc: TableColumn, cell: Cell, ci: str) -> str:
     mark = r"\textsuperscript{*}" if sx else r"$^*$"
     show_ci = ci != "none" and cell.half is not None
     half = format_value(tc.spec, cell.half) if show_ci else ""
+    if show_ci and not pm_fits(tc.spec, cell):    # asymmetric bounds: [low, high] as text
+        bounds = latex_escape(interval_text(tc.spec, cell))
+        text = (rf"	extbf{{{cell.text}}}" if cell.bold else cell.text) + bounds
+        text = "{" + text + "}" if sx else text
+        return text + (mark if cell.mark else "")
     if sx:
         text = cell.text + (rf" \pm {half}" if show_ci else "")
         text = (r"\bfseries " if cell.bold else "") + text
@@ -693,6 +827,22 @@ def _latex_cell(tc: TableColumn, cell: Cell, ci: str) -> str:
     if show_ci:
         text += rf" $\pm$ {half}"
     return text + (mark if cell.mark else "")
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value):
+    """A text cell safe to open in a spreadsheet: text starting with = + - @ (or a tab/CR) gets a
+    leading ``'`` so it is not run as a formula. Numbers, and text that reads as a number
+    (``-3.5``), are left alone: only the numeric columns hold negatives, and they stay numbers."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
 
 
 def render_csv(table: Table) -> str:
@@ -707,7 +857,10 @@ def render_csv(table: Table) -> str:
             continue
         head += [tc.column.id, f"{tc.column.id}.ci_low", f"{tc.column.id}.ci_high",
                  f"{tc.column.id}.p", f"{tc.column.id}.best", f"{tc.column.id}.significant"]
-    w.writerow(head)
+    unfinished = any(r.unfinished for r in table.rows)
+    if unfinished:               # only then: finished reports keep their columns
+        head.append("unfinished")
+    w.writerow([csv_text(h) for h in head])
 
     def num(spec: MetricSpec, v: float | None) -> str:
         if v is None:
@@ -715,14 +868,17 @@ def render_csv(table: Table) -> str:
         return repr(round(float(100.0 * v if spec.percent else v), 10))
 
     for row in table.rows:
-        line = [row.fields[f] for f in table.layout.rows]
+        line = [csv_text(row.fields[f]) for f in table.layout.rows]
         for tc, cell in zip(table.columns, row.cells):
             if tc.spec is None:
-                line.append(cell.text)
+                line.append(csv_text(cell.text))
                 continue
             line += [num(tc.spec, cell.value), num(tc.spec, cell.low), num(tc.spec, cell.high),
                      "" if cell.p_value is None else repr(round(float(cell.p_value), 10)),
                      str(int(cell.bold)), str(int(cell.mark))]
+        if unfinished:
+            line.append(csv_text("; ".join(f"{r.run_dir.name}: {r.unfinished}"
+                                           for r in row.unfinished)))
         w.writerow(line)
     return buf.getvalue()
 

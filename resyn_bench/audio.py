@@ -58,17 +58,34 @@ def load_audio(path: str | Path) -> Audio:
 
 
 def write_audio(path: str | Path, audio: Audio) -> None:
-    """Write 16-bit PCM wav atomically (temp file + rename): a killed run never leaves half a file."""
-    import os
+    """Write 16-bit PCM wav atomically (temp file + rename): a killed run never leaves half a file.
+
+    The file is encoded in memory and written with checked writes
+    (:func:`resyn_bench.safe_io.write_file_atomic`): a short write is completed, a failure
+    removes the temporary file and raises (:class:`~resyn_bench.safe_io.DiskFull` for a full disk)."""
+    import io
 
     import soundfile as sf
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    sf.write(str(tmp), np.clip(audio.samples, -1.0, 1.0), audio.sample_rate, subtype="PCM_16",
+    from resyn_bench.safe_io import write_file_atomic
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(audio.samples, -1.0, 1.0), audio.sample_rate, subtype="PCM_16",
              format="WAV")
-    os.replace(tmp, path)
+    write_file_atomic(path, buf.getvalue())
+
+
+def header_duration(path: str | Path) -> float | None:
+    """Duration in seconds from the file header alone (no decoding); None when unreadable."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception:
+        return None
+    if not info.samplerate or info.frames < 0:
+        return None
+    return info.frames / float(info.samplerate)
 
 
 def validate(audio: Audio, *, what: str = "audio", min_duration: float = MIN_DURATION_S) -> Audio:

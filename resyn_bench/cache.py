@@ -61,8 +61,23 @@ class AnalysisCache:
         if not self.enabled:
             return
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+            os.replace(tmp, path)
+        except OSError as exc:
+            # the cache is an optimisation: a full or read-only cache disk must not fail a run
+            # (nor leave half an entry behind); the analysis is recomputed next time
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            if not getattr(self, "_warned", False):
+                import logging
+
+                logging.getLogger("resyn_bench.cache").warning(
+                    "cannot write the analysis cache %s (%s); going on without caching",
+                    self.root, exc)
+                self._warned = True

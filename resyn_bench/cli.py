@@ -38,7 +38,11 @@ EPILOG_RUN = """examples:
 
 An existing run directory is resumed: finished utterances are skipped (failed ones too, unless
 --retry-failed). Per-utterance records go to OUT/records.jsonl, provenance to OUT/manifest.json,
-output audio to OUT/outputs/.
+output audio to OUT/outputs/. Metric groups are additive: more --metrics on an existing run (or
+`resyn-bench score OUT --metrics ...`) scores only the new groups on the stored outputs.
+
+Exit status: 0; 2 bad command; 3 nothing scored, or more than --max-failed (default 0.1) of the
+utterances failed; 130 interrupted.
 """
 
 
@@ -85,9 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="delete an existing run in --out and start again")
     p.add_argument("--retry-failed", action="store_true", help="re-evaluate failed utterances")
+    p.add_argument("--max-duration", type=float, default=None, metavar="SECONDS",
+                   help="fail utterances (reference or output) longer than this, checked from "
+                        "the file header before decoding (default 600; 0 = no limit)")
     p.add_argument("--no-cache", dest="use_cache", action="store_false",
                    help="do not read or write the reference-analysis cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from resyn_bench.cli_score import add_max_failed_argument
+
+    add_max_failed_argument(p)
 
     p = sub.add_parser("summary", help="print a run's aggregate table",
                        epilog="example:\n  resyn-bench summary runs/demo-world --json",
@@ -118,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HTML report audio: link to the run files (default) or embed them")
     p.add_argument("--no-plots", dest="plots", action="store_false",
                    help="skip the figures (plots/*.png, *.pdf)")
+    p.add_argument("--rename", action="append", default=[], metavar="OLD=NEW",
+                   help="row label OLD (as the tables show it, or a run folder's name) becomes "
+                        "NEW; repeatable. `run --label` sets a label when the run is made")
 
     p = sub.add_parser("ls", help="list datasets, systems, metrics or pitch presets",
                        epilog="example:\n  resyn-bench ls systems",
@@ -149,12 +162,22 @@ MODEL_COMMANDS = {
                                 "train the F0 quantizer (VQ-VAE on speaker-normalised F0)"),
     ("train", "kmeans"): ("resyn_bench.cli_units", "configure_train_kmeans_parser",
                           "run_train_kmeans", "train a k-means unit quantizer on encoder features"),
+    ("score", None): ("resyn_bench.cli_score", "configure_score_parser", "run_score",
+                      "add metric groups to a finished run (scores only what it lacks)"),
     ("f0-stats", None): ("resyn_bench.cli_data", "configure_f0_stats_parser", "run_f0_stats",
                          "per-speaker F0 mean/std (for F0 normalisation) of a dataset"),
     ("fetch", None): ("resyn_bench.cli_units", "configure_fetch_parser", "run_fetch",
                       "download catalogue checkpoints (HuBERT, k-means, vocoders) and verify them"),
+    ("validate", None): ("resyn_bench.cli_validate", "configure_validate_parser", "run_validate",
+                         "check a run folder's records and manifest; --repair quarantines bad lines"),
     ("encode", None): ("resyn_bench.cli_units", "configure_encode_parser", "run_encode",
                        "extract discrete units of a dataset into a unit file"),
+    ("disentangle", None): ("resyn_bench.disentangle", "configure_parser", "run_command",
+                            "voice conversion + F0 edits of speaker-conditioned systems: how much "
+                            "content, speaker and pitch each stream carries (one row per system)"),
+    ("codec", None): ("resyn_bench.codec_study", "configure_codec_parser", "run_codec",
+                      "bitrate of unit streams: raw, entropy, run-length, Huffman (+ runs' "
+                      "measured codec bitrates)"),
 }
 
 
@@ -189,13 +212,11 @@ def cmd_run(args) -> int:
         if not args.system.startswith("outputs:"):
             raise SystemExit("error: --outputs-pattern applies only to outputs:DIR systems")
         options["pattern"] = args.outputs_pattern
-    metric_options: dict[str, dict] = {}
-    for key, value in args.metric_option:
-        group, dot, name = key.partition(".")
-        if not dot or not name:
-            raise SystemExit(f"error: metric options are GROUP.KEY=VALUE, got {key!r}")
-        metric_options.setdefault(group, {})[name] = value
+    from resyn_bench.cli_score import check_out_dir, metric_options_from_args, report_outcome
+
+    metric_options = metric_options_from_args(args.metric_option)
     out = args.out or str(Path("runs") / f"{_sanitize(args.dataset)}-{_sanitize(args.system)}")
+    check_out_dir(out)
     config = RunConfig(system=args.system, dataset=args.dataset, out=out, data_root=args.data_root,
                        split=args.split, limit=args.limit, metrics=args.metrics,
                        dataset_options=dict(args.dataset_option), metric_options=metric_options,
@@ -204,14 +225,19 @@ def cmd_run(args) -> int:
                        use_cache=args.use_cache, jobs=args.jobs,
                        experiment=args.experiment or ("vc" if args.vc_targets else "resynthesis"),
                        label=args.label, vc_targets=args.vc_targets, vc_seed=args.vc_seed)
+    if args.max_duration is not None:
+        if args.max_duration < 0:
+            raise SystemExit("error: --max-duration must be >= 0 (0 = no limit)")
+        config.max_duration = args.max_duration or None
     if args.overwrite and not args.resume:
         raise SystemExit("error: --overwrite and --no-resume contradict each other")
     result = run(config, progress=not args.quiet)
     print(f"{result.run_dir}: {result.n_processed} evaluated ({result.n_failed} failed), "
           f"{result.n_done_before} already done, {result.n_total} in the dataset; "
-          f"{result.wall_s:.1f} s")
+          f"{result.n_metric_parts} metric parts scored; {result.wall_s:.1f} s")
+    status = report_outcome(result, args.max_failed)
     print(f"next: resyn-bench summary {result.run_dir}")
-    return 0
+    return status
 
 
 def cmd_summary(args) -> int:
@@ -220,19 +246,34 @@ def cmd_summary(args) -> int:
 
     summary = summarize_run(args.run_dir)
     if args.json:
-        print(json.dumps(summary.to_dict(with_records=args.utterances), indent=2, ensure_ascii=False))
+        from resyn_bench.reports.report import terminal_safe_json
+
+        print(terminal_safe_json(json.dumps(summary.to_dict(with_records=args.utterances),
+                                            indent=2, ensure_ascii=False)))
     else:
         print(format_summary(summary, utterances=args.utterances))
     return 0
 
 
 def cmd_report(args) -> int:
+    from resyn_bench.cli_score import check_out_dir
     from resyn_bench.reports.report import write_report
 
+    check_out_dir(args.out)
+    renames = {}
+    for item in args.rename:
+        old, sep, new = item.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise ValueError(f"--rename expects OLD=NEW, got {item!r}")
+        renames[old.strip()] = new.strip()
     paths = write_report(args.run_dirs, args.out, stat=args.stat, layouts=args.layout,
                          formats=args.format.split(","), ci=args.ci, audio=args.audio,
-                         plots=args.plots)
+                         plots=args.plots, rename=renames)
     _print_paths(paths)
+    import json
+
+    written = json.loads(paths["index"].read_text(encoding="utf-8"))["files"]
+    print(f"{len(written)} files written, listed in {paths['index']}")
     return 0
 
 
@@ -262,7 +303,7 @@ def cmd_ls(args) -> int:
             units = f"{ns.encoder}{layer} k={ns.vocab_size} {ns.unit_rate:g}Hz"
             streams = "units" + (" + f0 codes" if ns.f0 else "") + (
                 " + speaker" if ns.speaker != "none" else "")
-            print(f"{name:26s}{units:22s}{streams:24s}{ns.bitrate():7.1f}  {ns.status()}")
+            print(f"{name:26s}{units:21s} {streams:24s}{ns.bitrate():7.1f}  {ns.status()}")
         print("aliases: " + ", ".join(f"{a} = {t}" for a, t in ALIASES.items()))
         print("a system that needs files says how to get them when run; "
               "see `resyn-bench fetch --list` and `resyn-bench train --help`")
@@ -337,15 +378,30 @@ def main(argv: list[str] | None = None) -> int:
     from resyn_bench.catalogue import CatalogueError
     from resyn_bench.safeload import UnsafeCheckpointError
 
-    expected = (RegistryError, RunError, AudioError, FileNotFoundError, ValueError, ImportError,
+    # OSError: a file system problem (read-only or missing folder, disk full) is the user's to
+    # fix, reported in one line
+    expected = (RegistryError, RunError, AudioError, OSError, ValueError, ImportError,
                 CatalogueError, UnsafeCheckpointError)
     try:
         if getattr(args, "model_command", None):
             import importlib
 
             module, _configure, run, _help = MODEL_COMMANDS[args.model_command]
-            return getattr(importlib.import_module(module), run)(args)
-        return COMMANDS[args.command](args)
+            rc = getattr(importlib.import_module(module), run)(args)
+        else:
+            rc = COMMANDS[args.command](args)
+        # flush here, not at interpreter exit, so that a reader gone away (`| head`) is caught
+        # below instead of printing "Exception ignored ... BrokenPipeError"
+        sys.stdout.flush()
+        return rc
+    except BrokenPipeError:   # before OSError (expected): it is one
+        # the reader went away (`resyn-bench summary RUN | head`): stop quietly; send what is
+        # left in the buffer to /dev/null so that the flush at exit does not raise again
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except expected as exc:
         print(f"resyn-bench {args.command}: error: {exc}", file=sys.stderr)
         return 2

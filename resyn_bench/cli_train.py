@@ -10,7 +10,6 @@ Heavy imports (torch, models) happen inside the ``run_*`` functions only.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -180,6 +179,7 @@ def _run(args: argparse.Namespace, kind: str) -> int:
 
     from resyn_bench.systems.vocoder.train import (
         TrainingError,
+        TrainingInterrupted,
         train_f0_quantizer,
         train_vocoder,
     )
@@ -193,17 +193,53 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     except (ConfigError, TrainingError, DatasetError, DistributedError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as exc:
+        saved = f"checkpoint {exc.checkpoint} saved" if exc.checkpoint else "no step finished, nothing saved"
+        print(f"interrupted at step {exc.step}; {saved}. Run the same command again to resume "
+              f"from step {exc.step}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print(f"interrupted; run the same command again to resume from the latest checkpoint "
               f"in {args.out}", file=sys.stderr)
         return 130
     if result.checkpoint is not None:  # rank 0
-        last = result.validation[-1] if result.validation else {}
-        summary = {"out": str(result.out_dir), "step": result.step, "from_step": result.start_step,
-                   "checkpoint": str(result.checkpoint),
-                   "seconds_per_step": result.seconds_per_step, "last_validation": last}
-        print(json.dumps(summary, indent=1))
+        print(training_summary(result, kind))
+        print(f"next: {next_command(args, kind, result.out_dir)}")
     return 0
+
+
+def training_summary(result, kind: str) -> str:
+    """One line: steps done, mean s/step of this session, best validation loss, checkpoint."""
+    from resyn_bench.systems.vocoder.train import best_validation
+
+    n = result.step - result.start_step
+    steps = (f"steps {result.start_step}->{result.step} ({n} this session)" if result.start_step
+             else f"{result.step} step" + ("s" if result.step != 1 else ""))
+    speed = (f", {result.mean_seconds_per_step:.3g} s/step" if result.mean_seconds_per_step
+             else "")
+    best = best_validation(result.out_dir)
+    val = (f"; best validation {best[0].replace('_', ' ')} {best[1]:.4g} at step {best[2]}"
+           if best else "; no validation")
+    what = "vocoder" if kind == "vocoder" else "F0 quantizer"
+    return f"trained {what}: {steps}{speed}{val}; checkpoint {result.checkpoint}"
+
+
+def next_command(args: argparse.Namespace, kind: str, out_dir) -> str:
+    """What to run with the trained model (the same data options as the training command)."""
+    data = ""
+    if getattr(args, "dataset", None):
+        data = f" --dataset {args.dataset}" + (f" --data-root {args.data_root}" if args.data_root else "")
+    else:
+        data = " --dataset D --data-root R"
+    if kind != "vocoder":
+        return (f"resyn-bench train vocoder --config PRESET{data} --units SPEC "
+                f"--f0-quantizer {out_dir} --out VOCODER_DIR")
+    units = getattr(args, "units", None)
+    from_file = bool(units and _is_unit_file(units))
+    units_opt = " -o units=KMEANS" if from_file else ""
+    note = f"  (KMEANS: the k-means that made {Path(units).name})" if from_file else ""
+    return (f"resyn-bench run --system ckpt:{out_dir}{units_opt}{data} "
+            f"--out runs/{Path(out_dir).name}{note}")
 
 
 def run_train_vocoder(args: argparse.Namespace) -> int:

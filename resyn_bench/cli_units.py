@@ -219,6 +219,14 @@ def _default_checkpoint_name(encoder: str) -> str | None:
     return {"hubert": "hubert-base-ls960", "cpc": "cpc-big-ll6kh"}.get(encoder)
 
 
+def training_utterances(utterances, dataset: str | None = None) -> dict:
+    """``utterance_ids`` / ``utterance_paths`` (absolute) of a model's training set, as stored
+    with k-means files and vocoder folders (see :mod:`resyn_bench.overlap`)."""
+    from resyn_bench.overlap import describe_utterances
+
+    return describe_utterances(utterances, dataset)
+
+
 def run_train_kmeans(args: argparse.Namespace) -> int:
     """Extract features, fit k-means, save the .npz; returns the exit code."""
     from pathlib import Path
@@ -267,6 +275,7 @@ def run_train_kmeans(args: argparse.Namespace) -> int:
     failed: dict[str, str] = {}
     audio_s = 0.0
     n_ok = 0
+    used = []   # the utterances fitted on: a run warns when it evaluates any of them
     for utt, samples, duration, error in _iter_audio(dataset, extractor.sample_rate, log,
                                                      args.quiet, "features"):
         if error is None:
@@ -274,6 +283,7 @@ def run_train_kmeans(args: argparse.Namespace) -> int:
                 reservoir.add(extractor.extract(samples))
                 audio_s += duration
                 n_ok += 1
+                used.append(utt)
                 continue
             except (ValueError, RuntimeError) as exc:  # e.g. audio shorter than one frame
                 error = f"{type(exc).__name__}: {exc}"
@@ -299,7 +309,8 @@ def run_train_kmeans(args: argparse.Namespace) -> int:
                           "split": args.split, "limit": args.limit, "utterances": n_ok,
                           "failed": len(failed), "audio_hours": round(audio_s / 3600, 4),
                           "frames_seen": reservoir.seen, "frames_used": len(feats),
-                          "max_frames": args.max_frames, "resampled": dict(log.counts)},
+                          "max_frames": args.max_frames, "resampled": dict(log.counts),
+                          **training_utterances(used, dataset.name)},
         "feature_seconds": round(t_feat, 3),
     }
     if meta["layer"] is None:

@@ -25,7 +25,6 @@ manifest (a root folder line, then ``relpath<TAB>nframes``).
 from __future__ import annotations
 
 import ast
-import csv
 import difflib
 import inspect
 import json
@@ -273,8 +272,9 @@ def _load_manifest(root: Path) -> tuple[list[Utterance], dict]:
     if not tsv.is_file():
         raise DatasetError(f"no manifest.tsv in {root}; {expected}")
     base = tsv.parent
-    rows = list(csv.reader(_read_text(tsv).splitlines(), delimiter="\t",
-                           quoting=csv.QUOTE_NONE))
+    # plain tab splitting (no quoting, as csv.QUOTE_NONE did) and no field size limit: a long
+    # transcript is data, not an error (csv stops at 128 kB per field)
+    rows = [line.split("\t") for line in _read_text(tsv).splitlines()]
     rows = [(n, r) for n, r in enumerate(rows, 1) if any(c.strip() for c in r)]
     if not rows:
         raise DatasetError(f"{tsv} is empty; {expected}")
@@ -414,11 +414,12 @@ def read_split(path: str | Path) -> SplitFile:
         for n, line in lines:
             try:
                 entry = ast.literal_eval(line)
-            except (ValueError, SyntaxError):
+            except (ValueError, SyntaxError, RecursionError, MemoryError):
                 try:
                     entry = json.loads(line)
-                except ValueError:
-                    raise DatasetError(f"split file {path} line {n}: not a dict literal") from None
+                except (ValueError, RecursionError):
+                    raise DatasetError(f"split file {path} line {n}: not a dict literal (or "
+                                       "nested too deeply)") from None
             if not isinstance(entry, dict):
                 raise DatasetError(f"split file {path} line {n}: not a dict literal")
             for k in ("audio", "path", "wav", "audio_path", "file", "utt_id", "id"):

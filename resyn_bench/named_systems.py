@@ -31,6 +31,8 @@ class NamedSystem:
     speaker: str                 # "lut" | "none"
     dataset: str                 # what the vocoder is (to be) trained on
     description: str
+    #: catalogue name of the dense model (default: the encoder family's: HuBERT Base, CPC big)
+    dense: str | None = None
 
     @property
     def unit_rate(self) -> float:
@@ -75,27 +77,40 @@ class NamedSystem:
         return self.quantizer
 
     def train_hint(self) -> str:
+        """The commands still needed to train this system locally, in order. Parts already on
+        disk (the k-means file, an F0 quantizer or content VQ-VAE folder with a checkpoint) are
+        not asked for again; they are named as found, and the later steps use them."""
         data = {"lj": "--dataset ljspeech --data-root LJSpeech-1.1",
                 "vctk": "--dataset vctk --data-root VCTK-Corpus-0.92"}.get(self.dataset,
                                                                          "--dataset D --data-root R")
-        steps = []
+        steps, found = [], []
         if self.quantizer == "vq":
-            steps.append(f"resyn-bench train vocoder --config vqvae{self.vocab_size}-librilight "
-                         f"{data} --out {self.vqvae_dir()}  (the content VQ-VAE, trained jointly "
-                         "with its own decoder)")
+            if _has_checkpoint(self.vqvae_dir()):
+                found.append(f"content VQ-VAE {self.vqvae_dir()}")
+            else:
+                steps.append(f"resyn-bench train vocoder --config vqvae{self.vocab_size}-librilight "
+                             f"{data} --out {self.vqvae_dir()}  (the content VQ-VAE, trained jointly "
+                             "with its own decoder)")
         if self.quantizer.startswith("local:"):
-            steps.append(f"resyn-bench train kmeans --encoder {self.encoder} --k {self.vocab_size} "
-                         f"{data} --out {self.unit_spec()}")
+            if Path(self.unit_spec()).is_file():
+                found.append(f"k-means {self.unit_spec()}")
+            else:
+                steps.append(f"resyn-bench train kmeans --encoder {self.encoder} --k {self.vocab_size} "
+                             f"{data} --out {self.unit_spec()}")
         f0_dir = self.checkpoint_dir().parent / f"{self.name}-f0"
         f0_arg = ""
         if self.f0:
-            f0_preset = "tiny-f0" if self.preset == "tiny" else f"f0-vqvae-{self.dataset}"
-            steps.append(f"resyn-bench train f0-quantizer --config {f0_preset} {data} --out {f0_dir}")
+            if _has_checkpoint(f0_dir):
+                found.append(f"F0 quantizer {f0_dir}")
+            else:
+                f0_preset = "tiny-f0" if self.preset == "tiny" else f"f0-vqvae-{self.dataset}"
+                steps.append(f"resyn-bench train f0-quantizer --config {f0_preset} {data} --out {f0_dir}")
             f0_arg = f" --f0-quantizer {f0_dir}"
         units = f" --units {self.unit_spec()}"
         steps.append(f"resyn-bench train vocoder --config {self.preset} {data}{units}{f0_arg} "
                      f"--out {self.checkpoint_dir()}")
-        return "; then ".join(steps)
+        hint = "; then ".join(steps)
+        return f"{hint} (already there: {', '.join(found)})" if found else hint
 
     def status(self) -> str:
         """What is missing before the system can run (no torch; path checks only)."""
@@ -116,7 +131,8 @@ class NamedSystem:
             # a km.bin converted once to the safe .npz may be all that is left
             if not catalogue.is_present(km) and not catalogue.catalogue_path(km).with_suffix(".npz").is_file():
                 missing.append(f"fetch {km}")
-            dense = {"hubert": "hubert-base-ls960", "cpc": "cpc-big-ll6kh"}.get(self.encoder)
+            dense = self.dense or {"hubert": "hubert-base-ls960",
+                                   "cpc": "cpc-big-ll6kh"}.get(self.encoder)
             if dense and not catalogue.is_present(dense):
                 missing.append(f"fetch {dense}")
         if self.trained_locally:
@@ -124,10 +140,15 @@ class NamedSystem:
             if not (folder.is_dir() and any(folder.glob("g_*"))):
                 missing.append(f"train vocoder --config {self.preset}")
         else:
-            for name in (self.vocoder, f"{self.vocoder}-config"):
+            # the generator and the files fetched with it (config, speakers, styles)
+            for name in (self.vocoder, *catalogue.get_entry(self.vocoder).requires):
                 if not catalogue.is_present(name):
                     missing.append(f"fetch {name}")
         return "ready" if not missing else "needs: " + "; ".join(dict.fromkeys(missing))
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("g_*"))
 
 
 def _paper(encoder: str, layer: int | None, km: str, vocab: int, hop: int) -> list[NamedSystem]:
@@ -154,10 +175,26 @@ NAMED_SYSTEMS: dict[str, NamedSystem] = {s.name: s for s in [
                 "vocoder-hubert100-lj", False, "none", "lj",
                 "HuBERT Base L6 + GSLM km100 + the public fairseq unit HiFi-GAN (duration "
                 "predictor, no F0, LJ voice)"),
+    # public weights only: textlesslib's Expresso release, fairseq's textless S2ST vocoders
+    NamedSystem("expresso-hubert500", "hubert", 9, "hubert-l9-km500", 500, 320,
+                "vocoder-expresso-hubert-l9-km500", False, "lut", "expresso+lj+vctk",
+                "HuBERT Base L9 + km500 + the public Expresso unit HiFi-GAN "
+                "(hifigan_expresso_lj_vctk_hubert_base_ls960_L9_km500): speaker LUT over the "
+                "Expresso, LJ Speech and VCTK voices (voice conversion: -o speaker=NAME or "
+                "--vc-targets) and a style LUT (-o style=NAME, default read-default)"),
+    *[NamedSystem(f"mhubert1000-{tag}", "hubert", 11, "mhubert-l11-km1000", 1000, 320,
+                  f"vocoder-mhubert1000-{tag}", False, "none", data,
+                  f"mHuBERT Base L11 + km1000 + fairseq's public unit HiFi-GAN (duration "
+                  f"predictor, no F0, one {voice} voice)", dense="mhubert-base-vp-en-es-fr")
+      for tag, data, voice in (("en-lj", "lj", "English LJ Speech"),
+                               ("es-css10", "css10-es", "Spanish CSS10"),
+                               ("fr-css10", "css10-fr", "French CSS10"))],
 ]}
 
 #: the bare paper names stand for the multi-speaker (VCTK) variants
-ALIASES = {"hubert100": "hubert100-vctk", "cpc100": "cpc100-vctk", "vqvae256": "vqvae256-vctk"}
+ALIASES = {"hubert100": "hubert100-vctk", "cpc100": "cpc100-vctk", "vqvae256": "vqvae256-vctk",
+           # the release's own name
+           "hifigan_expresso_lj_vctk_hubert_base_ls960_L9_km500": "expresso-hubert500"}
 
 
 def get_named_system(name: str) -> NamedSystem:

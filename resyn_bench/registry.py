@@ -45,6 +45,13 @@ SYSTEMS: dict[str, Entry] = {e.name: e for e in [
     Entry("ckpt", "resyn_bench.systems.vocoder.system:CheckpointSystem",
           "a trained unit vocoder folder (g_XXXXXXXX + config.json, ours or the reference "
           "layout); -o units=SPEC, -o speaker=NAME", takes_argument="DIR"),
+    # the paper's codec baselines (extra `codecs`); bitrate measured from the encoder's output
+    Entry("codec2", "resyn_bench.systems.codecs:Codec2System",
+          "Codec2 speech codec, 8 kHz (pycodec2): -o mode=3200|2400|1600|1400|1300|1200|700C; "
+          "bitrate measured from its frames"),
+    Entry("opus", "resyn_bench.systems.codecs:OpusSystem",
+          "Opus wideband, 16 kHz (PyAV libopus): -o bitrate=6000..24000, -o vbr=on|off|"
+          "constrained; bitrate measured from its packets"),
 ]}
 
 
@@ -52,12 +59,13 @@ def _named_factory(name: str) -> Callable[..., Any]:
     """A factory with the named systems' options in its signature (checked by make_system)."""
     def factory(checkpoint: str | None = None, units: str | None = None,
                 speaker: str | None = None, f0_stats: str | None = None, device: str = "cpu",
-                trust_sha256: str | None = None, f0_edit: str | None = None):
+                trust_sha256: str | None = None, f0_edit: str | None = None,
+                style: str | None = None):
         from resyn_bench.systems.named import make_named_system
 
         return make_named_system(name, checkpoint=checkpoint, units=units, speaker=speaker,
                                  f0_stats=f0_stats, device=device, trust_sha256=trust_sha256,
-                                 f0_edit=f0_edit)
+                                 f0_edit=f0_edit, style=style)
     factory.__name__ = f"make_{name.replace('-', '_')}"
     return factory
 
@@ -86,6 +94,13 @@ METRIC_GROUPS: dict[str, Entry] = {e.name: e for e in [
           "quality (non-intrusive MOS proxy): DNSMOS P.835 SIG/BAK/OVRL and P.808"),
     Entry("intrusive", "resyn_bench.metrics.quality:IntrusiveQualityMetrics",
           "quality against the reference: PESQ, STOI, ESTOI, MCD (dB, DTW)"),
+    Entry("phn", "resyn_bench.metrics.wav2vec2:PhoneCTCMetrics",
+          "content: PER (phone CTC) - phones recognised from audio by wav2vec2 espeak phoneme "
+          "CTC against espeak phones of the text (needs `resyn-bench fetch "
+          "wav2vec2-lv-60-espeak-cv-ft`)"),
+    Entry("utmos", "resyn_bench.metrics.utmos:UTMOSMetrics",
+          "quality (non-intrusive MOS proxy): UTMOS22 strong predicted MOS (needs "
+          "`resyn-bench fetch utmos22-strong`)"),
 ]}
 
 #: named metric selections for ``--metrics``
@@ -97,6 +112,18 @@ METRIC_SUITES: dict[str, list[str]] = {
     "all": ["f0", "asr", "spk", "dnsmos", "intrusive"],
     # pitch only: no models at all
     "pitch": ["f0"],
+}
+
+
+#: metric names users type -> the group that gives them (``--metrics wer`` suggests ``asr``)
+METRIC_OWNERS: dict[str, str] = {
+    **dict.fromkeys(("gpe", "vde", "ffe", "rmse", "rmse_cents", "f0_rmse", "corr", "f0_corr",
+                     "pitch_error"), "f0"),
+    **dict.fromkeys(("wer", "cer", "per", "dwer", "dcer", "dper", "intelligibility"), "asr"),
+    **dict.fromkeys(("acc", "accuracy", "eer", "min_dcf", "mindcf", "dcf", "cos", "cos_ref",
+                     "cosine", "similarity", "speaker", "spkid", "spk_acc"), "spk"),
+    **dict.fromkeys(("mos", "ovrl", "sig", "bak", "p808", "p835", "quality"), "dnsmos"),
+    **dict.fromkeys(("pesq", "stoi", "estoi", "mcd"), "intrusive"),
 }
 
 
@@ -150,18 +177,44 @@ def system_entry(spec: str) -> tuple[Entry, str | None]:
     return entry, (arg if sep else None)
 
 
-def _instantiate(what: str, factory: Callable[..., Any], args: tuple, options: dict[str, Any]):
-    """Call ``factory``, turning a wrong option name into a clear error listing the valid ones."""
+def _option_error(what: str, flag: str, key: str, valid: list[str]) -> RegistryError:
+    close = difflib.get_close_matches(key, valid, n=2, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return RegistryError(f"{what}: unknown option {key!r} ({flag.format(key=key)}).{hint} - "
+                         f"its options are: {', '.join(valid) or 'none'}")
+
+
+def _instantiate(what: str, factory: Callable[..., Any], args: tuple, options: dict[str, Any],
+                 flag: str = "{key}=VALUE"):
+    """Call ``factory``, turning a wrong option name into a clear error listing the valid ones
+    with a did-you-mean. A factory taking ``**options`` (the ASR group passes them to its
+    backend) lists its full set through an ``option_names(options)`` class method."""
     import inspect
 
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):  # no signature available (C callables): let the call check
         return factory(*args, **options)
+    params = [n for n, p in signature.parameters.items() if n != "self"
+              and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    named = [n for n, p in signature.parameters.items() if p.kind in (p.KEYWORD_ONLY,
+                                                                       p.POSITIONAL_OR_KEYWORD)]
+    takes_more = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+    valid: list[str] | None = None if takes_more else params
+    if takes_more and callable(getattr(factory, "option_names", None)):
+        try:
+            extra = factory.option_names(options)
+        except Exception:  # noqa: BLE001 - the call below reports a bad option itself
+            extra = None
+        if extra is not None:
+            valid = list(dict.fromkeys([*params, *extra]))
+    if valid is not None:
+        for key in options:
+            if key not in valid or (key not in named and key in params):
+                raise _option_error(what, flag, key, valid)
     try:
         signature.bind(*args, **options)
     except TypeError as exc:
-        params = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
         raise RegistryError(f"{what}: {exc}; its options are: {', '.join(params) or 'none'}") from None
     return factory(*args, **options)
 
@@ -170,7 +223,7 @@ def make_system(spec: str, **options: Any):
     """Instantiate a system from ``NAME`` or ``NAME:ARG``; an unknown option is an error."""
     entry, arg = system_entry(spec)
     args = (arg,) if arg is not None else ()
-    system = _instantiate(f"system {spec!r}", entry.load(), args, options)
+    system = _instantiate(f"system {spec!r}", entry.load(), args, options, flag="-o {key}=VALUE")
     system.name = spec
     return system
 
@@ -185,6 +238,16 @@ def resolve_metric_names(selection: str | list[str]) -> list[str]:
         expanded = METRIC_SUITES.get(item, [item])
         for name in expanded:
             if name not in METRIC_GROUPS:
+                group, dot, metric = name.lower().partition(".")
+                owner = METRIC_OWNERS.get(metric if dot else group) or (
+                    group if dot and group in METRIC_GROUPS else None)
+                if owner:
+                    fixed = ",".join(dict.fromkeys(owner if i.strip() == item else i.strip()
+                                                   for i in items if i.strip()))
+                    raise RegistryError(
+                        f"--metrics takes metric groups or suites; {name!r} is a metric of the "
+                        f"group {owner!r}: use --metrics {fixed}. "
+                        f"Groups: {', '.join(METRIC_GROUPS)}; suites: {', '.join(METRIC_SUITES)}.")
                 raise RegistryError(f"unknown metric or suite {name!r}."
                                     f"{_suggest(name, list(METRIC_GROUPS) + list(METRIC_SUITES))}")
             if name not in names:
@@ -198,7 +261,8 @@ def make_metric(name: str, **options: Any):
     if name not in METRIC_GROUPS:
         raise RegistryError(f"unknown metric group {name!r}.{_suggest(name, METRIC_GROUPS)}")
     try:
-        return _instantiate(f"metric group {name!r}", METRIC_GROUPS[name].load(), (), options)
+        return _instantiate(f"metric group {name!r}", METRIC_GROUPS[name].load(), (), options,
+                            flag=f"-m {name}.{{key}}=VALUE")
     except RegistryError:
         raise
     except KeyError as exc:  # e.g. an unknown pitch preset: the message names the choices

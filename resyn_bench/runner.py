@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import logging
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -30,9 +29,17 @@ from typing import Any
 import numpy as np
 
 from resyn_bench import __version__
-from resyn_bench.audio import AudioError, ResampleLog, ensure_rate, load_audio, validate, write_audio
+from resyn_bench.audio import (AudioError, ResampleLog, ensure_rate, header_duration, load_audio,
+                               validate, write_audio)
 from resyn_bench.cache import AnalysisCache, audio_hash
-from resyn_bench.store import MANIFEST, OUTPUTS, RecordStore, read_manifest, write_json_atomic
+from resyn_bench.runfolder import (LOCK_FILE, RunFolderError, RunLock, SpaceReserve,
+                                   check_unique_names, clear_run, id_problem, output_name,
+                                   remove_leftovers)
+from resyn_bench.safe_io import DiskFull, is_disk_full
+from resyn_bench.systems.base import transmit
+from resyn_bench.store import (MANIFEST, OUTPUTS, QUARANTINE, RecordStore, RecordsWriteError,
+                               event_key, manifest_metric_keys, metric_key, read_manifest,
+                               write_json_atomic)
 
 
 log_ = logging.getLogger("resyn_bench.runner")
@@ -40,6 +47,16 @@ log_ = logging.getLogger("resyn_bench.runner")
 
 class RunError(RuntimeError):
     """The run as a whole cannot start (bad configuration, incompatible existing run dir)."""
+
+
+class RunStopped(RunError):
+    """The run stopped cleanly part way (disk full, record log unwritable); resumable."""
+
+
+#: default --max-duration (seconds): an order of magnitude above any utterance corpus
+#: (LibriSpeech test-clean's longest is 35 s, VCTK's ~15 s, LJSpeech's ~10 s), and small enough
+#: that one utterance's analysis stays under ~1 GB (a 2-hour file took 10 GB with one F0 metric)
+MAX_DURATION_S = 600.0
 
 
 @dataclass
@@ -68,12 +85,15 @@ class RunConfig:
     # speakers of the system, drawn without replacement, seeded per utterance; 0 = off
     vc_targets: int = 0
     vc_seed: int = 0
+    # longest reference/output (seconds) evaluated; longer ones fail ("too_long"). None/0 = no limit
+    max_duration: float | None = MAX_DURATION_S
 
     def identity(self) -> dict[str, Any]:
-        """Fields that must match for a run directory to be resumed."""
+        """Fields that must match for a run directory to be resumed. The metric selection
+        (metrics, f0_preset, metric_options) is not among them: metric groups are additive,
+        each group's records are kept apart by its settings (see :func:`metric_key`)."""
         return {k: getattr(self, k) for k in ("system", "dataset", "data_root", "split",
-                                              "dataset_options", "metrics", "f0_preset",
-                                              "metric_options", "system_options", "experiment",
+                                              "dataset_options", "system_options", "experiment",
                                               "vc_targets", "vc_seed")}
 
 
@@ -82,6 +102,12 @@ def _metric_options(config: RunConfig, name: str) -> dict[str, Any]:
     if name == "f0" and config.f0_preset:
         options["preset"] = config.f0_preset
     return options
+
+
+def metric_entry(config: RunConfig, group) -> dict[str, Any]:
+    """A metric group's manifest entry (its record key is a hash of settings/options/rate)."""
+    return {"settings": group.settings(), "specs": [s.to_dict() for s in group.specs],
+            "options": _metric_options(config, group.name), "analysis_sample_rate": group.sample_rate}
 
 
 def _resampler_id() -> str:
@@ -116,7 +142,15 @@ class Synthesizer:
             record.update(status="failed", stage=stage, reason=reason, error_kind=kind)
             return record, log.counts
 
+        problem = id_problem(utt.utt_id)
+        if problem:
+            return fail("input", problem, "bad_id")
+        limit = self.config.max_duration
         t = time.perf_counter()
+        seconds = header_duration(utt.path) if limit else None  # before decoding the file
+        if seconds is not None and seconds > limit:
+            return fail("reference", f"too_long: reference audio lasts {seconds:.1f} s, over "
+                        f"--max-duration {limit:g} s (raise it, or split the file)", "too_long")
         try:
             ref = validate(load_audio(utt.path), what="reference audio")
         except AudioError as exc:
@@ -130,10 +164,14 @@ class Synthesizer:
         t = time.perf_counter()
         try:
             system_in = ensure_rate(ref, self.system.input_sample_rate, purpose="system input", log=log)
-            out = self.system.resynthesize(system_in, utt)
+            out, bitstream = transmit(self.system, system_in, utt)
         except Exception as exc:
+            if is_disk_full(exc):
+                raise DiskFull(getattr(exc, "path", None) or getattr(exc, "filename", "?"), exc)
             return fail("system", f"{type(exc).__name__}: {exc}")
         timings["system"] = time.perf_counter() - t
+        if bitstream:  # what the encoder actually produced (codecs): reports' measured bitrate
+            record["bitstream"] = bitstream
         target = getattr(utt, "target_speaker", None) or getattr(self.system, "target_speaker", None)
         if target is not None:  # voice conversion: speaker metrics judge the output as this voice
             record["target_speaker"] = str(target)
@@ -143,6 +181,9 @@ class Synthesizer:
             out = validate(out, what="system output")
         except AudioError as exc:
             return fail("output", str(exc), exc.kind)
+        if limit and out.duration > limit:
+            return fail("output", f"too_long: system output lasts {out.duration:.1f} s, over "
+                        f"--max-duration {limit:g} s", "too_long")
         if out.path is not None:
             # The output already is a file (copy, outputs:DIR): point at it, don't duplicate it.
             record["output_path"] = str(Path(out.path).resolve())
@@ -150,8 +191,15 @@ class Synthesizer:
             clipped = int((np.abs(out.samples) > 1.0).sum())
             if clipped:
                 record["extra"]["clipped_samples"] = clipped
-            path = self.outputs_dir / f"{utt.utt_id}.wav"
-            write_audio(path, out)
+            # a safe, bounded, unique name derived from the id (the id itself is in the record)
+            path = self.outputs_dir / output_name(utt.utt_id)
+            try:
+                write_audio(path, out)
+            except DiskFull:
+                raise  # the whole run stops (cleanly); this utterance is redone on resume
+            except Exception as exc:  # this output cannot be stored: the utterance fails
+                return fail("output", f"cannot write {path}: {type(exc).__name__}: {exc}",
+                            "write_error")
             record["output_path"] = f"{OUTPUTS}/{path.name}"
         record["output_duration_s"] = out.duration
         record["output_sample_rate"] = out.sample_rate
@@ -173,6 +221,7 @@ class Scorer:
         self.cache = AnalysisCache(config.cache_dir, enabled=config.use_cache)
         self.resampler = _resampler_id()
         self.run_dir = Path(config.out)
+        self.record_key = metric_key(group.name, metric_entry(config, group))
 
     def _key(self, content: str) -> str:
         g = self.group
@@ -195,7 +244,8 @@ class Scorer:
               cache_use: str | None = None) -> tuple[dict[str, Any], dict[str, int]]:
         log = ResampleLog()
         g = self.group
-        event: dict[str, Any] = {"part": "metric", "group": g.name, "utt_id": utt.utt_id}
+        event: dict[str, Any] = {"part": "metric", "group": g.name, "key": self.record_key,
+                                 "utt_id": utt.utt_id}
         t0 = time.perf_counter()
         if g.needs_text and not utt.text:
             event.update(status="skipped", reason=f"{g.name} needs a transcript; this utterance has none")
@@ -212,6 +262,8 @@ class Scorer:
                 utt = dataclasses.replace(utt, target_speaker=synthesis["target_speaker"])
             score = g.score(reference, out, utt)
         except Exception as exc:  # this metric fails for this utterance: recorded, not scored
+            if is_disk_full(exc):  # not the utterance's fault: the run stops, resume redoes it
+                raise DiskFull(getattr(exc, "filename", None) or "the analysis cache", exc)
             event.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
                          timings={"total": time.perf_counter() - t0})
             return event, log.counts
@@ -258,20 +310,26 @@ class RunResult:
     n_failed: int
     wall_s: float
     interrupted: bool = False
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # merged, every group
+    work_ids: list[str] = field(default_factory=list)
+    n_metric_parts: int = 0         # metric parts scored this session
+    dataset_info: dict[str, Any] = field(default_factory=dict)
 
 
 def _prepare_run_dir(config: RunConfig, store: RecordStore) -> dict[str, Any] | None:
     run_dir = Path(config.out)
     manifest_path = run_dir / MANIFEST
     if config.overwrite and run_dir.exists():
-        for name in (MANIFEST, store.path.name):
-            (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / OUTPUTS, ignore_errors=True)
+        # only a folder whose manifest marks it as a run; only the suite's own files
+        kept = clear_run(run_dir, (MANIFEST, store.path.name, QUARANTINE), OUTPUTS)
+        if kept:
+            log_.warning("--overwrite kept %d files the run did not write: %s", len(kept),
+                         ", ".join(kept[:5]))
         return None
     if not manifest_path.exists():
         if store.path.exists() and store.path.stat().st_size:
             raise RunError(f"{run_dir} has records but no manifest; refusing to mix runs "
-                           "(use a new --out, or --overwrite)")
+                           "(use a new --out; --overwrite deletes only folders with a manifest)")
         return None
     if not config.resume:
         raise RunError(f"{run_dir} already holds a run; resume it (drop --no-resume), "
@@ -287,6 +345,16 @@ def _prepare_run_dir(config: RunConfig, store: RecordStore) -> dict[str, Any] | 
         raise RunError(f"cannot resume {run_dir}: settings differ ({details}). "
                        "Use a new --out, or --overwrite")
     return previous
+
+
+def _precheck(system, work) -> None:
+    """A system that can tell up front that nothing will work (outputs:DIR matching no file)
+    says so before any work, with what it tried."""
+    check = getattr(system, "precheck", None)
+    if check is not None and work:
+        problem = check(work)
+        if problem:
+            raise RunError(problem)
 
 
 def conversion_utterances(utterances, system, n_targets: int, seed: int = 0) -> list:
@@ -317,7 +385,66 @@ def conversion_utterances(utterances, system, n_targets: int, seed: int = 0) -> 
     return out
 
 
-def run(config: RunConfig, progress: bool = True) -> RunResult:
+def _stored_work(dataset, done_synth: dict[str, dict], conversion: bool) -> list:
+    """Score-only work list: the dataset's utterances or (voice conversion) each stored
+    ``<utt_id>__to_<target>`` output, rebuilt from the records without loading the system.
+    Utterances without a stored output stay in the list (reported, not scored)."""
+    by_id = {u.utt_id: u for u in dataset.utterances}
+    if not conversion:
+        return list(dataset.utterances)
+    work = []
+    for uid, rec in done_synth.items():
+        source, sep, target = uid.rpartition("__to_")
+        if sep and uid not in by_id and source in by_id:
+            work.append(dataclasses.replace(by_id[source], utt_id=uid,
+                                            target_speaker=rec.get("target_speaker") or target))
+    return work
+
+
+def run(config: RunConfig, progress: bool = True, score_only: bool = False) -> RunResult:
+    """Evaluate ``config.system`` on the dataset into ``config.out`` (see the module notes),
+    holding the run folder's lock for the run's lifetime (a second run on it gets RunError).
+
+    Metric groups are additive: on an existing run directory, groups (or group settings) not
+    scored yet are scored on the stored outputs, and the manifest lists every group/settings
+    pair the records hold. ``score_only``: never run the system (``resyn-bench score``);
+    utterances without a stored output are reported, not made."""
+    run_dir = Path(config.out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"--out {config.out} is an existing file, not a run folder")
+    existed = run_dir.exists()
+    _check_outputs_dir(config)
+    try:
+        with RunLock(run_dir):
+            return _run(config, progress, score_only)
+    except RunFolderError as exc:
+        raise RunError(str(exc)) from None
+    except DiskFull as exc:  # no space to start (or not even for the final manifest)
+        raise RunStopped(f"stopped: disk full ({exc.strerror}); finished utterances are saved "
+                         "(nothing was evaluated if the run had not started). Free space and run "
+                         "the same command again") from None
+    finally:
+        # a run that never started leaves no empty folder behind
+        if not existed and run_dir.is_dir() and os.listdir(run_dir) == [LOCK_FILE]:
+            try:
+                (run_dir / LOCK_FILE).unlink()
+                run_dir.rmdir()
+            except OSError:
+                pass
+
+
+def _check_outputs_dir(config: RunConfig) -> None:
+    """``outputs:DIR --overwrite`` must not delete the files it is about to score."""
+    if not (config.overwrite and config.system.startswith("outputs:")):
+        return
+    src = Path(config.system.partition(":")[2]).expanduser().resolve()
+    out = Path(config.out).expanduser().resolve()
+    if src == out or out in src.parents:
+        raise RunError(f"--overwrite refused: the outputs being scored ({src}) are inside --out "
+                       f"{out}, which --overwrite would clear; choose another --out")
+
+
+def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResult:
     from resyn_bench.datasets import load_dataset
     from resyn_bench.provenance import environment
     from resyn_bench.registry import make_metric, resolve_metric_names
@@ -328,25 +455,63 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
         raise RunError("--vc-targets must be >= 0")
     dataset = load_dataset(config.dataset, config.data_root, config.split, config.limit,
                            **config.dataset_options)
+    if score_only and (config.overwrite or not (Path(config.out) / MANIFEST).is_file()):
+        raise RunError(f"{config.out} holds no run to score (no {MANIFEST}); "
+                       "`resyn-bench run` makes one")
     # build everything now, so configuration errors surface before any work
-    synthesizer = Synthesizer(config)
+    synthesizer = None if score_only else Synthesizer(config)
     groups = [make_metric(n, **_metric_options(config, n)) for n in resolve_metric_names(config.metrics)]
-    # what the system is run on: the dataset's utterances, or (voice conversion) each of them
-    # once per target speaker; corpus models (speaker ID) still fit on the real recordings only
-    work = conversion_utterances(dataset.utterances, synthesizer.system, config.vc_targets,
-                                 config.vc_seed) if config.vc_targets else dataset.utterances
-
+    if not score_only:
+        # what the system is run on: the dataset's utterances, or (voice conversion) each of
+        # them once per target speaker; corpus models (speaker ID) still fit on the real
+        # recordings only
+        work = conversion_utterances(dataset.utterances, synthesizer.system, config.vc_targets,
+                                     config.vc_seed) if config.vc_targets else dataset.utterances
+        check_unique_names(u.utt_id for u in work)
+        _precheck(synthesizer.system, work)
     run_dir = Path(config.out)
     store = RecordStore(run_dir)
     previous = _prepare_run_dir(config, store)
-    store.repair()
+    # under the lock: temporary files of a stopped or killed run are leftovers
+    for name in remove_leftovers(run_dir, OUTPUTS):
+        log_.info("removed the leftover temporary file %s", name)
+    if store.repair():
+        log_.warning("%s: cut a torn last line (a killed write); that part is redone", store.path)
     events = store.events()
     done_synth = {e["utt_id"]: e for e in events if e.get("part", "synthesis") == "synthesis"}
-    done_metric = {(e["utt_id"], e["group"]) for e in events if e.get("part") == "metric"
+    if score_only:   # the stored outputs, without the system
+        work = _stored_work(dataset, done_synth, bool(config.vc_targets))
+        check_unique_names(u.utt_id for u in work)
+    from resyn_bench.overlap import check_overlap
+
+    overlap = None if score_only else check_overlap(synthesizer.system, dataset.utterances,
+                                                    dataset.name)
+
+    # metric groups are additive; each group's records carry the key of its settings
+    entries = {g.name: metric_entry(config, g) for g in groups}
+    for name, entry in entries.items():
+        entry["key"] = metric_key(name, entry)
+    before = dict((previous or {}).get("metrics") or {})
+    legacy = dict((previous or {}).get("legacy_metric_keys") or {})
+    for name, key in manifest_metric_keys(previous or {}).items():
+        if not before[name].get("key"):  # written before records were keyed: its parts hold no key
+            legacy.setdefault(name, key)
+        before[name] = {**before[name], "key": key}
+    metric_sets = dict((previous or {}).get("metric_sets") or {})
+    for name, entry in [*before.items(), *entries.items()]:
+        metric_sets.setdefault(entry["key"], {"group": name, **{k: entry.get(k) for k in (
+            "settings", "options", "analysis_sample_rate")}})
+    for name in entries:
+        if name in before and before[name]["key"] != entries[name]["key"]:
+            log_.warning("metric group %r: settings differ from the ones its records in %s were "
+                         "scored with; scoring it again under the new settings (the earlier "
+                         "records are kept apart, under %s)", name, run_dir, before[name]["key"])
+    all_metrics = {**before, **entries}
+    done_metric = {(e["utt_id"], event_key(e, legacy)) for e in events if e.get("part") == "metric"
                    and (e.get("status") != "failed" or not config.retry_failed)}
-    if config.retry_failed:
+    if config.retry_failed and not score_only:
         done_synth = {k: e for k, e in done_synth.items() if e.get("status") == "ok"}
-    pending = [u for u in work if u.utt_id not in done_synth]
+    pending = [] if score_only else [u for u in work if u.utt_id not in done_synth]
 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     log = ResampleLog(dict((previous or {}).get("resampling", {})))
@@ -355,23 +520,38 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
         "resyn_bench_version": __version__,
         "created": (previous or {}).get("created", started),
         "config": {**dataclasses.asdict(config), "identity": config.identity()},
-        "system": synthesizer.system.describe(),
+        "system": (previous or {}).get("system") if score_only else synthesizer.system.describe(),
         "dataset": {"name": dataset.name, "root": str(dataset.root) if dataset.root else None,
                     "n_utterances": len(work), "n_source_utterances": len(dataset.utterances),
                     **dataset.info},
-        "metrics": {g.name: {"settings": g.settings(), "specs": [s.to_dict() for s in g.specs],
-                             "options": _metric_options(config, g.name),
-                             "analysis_sample_rate": g.sample_rate} for g in groups},
+        "metrics": all_metrics,
+        "metric_sets": metric_sets,
         "environment": environment(),
         "resampling": log.counts,
         "sessions": sessions,
         "status": "running",
     }
-    write_json_atomic(run_dir / MANIFEST, manifest)
+    # the groups the run holds (this selection added to the earlier ones), not just this one
+    manifest["config"]["metrics"] = ",".join(all_metrics)
+    if legacy:
+        manifest["legacy_metric_keys"] = legacy
+    if overlap is not None:   # the system's training set holds evaluated utterances
+        manifest["training_overlap"] = overlap
+    elif score_only and "training_overlap" in (previous or {}):
+        manifest["training_overlap"] = previous["training_overlap"]
+    # a little space held back, so that a full disk can still be recorded in the manifest
+    reserve = SpaceReserve(run_dir)
+    try:
+        reserve.create()
+        write_json_atomic(run_dir / MANIFEST, manifest)
+    except DiskFull:
+        reserve.free()
+        raise
 
     stats = _SessionStats()
     t0 = time.perf_counter()
     interrupted = False
+    stopped: str | None = None
     try:
         # phase 1: the system, utterance by utterance
         bar = _progress(len(pending), f"{config.system} on {config.dataset}", progress)
@@ -397,13 +577,19 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
         scorable = [u for u in work
                     if done_synth.get(u.utt_id, {}).get("status") == "ok"]
         for group in groups:
-            todo = [u for u in scorable if (u.utt_id, group.name) not in done_metric]
+            todo = [u for u in scorable if (u.utt_id, entries[group.name]["key"]) not in done_metric]
             if not todo:
                 continue
             _score_group(config, group, dataset, done_synth, todo, store, log, stats, progress)
     except KeyboardInterrupt:
         interrupted = True
+    except DiskFull as exc:
+        stopped, stop_reason = "disk full", exc.strerror
+    except RecordsWriteError as exc:
+        stopped, stop_reason = "cannot write the records", str(exc)
     finally:
+        reserve.free()  # room for the manifest below, even on a full disk
+        removed = remove_leftovers(run_dir, OUTPUTS) if stopped else []
         wall = time.perf_counter() - t0
         sessions.append({"started": started,
                          "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -413,17 +599,27 @@ def run(config: RunConfig, progress: bool = True) -> RunResult:
                          "wall_s": round(wall, 3), "jobs": config.jobs,
                          "stage_s": {k: round(v, 3) for k, v in stats.stage_s.items()},
                          "reference_cache": {"hits": stats.hits, "misses": stats.misses},
-                         "interrupted": interrupted})
+                         "interrupted": interrupted,
+                         **({"stopped": f"{stopped}: {stop_reason}"} if stopped else {})})
         manifest["resampling"] = log.counts
-        manifest["status"] = "interrupted" if interrupted else "complete"
+        manifest["status"] = ("interrupted" if interrupted
+                              else f"stopped: {stopped}" if stopped else "complete")
         write_json_atomic(run_dir / MANIFEST, manifest)
     if interrupted:
         raise KeyboardInterrupt
-    merged = store.load([g.name for g in groups])
+    if stopped:
+        raise RunStopped(f"stopped: {stopped} ({stop_reason}). {stats.n_synth} utterances were "
+                         f"evaluated in this session and are saved"
+                         f"{'; temporary files removed' if removed else ''}. "
+                         + ("Free space on that device" if stopped == "disk full"
+                            else f"Make {store.path} writable")
+                         + " and run the same command again to resume")
+    merged = store.load(list(all_metrics))
     n_failed = sum(merged[u.utt_id]["status"] == "failed" for u in work
                    if u.utt_id in merged)
     return RunResult(run_dir, len(work), len(work) - len(pending),
-                     stats.n_synth, n_failed, wall)
+                     stats.n_synth, n_failed, wall, records=merged, work_ids=[u.utt_id for u in work],
+                     n_metric_parts=stats.n_metric, dataset_info=manifest["dataset"])
 
 
 @dataclass
@@ -468,7 +664,8 @@ def _score_group(config, group, dataset, synthesis, todo, store, log, stats, pro
         reason = f"{stage}: {type(exc).__name__}: {exc}"
         log_.warning("metric group %r %s for %d utterances: %s", group.name, status, len(todo), reason)
         for utt in todo:
-            accept({"part": "metric", "group": group.name, "utt_id": utt.utt_id,
+            accept({"part": "metric", "group": group.name, "key": scorer.record_key,
+                    "utt_id": utt.utt_id,
                     "status": status, "reason": reason}, {})
 
     try:

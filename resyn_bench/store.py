@@ -8,22 +8,144 @@ Layout::
 
 Each utterance is written as parts (its synthesis, then one part per metric group), so metric
 groups can be scored one at a time and a resumed run redoes only the missing parts.
-Appends are one ``write`` of a complete line on an ``O_APPEND`` descriptor followed by fsync, so a
-killed run loses at most the utterance in flight. On reopening, a torn last line (a kill in the
-middle of a write) is cut off, and duplicate ids (which the runner never writes) resolve to the
-last record.
+Appends are checked writes of a complete line on an ``O_APPEND`` descriptor followed by fsync (a
+write that fails part way is cut back), so a killed run loses at most the utterance in flight. On
+reopening, a torn last line (a kill in the middle of a write) is cut off, a torn line elsewhere
+(not JSON) is skipped with a warning naming it (its part is redone), and duplicate ids (which the
+runner never writes) resolve to the last record.
+
+Every line is checked when read (:func:`scan_records`): a line that is JSON but not a record
+(a list, a number, a metric part without ``group``, a non-string ``utt_id``, non-numeric metric
+values) or is not UTF-8 raises :class:`RecordsError` naming the file and line;
+``resyn-bench validate RUN --repair`` moves such lines to ``records.quarantine.jsonl``.
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
-import os
+import numbers
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+from resyn_bench.safe_io import DiskFull, append_line, write_file_atomic
 
 RECORDS = "records.jsonl"
 MANIFEST = "manifest.json"
 OUTPUTS = "outputs"
+#: where ``resyn-bench validate --repair`` moves damaged record lines (never deleted)
+QUARANTINE = "records.quarantine.jsonl"
+
+log_ = logging.getLogger("resyn_bench.store")
+
+
+class RecordsError(ValueError):
+    """A run file is damaged in a way the suite cannot read past (names the file and line)."""
+
+
+class RecordsWriteError(OSError):
+    """The record log cannot be written (other than a full disk): the run has to stop."""
+
+
+@dataclass
+class LineProblem:
+    lineno: int
+    reason: str
+    raw: bytes
+    torn: bool = False      # not JSON at all: a torn write; skipped and redone, not an error
+
+
+_STATUSES = {"synthesis": ("ok", "failed"), "metric": ("ok", "failed", "skipped")}
+
+
+def _is_number(v: Any) -> bool:
+    return v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool))
+
+
+def record_problem(ev: Any) -> str | None:
+    """Why a decoded line is not a record part the suite wrote (None: it is fine)."""
+    if not isinstance(ev, dict):
+        kind = {list: "a JSON list", str: "a JSON string", bool: "a JSON boolean",
+                type(None): "JSON null"}.get(type(ev), "a JSON number")
+        return f"{kind}, not a record object"
+    uid = ev.get("utt_id")
+    if not isinstance(uid, str) or not uid:
+        return f"utt_id must be a non-empty string, got {type(uid).__name__} {str(uid)[:60]!r}"
+    part = ev.get("part", "synthesis")
+    if part not in _STATUSES:
+        return f"unknown part {str(part)[:40]!r} (expected synthesis or metric)"
+    status = ev.get("status")
+    if status is not None and status not in _STATUSES[part]:
+        return f"{part} part of {uid[:60]!r}: unknown status {str(status)[:40]!r}"
+    if part == "metric":
+        if not isinstance(ev.get("group"), str) or not ev["group"]:
+            return f"metric part of {uid[:60]!r} has no group name"
+        for key in ("values", "counts"):
+            value = ev.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                return f"metric part {ev['group']!r} of {uid[:60]!r}: {key} is not an object"
+            bad = [k for k, v in value.items() if not _is_number(v)]
+            if bad:
+                return (f"metric part {ev['group']!r} of {uid[:60]!r}: {key}[{bad[0]!r}] is "
+                        f"{type(value[bad[0]]).__name__} {str(value[bad[0]])[:40]!r}, not a number")
+    else:
+        path = ev.get("output_path")
+        if path is not None and not isinstance(path, str):
+            return f"synthesis part of {uid[:60]!r}: output_path is not a string"
+    for key in ("extra", "timings"):
+        if ev.get(key) is not None and not isinstance(ev[key], dict):
+            return f"{part} part of {uid[:60]!r}: {key} is not an object"
+    return None
+
+
+def scan_records(path: str | Path) -> tuple[list[dict[str, Any]], list[LineProblem]]:
+    """Read a record log line by line: (the good parts, the problems with 1-based line numbers).
+
+    A line that is not JSON is a torn write (``torn=True``); everything else in ``problems``
+    is damage. A torn *last* line (no newline) is left to :meth:`RecordStore.repair`."""
+    path = Path(path)
+    if not path.exists():
+        return [], []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    events: list[dict[str, Any]] = []
+    problems: list[LineProblem] = []
+    for i, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+            utf8 = None
+        except UnicodeDecodeError as exc:
+            text = raw.decode("utf-8", errors="replace")
+            utf8 = f"invalid UTF-8 at byte {exc.start}"
+        try:
+            ev = json.loads(text)
+        except json.JSONDecodeError:
+            last = i == len(lines)  # no newline after it
+            what = f"not JSON ({utf8})" if utf8 else "torn line (incomplete JSON)"
+            problems.append(LineProblem(i, what + (" at the end of the file" if last else ""),
+                                        raw, torn=True))
+            continue
+        except RecursionError:
+            problems.append(LineProblem(i, "JSON nested too deeply", raw))
+            continue
+        reason = utf8 or record_problem(ev)
+        if reason:
+            problems.append(LineProblem(i, reason, raw))
+        else:
+            events.append(ev)
+    return events, problems
+
+
+def damaged_message(path: Path, problems: list[LineProblem]) -> str:
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more damaged lines)" if len(problems) > 1 else ""
+    return (f"{path} line {first.lineno}: {first.reason}{more}. List them with `resyn-bench "
+            f"validate {path.parent}`; `--repair` moves them to {QUARANTINE} (nothing is deleted)")
 
 
 def _clean(value: Any) -> Any:
@@ -65,36 +187,76 @@ class RecordStore:
             return len(data) - keep
 
     def events(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        out = []
-        with open(self.path, encoding="utf-8") as fh:
-            for line in fh:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # only possible for a torn line; repair() removes those
-        return out
+        """The record parts, checked line by line. A torn line is skipped with a warning
+        naming it (its part is missing, so a resumed run redoes it); any other damaged line
+        raises :class:`RecordsError` naming the file and line."""
+        events, problems = scan_records(self.path)
+        damaged = [p for p in problems if not p.torn]
+        if damaged:
+            raise RecordsError(damaged_message(self.path, damaged))
+        for p in problems:
+            log_.warning("%s line %d: %s; skipped (that part is redone on resume)",
+                         self.path, p.lineno, p.reason)
+        return events
 
-    def load(self, groups: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-        return merge_events(self.events(), groups)
+    def load(self, groups: Iterable[str] | dict[str, str | None] | None = None
+             ) -> dict[str, dict[str, Any]]:
+        """Merged records. ``groups`` names the metric groups wanted; given as names, each
+        group's record key (its settings, see :func:`metric_key`) comes from the run's manifest
+        when it has one, so parts scored under other settings of the same group stay apart."""
+        keys = groups if isinstance(groups, dict) else None
+        legacy: dict[str, str] = {}
+        if groups is not None and keys is None and (self.run_dir / MANIFEST).is_file():
+            try:
+                manifest = read_manifest(self.run_dir)
+            except (OSError, ValueError):
+                manifest = {}
+            # a manifest written before records were keyed has one setting per group: any part
+            entries = manifest.get("metrics") or {}
+            keys = {g: (entries.get(g) or {}).get("key") for g in groups}
+            legacy = dict(manifest.get("legacy_metric_keys") or {})
+        return merge_events(self.events(), groups if keys is None else keys, legacy)
 
     def append(self, record: dict[str, Any]) -> None:
+        """Append one part as one complete line (checked write + fsync; raises
+        :class:`~resyn_bench.safe_io.DiskFull` on a full disk, leaving no partial line)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         line = json.dumps(_clean(record), ensure_ascii=False, sort_keys=True) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            append_line(self.path, line.encode("utf-8"))
+        except DiskFull:
+            raise
+        except OSError as exc:
+            raise RecordsWriteError(exc.errno, f"cannot append to {self.path}: "
+                                               f"{exc.strerror or exc}") from exc
 
 
-def merge_events(events: Iterable[dict[str, Any]], groups: Iterable[str] | None = None
-                 ) -> dict[str, dict[str, Any]]:
+def metric_key(group: str, entry: dict[str, Any]) -> str:
+    """The record key of a metric group under given settings: ``group@<12 hex>``, a hash of
+    the manifest entry's settings, options and analysis rate (after a JSON round trip, so a
+    key computed from a stored manifest equals the one computed when scoring)."""
+    import hashlib
+
+    basis = {k: entry.get(k) for k in ("settings", "options", "analysis_sample_rate")}
+    text = json.dumps(json.loads(json.dumps(_clean(basis), sort_keys=True)), sort_keys=True)
+    return f"{group}@{hashlib.sha256(text.encode('utf-8')).hexdigest()[:12]}"
+
+
+def manifest_metric_keys(manifest: dict[str, Any]) -> dict[str, str]:
+    """{group: record key} of the groups a manifest lists (computed for manifests written
+    before records were keyed)."""
+    return {g: (e.get("key") or metric_key(g, e)) for g, e in (manifest.get("metrics") or {}).items()}
+
+
+def event_key(event: dict[str, Any], legacy: dict[str, str] | None = None) -> str | None:
+    """The settings key of a metric part; parts written before keys existed take the key of
+    the settings their run had (``legacy``: group -> key), or None when unknown."""
+    return event.get("key") or (legacy or {}).get(event.get("group"))
+
+
+def merge_events(events: Iterable[dict[str, Any]],
+                 groups: Iterable[str] | dict[str, str | None] | None = None,
+                 legacy: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """One record per utterance from its parts (a later part of the same kind replaces an
     earlier one: that is how ``--retry-failed`` re-does work without rewriting the log).
 
@@ -103,7 +265,12 @@ def merge_events(events: Iterable[dict[str, Any]], groups: Iterable[str] | None 
     ``skipped[group]``, ``scores[group]`` (the raw metric part) and an overall ``status``:
     failed (synthesis failed, or every metric failed), partial (some metric failed),
     incomplete (a group in ``groups`` has no part yet), ok.
+
+    ``groups`` as a dict {group: key}: only metric parts of those groups whose settings key
+    (:func:`event_key`) is the given one count (key None: any part of the group); groups not
+    in it are left out. As a list: parts of any settings.
     """
+    keys = groups if isinstance(groups, dict) else None
     synth: dict[str, dict[str, Any]] = {}
     parts: dict[str, dict[str, dict[str, Any]]] = {}
     order: list[str] = []
@@ -115,6 +282,9 @@ def merge_events(events: Iterable[dict[str, Any]], groups: Iterable[str] | None 
             order.append(uid)
         if ev.get("part", "synthesis") == "synthesis":
             synth[uid] = ev
+        elif keys is not None and (ev.get("group") not in keys or (
+                keys[ev["group"]] is not None and event_key(ev, legacy) != keys[ev["group"]])):
+            continue
         else:
             parts.setdefault(uid, {})[ev["group"]] = ev
     wanted = list(groups) if groups is not None else None
@@ -152,19 +322,25 @@ def merge_events(events: Iterable[dict[str, Any]], groups: Iterable[str] | None 
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_clean(obj), indent=2, ensure_ascii=False, sort_keys=True) + "\n",
-                   encoding="utf-8")
-    os.replace(tmp, path)
+    """Checked, fsynced, atomic JSON write; the temporary file is removed if it fails."""
+    text = json.dumps(_clean(obj), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    write_file_atomic(path, text.encode("utf-8"))
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no {MANIFEST})")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RecordsError(f"{path} is damaged: invalid UTF-8 at byte {exc.start}") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise RecordsError(f"{path} is damaged (not readable JSON: {exc}); the records in "
+                           f"{RECORDS} are the source of truth") from None
+    if not isinstance(manifest, dict):
+        raise RecordsError(f"{path} is damaged: a JSON {type(manifest).__name__}, not an object")
+    return manifest
 
 
 def read_records(run_dir: str | Path, groups: Iterable[str] | None = None) -> list[dict[str, Any]]:

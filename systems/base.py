@@ -69,6 +69,7 @@ class System(ABC):
     def resynthesize(self, audio: Audio, utterance) -> Audio:
         return self.decode(self.encode(audio, utterance))
 
+
     def speakers(self) -> list[str] | None:
         """Speakers the decoder can produce (None: any / not speaker-conditioned)."""
         return None
@@ -78,6 +79,35 @@ class System(ABC):
         return {"name": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",
                 "input_sample_rate": self.input_sample_rate,
                 "streams": [s.to_dict() for s in self.stream_specs()]}
+
+
+def transmit(system, audio: Audio, utterance) -> tuple[Audio, dict[str, Any] | None]:
+    """``system.resynthesize`` plus what was transmitted: the output and the bitstream record
+    (:func:`bitstream_record`) that ``encode`` left in ``Streams.meta["bitstream"]`` (None when
+    it left none). A system that overrides ``resynthesize``, or is not a :class:`System`
+    (a plugin with only ``resynthesize``), is called as it is, without a bitstream."""
+    if (not isinstance(system, System) or type(system).resynthesize is not System.resynthesize
+            or "resynthesize" in vars(system)):
+        return system.resynthesize(audio, utterance), None
+    streams = system.encode(audio, utterance)
+    bitstream = streams.meta.get("bitstream") if isinstance(streams.meta, dict) else None
+    return system.decode(streams), bitstream
+
+
+def bitstream_record(bits: int, seconds: float, source: str = "measured",
+                     **detail: Any) -> dict[str, Any]:
+    """What one utterance cost to transmit, for the run record (``record["bitstream"]``) and the
+    reports' bitrate: ``bits`` (total payload bits the encoder produced, e.g. the sum of its
+    packet sizes), ``seconds`` (duration of the audio they carry), ``bps`` = bits / seconds,
+    ``source``: ``measured`` (counted from the encoder's output) or ``declared`` (a rate a user
+    states for outputs of another tool). ``detail``: anything else worth keeping (packets,
+    nominal rate, mode). Reports pool utterances as total bits / total seconds."""
+    if source not in ("measured", "declared"):
+        raise ValueError(f"bitstream source must be 'measured' or 'declared', got {source!r}")
+    if bits < 0 or not seconds > 0:
+        raise ValueError(f"bitstream needs bits >= 0 and seconds > 0 (got {bits}, {seconds})")
+    return {"bits": int(bits), "seconds": float(seconds), "bps": float(bits) / float(seconds),
+            "source": source, **detail}
 
 
 def as_float32(x: np.ndarray) -> np.ndarray:

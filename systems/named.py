@@ -29,18 +29,19 @@ def _vocoder_dir(ns: NamedSystem, checkpoint: str | None) -> Path:
         return folder
     from resyn_bench.catalogue import catalogue_path, is_present, missing_file_error
 
-    if not is_present(ns.vocoder):
-        raise missing_file_error(ns.vocoder)
-    config = f"{ns.vocoder}-config"
-    if not is_present(config):
-        raise missing_file_error(config)
+    from resyn_bench.catalogue import get_entry
+
+    # the generator and the files fetched with it (config.json, speakers/styles lists)
+    for name in (ns.vocoder, *get_entry(ns.vocoder).requires):
+        if not is_present(name):
+            raise missing_file_error(name, what=f"the named system {ns.name!r}")
     return catalogue_path(ns.vocoder)
 
 
 def make_named_system(name: str, checkpoint: str | None = None, units: str | None = None,
                       speaker: str | None = None, f0_stats: str | None = None,
                       device: str = "cpu", trust_sha256: str | None = None,
-                      f0_edit: str | None = None):
+                      f0_edit: str | None = None, style: str | None = None):
     """The system called ``name``: its vocoder checkpoint (``-o checkpoint=DIR`` overrides the
     default location) with the unit encoder of its name (``-o units=SPEC`` overrides it)."""
     from resyn_bench.systems.vocoder.system import CheckpointSystem
@@ -51,7 +52,12 @@ def make_named_system(name: str, checkpoint: str | None = None, units: str | Non
     if spec and ns.quantizer.startswith("local:") and not units and not Path(spec).is_file():
         raise NamedSystemError(f"{ns.name}: its k-means {spec} does not exist; train it: "
                                f"{ns.train_hint()}")
+    if trust_sha256 is None and not checkpoint and not ns.trained_locally:
+        from resyn_bench.catalogue import known_sha256
+
+        trust_sha256 = known_sha256(ns.vocoder)  # documented for the Expresso generator
     system = CheckpointSystem(str(folder), units=spec, speaker=speaker, f0_stats=f0_stats,
-                              device=device, trust_sha256=trust_sha256, f0_edit=f0_edit)
+                              device=device, trust_sha256=trust_sha256, f0_edit=f0_edit,
+                              **({"style": style} if style is not None else {}))
     system.named = ns
     return system

@@ -5,16 +5,86 @@ Each utterance's output is found in DIR by a name pattern with the placeholders 
 repo writes ``<stem>_gen.wav``: use ``--outputs-pattern '{stem}_gen.wav'``. Without a pattern,
 ``{utt_id}.wav``, ``{utt_id}.flac``, ``{speaker}/{utt_id}.wav`` and ``{speaker}/{utt_id}.flac``
 are tried in that order.
+
+A pattern may use only those three named fields, bare (no format spec such as ``{utt_id:>9}``,
+no conversion ``!r``, no attribute or index access ``{utt_id.__class__}``), must be relative and
+must not climb out of DIR (``..``). A located file must lie inside DIR (an id such as
+``../../x`` finds nothing rather than a file elsewhere).
 """
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import string
+from pathlib import Path, PurePosixPath
 
 from resyn_bench.audio import Audio, AudioError, load_audio
 from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure
 
 DEFAULT_PATTERNS = ("{utt_id}.wav", "{utt_id}.flac", "{speaker}/{utt_id}.wav",
                     "{speaker}/{utt_id}.flac")
+PATTERN_FIELDS = ("utt_id", "speaker", "stem")
+
+
+def check_pattern(pattern: str) -> str:
+    """Return ``pattern`` if it is a safe outputs pattern, else raise ValueError saying why."""
+    def bad(why: str) -> ValueError:
+        return ValueError(f"outputs: bad --outputs-pattern {pattern!r}: {why}; use only the "
+                          "placeholders {utt_id}, {speaker}, {stem}, e.g. '{stem}_gen.wav'")
+
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise bad("empty")
+    try:
+        parts = list(string.Formatter().parse(pattern))
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    fields = 0
+    for _literal, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in PATTERN_FIELDS:
+            raise bad(f"unknown field {{{name}}}" if name else "an empty field {}")
+        if spec or conversion:
+            raise bad(f"field {{{name}}} has a format spec or conversion")
+        fields += 1
+    if not fields:
+        raise bad("it names no field, so every utterance would get the same file")
+    pure = PurePosixPath(pattern.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts:
+        raise bad("it must be relative to DIR and must not contain '..'")
+    return pattern
+
+
+def _some_files(directory: Path, limit: int) -> list[Path]:
+    out = []
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            out.append(path)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def guess_pattern(files: list[str], utterances) -> str | None:
+    """A pattern that maps utterances to the given files (relative paths): the first file
+    containing an utterance's id or reference stem, with that part (and its speaker folder)
+    replaced by placeholders, kept when it matches at least one other listed file too or the
+    corpus has a single utterance."""
+    names = set(files)
+    for utt in utterances[:200]:
+        stem = Path(utt.path).stem
+        for rel in files:
+            for value, field in ((stem, "{stem}"), (utt.utt_id, "{utt_id}")):
+                if value and value in Path(rel).name:
+                    parent = Path(rel).parent.as_posix()
+                    folder = "" if parent == "." else (
+                        "{speaker}/" if parent == utt.speaker else parent + "/")
+                    pattern = folder + Path(rel).name.replace(value, field, 1)
+                    hits = sum(pattern.format(utt_id=u.utt_id, speaker=u.speaker,
+                                              stem=Path(u.path).stem) in names
+                               for u in utterances[:200])
+                    if hits >= min(2, len(utterances)):
+                        return pattern
+    return None
 
 
 class OutputsSystem(System):
@@ -23,11 +93,7 @@ class OutputsSystem(System):
         if not self.directory.is_dir():
             raise ValueError(f"outputs: {self.directory} is not a directory")
         if pattern is not None:
-            try:
-                pattern.format(utt_id="x", speaker="x", stem="x")
-            except (KeyError, IndexError, ValueError) as exc:
-                raise ValueError(f"outputs: bad --outputs-pattern {pattern!r} ({exc}); "
-                                 "use the placeholders {utt_id}, {speaker}, {stem}") from None
+            check_pattern(pattern)
         self.patterns = (pattern,) if pattern else DEFAULT_PATTERNS
 
     def stream_specs(self) -> list[StreamSpec]:
@@ -38,12 +104,41 @@ class OutputsSystem(System):
         fields = dict(utt_id=utterance.utt_id, speaker=utterance.speaker,
                       stem=Path(utterance.path).stem)
         tried = []
+        top = os.path.normpath(os.path.abspath(self.directory))
         for pattern in self.patterns:
             candidate = self.directory / pattern.format(**fields)
+            inside = os.path.normpath(os.path.abspath(candidate))
+            if os.path.commonpath([top, inside]) != top:  # an id like ../../x or /abs/x
+                tried.append(f"{candidate} (outside {self.directory}: not used)")
+                continue
             if candidate.is_file():
                 return candidate
             tried.append(str(candidate))
         raise SystemFailure(f"no output file for {utterance.utt_id}; tried {', '.join(tried)}")
+
+    def precheck(self, utterances) -> str | None:
+        """None when some utterance has its output file; else a message with the patterns
+        tried, a few files that are there and an ``--outputs-pattern`` that would match them."""
+        utterances = list(utterances)
+        for utt in utterances:
+            try:
+                self.locate(utt)
+                return None
+            except SystemFailure:
+                continue
+        present = sorted(p.relative_to(self.directory).as_posix()
+                         for p in _some_files(self.directory, 2000))
+        shown = ", ".join(present[:5]) + (f" ... ({len(present)} files)" if len(present) > 5 else "")
+        guess = guess_pattern(present, utterances)
+        first = utterances[0]
+        fields = dict(utt_id=first.utt_id, speaker=first.speaker, stem=Path(first.path).stem)
+        tried = "; ".join(f"{p!r} (e.g. {p.format(**fields)})" for p in self.patterns)
+        hint = (f"--outputs-pattern {guess!r} matches the files there" if guess else
+                "give the name pattern with --outputs-pattern (placeholders {utt_id}, {speaker}, "
+                "{stem}), e.g. --outputs-pattern '{stem}_gen.wav'")
+        return (f"outputs:{self.directory}: no output file matches any of the "
+                f"{len(utterances)} utterances; patterns tried: {tried}; files there: "
+                f"{shown or 'none'}. {hint}")
 
     def encode(self, audio: Audio, utterance) -> Streams:
         return Streams({"file": self.locate(utterance)}, sample_rate=audio.sample_rate)

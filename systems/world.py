@@ -4,6 +4,17 @@ encode: F0 (harvest or dio+stonemask), spectral envelope (CheapTrick) and band a
 (D4C) every ``frame_period`` ms; decode: WORLD synthesis. With ``mcep_dims`` set, the spectral
 envelope is transmitted as that many coded coefficients (pyworld's code/decode of the envelope),
 which makes the baseline a lossy parametric codec rather than a near-perfect copy.
+
+Low sample rates (measured, pyworld 0.3.5): WORLD codes band aperiodicity in 3 kHz bands from
+3 kHz up to ``fs/2 - 3 kHz``, so below 12 kHz there is no band at all (``code_aperiodicity``
+indexes past its buffer), and D4C's voicing test ("LoveTrain") compares the power below 4 kHz
+with the power below 7.9 kHz, a frequency above Nyquist under 15.8 kHz: there it marks every
+frame aperiodic and the output is whispered noise (mean F0 error ~290 cents on a harmonic
+tone at 8 kHz). Below :data:`D4C_VOICING_MIN_RATE` the voicing decision is therefore left to
+the F0 tracker (D4C ``threshold=0``), and with no aperiodicity band the coded stream is empty:
+D4C's aperiodicity is then a fixed function of frequency on voiced frames (the -60 dB to 0 dB
+ramp WORLD interpolates between 0 Hz and Nyquist) and 1 on unvoiced frames, which decoding
+rebuilds from F0 alone, exactly.
 """
 from __future__ import annotations
 
@@ -13,6 +24,33 @@ from resyn_bench.audio import Audio
 from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure, as_float32
 
 F0_METHODS = ("harvest", "dio")
+#: below this rate D4C's voicing test reads above Nyquist (its upper band edge is 7.9 kHz)
+D4C_VOICING_MIN_RATE = 15800
+#: WORLD's aperiodicity safeguard: fully aperiodic bins are ``1 - 1e-12``, the floor is -60 dB
+_WORLD_SAFEGUARD = 1e-12
+_AP_FLOOR_DB = -60.0
+
+
+def aperiodicity_bands(pyworld, fs: int) -> int:
+    """Number of coded band-aperiodicity values WORLD uses at ``fs`` (0 below 12 kHz)."""
+    return int(pyworld.get_num_aperiodicities(int(fs)))
+
+
+def d4c_threshold(fs: int) -> float:
+    """D4C's voicing threshold to use at ``fs``: WORLD's default 0.85 where its test is
+    defined, 0 (voicing from the F0 track) below :data:`D4C_VOICING_MIN_RATE`."""
+    return 0.85 if fs >= D4C_VOICING_MIN_RATE else 0.0
+
+
+def decode_bandless_aperiodicity(f0: np.ndarray, fs: int, fft_size: int) -> np.ndarray:
+    """D4C's aperiodicity at a rate with no coded band: on voiced frames the -60 dB (0 Hz) to
+    0 dB (Nyquist) linear-in-dB ramp, on unvoiced frames ``1 - 1e-12`` (WORLD's own values)."""
+    freq = np.arange(fft_size // 2 + 1) * (fs / fft_size)
+    ramp_db = np.interp(freq, [0.0, fs / 2.0], [_AP_FLOOR_DB, -_WORLD_SAFEGUARD])
+    voiced_ap = 10.0 ** (ramp_db / 20.0)
+    ap = np.full((len(f0), len(freq)), 1.0 - _WORLD_SAFEGUARD)
+    ap[np.asarray(f0) > 0] = voiced_ap
+    return ap
 
 
 def _pyworld():
@@ -57,9 +95,13 @@ class WorldSystem(System):
             f0 = pyworld.stonemask(x, f0, t, fs)
         fft_size = pyworld.get_cheaptrick_fft_size(fs, self.f0_floor)
         sp = pyworld.cheaptrick(x, f0, t, fs, f0_floor=self.f0_floor, fft_size=fft_size)
-        ap = pyworld.d4c(x, f0, t, fs, fft_size=fft_size)
+        ap = pyworld.d4c(x, f0, t, fs, fft_size=fft_size, threshold=d4c_threshold(fs))
         # Band aperiodicity is what WORLD transmits; decoding restores the full resolution.
-        coded_ap = pyworld.code_aperiodicity(ap, fs)
+        # With no band (fs < 12 kHz) D4C's output is a function of F0 alone: nothing to send.
+        if aperiodicity_bands(pyworld, fs) > 0:
+            coded_ap = pyworld.code_aperiodicity(ap, fs)
+        else:
+            coded_ap = np.zeros((len(f0), 0))
         envelope = pyworld.code_spectral_envelope(sp, fs, self.mcep_dims) if self.mcep_dims else sp
         return Streams({"f0": f0, "envelope": envelope, "aperiodicity": coded_ap},
                        sample_rate=fs, meta={"fft_size": fft_size, "n_samples": len(x)})
@@ -70,7 +112,11 @@ class WorldSystem(System):
         f0 = np.ascontiguousarray(streams["f0"], dtype=np.float64)
         env = np.ascontiguousarray(streams["envelope"], dtype=np.float64)
         sp = pyworld.decode_spectral_envelope(env, fs, fft_size) if self.mcep_dims else env
-        ap = pyworld.decode_aperiodicity(np.ascontiguousarray(streams["aperiodicity"]), fs, fft_size)
+        coded_ap = np.ascontiguousarray(streams["aperiodicity"], dtype=np.float64)
+        if coded_ap.ndim == 2 and coded_ap.shape[1] == 0:
+            ap = decode_bandless_aperiodicity(f0, fs, fft_size)
+        else:
+            ap = pyworld.decode_aperiodicity(coded_ap, fs, fft_size)
         y = pyworld.synthesize(f0, sp, ap, fs, self.frame_period)
         if not np.all(np.isfinite(y)):
             raise SystemFailure("WORLD synthesis produced NaN/inf samples")
@@ -82,5 +128,7 @@ class WorldSystem(System):
     def describe(self) -> dict:
         d = super().describe()
         d.update(f0_method=self.f0_method, frame_period_ms=self.frame_period,
-                 f0_floor=self.f0_floor, f0_ceil=self.f0_ceil, mcep_dims=self.mcep_dims)
+                 f0_floor=self.f0_floor, f0_ceil=self.f0_ceil, mcep_dims=self.mcep_dims,
+                 d4c_threshold=(f"0.85 at >= {D4C_VOICING_MIN_RATE} Hz, 0 (voicing from the F0 "
+                                "track) below"))
         return d

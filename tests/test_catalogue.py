@@ -92,12 +92,19 @@ def test_names_aliases_and_unknown():
                 "vocoder-hubert100-lj-config",
                 *(f"hubert-l6-km{k}" for k in (50, 100, 200, 500)),
                 *(f"cpc-km{k}" for k in (50, 100, 200, 500)),
-                *(f"logmel-km{k}" for k in (50, 100, 200))}
-    # the Whisper (CTranslate2) folders are tested in test_whisper_asr.py
-    fair = {n: e for n, e in catalogue.CATALOGUE.items() if not n.startswith("whisper-")}
-    assert set(fair) == expected
-    for e in fair.values():
-        assert e.url.startswith("https://dl.fbaipublicfiles.com/")
+                *(f"logmel-km{k}" for k in (50, 100, 200)),
+                # public unit vocoders (textlesslib Expresso, fairseq textless S2ST)
+                "hubert-l9-km500", "mhubert-base-vp-en-es-fr", "mhubert-l11-km1000",
+                *(f"vocoder-expresso-hubert-l9-km500{s}" for s in ("", "-config", "-speakers",
+                                                                   "-styles")),
+                *(f"vocoder-mhubert1000-{lang}{s}" for lang in ("en-lj", "es-css10", "fr-css10")
+                  for s in ("", "-config"))}
+    assert expected <= set(catalogue.CATALOGUE)  # metric models add their own entries
+    for e in catalogue.CATALOGUE.values():
+        if e.url.startswith("https://drive.google.com/"):  # wavlm-large-sv: Drive id URL
+            continue
+        assert e.url.startswith(("https://dl.fbaipublicfiles.com/", "https://huggingface.co/",
+                                 "https://github.com/"))
         assert e.url.endswith(e.relpath.split("/")[-1])
 
 
@@ -107,7 +114,27 @@ def test_only_documented_hashes_are_recorded():
     assert hashed == {
         "hubert-base-ls960": "1703cf8d2cdc76f8c046f5f6a9bcd224e0e6caf4744cad1a1f4199c32cac8c8d",
         "hubert-l6-km100": "f14a3104615485381fc489701d6761c9abbdbb0d43607cf55518a1e2891023fe",
-        "cpc-km100": "077b96e010b1e87be627ef2bef0f5e5cdaa1c01722aa363b2dc0bb6a638e8b26"}
+        "cpc-km100": "077b96e010b1e87be627ef2bef0f5e5cdaa1c01722aa363b2dc0bb6a638e8b26",
+        # textlesslib's checkpoint manager (textless/checkpoint_manager/__init__.py)
+        "cpc-big-ll6kh": "73155dad5d7c986fe7b7f548050060a8e9cc9a0ffd111a22932f38c3e617c5b8",
+        "hubert-l6-km50": "d01a7d5bc2c54b7b5f25f321ba525b4d230b06e3927f90bad0394198bc89f494",
+        "hubert-l6-km200": "b3c46c9cdd1707ad852dd53c359aa73942e79d53c432a9a8a419ed046408024b",
+        "hubert-l6-km500": "411c8668e1314751404f58636f935fc73540a6793890435da4a8ffadf157398e",
+        "cpc-km50": "c48be5717aebc08169aa5165d58267449b8c8568624a346bb9f4b26eac3b0240",
+        "cpc-km200": "2d863d1c6f251d19e667998248c87642ecb5e3ffaa410e9ebfa64341db4f6de2",
+        "cpc-km500": "35398f665dff06801a7bf1e595bc176711ed751d554e64d999dc42f1dd106561",
+        "hubert-l9-km500": "4450dcbc90aa7d0553306a4b0fafef35c9b3c840468f02969273dfbb9db89a23",
+        "mhubert-base-vp-en-es-fr":
+            "23527cd6311a6617bfa199f574e2eed478cd6a58a634f4007165c10ec0019832",
+        "mhubert-l11-km1000": "c70f5416c38044d0c20e33fdeedf4533974a8ac4029985cdef3b755038381a0b",
+        "vocoder-expresso-hubert-l9-km500":
+            "d50f4704e961c29cb386924ef32cd0c3a4d1089a3f9be856f8a3b6dcfdd6147a",
+        "vocoder-expresso-hubert-l9-km500-config":
+            "31e65ef5e100cb43de08f2c8d225496ace1ed87a49fcb8ee44bd6805f079b1f0",
+        "vocoder-expresso-hubert-l9-km500-speakers":
+            "2efabb7a4ad786da34fe6fbe99c3906b7abd40b2e01c81b7efde76142ae3d552",
+        "vocoder-expresso-hubert-l9-km500-styles":
+            "a6f63206518448277c63c3a251ac13484784829cf2e1b0a23b0860dd32543520"}
 
 
 def test_missing_file_error_is_actionable(home):
@@ -118,7 +145,7 @@ def test_missing_file_error_is_actionable(home):
     assert str(home / "checkpoints" / "gslm" / "hubert" / "km100" / "km.bin") in msg
     assert "resyn-bench fetch hubert-l6-km100" in msg
     # no documented hash: says so and how to trust the file
-    msg = str(catalogue.missing_file_error("cpc-km200"))
+    msg = str(catalogue.missing_file_error("logmel-km200"))
     assert "no sha256 is documented" in msg and "--trust-sha256" in msg
 
 

@@ -152,3 +152,45 @@ def test_clear_errors(checkpoint, tmp_path):
         CheckpointSystem(str(checkpoint["voc"]), step=7)
     cfg = json.loads((checkpoint["voc"] / "config.json").read_text())
     assert cfg["unit_encoder"] == "energy100"
+
+
+def test_f0_edits_reach_the_quantizer(checkpoint, monkeypatch):
+    """-o f0_edit=shift:+N / scale:X edit the F0 in Hz before the speaker normalisation; flat
+    puts every voiced frame at the speaker mean (z = 0); unvoiced frames stay 0."""
+    from resyn_bench.audio import load_audio
+    from resyn_bench.datasets import load_dataset
+    from resyn_bench.systems.vocoder.system import CheckpointSystem, CheckpointSystemError
+
+    utt = load_dataset("manifest", checkpoint["root"]).utterances[0]
+    audio = load_audio(utt.path)
+    seen = {}
+
+    def contour(edit):
+        system = CheckpointSystem(str(checkpoint["voc"]), f0_edit=edit)
+        real = system.model.quantizer.encode_indices
+
+        def spy(z):
+            seen[edit] = z.reshape(-1).numpy().astype(np.float64)
+            return real(z)
+
+        monkeypatch.setattr(system.model.quantizer, "encode_indices", spy)
+        system.encode(audio, utt)
+        assert system.describe()["f0_edit"] == edit
+        return system, seen[edit]
+
+    system, z = contour(None)
+    mean, std = system.f0_stats.lookup(utt.speaker)
+    hz = np.where(z != 0, z * std + mean, 0.0)
+    voiced = z != 0
+    assert voiced.sum() > 10
+    _, z_up = contour("shift:+12")
+    assert np.allclose(np.where(voiced, z_up * std + mean, 0.0), 2.0 * hz, rtol=1e-4, atol=1e-3)
+    assert np.array_equal(z_up != 0, voiced)
+    _, z_flat = contour("flat")
+    assert not z_flat[voiced].any()
+    _, z_still = contour("scale:0")     # no excursion left: one F0 (the utterance's mean) for all
+    still = z_still[voiced] * std + mean
+    assert np.ptp(still) < 1e-3 * still.mean()
+    assert still[0] == pytest.approx(np.exp(np.log(hz[voiced]).mean()), rel=1e-4)
+    with pytest.raises(CheckpointSystemError, match="shift:\\+N"):
+        CheckpointSystem(str(checkpoint["voc"]), f0_edit="louder")

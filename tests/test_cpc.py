@@ -124,8 +124,27 @@ def test_frame_count_single_pass(n):
 
 
 @pytest.mark.parametrize("n", [64001, 64159, 64160, 100000, 128000, 200000])
-def test_frame_count_chunked_is_n_over_160(n):
-    assert cpc_num_frames(n) == n // 160
+def test_frame_count_chunked(n):
+    # GSLM's rule: 400 frames per full chunk, then rest // (n // frames of a whole pass)
+    full = n // 64000
+    expected = 400 * full + (n - 64000 * full) // (n // _conv_frames(n))
+    assert cpc_num_frames(n) == expected
+    assert expected == n // 160 + (n == 64159)  # 64159: padding gives the whole pass 401
+
+
+def _gslm_rule(weights, wav, chunk, levels=2):
+    """GSLM/textlesslib's reader, computed independently: full chunks as separate passes, then
+    the tail frames from a pass over the WHOLE waveform (their ``x[:, -max_chunk:]`` slices the
+    channel dimension of the (1, 1, N) tensor)."""
+    n = len(wav)
+    full = n // chunk
+    parts = [_reference(weights, wav[j * chunk:(j + 1) * chunk], levels) for j in range(full)]
+    if full * chunk < n:
+        whole = _reference(weights, wav, levels)
+        delta = (n - full * chunk) // (n // len(whole))
+        if delta:
+            parts.append(whole[-delta:])
+    return np.concatenate(parts)
 
 
 def test_textlesslib_chunking(ckpt, weights):
@@ -135,15 +154,44 @@ def test_textlesslib_chunking(ckpt, weights):
         wav = _wav(n, seed=n)
         got = fx.extract(wav)
         assert got.shape == (n // 160, H) == (cpc_num_frames(n, chunk), H)
+        np.testing.assert_allclose(got, _gslm_rule(weights, wav, chunk), atol=1e-4, rtol=0)
         # full chunks are independent passes (zero LSTM state each time)
         for j in range(3):
             np.testing.assert_allclose(got[10 * j:10 * j + 10],
                                        _reference(weights, wav[j * chunk:(j + 1) * chunk], 2),
                                        atol=1e-4, rtol=0)
-        rest = (n - 3 * chunk) // 160
-        if rest:  # the tail: last frames of a pass over the last `chunk` samples
-            np.testing.assert_allclose(got[30:], _reference(weights, wav[-chunk:], 2)[-rest:],
-                                       atol=1e-4, rtol=0)
+
+
+@pytest.fixture
+def long_memory(tmp_path):
+    """Weights whose LSTM remembers (forget gate ~0.999, input gate ~0.0025: a time constant
+    of about 1000 frames without saturating the cell): the tail frames then depend on where
+    the pass started, as with the real model."""
+    sd = _official_weights(seed=3)
+    for lvl in range(LEVELS):
+        sd[f"gAR.baseNet.bias_ih_l{lvl}"][:H] -= 6.0
+        sd[f"gAR.baseNet.bias_ih_l{lvl}"][H:2 * H] += 7.0
+    path = tmp_path / "cpc_long.pt"
+    torch.save({"weights": sd, "config": {"hiddenEncoder": C, "hiddenGar": H,
+                                          "nLevelsGRU": LEVELS}}, path)
+    return path, sd
+
+
+@pytest.mark.parametrize("seconds", [5.0, 6.25, 10.0])
+def test_long_inputs_match_gslm_tail_rule(long_memory, seconds):
+    """Default max_chunk 64000: the tail frames come from a pass over the whole input, so they
+    differ from a pass over the last 64000 samples (the LSTM has seen the whole utterance)."""
+    ckpt, weights = long_memory
+    fx = load_cpc(ckpt, layer=2)
+    n = int(seconds * 16000)
+    wav = _wav(n, seed=n)
+    got = fx.extract(wav)
+    assert got.shape == (n // 160, H) == (cpc_num_frames(n), H)
+    np.testing.assert_allclose(got, _gslm_rule(weights, wav, 64000), atol=1e-4, rtol=0)
+    full = (n // 64000) * 400
+    rest = n // 160 - full
+    last_chunk_only = _reference(weights, wav[-64000:], 2)[-rest:]
+    assert np.abs(got[full:] - last_chunk_only).max() > 1e-3  # the rule matters here
 
 
 def test_norm_features(ckpt):
@@ -200,3 +248,40 @@ def test_make_feature_extractor_cpc(ckpt, weights):
     assert fx.dim == H and fx.hop_size == 160
     np.testing.assert_allclose(fx.extract(wav), _reference(weights, wav, 2), atol=1e-4, rtol=0)
     assert math.isclose(fx.sample_rate / fx.hop_size, 100.0)
+
+
+def test_default_cpc_trusts_the_catalogue_hash(weights, home, monkeypatch):
+    """make_feature_extractor("cpc") reads the catalogue file's full pickle with the hash the
+    catalogue documents (textlesslib's), without the user passing one."""
+    import dataclasses
+
+    from resyn_bench import catalogue
+    from resyn_bench.systems.encoders.features import make_feature_extractor
+
+    assert catalogue.known_sha256("cpc-big-ll6kh") == (
+        "73155dad5d7c986fe7b7f548050060a8e9cc9a0ffd111a22932f38c3e617c5b8")
+    mod = types.ModuleType("fake_cpc_args2")
+
+    class FakeNamespace:
+        def __init__(self):
+            self.hiddenEncoder = C
+
+    FakeNamespace.__module__, FakeNamespace.__qualname__ = mod.__name__, "FakeNamespace"
+    mod.FakeNamespace = FakeNamespace
+    path = catalogue.catalogue_path("cpc-big-ll6kh")
+    path.parent.mkdir(parents=True)
+    sys.modules[mod.__name__] = mod
+    try:
+        torch.save({"weights": weights, "config": FakeNamespace()}, path)
+    finally:
+        del sys.modules[mod.__name__]
+    entry = catalogue.CATALOGUE["cpc-big-ll6kh"]
+    # this stand-in file is not the real one: document its hash in the catalogue instead
+    monkeypatch.setitem(catalogue.CATALOGUE, "cpc-big-ll6kh",
+                        dataclasses.replace(entry, sha256=sha256_file(path)))
+    fx = make_feature_extractor("cpc", convert=False)
+    wav = _wav(2000)
+    np.testing.assert_allclose(fx.extract(wav), _reference(weights, wav, 2), atol=1e-4, rtol=0)
+    monkeypatch.setitem(catalogue.CATALOGUE, "cpc-big-ll6kh", dataclasses.replace(entry, sha256=None))
+    with pytest.raises(UnsafeCheckpointError):
+        make_feature_extractor("cpc", convert=False)

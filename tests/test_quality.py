@@ -13,9 +13,9 @@ import pytest
 
 from resyn_bench.audio import Audio, resample
 from resyn_bench.metrics.base import MetricError, MetricGroup
-from resyn_bench.metrics.quality import (MCD_SCALE, DNSMOSMetrics, IntrusiveQualityMetrics,
-                                         dtw, dtw_mcd, freqt_matrix, mcd_frames, sp2mc,
-                                         trim_edges)
+from resyn_bench.metrics.quality import (MCD_BAND_HZ, MCD_SCALE, DNSMOSMetrics,
+                                         IntrusiveQualityMetrics, band_mel_cepstrum, dtw,
+                                         dtw_mcd, freqt_matrix, mcd_frames, sp2mc, trim_edges)
 
 SR = 16000
 K = 10.0 / math.log(10.0) * math.sqrt(2.0)   # written out again on purpose
@@ -102,6 +102,95 @@ def test_sp2mc_of_a_flat_envelope_is_c0_only():
     mc = sp2mc(sp, 24, 0.42)
     assert mc[:, 0] == pytest.approx(np.log(2.0))     # log amplitude = log sqrt(4)
     assert np.max(np.abs(mc[:, 1:])) < 1e-12
+
+
+def _formant_envelope(n_bins: int = 513) -> np.ndarray:
+    w = np.linspace(0, np.pi, n_bins)
+    log_amp = (1.5 * np.exp(-((w - 0.3) / 0.1) ** 2) + 0.8 * np.exp(-((w - 1.2) / 0.3) ** 2)
+               - 0.5 * w)
+    return np.exp(2 * log_amp)[None, :]
+
+
+def test_band_mel_cepstrum_full_band_is_sp2mc():
+    power = _formant_envelope()
+    assert np.max(np.abs(band_mel_cepstrum(power, 40, 0.42, 1.0) - sp2mc(power, 40, 0.42))) < 1e-3
+
+
+def test_band_mel_cepstrum_reconstructs_the_band_and_ignores_what_is_above():
+    """log|H| = sum_m c(m) cos(m pi beta / beta_max) on 0 <= beta <= beta_max (beta: all-pass
+    warped frequency, independent formula); the envelope above the band edge does not enter."""
+    alpha, frac = 0.42, 7000 / 8000
+    power = _formant_envelope()
+    w = np.linspace(0, np.pi, power.shape[1])
+    mc = band_mel_cepstrum(power, 80, alpha, frac)
+    beta = w + 2 * np.arctan2(alpha * np.sin(w), 1 - alpha * np.cos(w))
+    beta_max = np.pi * frac + 2 * np.arctan2(alpha * np.sin(np.pi * frac),
+                                             1 - alpha * np.cos(np.pi * frac))
+    inside = w <= np.pi * frac
+    recon = np.cos(np.outer(np.pi * beta[inside] / beta_max, np.arange(81))) @ mc[0]
+    assert np.max(np.abs(recon - 0.5 * np.log(power[0, inside]))) < 0.02
+    emptied = power.copy()
+    emptied[:, w > np.pi * (frac + 0.01)] = 1e-30          # a 'low-pass' 70 dB deep and more
+    assert np.array_equal(band_mel_cepstrum(emptied, 24, alpha, frac),
+                          band_mel_cepstrum(power, 24, alpha, frac))
+    # the full band sees it: every coefficient moves, which is what made MCD punish low-passes
+    full_diff = MCD_SCALE * np.linalg.norm((sp2mc(emptied, 24, alpha) - sp2mc(power, 24, alpha))
+                                           [0, 1:])
+    assert full_diff > 5.0
+    with pytest.raises(ValueError):
+        band_mel_cepstrum(power, 24, alpha, 0.0)
+
+
+@pytest.fixture(scope="module")
+def floor_speech() -> np.ndarray:
+    """Speech with a recording-like noise floor 45 dB below it, so the reference fills the
+    band up to 8 kHz the way a real recording does (espeak at 22.05 kHz, resampled, does not)."""
+    x = _speak("Glue the sheet to the dark blue background.").astype(np.float64)
+    rng = np.random.default_rng(3)
+    x += rng.standard_normal(len(x)) * math.sqrt(np.mean(x ** 2)) * 10 ** (-45 / 20)
+    return x.astype(np.float32)
+
+
+def test_mcd_known_answers_band_limited_and_resampled_copies_score_near_zero(floor_speech):
+    """Issue 20: a 7.6 kHz low-pass or a 16->24->16 kHz round trip is near-transparent (PESQ
+    4.6, STOI 1.0) but scored worse than a WORLD vocoder on the full band (here 4.4 / 3.9 dB
+    against 3.1 dB). On the 0-7 kHz band they score ~0 and well below the vocoder."""
+    from scipy import signal
+
+    from resyn_bench.systems.world import WorldSystem
+
+    g = IntrusiveQualityMetrics()
+    assert g.band_hz == MCD_BAND_HZ == 7000.0
+    assert g.settings()["mcd"]["band_hz"] == [0.0, 7000.0]
+    x = floor_speech
+    sos = signal.butter(12, 7600, fs=SR, output="sos")
+    lowpass = signal.sosfiltfilt(sos, x).astype(np.float32)
+    round_trip = resample(resample(x, SR, 24000), 24000, SR)
+    world = WorldSystem(f0_method="dio")             # harvest costs ~1 s per second of audio
+    vocoded = np.asarray(world.decode(world.encode(Audio(x, SR), None)).samples, np.float32)
+
+    refs = {}
+
+    def mcd(group, out):
+        if id(group) not in refs:
+            refs[id(group)] = group.mel_cepstrum(x)[0]
+        ref = refs[id(group)]
+        mc, *_ = group.mel_cepstrum(out)
+        return dtw_mcd(ref[:, 1:], mc[:, 1:])[0]
+
+    copies = [mcd(g, lowpass), mcd(g, round_trip)]
+    vocoder = mcd(g, vocoded)
+    assert max(copies) < 0.2
+    assert vocoder > 2.0 > 10 * max(copies)
+    # the old full-band definition ranks the copies below the vocoder: the bug this fixes
+    full = IntrusiveQualityMetrics(band_hz=None)
+    assert full.settings()["mcd"]["band_hz"] == [0.0, 8000.0]
+    assert mcd(full, lowpass) > mcd(full, vocoded)
+    # the band still sees what is inside it: a 4 kHz low-pass is far worse than the vocoder
+    lp4k = signal.sosfiltfilt(signal.butter(12, 4000, fs=SR, output="sos"), x).astype(np.float32)
+    assert mcd(g, lp4k) > 2 * vocoder
+    with pytest.raises(ValueError, match="band_hz"):
+        IntrusiveQualityMetrics(band_hz=9000)
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,3 +453,38 @@ def test_dnsmos_release_drops_the_sessions():
     assert g._model is not None
     g.release()
     assert g._model is None
+
+
+@pytest.mark.slow
+def test_mcd_known_answers_on_real_vctk():
+    """Issue 20's figures on real recordings (4 VCTK utterances of ../shared/corpora): a
+    7.6 kHz low-pass and a 16->24->16 kHz round trip score ~0 dB on the 0-7 kHz band (the full
+    band gave ~5.5 and ~4.7 dB, worse than WORLD), WORLD resynthesis stays ~3.4 dB."""
+    import csv
+
+    import soundfile as sf
+    from conftest import SHARED
+    from scipy import signal
+
+    from resyn_bench.systems.world import WorldSystem
+
+    root = SHARED / "corpora" / "vctk_autovc_16k"
+    if not (root / "manifest.tsv").exists():
+        pytest.skip(f"{root} not present (set RESYN_BENCH_SHARED)")
+    rows = list(csv.DictReader(open(root / "manifest.tsv"), delimiter="\t"))[::10][:4]
+    g = IntrusiveQualityMetrics()
+    world = WorldSystem()
+    sos = signal.butter(12, 7600, fs=SR, output="sos")
+    copies, vocoded = [], []
+    for r in rows:
+        x, sr = sf.read(root / r["path"], dtype="float32")
+        assert sr == SR
+        ref, *_ = g.mel_cepstrum(x)
+
+        def mcd(y):
+            return dtw_mcd(ref[:, 1:], g.mel_cepstrum(np.asarray(y, np.float32))[0][:, 1:])[0]
+
+        copies += [mcd(signal.sosfiltfilt(sos, x)), mcd(resample(resample(x, SR, 24000), 24000, SR))]
+        vocoded.append(mcd(world.decode(world.encode(Audio(x, SR), None)).samples))
+    assert max(copies) < 0.2
+    assert min(vocoded) > 2.0

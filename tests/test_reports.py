@@ -83,7 +83,8 @@ def test_write_report_and_terminal_summary(runs, tmp_path):
     # paper (Table 1) and all; no VC/F0-manipulation runs and no bitrate: no vc/codec tables
     assert {p.name for p in paths.values()} == {"table.md", "table.tex", "table.csv", "table_all.md",
                                                 "table_all.tex", "table_all.csv", "summary.json",
-                                                "report.html", "plots"}
+                                                "report.html", "plots",
+                                                ".resyn-bench-report.json"}
     # the paper layout keeps Table 1's columns (here VDE, FFE); "all" has every metric
     paper = paths["markdown"].read_text()
     assert "VDE" in paper and "FFE" in paper and "GPE" not in paper

@@ -145,8 +145,8 @@ def test_resume_skips_finished_and_never_duplicates(tiny_corpus, tmp_path, home)
     # a torn last line, as left by a kill in the middle of a write
     with open(out / "records.jsonl", "a") as fh:
         fh.write('{"utt_id": "spkB_000", "status": "o')
-    with pytest.raises(RunError, match="settings differ"):
-        run(_config(tiny_corpus, out, f0_preset="harvest", limit=2), progress=False)
+    with pytest.raises(RunError, match="settings differ"):  # another system: another run
+        run(_config(tiny_corpus, out, system="world", limit=2), progress=False)
     second = run(_config(tiny_corpus, out, limit=2), progress=False)
     assert second.n_processed == 0 and second.n_done_before == 2
     # the full dataset continues where the limited run stopped (limit is not part of identity)

@@ -275,7 +275,8 @@ def test_aggregate_pure_and_undefined_cases():
     g = SpeakerMetrics()
     assert g.aggregate([]) == {"spk.acc": None, "spk.eer": None, "spk.min_dcf": None,
                                "spk.chance": None, "spk.n_target_trials": 0.0,
-                               "spk.n_nontarget_trials": 0.0}
+                               "spk.n_nontarget_trials": 0.0, "spk.source_acc": None,
+                               "spk.source_eer": None}
     entries = [
         {"counts": {"correct": 1.0, "trials": 1.0},
          "extra": {"target": "a", "trials": {"a": 0.9, "b": 0.2, "c": 0.1}}},
@@ -289,6 +290,15 @@ def test_aggregate_pure_and_undefined_cases():
     # tar {0.9, 0.5}, non {0.2, 0.1, 0.8, 0.5}: hand-worked like above
     assert agg["spk.eer"] == pytest.approx(eer([0.9, 0.5], [0.2, 0.1, 0.8, 0.5])[0])
     assert g.aggregate(entries) == agg
+    assert agg["spk.source_acc"] is None and agg["spk.source_eer"] is None   # no conversion
+    # voice conversion: the second output (target b) came from speaker a and was taken for a;
+    # source trials are those of converted outputs only, with the source as claimed identity
+    entries[1]["extra"]["source"] = "a"
+    entries[1]["counts"].update(source_correct=1.0, source_trials=1.0)
+    agg = g.aggregate(entries)
+    assert agg["spk.source_acc"] == 1.0 and agg["spk.acc"] == 0.5
+    assert agg["spk.source_eer"] == pytest.approx(eer([0.8], [0.5, 0.5])[0]) == 0.0
+    assert agg["spk.eer"] == pytest.approx(eer([0.9, 0.5], [0.2, 0.1, 0.8, 0.5])[0])
 
 
 def test_constructor_is_cheap_and_validates():

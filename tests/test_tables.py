@@ -331,8 +331,8 @@ def test_cli_report_options(golden_runs, tmp_path, capsys):
     assert rc == 0
     printed = capsys.readouterr().out
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["summary.json", "table.csv", "table.md", "table.tex", "table_wer.csv",
-                     "table_wer.md", "table_wer.tex"]
+    assert names == [".resyn-bench-report.json", "summary.json", "table.csv", "table.md",
+                     "table.tex", "table_wer.csv", "table_wer.md", "table_wer.tex"]
     assert "S[table-format" in (out / "table.tex").read_text()
     assert "table_wer.md" in printed and "latex (wer)" in printed
     rc = main(["report", str(golden_runs[0]), "--out", str(out), "--layout", "nope"])
@@ -356,10 +356,15 @@ def test_vectorised_trial_statistics_equal_aggregate_on_every_replicate(golden):
     entries[0]["extra"]["trials"]["p226"] = float("nan")      # an undefined trial
     entries[1]["extra"] = {}                                   # no trials at all
     entries[2]["extra"]["trials"] = {k: 0.5 for k in entries[2]["extra"]["trials"]}  # ties
+    # voice conversion: source-speaker trials (source EER) on most, not all, utterances
+    for e in entries[4:]:
+        if e["extra"].get("target") not in (None, e["speaker"]):
+            e["extra"]["source"] = e["speaker"]
     speakers = [e["speaker"] for e in entries]
     fast = TrialDesign(group, entries).replicates(bootstrap_weights(speakers, 200, 3))
     slow = [group.aggregate([entries[i] for i in idx]) for idx in iter_bootstrap_indices(speakers, 200, 3)]
     assert len(fast) == len(slow) == 200
+    assert sum(r["spk.source_eer"] is not None for r in fast) > 150
     for a, b in zip(fast, slow):
         assert a == b
 

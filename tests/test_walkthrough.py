@@ -52,6 +52,11 @@ def test_logmel100_trained_offline_end_to_end(tmp_path, home, capsys):
 
     records = read_records(run_dir)
     assert len(records) == 6 and all(r["status"] == "ok" for r in records)
+    # the k-means was fitted on these very clips: the run says so (README walkthrough note)
+    overlap = read_manifest(run_dir)["training_overlap"]
+    kmeans = [p for p in overlap["parts"] if p["part"] == f"k-means {km}"]
+    assert kmeans and kmeans[0]["n_overlap"] == 6 and kmeans[0]["n_evaluated"] == 6
+    assert "training-set overlap" in capsys.readouterr().err + overlap["note"]
     system = read_manifest(run_dir)["system"]
     assert system["checkpoint"]["step"] == 300
     assert {s["name"] for s in system["streams"]} == {"units", "f0_codes", "speaker"}

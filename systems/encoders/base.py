@@ -6,7 +6,9 @@
   metadata names the feature extractor, layer and checkpoint it was trained on;
 * a catalogue name: ``hubert-l6-km{50,100,200,500}`` (also ``hubert-km100``; HuBERT Base
   layer 6 + the GSLM k-means), ``cpc-km{50,100,200,500}`` (CPC big + GSLM k-means),
-  ``logmel-km{50,100,200}`` (80-band log-mel + GSLM k-means). The official ``km.bin`` pickle
+  ``logmel-km{50,100,200}`` (80-band log-mel + GSLM k-means), ``hubert-l9-km500`` (HuBERT
+  Base layer 9, the Expresso vocoders' units), ``mhubert-l11-km1000`` (mHuBERT Base layer 11,
+  fairseq's textless S2ST vocoders). The official ``km.bin`` pickle
   is converted once into a safe ``km.npz`` beside it (only if its sha256 is documented or the
   caller vouches for it); later loads read the ``.npz``;
 * a dict ``{"kmeans": <file or catalogue name>, "extractor": ..., "layer": ...,
@@ -30,7 +32,7 @@ import numpy as np
 from resyn_bench.systems.encoders.kmeans import KMeansError, KMeansModel
 
 __all__ = ["UnitEncoder", "UnitEncoderError", "load_unit_encoder", "parse_catalogue_spec",
-           "resolve_extractor_checkpoint", "CATALOGUE_ENCODERS"]
+           "resolve_extractor_checkpoint", "CATALOGUE_ENCODERS", "CATALOGUE_KMEANS"]
 
 
 class UnitEncoderError(ValueError):
@@ -48,6 +50,19 @@ CATALOGUE_ENCODERS: dict[str, dict[str, Any]] = {
     "logmel": {"extractor": "logmel", "layer": None, "checkpoint": None,
                "hop_size": 160, "sample_rate": 16000, "ks": (50, 100, 200),
                "trained_on": "LibriSpeech train-clean-100 (GSLM, 80-band log-mel)"},
+}
+
+#: single published k-means that are not part of a GSLM family (exact names)
+CATALOGUE_KMEANS: dict[str, dict[str, Any]] = {
+    "hubert-l9-km500": {"extractor": "hubert", "layer": 9, "checkpoint": "hubert-base-ls960",
+                        "hop_size": 320, "sample_rate": 16000, "k": 500,
+                        "trained_on": "LibriSpeech 960 h (HuBERT Base layer 9; the units of "
+                                      "textlesslib's Expresso vocoders)"},
+    "mhubert-l11-km1000": {"extractor": "hubert", "layer": 11,
+                           "checkpoint": "mhubert-base-vp-en-es-fr", "hop_size": 320,
+                           "sample_rate": 16000, "k": 1000,
+                           "trained_on": "VoxPopuli En/Es/Fr (mHuBERT Base layer 11; fairseq "
+                                         "textless S2ST)"},
 }
 
 _SPEC = re.compile(r"^(?P<family>hubert|cpc|logmel)(?:-l(?P<layer>\d+))?-km(?P<k>\d+)$")
@@ -141,7 +156,10 @@ def parse_catalogue_spec(spec: str) -> tuple[str, dict[str, Any]] | None:
     """``hubert-l6-km100`` -> ("hubert-l6-km100", family info); None when ``spec`` does not
     look like a catalogue unit-encoder name. Raises for names of the right shape that the
     catalogue does not have (another layer, another K)."""
-    m = _SPEC.match(str(spec).strip().lower())
+    key = str(spec).strip().lower()
+    if key in CATALOGUE_KMEANS:
+        return key, dict(CATALOGUE_KMEANS[key])
+    m = _SPEC.match(key)
     if not m:
         return None
     family, k = m["family"], int(m["k"])
@@ -152,7 +170,8 @@ def parse_catalogue_spec(spec: str) -> tuple[str, dict[str, Any]] | None:
                                    f"(use {family}-km{k})")
         if int(m["layer"]) != info["layer"]:
             raise UnitEncoderError(
-                f"{spec!r}: the published GSLM HuBERT k-means are for layer 6 only; for layer "
+                f"{spec!r}: the published GSLM HuBERT k-means are for layer 6 only (other "
+                f"published ones: hubert-l9-km500, mhubert-l11-km1000); for layer "
                 f"{m['layer']} train your own: resyn-bench train kmeans --encoder hubert "
                 f"--layer {m['layer']} --k {k} ... --out km.npz, then use --units km.npz")
     if k not in info["ks"]:

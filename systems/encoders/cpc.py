@@ -16,16 +16,25 @@ Architecture (facts from facebookresearch/CPC_audio ``cpc/model.py`` and textles
 Checkpoint: a dict with ``weights`` (state dict, keys ``gEncoder.conv0.weight``,
 ``gEncoder.batchNorm0.weight``, ``gAR.baseNet.weight_ih_l0``, ...) and ``config`` (``hiddenEncoder``,
 ``hiddenGar``, ``nLevelsGRU``, ...). Sizes are read off the tensors. If the file needs arbitrary
-unpickling it is read only with a SHA-256 the user trusts - no hash for this file is documented
-anywhere we trust, so none is built in - and then converted once to a tensors-only copy next to it
-(``<stem>.resyn.pt``).
+unpickling it is read only with a trusted SHA-256 (the one textlesslib documents for CPC big,
+from the catalogue, or one the user passes) and then converted once to a tensors-only copy next
+to it (``<stem>.resyn.pt``).
 
-Chunking follows textlesslib exactly for inputs longer than ``max_chunk`` (64000 samples):
-non-overlapping full chunks, then the *last* ``max_chunk`` samples of which only the frames of the
-not-yet-covered samples are kept; so an input of N > max_chunk samples yields N // 160 frames.
-(When fewer than 160 samples remain, textlesslib's ``feat[:, -0:]`` keeps a whole extra chunk of
-frames; here it keeps none.) Up to ``max_chunk`` samples the input is one pass whose frame count
-is the conv arithmetic (:func:`cpc_num_frames`).
+Chunking for inputs longer than ``max_chunk`` (64000 samples) follows the feature reader of
+GSLM (fairseq ``examples/textless_nlp/gslm/speech2unit/pretrained/cpc_feature_reader.py``) and
+textlesslib (``textless/data/cpc_feature_reader.py``): non-overlapping full chunks, each an
+independent pass (zero LSTM state), then a "last chunk" for the remaining samples. Their last
+chunk is ``x[:, -max_chunk:]`` on the ``(1, 1, N)`` waveform, which slices the channel
+dimension, so it is the *whole* waveform: the tail frames are the last
+``(N - full * max_chunk) // df`` frames of one pass over all N samples, with
+``df = N // frames(N)`` (160 for any N > 64000). The k-means models of GSLM were fitted on
+features read this way, so this extractor reproduces it, including the tail's LSTM state that
+has run over the whole utterance. One deliberate difference: when fewer than ``df`` samples
+remain, their ``feat[:, -0:]`` appends every frame of the whole pass (about twice the frame
+count); here nothing is appended. The count is ``full * frames(max_chunk) + rest // df``:
+N // 160, or one more where the conv padding gives the whole pass an extra frame (N = 64159:
+df = 159, 401 frames, as theirs). Up to ``max_chunk`` samples the
+input is one pass whose frame count is the conv arithmetic (:func:`cpc_num_frames`).
 """
 from __future__ import annotations
 
@@ -89,7 +98,7 @@ def cpc_num_frames(num_samples: int, max_chunk: int = 64000) -> int:
         return _conv_len(n)
     full = n // max_chunk
     per_chunk = _conv_len(max_chunk)
-    df = max_chunk // per_chunk
+    df = n // _conv_len(n)  # the tail comes from a pass over the whole input (module doc)
     return full * per_chunk + (n - full * max_chunk) // df
 
 
@@ -222,7 +231,11 @@ def read_cpc_checkpoint(path, trusted_sha256: Iterable[str] | str = (),
         except (OSError, RuntimeError, KeyError, TypeError, AttributeError) as exc:
             # unreadable/partial/foreign copy: fall back to the original file
             log.warning("ignoring %s (%s)", conv, exc)
-    obj, was_pickle = load_checkpoint_object(path, trusted_sha256, what="CPC checkpoint")
+    from resyn_bench import catalogue
+
+    # the documented hash of CPC big is always trusted (like HuBERT Base's in hubert.py)
+    trusted = catalogue.trusted_hashes("cpc-big-ll6kh", trusted_sha256)
+    obj, was_pickle = load_checkpoint_object(path, trusted, what="CPC checkpoint")
     if not isinstance(obj, dict):
         raise TypeError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
     if obj.get("format") == _FORMAT:
@@ -290,10 +303,11 @@ class CPCFeatureExtractor:
             feats.append(self._run(x[start:start + c]))
             start += c
         if start < n:
-            last = self._run(x[n - c:])
-            keep = (n - start) // (c // last.shape[0])
+            # GSLM/textlesslib's last chunk is the whole waveform (module doc)
+            whole = self._run(x)
+            keep = (n - start) // (n // whole.shape[0])
             if keep:
-                feats.append(last[last.shape[0] - keep:])
+                feats.append(whole[whole.shape[0] - keep:])
         return torch.cat(feats, 0).float().cpu().numpy()
 
     def describe(self) -> dict:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "FEATURE_NAMES",
+    "CheckpointReadError",
     "MissingCheckpointError",
     "default_checkpoint_path",
     "load_checkpoint_object",
@@ -51,6 +52,10 @@ class MissingCheckpointError(FileNotFoundError):
     """A feature extractor's checkpoint is not on disk; the message says where to put it."""
 
 
+class CheckpointReadError(ValueError):
+    """A trusted checkpoint could not be read; the message names the file and what to do."""
+
+
 # --------------------------------------------------------------------------------------------
 # Factory
 
@@ -64,8 +69,10 @@ def make_feature_extractor(name: str, layer: int | None = None, checkpoint: str 
       ``.pt``, our converted file, a Hugging Face directory/state dict; None means the
       catalogue file ``hubert-base-ls960`` (its documented sha256 is trusted).
     - ``"cpc"``: CPC LSTM level ``layer`` (default 2); ``checkpoint`` None means the catalogue
-      file ``cpc-big-ll6kh`` (no documented sha256: pass ``trusted_sha256`` if its pickle
-      must be read).
+      file ``cpc-big-ll6kh`` (its documented sha256 is trusted).
+
+    The catalogue's documented hash of the model's default file is trusted in addition to
+    ``trusted_sha256`` (trust goes with the content, so a copy of that file elsewhere loads too).
 
     Extra keyword arguments go to the model wrapper (e.g. ``device``, ``max_chunk``).
     """
@@ -81,14 +88,21 @@ def make_feature_extractor(name: str, layer: int | None = None, checkpoint: str 
 
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint_path("hubert")
         return load_hubert(path, layer=6 if layer is None else int(layer),
-                           trusted_sha256=trusted_sha256, **kwargs)
+                           trusted_sha256=_with_catalogue_hash("hubert", trusted_sha256), **kwargs)
     if key == "cpc":
         from resyn_bench.systems.encoders.cpc import load_cpc
 
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint_path("cpc")
         return load_cpc(path, layer=2 if layer is None else int(layer),
-                        trusted_sha256=trusted_sha256, **kwargs)
+                        trusted_sha256=_with_catalogue_hash("cpc", trusted_sha256), **kwargs)
     raise ValueError(f"unknown feature extractor {name!r}; known: {', '.join(FEATURE_NAMES)}")
+
+
+def _with_catalogue_hash(model: str, trusted_sha256: Iterable[str] | str) -> tuple[str, ...]:
+    """The user's hashes plus the catalogue's documented hash of ``model``'s default file."""
+    from resyn_bench import catalogue
+
+    return catalogue.trusted_hashes(_CATALOGUE_NAMES[model], trusted_sha256)
 
 
 def default_checkpoint_path(model: str) -> Path:
@@ -216,6 +230,18 @@ def _allowed_globals() -> dict:
     return allowed
 
 
+def _codecs_encode(obj, encoding="utf-8", errors="strict"):
+    """``_codecs.encode`` for latin-1 only: how protocol-2 pickles (torch's default) write
+    ``bytes`` (numpy arrays and scalars carry their raw data this way). Any other codec is
+    refused, as torch's weights-only unpickler restricts it."""
+    import codecs
+
+    if not isinstance(obj, str) or codecs.lookup(str(encoding)).name != "iso8859-1":
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r} "
+                                     "(only latin1, the way pickles store bytes, is allowed)")
+    return obj.encode("latin1", errors)
+
+
 def _reconstructor(cls, base, state):
     """copyreg._reconstructor restricted to stand-ins and plain containers."""
     if isinstance(cls, type) and issubclass(cls, PickledObject):
@@ -242,6 +268,8 @@ class _InertUnpickler(pickle.Unpickler):
             return _reconstructor
         if module == "copyreg" and name == "__newobj__":
             return _newobj
+        if module == "_codecs" and name == "encode":
+            return _codecs_encode
         return _stub_class(module, name)
 
 
@@ -310,7 +338,8 @@ def load_checkpoint_object(path, trusted_sha256: Iterable[str] | str = (),
 
     Safe formats load directly. A file that needs arbitrary unpickling is read only when its
     SHA-256 is in ``trusted_sha256``; otherwise :class:`resyn_bench.safeload.UnsafeCheckpointError`
-    explains how to trust it."""
+    explains how to trust it; a trusted file that cannot be read raises
+    :class:`CheckpointReadError` naming it."""
     from resyn_bench.safeload import (
         UnsafeCheckpointError,
         load_trusted_pickle,
@@ -334,4 +363,13 @@ def load_checkpoint_object(path, trusted_sha256: Iterable[str] | str = (),
         # hash verified, but the classes the pickle names (fairseq, omegaconf) are not
         # installed: read it with the inert unpickler instead
         log.info("%s: %s; reading it with the inert unpickler", path, exc)
+        missing = exc
+    try:
         return inert_torch_load(path), True
+    except Exception as exc:
+        raise CheckpointReadError(
+            f"cannot read {what} {path}: its pickle needs classes that are not installed "
+            f"({missing}), and reading it without them failed ({type(exc).__name__}: {exc}). "
+            "Convert it once where those packages are installed to a plain state dict "
+            "(torch.save(ckpt['model'], 'model.pt') or a .safetensors file) and pass that file, "
+            "or install them here (fairseq, omegaconf)") from exc

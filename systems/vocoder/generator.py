@@ -8,7 +8,13 @@ Module layout and parameter names follow the reference checkpoints (reference-sy
 * ``dict`` - unit look-up table, ``f0_dict`` - F0-code look-up table, ``quantizer.*`` - the frozen
   F0 VQ-VAE (``F0Quantizer``), ``spkr`` - speaker LUT (``nn.Embedding``) or, for the paper's
   d-vector variant, a linear projection of the d-vector (fairseq's ``embedder_dim`` layout);
-* ``dur_predictor.*`` - the fairseq ``code_hifigan`` duration predictor (DurationCodeGenerator).
+* ``dur_predictor.*`` - the fairseq ``code_hifigan`` duration predictor (DurationCodeGenerator);
+* fairseq / textlesslib ``CodeGenerator`` variants: ``f0_quant_embed`` - the quantized-F0 table
+  (config ``f0_quant_num_bin`` > 0, no F0 VQ-VAE), or the raw F0 value as one input channel
+  (``f0`` set, no table: ``model_in_dim`` = ``embedding_dim`` x parts + 1); ``style`` - the
+  style LUT of the Expresso vocoders (config ``multistyle``, ``num_styles`` rows, default 100).
+
+Conditioning order (channels of the decoder input): units | F0 | speaker | style.
 
 Configs are the reference JSON dicts (``num_embeddings``, ``embedding_dim``, ``model_in_dim``,
 ``upsample_rates``, ...); unknown keys are ignored here and kept by the checkpoint code.
@@ -35,6 +41,7 @@ __all__ = [
     "build_generator",
     "deduplicate_units",
     "expected_model_in_dim",
+    "f0_input_kind",
     "prepare_for_inference",
     "repeat_frames",
 ]
@@ -282,10 +289,45 @@ def _speaker_mode(cfg: dict) -> tuple[str | None, bool]:
     return ("lut", True) if multi else (None, False)
 
 
-def expected_model_in_dim(cfg: dict) -> int:
-    """Channels of the concatenated conditioning: units (+ F0 codes) (+ speaker)."""
+def _uses_style(cfg: dict) -> bool:
+    return _truthy_speaker(cfg.get("multistyle"))
+
+
+#: how a generator takes F0 (see :func:`f0_input_kind`)
+F0_KINDS = ("vqvae", "codes", "fairseq_codes", "raw")
+
+
+def f0_input_kind(cfg: dict) -> str | None:
+    """How the generator built from ``cfg`` takes F0 (None: it does not):
+
+    - ``"vqvae"``: speech-resynthesis, a frozen F0 VQ-VAE (``f0_quantizer`` block) turns
+      normalised F0 into codes, embedded by ``f0_dict``;
+    - ``"codes"``: F0 codes given directly, embedded by ``f0_dict`` (20 rows, or
+      ``f0_quant_num_bin`` alongside an ``f0_quantizer``);
+    - ``"fairseq_codes"``: fairseq/textlesslib, ``f0_quant_num_bin`` > 0 without an F0 VQ-VAE:
+      codes embedded by ``f0_quant_embed``;
+    - ``"raw"``: fairseq/textlesslib with no table: the F0 value itself is one input channel,
+      recognised by ``model_in_dim`` = ``embedding_dim`` x (units, speaker, style) + 1.
+    """
+    if not cfg.get("f0"):
+        return None
+    if cfg.get("f0_quantizer"):
+        return "vqvae"
+    if int(cfg.get("f0_quant_num_bin") or 0) > 0:
+        return "fairseq_codes"
     e = int(cfg["embedding_dim"])
-    return e * (1 + bool(cfg.get("f0")) + _speaker_mode(cfg)[1])
+    others = 1 + _speaker_mode(cfg)[1] + _uses_style(cfg)
+    if "model_in_dim" in cfg and e > 1 and int(cfg["model_in_dim"]) == e * others + 1:
+        return "raw"
+    return "codes"
+
+
+def expected_model_in_dim(cfg: dict) -> int:
+    """Channels of the concatenated conditioning: units (+ F0) (+ speaker) (+ style)."""
+    e = int(cfg["embedding_dim"])
+    kind = f0_input_kind(cfg)
+    parts = 1 + (kind not in (None, "raw")) + _speaker_mode(cfg)[1] + _uses_style(cfg)
+    return e * parts + (kind == "raw")
 
 
 class CodeGenerator(HiFiGANGenerator):
@@ -308,9 +350,11 @@ class CodeGenerator(HiFiGANGenerator):
         cfg.setdefault("model_in_dim", expected)
         if int(cfg["model_in_dim"]) != expected:
             parts = "units" + (" + F0 codes" if cfg.get("f0") else "") + \
-                (" + speaker" if _speaker_mode(cfg)[1] else "")
+                (" + speaker" if _speaker_mode(cfg)[1] else "") + \
+                (" + style" if _uses_style(cfg) else "")
             raise ValueError(f"model_in_dim is {cfg['model_in_dim']} but the conditioning has {expected} "
-                             f"channels (embedding_dim {cfg['embedding_dim']} x [{parts}])")
+                             f"channels (embedding_dim {cfg['embedding_dim']} x [{parts}]"
+                             f"{'' if not cfg.get('f0') else '; a raw-F0 generator has one channel more than units + speaker + style'})")
         super().__init__(cfg)
         self.cfg = cfg
         e = int(cfg["embedding_dim"])
@@ -318,7 +362,13 @@ class CodeGenerator(HiFiGANGenerator):
         self.dict = nn.Embedding(int(cfg["num_embeddings"]), e)
 
         self.f0 = bool(cfg.get("f0"))
-        self.f0_dict = nn.Embedding(_f0_bins(cfg), e) if self.f0 else None
+        self.f0_kind = f0_input_kind(cfg)
+        self.f0_dict = None
+        self.f0_quant_embed = None
+        if self.f0_kind in ("vqvae", "codes"):
+            self.f0_dict = nn.Embedding(_f0_bins(cfg), e)
+        elif self.f0_kind == "fairseq_codes":
+            self.f0_quant_embed = nn.Embedding(int(cfg["f0_quant_num_bin"]), e)
         self.quantizer = None
         if self.f0 and cfg.get("f0_quantizer"):
             try:
@@ -340,6 +390,8 @@ class CodeGenerator(HiFiGANGenerator):
             dim = int(cfg.get("dvector_dim", cfg.get("embedder_dim", 256)))
             self.dvector_dim = dim
             self.spkr = nn.Linear(dim, e)
+        self.uses_style = _uses_style(cfg)
+        self.style = nn.Embedding(int(cfg.get("num_styles", 100)), e) if self.uses_style else None
 
     # the F0 quantizer is frozen: it stays in eval mode (its EMA codebook must not move)
     def train(self, mode: bool = True):
@@ -392,26 +444,53 @@ class CodeGenerator(HiFiGANGenerator):
                              f"{self.dvector_dim}")
         return self.spkr(dvector).unsqueeze(-1)  # [B, E, 1]
 
+    def _style_vector(self, style, batch: int) -> torch.Tensor | None:
+        if not self.uses_style:
+            if style is not None:
+                raise ValueError("this generator has no style input (config: multistyle off); "
+                                 "do not pass style")
+            return None
+        if style is None:
+            raise ValueError("multi-style generator: pass style=LongTensor[B, 1] of style ids")
+        style = torch.as_tensor(style, device=self.dict.weight.device).long().reshape(batch, -1)[:, :1]
+        if int(style.min()) < 0 or int(style.max()) >= self.style.num_embeddings:
+            raise ValueError(f"style id out of range 0..{self.style.num_embeddings - 1}: "
+                             f"{style.flatten().tolist()}")
+        return self.style(style).transpose(1, 2)  # [B, E, 1]
+
+    def _f0_features(self, f0, f0_codes) -> torch.Tensor:
+        """F0 conditioning [B, C, T_f0] for this generator's F0 kind."""
+        if self.f0_kind == "raw":
+            if f0_codes is not None or f0 is None:
+                raise ValueError("this generator takes the F0 value itself (raw-F0 variant): pass "
+                                 "f0=Tensor[B, T_f0] (as the model was trained: e.g. normalised "
+                                 "log-F0), not f0_codes")
+            f0 = torch.as_tensor(f0, device=self.dict.weight.device).float()
+            return f0.reshape(f0.shape[0], 1, -1)
+        if f0_codes is not None and f0 is not None:
+            raise ValueError("pass either f0 (normalised F0, quantized here) or f0_codes, not both")
+        if f0_codes is None:
+            if f0 is None:
+                raise ValueError("this generator is conditioned on F0: pass f0=[B,1,T_f0] "
+                                 "(normalised) or f0_codes=LongTensor[B,T_q]")
+            f0_codes = self.quantize_f0(f0)
+        if f0_codes.dim() == 1:
+            f0_codes = f0_codes.unsqueeze(0)
+        table = self.f0_quant_embed if self.f0_kind == "fairseq_codes" else self.f0_dict
+        return table(f0_codes.long()).transpose(1, 2)
+
     def conditioning(self, code: torch.Tensor, f0: torch.Tensor | None = None,
                      f0_codes: torch.Tensor | None = None, spkr: torch.Tensor | None = None,
-                     dvector: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
-        """The decoder input [B, model_in_dim, T] (units | F0 codes | speaker, aligned)."""
+                     dvector: torch.Tensor | None = None, style: torch.Tensor | None = None,
+                     **kwargs) -> torch.Tensor:
+        """The decoder input [B, model_in_dim, T] (units | F0 | speaker | style, aligned)."""
         if code.dim() == 1:
             code = code.unsqueeze(0)
         if code.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"code must be an integer tensor of unit ids, got {code.dtype}")
         x = self._embed_units(code, **kwargs)
         if self.f0:
-            if f0_codes is not None and f0 is not None:
-                raise ValueError("pass either f0 (normalised F0, quantized here) or f0_codes, not both")
-            if f0_codes is None:
-                if f0 is None:
-                    raise ValueError("this generator is conditioned on F0: pass f0=[B,1,T_f0] "
-                                     "(normalised) or f0_codes=LongTensor[B,T_q]")
-                f0_codes = self.quantize_f0(f0)
-            if f0_codes.dim() == 1:
-                f0_codes = f0_codes.unsqueeze(0)
-            fe = self.f0_dict(f0_codes.long()).transpose(1, 2)
+            fe = self._f0_features(f0, f0_codes)
             if x.shape[-1] < fe.shape[-1]:
                 x = repeat_frames(x, fe.shape[-1], "unit sequence", "F0-code sequence")
             else:
@@ -422,15 +501,20 @@ class CodeGenerator(HiFiGANGenerator):
         s = self._speaker_vector(spkr, dvector, x.shape[0])
         if s is not None:
             x = torch.cat([x, s.expand(-1, -1, x.shape[-1])], dim=1)
+        st = self._style_vector(style, x.shape[0])
+        if st is not None:
+            x = torch.cat([x, st.expand(-1, -1, x.shape[-1])], dim=1)
         return x
 
     def forward(self, code: torch.Tensor, f0: torch.Tensor | None = None,
                 f0_codes: torch.Tensor | None = None, spkr: torch.Tensor | None = None,
-                dvector: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+                dvector: torch.Tensor | None = None, style: torch.Tensor | None = None,
+                **kwargs) -> torch.Tensor:
+        cond = (code, f0, f0_codes, spkr, dvector, style)
         if getattr(self, "_prepared", False):
             with torch.inference_mode():
-                return self._fast_decode(self.conditioning(code, f0, f0_codes, spkr, dvector, **kwargs))
-        return self.decode(self.conditioning(code, f0, f0_codes, spkr, dvector, **kwargs))
+                return self._fast_decode(self.conditioning(*cond, **kwargs))
+        return self.decode(self.conditioning(*cond, **kwargs))
 
 
 
@@ -518,8 +602,9 @@ class DurationCodeGenerator(CodeGenerator):
     def forward(self, code: torch.Tensor, f0: torch.Tensor | None = None,
                 f0_codes: torch.Tensor | None = None, spkr: torch.Tensor | None = None,
                 dvector: torch.Tensor | None = None, dur: torch.Tensor | None = None,
-                dur_prediction: bool = False) -> torch.Tensor:
-        return super().forward(code, f0, f0_codes, spkr, dvector, dur=dur, dur_prediction=dur_prediction)
+                dur_prediction: bool = False, style: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(code, f0, f0_codes, spkr, dvector, style, dur=dur,
+                               dur_prediction=dur_prediction)
 
 
 def build_generator(cfg: dict) -> CodeGenerator:

@@ -24,6 +24,11 @@ output length is therefore the *predicted* one, kept as it is (not cut or padded
 input): the record's ``output_duration_s`` next to ``duration_s`` shows the difference, and
 the metrics align by time (F0: nearest frame, unvoiced outside the output).
 
+Multi-speaker, multi-style vocoders (the Expresso release: ``multispkr`` and ``multistyle`` in
+config.json, ``speakers.txt`` and ``styles.txt`` beside the generator, one name per line, the line
+index being the LUT row) take the speaker as above and one style for every utterance
+(``-o style=NAME``; default ``read-default`` where the vocoder has it, else its first style).
+
 A config key the reference and fairseq code read with ``cfg.get(key)`` means "off" when it is
 absent (``f0``, ``multispkr``); that is how the generator is built, so the system reads the
 config the same way (our training defaults do not apply to a file that omits them).
@@ -47,7 +52,50 @@ from resyn_bench.systems.base import (
 from resyn_bench.audio import Audio
 from resyn_bench.systems.vocoder.config import F0_CODE_HOP
 
-__all__ = ["CheckpointSystem", "CheckpointSystemError"]
+__all__ = ["CheckpointSystem", "CheckpointSystemError", "parse_f0_edit", "edit_f0_hz"]
+
+F0_EDITS = "flat, shift:+N (semitones), scale:X (range factor) or none"
+
+
+def parse_f0_edit(text) -> tuple[str, float] | None:
+    """``-o f0_edit=`` as ``(kind, value)``: ``flat`` -> ("flat", 0), ``shift:+2`` ->
+    ("shift", 2.0) semitones, ``scale:0.5`` -> ("scale", 0.5); None/"none" -> None.
+    Anything else is a ValueError naming the accepted forms."""
+    if text is None or str(text).strip().lower() in ("", "none"):
+        return None
+    raw = str(text).strip().lower()
+    if raw == "flat":
+        return ("flat", 0.0)
+    kind, sep, value = raw.partition(":")
+    if sep and kind in ("shift", "scale"):
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number) and (kind == "shift" or number >= 0):
+            return (kind, number)
+    raise ValueError(f"unknown f0_edit {text!r}; choose {F0_EDITS} (e.g. -o f0_edit=shift:+2, "
+                     f"-o f0_edit=scale:0.5; a scale factor is >= 0)")
+
+
+def edit_f0_hz(f0: np.ndarray, kind: str, value: float) -> np.ndarray:
+    """An F0 track in Hz (0 = unvoiced) after a ``shift`` (semitones: f0 * 2^(N/12)) or a
+    ``scale`` (log-F0 excursions around the utterance's mean log-F0 multiplied by X; the mean
+    itself is kept). Unvoiced frames stay 0; ``flat`` is done after normalisation (z = 0)."""
+    f0 = np.asarray(f0, dtype=np.float64)
+    out = np.zeros_like(f0)
+    voiced = f0 > 0
+    if not voiced.any():
+        return out.astype(np.float32)
+    if kind == "shift":
+        out[voiced] = f0[voiced] * 2.0 ** (value / 12.0)
+    elif kind == "scale":
+        log = np.log(f0[voiced])
+        centre = float(log.mean())
+        out[voiced] = np.exp(centre + value * (log - centre))
+    else:
+        raise ValueError(f"edit_f0_hz: {kind!r} is not a Hz-domain edit (shift, scale)")
+    return out.astype(np.float32)
 
 
 
@@ -65,6 +113,10 @@ def _inference_config(raw: dict, model, path):
     data = dict(raw)
     data.setdefault("f0", False)
     data.setdefault("multispkr", None)
+    if getattr(model, "uses_style", False) and "model_in_dim" in data:
+        # the style LUT (Expresso) is inference-only here: the training config does not model
+        # it, so validate the rest of the conditioning without its channels
+        data["model_in_dim"] = int(data["model_in_dim"]) - int(data["embedding_dim"])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # keys we do not model are fine at inference
@@ -104,7 +156,14 @@ class CheckpointSystem(System):
     ``trust_sha256``  sha256 of a reference checkpoint that needs full unpickling.
     ``f0_edit``       F0 manipulation before quantization: ``flat`` puts every voiced frame on
                       the speaker's mean F0 (the paper's disentanglement test: report it with
-                      ``--experiment f0_flat``; VDE/FFE are then measured against the original).
+                      ``--experiment f0_flat``; VDE/FFE are then measured against the original);
+                      ``shift:+N`` moves every voiced frame by N semitones (``shift:-2``);
+                      ``scale:X`` multiplies the utterance's F0 range by X in log-F0 around its
+                      mean (``scale:0.5`` halves the excursions, ``scale:2`` doubles them).
+                      Edits apply to the F0 in Hz before the speaker normalisation, so what the
+                      quantizer's codebook cannot represent is clipped: ``resyn-bench
+                      disentangle`` measures the shift and range actually achieved.
+    ``style``         the style of a multi-style vocoder (a name of its styles.txt).
     """
 
     input_sample_rate = 16000
@@ -112,7 +171,7 @@ class CheckpointSystem(System):
     def __init__(self, ckpt_dir: str, units: str | None = None, speaker: str | None = None,
                  f0_stats: str | None = None, f0_extractor: str | None = None,
                  step: int | None = None, device: str = "cpu", trust_sha256: str | None = None,
-                 f0_edit: str | None = None):
+                 f0_edit: str | None = None, style: str | None = None):
         import torch
         from resyn_bench.systems.vocoder.checkpoint import (
             latest_checkpoint,
@@ -134,9 +193,11 @@ class CheckpointSystem(System):
         elif path.is_dir() and latest_checkpoint(path, "g_") is None:
             raise CheckpointSystemError(f"{path} holds no generator checkpoint (g_XXXXXXXX); "
                                         f"{_train_hint(path)}")
-        if f0_edit not in (None, "none", "flat"):
-            raise CheckpointSystemError(f"unknown f0_edit {f0_edit!r}; choose flat or none")
-        self.f0_edit = None if f0_edit in (None, "none") else f0_edit
+        try:
+            self._f0_edit = parse_f0_edit(f0_edit)
+        except ValueError as exc:
+            raise CheckpointSystemError(str(exc)) from None
+        self.f0_edit = None if self._f0_edit is None else str(f0_edit)
         self.device = device
         trusted = (trust_sha256,) if trust_sha256 else ()
         loaded = load_generator(path, trusted_sha256=trusted)
@@ -154,6 +215,15 @@ class CheckpointSystem(System):
             raise CheckpointSystemError(
                 f"f0_edit={self.f0_edit} needs a vocoder conditioned on F0 codes; {loaded.path} "
                 "takes units only (its config has f0 false or no f0 key)")
+        f0_kind = getattr(loaded.model, "f0_kind", None)
+        if f0_kind in ("fairseq_codes", "raw"):
+            raise CheckpointSystemError(
+                f"{loaded.path}: this generator takes F0 the fairseq way ("
+                f"{'quantized F0 through f0_quant_embed' if f0_kind == 'fairseq_codes' else 'the raw F0 value as one channel'}"
+                "); it loads (resyn_bench.systems.vocoder.checkpoint.load_generator), but "
+                "encoding audio for it needs the F0 extraction and quantization it was trained "
+                "with, which this system does not know: synthesize from your own units and F0 with "
+                "load_generator(...).model(code, f0=... or f0_codes=...)")
         self.model = prepare_for_inference(loaded.model.to(device))
         self.hop = int(cfg.code_hop_size)
         self.block = math.lcm(self.hop, F0_CODE_HOP) if cfg.f0 else self.hop
@@ -165,12 +235,15 @@ class CheckpointSystem(System):
         if self.one_voice:
             self.speaker_map = dict(cfg.speaker_map or {}) or {"A": 0}
         elif cfg.multi_speaker:
-            self.speaker_map = dict(cfg.speaker_map or {}) or self._speakers_json(folder)
+            self.speaker_map = (dict(cfg.speaker_map or {}) or self._speakers_json(folder)
+                                or self._names_txt(folder / "speakers.txt", "speaker"))
             if not self.speaker_map:
                 raise CheckpointSystemError(
                     f"{folder}: a multi-speaker vocoder without its speaker name -> id map "
-                    "(config.json 'speaker_map' or speakers.json); write the map used at training "
-                    "to speakers.json")
+                    "(config.json 'speaker_map', speakers.json, or speakers.txt with one name "
+                    "per line); write the map used at training to speakers.json")
+            self._check_rows(self.speaker_map, getattr(self.model, "spkr", None), "speaker",
+                             folder)
         if speaker is not None and cfg.multi_speaker and speaker not in self.speaker_map:
             raise CheckpointSystemError(
                 f"speaker {speaker!r} is not a training speaker of {folder}; choose one of "
@@ -178,6 +251,28 @@ class CheckpointSystem(System):
         if speaker is not None and not cfg.multi_speaker:
             raise CheckpointSystemError(f"{folder}: a single-speaker vocoder takes no speaker option")
         self.target_speaker = speaker
+
+        # --- style (Expresso vocoders): one style for every utterance
+        self.style_map: dict[str, int] | None = None
+        self.style = None
+        if getattr(self.model, "uses_style", False):
+            self.style_map = self._names_txt(folder / "styles.txt", "style")
+            if not self.style_map:
+                raise CheckpointSystemError(
+                    f"{folder}: a multi-style vocoder (config multistyle) without styles.txt "
+                    f"beside it (one style name per line, line i = style id i); place it at "
+                    f"{folder / 'styles.txt'}")
+            self._check_rows(self.style_map, self.model.style, "style", folder)
+            if style is None:
+                style = "read-default" if "read-default" in self.style_map else next(iter(self.style_map))
+            if style not in self.style_map:
+                raise CheckpointSystemError(
+                    f"style {style!r} is not a style of {folder}; choose one of "
+                    f"{', '.join(list(self.style_map)[:30])}")
+            self.style = style
+        elif style is not None:
+            raise CheckpointSystemError(f"{folder}: this vocoder has no style input "
+                                        "(config: multistyle off); drop -o style")
 
         # --- F0: extractor, statistics, quantizer (inside the generator)
         self.f0_extractor = f0_extractor or cfg.f0_extractor
@@ -225,6 +320,32 @@ class CheckpointSystem(System):
                 f"embeds only {cfg.num_embeddings}")
 
     @staticmethod
+    def _names_txt(path: Path, what: str) -> dict[str, int] | None:
+        """``speakers.txt`` / ``styles.txt`` of textlesslib's vocoders: line i names LUT row i."""
+        if not path.is_file():
+            return None
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        while names and not names[-1]:
+            names.pop()
+        out: dict[str, int] = {}
+        for i, name in enumerate(names):
+            if not name:
+                raise CheckpointSystemError(f"{path} line {i + 1}: empty {what} name")
+            if name in out:
+                raise CheckpointSystemError(f"{path}: {what} {name!r} is listed twice "
+                                            f"(lines {out[name] + 1} and {i + 1})")
+            out[name] = i
+        return out or None
+
+    @staticmethod
+    def _check_rows(names: dict[str, int], table, what: str, folder: Path) -> None:
+        rows = getattr(table, "num_embeddings", None)
+        if rows is not None and names and max(names.values()) >= rows:
+            raise CheckpointSystemError(
+                f"{folder}: the {what} list has {max(names.values()) + 1} entries but the "
+                f"generator's {what} table has {rows} rows: the list belongs to another model")
+
+    @staticmethod
     def _speakers_json(folder: Path) -> dict | None:
         from resyn_bench.systems.vocoder.f0_stats import load_speaker_ids
 
@@ -250,6 +371,9 @@ class CheckpointSystem(System):
         if cfg.multi_speaker:
             specs.append(StreamSpec("speaker", "speaker", None, len(self.speaker_map),
                                     "speaker LUT row (sent once per utterance)"))
+        if self.style_map:
+            specs.append(StreamSpec("style", "speaker", None, len(self.style_map),
+                                    f"style LUT row, {self.style!r} (sent once per utterance)"))
         return specs
 
     def speakers(self) -> list[str] | None:
@@ -297,11 +421,14 @@ class CheckpointSystem(System):
         if cfg.f0:
             source = None if self.one_voice else (str(getattr(utterance, "speaker", "") or "") or None)
             f0 = extract_f0(peak_normalize(padded), self.f0_extractor)
+            if self._f0_edit is not None and self._f0_edit[0] != "flat":
+                f0 = edit_f0_hz(f0, *self._f0_edit)
             try:
                 z = self.f0_stats.normalize(f0, source)   # the source speaker's statistics
             except ValueError as exc:  # F0StatsError: no statistics for this speaker
                 raise SystemFailure(f"F0 normalisation: {exc}") from None
-            if self.f0_edit == "flat":   # z = 0 is the speaker's mean F0; unvoiced stays 0 too
+            if self._f0_edit is not None and self._f0_edit[0] == "flat":
+                # z = 0 is the speaker's mean F0; unvoiced stays 0 too
                 z = np.where(f0 > 0, 0.0, z).astype(np.float32)
             with torch.no_grad():
                 codes = self.model.quantizer.encode_indices(
@@ -312,6 +439,9 @@ class CheckpointSystem(System):
             name, sid = self._speaker_id(utterance)
             data["speaker"] = sid
             meta["speaker_name"] = name
+        if self.style_map:
+            data["style"] = int(self.style_map[self.style])
+            meta["style_name"] = self.style
         return Streams(data, sample_rate=16000, meta=meta)
 
     def _encode_for_durations(self, x: np.ndarray) -> Streams:
@@ -357,6 +487,8 @@ class CheckpointSystem(System):
             kwargs["f0_codes"] = torch.as_tensor(np.asarray(streams["f0_codes"], np.int64))[None].to(self.device)
         if cfg.multi_speaker:
             kwargs["spkr"] = torch.tensor([[int(streams["speaker"])]], device=self.device)
+        if self.style_map:
+            kwargs["style"] = torch.tensor([[int(streams["style"])]], device=self.device)
         with torch.no_grad():
             wav = self.model(torch.as_tensor(units)[None].to(self.device), **kwargs)
         y = wav.reshape(-1).float().cpu().numpy()
@@ -378,6 +510,7 @@ class CheckpointSystem(System):
                                "step": cfg.extra.get("f0_quantizer_step")} if cfg.f0 else None,
                  speakers=len(self.speaker_map) if self.speaker_map else None,
                  target_speaker=self.target_speaker, f0_edit=self.f0_edit, device=self.device,
+                 style=self.style, styles=len(self.style_map) if self.style_map else None,
                  duration_prediction=self.duration_prediction,
                  layout="fairseq code_hifigan (duration predictor)" if self.duration_prediction
                  else "unit HiFi-GAN (speech-resynthesis)")

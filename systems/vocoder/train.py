@@ -85,6 +85,16 @@ class TrainingError(RuntimeError):
     """Training cannot start or go on (missing input, inconsistent resume...)."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during training: the step in progress was finished and a checkpoint of
+    it written (``checkpoint``) before stopping; the same command resumes from ``step``."""
+
+    def __init__(self, step: int, checkpoint: Path | None):
+        super().__init__(f"interrupted at step {step}")
+        self.step = step
+        self.checkpoint = checkpoint
+
+
 @dataclass
 class TrainResult:
     out_dir: Path
@@ -95,6 +105,14 @@ class TrainResult:
     seconds_per_step: float | None
     validation: list[dict[str, Any]] = field(default_factory=list)  # validations of this session
     last_losses: dict[str, float] = field(default_factory=dict)
+    busy_s: float = 0.0            # seconds spent loading data + stepping, over this session
+    wall_s: float = 0.0            # whole session (validation and checkpoints included)
+
+    @property
+    def mean_seconds_per_step(self) -> float | None:
+        """Mean training-step time over the whole session (not the last log window)."""
+        n = self.step - self.start_step
+        return self.busy_s / n if n > 0 else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,6 +300,93 @@ def latest_step(out_dir: str | Path, prefixes: tuple[str, ...] = ("g_", "do_")) 
                  if p.name[len(prefix):].isdigit() and p.is_file()}
         steps = found if steps is None else steps & found
     return max(steps) if steps else None
+
+
+def trim_log(out_dir: str | Path, step: int) -> int:
+    """Drop the ``train_log.jsonl`` lines of steps after ``step`` (done after the checkpoint a
+    session resumes from, then lost with the process): the resumed session logs them again, so
+    each step appears once. Returns the number of lines dropped; rewrites atomically."""
+    path = Path(out_dir) / LOG_FILE
+    if not path.is_file():
+        return 0
+    keep, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:   # a line torn by a kill
+            dropped += 1
+            continue
+        if isinstance(record.get("step"), int) and record["step"] > step:
+            dropped += 1
+        else:
+            keep.append(line)
+    if dropped:
+        text = "".join(f"{line}\n" for line in keep)
+        from resyn_bench.systems.vocoder.checkpoint import atomic_write
+
+        atomic_write(path, lambda fh: fh.write(text), binary=False)
+    return dropped
+
+
+def best_validation(out_dir: str | Path) -> tuple[str, float, int] | None:
+    """(loss name, best value, its step) over every validation in ``train_log.jsonl``."""
+    path = Path(out_dir) / LOG_FILE
+    best = None
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            v = record.get("validation") or {}
+            for name in ("mel_l1", "f0_mse"):
+                if isinstance(v.get(name), (int, float)) and (best is None or v[name] < best[1]):
+                    best = (name, float(v[name]), int(record.get("step", 0)))
+    return best
+
+
+class _StopOnSigint:
+    """While active (single-process training only), the first Ctrl-C asks the loop to stop
+    after the step in progress (so a consistent checkpoint can be written); a second one
+    interrupts at once."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        import os
+        import signal
+
+        if os.getpid() != self._pid:   # a forked data-loader worker: the usual interrupt
+            raise KeyboardInterrupt
+        if self.requested:
+            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("interrupt: finishing this step and writing a checkpoint "
+                    "(Ctrl-C again to stop at once)")
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if self.enabled and threading.current_thread() is threading.main_thread():
+            import os
+
+            self._pid = os.getpid()
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handler)
+        else:
+            self.enabled = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
 
 
 def remove_stale_temp_files(out_dir: str | Path) -> list[Path]:
@@ -667,74 +772,108 @@ class _VocoderTrainer:
             logger.write({"step": 0, "validation": v})
             result.validation.append({"step": 0, **v})
         elif dist.is_main:
+            dropped = trim_log(self.out_dir, step)
+            log.info("resuming from step %d (%s)%s", step, self.out_dir / f"g_{step:08d}",
+                     f"; {dropped} log lines of steps after it dropped (they are redone)"
+                     if dropped else "")
             logger.write({"event": "resume", "step": step, "world_size": dist.world_size})
         barrier(dist)
         busy, n_window = 0.0, 0  # seconds spent loading data + stepping (not validating/saving)
         sums: dict[str, float] = {}
-        bar = _progress_bar(last - step, self.progress and dist.is_main)
-        try:
-            while step < last:
-                epoch, pos = schedule.position(step)
-                if epoch != self.epoch:  # an epoch boundary was crossed (per-epoch LR decay)
-                    for _ in range(epoch - self.epoch):
-                        self._epoch_end()
-                    self.epoch = epoch
-                if hasattr(self.data.train, "set_epoch"):
-                    self.data.train.set_epoch(epoch)  # crops differ per epoch, repeat exactly
-                batches = schedule.batches(epoch, pos)[: last - step]
-                t_iter = time.perf_counter()
-                for batch in _loader(items, batches, step, cfg.num_workers, self.data.collate,
-                                     self.device):
-                    losses = self._step(_to_device(batch, self.device))
-                    busy += time.perf_counter() - t_iter
-                    step += 1
-                    n_window += 1
-                    for k, v in losses.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    result.last_losses = losses
-                    if self.checksum_file is not None:
-                        with open(self.checksum_file, "a") as fh:
-                            fh.write(f"{step}\t{self._fingerprint()!r}\n")
-                    if bar is not None:
-                        bar.update(1)
-                    if step % cfg.log_interval == 0 or step == last:
-                        dt = busy / max(n_window, 1)
-                        result.seconds_per_step = dt
-                        logger.write({"step": step, "epoch": self.epoch,
-                                      **{k: v / n_window for k, v in sums.items()},
-                                      "lr": self._lr(),
-                                      "seconds_per_step": round(dt, 4)})
-                        sums, n_window, busy = {}, 0, 0.0
-                    if step % cfg.validation_interval == 0 or step == last:
-                        if dist.is_main:
-                            v = self.validate()
-                            logger.write({"step": step, "validation": v})
-                            result.validation.append({"step": step, **v})
-                        barrier(dist)
-                    if step % cfg.checkpoint_interval == 0 or step == last:
-                        result.checkpoint = self._save(step) or result.checkpoint
-                    if step >= last:
-                        break
+        t_session = time.perf_counter()
+        bar = _progress_bar(last, self.progress and dist.is_main, initial=step)
+        saved_at = step   # the checkpoint the session started from (none at step 0)
+        stop = _StopOnSigint(not dist.distributed)
+        with stop:
+            try:
+                while step < last and not stop.requested:
+                    epoch, pos = schedule.position(step)
+                    if epoch != self.epoch:  # an epoch boundary was crossed (per-epoch LR decay)
+                        for _ in range(epoch - self.epoch):
+                            self._epoch_end()
+                        self.epoch = epoch
+                    if hasattr(self.data.train, "set_epoch"):
+                        self.data.train.set_epoch(epoch)  # crops differ per epoch, repeat exactly
+                    batches = schedule.batches(epoch, pos)[: last - step]
                     t_iter = time.perf_counter()
-        finally:
-            if bar is not None:
-                bar.close()
-            logger.close()
+                    for batch in _loader(items, batches, step, cfg.num_workers, self.data.collate,
+                                         self.device):
+                        losses = self._step(_to_device(batch, self.device))
+                        busy += time.perf_counter() - t_iter
+                        result.busy_s += time.perf_counter() - t_iter
+                        step += 1
+                        n_window += 1
+                        for k, v in losses.items():
+                            sums[k] = sums.get(k, 0.0) + v
+                        result.last_losses = losses
+                        if self.checksum_file is not None:
+                            with open(self.checksum_file, "a") as fh:
+                                fh.write(f"{step}\t{self._fingerprint()!r}\n")
+                        if bar is not None:
+                            bar.update(1)
+                        if step % cfg.log_interval == 0 or step == last:
+                            dt = busy / max(n_window, 1)
+                            result.seconds_per_step = dt
+                            logger.write({"step": step, "epoch": self.epoch,
+                                          **{k: v / n_window for k, v in sums.items()},
+                                          "lr": self._lr(),
+                                          "seconds_per_step": round(dt, 4)})
+                            sums, n_window, busy = {}, 0, 0.0
+                        if step % cfg.validation_interval == 0 or step == last:
+                            if dist.is_main:
+                                v = self.validate()
+                                logger.write({"step": step, "validation": v})
+                                result.validation.append({"step": step, **v})
+                            barrier(dist)
+                        if step % cfg.checkpoint_interval == 0 or step == last:
+                            result.checkpoint = self._save(step) or result.checkpoint
+                            saved_at = step
+                        if step >= last or stop.requested:
+                            break
+                        t_iter = time.perf_counter()
+                if stop.requested and step < last:   # (at the last step: simply done)
+                    if step != saved_at:
+                        result.checkpoint = self._save(step) or result.checkpoint
+                    logger.write({"event": "interrupted", "step": step})
+                    raise TrainingInterrupted(step, result.checkpoint)
+            except Exception:
+                if not stop.requested:
+                    raise
+                # Ctrl-C also reaches data-loader workers; the loader fails when the loop asks for
+                # the next batch. Every finished step is consistent: save it, then stop.
+                if step != saved_at:
+                    result.checkpoint = self._save(step) or result.checkpoint
+                logger.write({"event": "interrupted", "step": step})
+                raise TrainingInterrupted(step, result.checkpoint) from None
+            finally:
+                if bar is not None:
+                    bar.close()
+                logger.close()
+                result.wall_s = time.perf_counter() - t_session
         result.step = step
         result.epoch = self.epoch
         return result
+
+
+def _describe(utterances, dataset: str | None) -> dict[str, Any]:
+    """The training utterances (ids, absolute paths) for data.json: a run evaluating any of
+    them warns (resyn_bench.overlap)."""
+    from resyn_bench.overlap import describe_utterances
+
+    return describe_utterances(utterances, dataset)
 
 
 def _n_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-def _progress_bar(total: int, enabled: bool):
-    if not enabled or total <= 0:
+def _progress_bar(total: int, enabled: bool, initial: int = 0):
+    """The bar counts global steps: a resumed session starts at its checkpoint's step."""
+    if not enabled or total - initial <= 0:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="training", unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc="training", unit="step", dynamic_ncols=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -995,7 +1134,8 @@ def build_vocoder_data(cfg: TrainConfig, out_dir: Path, dist: DistInfo) -> Vocod
     if dist.is_main:
         _write_json(out_dir / SPEAKERS_FILE, ids)
         _write_json(out_dir / "data.json", {**info, "n_train": len(train),
-                                            "dropped_without_units": train.dropped})
+                                            "dropped_without_units": train.dropped,
+                                            "training_utterances": _describe(train_utts, cfg.dataset)})
     return VocoderData(cfg, train, validation, collate, quantizer_state, ids)
 
 
@@ -1026,7 +1166,8 @@ def build_f0_data(cfg: F0QuantizerTrainConfig, out_dir: Path, dist: DistInfo) ->
         validation = [collate([val_ds[i]]) for i in range(len(val_ds))]
     if dist.is_main:
         _write_json(out_dir / SPEAKERS_FILE, ids)
-        _write_json(out_dir / "data.json", {**info, "n_train": len(train)})
+        _write_json(out_dir / "data.json", {**info, "n_train": len(train),
+                                            "training_utterances": _describe(train_utts, cfg.dataset)})
     return F0Data(cfg, train, validation, collate, ids)
 
 
