@@ -39,6 +39,8 @@ def asr_label(group_settings: dict[str, Any], key: str = "asr.wer") -> str | Non
         text = "pocketsphinx en-us (weak: for relative comparisons only)"
     else:
         text = str(b.get("model") or name or "?")
+        if b.get("decoding"):
+            text += f" ({b['decoding']})"          # e.g. wav2vec2 ... (greedy CTC)
     if key.endswith("per"):
         phones = group_settings.get("phones")
         src = str(phones.get("output", "")) if isinstance(phones, dict) else ""

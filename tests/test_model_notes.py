@@ -49,6 +49,9 @@ def test_labels_from_stored_settings():
     # a backend may name itself; old runs without settings give no label
     assert group_label("asr", {"backend": {"backend": "x", "label": "wav2vec2-large"}}) \
         .startswith("wav2vec2-large")
+    w2v = {"backend": {"backend": "wav2vec2", "model": "wav2vec2-large-960h-lv60-self",
+                       "decoding": "greedy CTC"}, "normalizer": "whisper-en"}
+    assert asr_label(w2v).startswith("wav2vec2-large-960h-lv60-self (greedy CTC), Whisper")
     assert group_label("asr", {}) is None and group_label("f0", {"preset": "dio"}) is None
     assert group_label("spk", {"backend": "resemblyzer"}) == "resemblyzer speaker embeddings"
 

@@ -204,6 +204,17 @@ def test_whisper_backend_dispatch_and_options(tmp_path):
     assert IntelligibilityMetrics().backend.name == expected
 
 
+def test_whisper_options_pass_the_registry_check_and_typos_are_caught():
+    from resyn_bench.registry import RegistryError, make_metric
+
+    g = make_metric("asr", backend="whisper", beam_size=3, guard="length", compute_type="int8")
+    assert (g.backend.beam_size, g.backend.guard, g.backend.compute_type) == (3, "length", "int8")
+    assert isinstance(make_metric("asr", backend="whisper", model="m.pt", fp16=False).backend,
+                      OpenAIWhisperBackend)
+    with pytest.raises(RegistryError, match="Did you mean 'beam_size'"):
+        make_metric("asr", backend="whisper", beem_size=3)
+
+
 def test_protocol_is_recorded_in_the_settings():
     asr = make_asr("whisper", beam_size=3, device="cpu", compute_type="float32")
     s = asr.settings()
