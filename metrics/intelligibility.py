@@ -15,7 +15,8 @@ Two modes:
 
 Normalisation. Both sides go through the same normaliser before scoring: ``"whisper-en"``
 (whisper's ``EnglishTextNormalizer``: lower case, contractions expanded, spelled numbers to
-digits, British -> American spellings, fillers removed) when openai-whisper is installed,
+digits, British -> American spellings, fillers removed; brackets and parentheses become spaces
+first, so spoken bracketed words are scored) when openai-whisper is installed,
 else ``"basic"`` (lower case, punctuation -> space, apostrophes kept inside words). The one
 used is recorded in ``settings()``.
 
@@ -32,8 +33,11 @@ a mean of per-utterance rates (which over-weights short utterances).
 Counts (group-local names; differential mode prefixes each with ``d``, e.g. ``dword_edits``):
 ``word_edits, ref_words, word_sub, word_del, word_ins``, the same for ``char`` and (with PER)
 ``phone``, plus ``oov_words`` / ``g2p_skipped_words`` (reference words missing from the
-dictionary / left out for want of a G2P). ``Score.extra`` holds ``hyp`` and ``ref`` (normalised
-texts), ``hyp_raw`` (and ``ref_raw``, the reference recording's transcript, in differential
+dictionary / left out for want of a G2P) and ``outliers`` (1 when the transcript has more
+inserted words than the reference has words: a looping or hallucinating recogniser; the
+utterance is still scored, and ``extra["outlier"]`` says why). ``Score.extra`` holds ``hyp``
+and ``ref`` (normalised texts), ``recognizer`` (the recogniser's own statistics where it gives
+them: Whisper's compression ratio, token count, cap, fallback temperature, ``loop_suspected``), ``hyp_raw`` (and ``ref_raw``, the reference recording's transcript, in differential
 mode), ``hyp_phones`` / ``ref_phones`` (space-separated) and ``oov`` with PER.
 
 Empty reference rule: when the normalised reference has no words (or characters / phones),
