@@ -256,6 +256,11 @@ def _format_summary(s: RunSummary, utterances: bool = False) -> str:
                      f"reference words: {shown}")
     if s.failures:
         lines.append("failures " + ", ".join(f"{k} x{n}" for k, n in sorted(s.failures.items())))
+    if any(sum(c.values()) for c in s.losses.values()):
+        from resyn_bench.reports.collate import format_losses
+
+        lines.append("lost     " + format_losses(s.losses) + "  (utterances, by part; "
+                     "--retry-failed redoes them)")
     note = _overlap_note(s.run_dir)
     if note:
         lines.append(f"warning  {note}")
