@@ -5,7 +5,34 @@ before :meth:`ASRBackend.load`). Every backend takes mono float32 samples at 16 
 
 Backends
 --------
-``pocketsphinx`` (default; fully offline, CPU)
+``whisper`` (default when faster-whisper is installed, i.e. with the ``asr`` extra)
+    OpenAI's Whisper on faster-whisper (CTranslate2). ``model``: ``base`` (default; embedded,
+    assembled from two pinned wheels and sha256-checked, see
+    :mod:`resyn_bench.metrics.whisper_models`), ``small`` / ``large-v3`` / ``distil-large-v3``
+    (catalogued: ``resyn-bench fetch whisper-<name>``), or a local CTranslate2 folder. A
+    ``.pt`` file (or one of openai-whisper's names that is not a CTranslate2 name, e.g.
+    ``base.en``) is loaded by openai-whisper instead (``openai-whisper`` below).
+
+    Protocol (recorded in settings()): English, transcribe, temperature 0, beam
+    ``beam_size=5``, no conditioning on previous text, no VAD, no timestamps, each utterance
+    decoded on its own. ``compute_type="auto"`` is int8 on CPU (its ground-truth WER is within
+    0.3 points of float32 on the shared VCTK and LJSpeech subsets; README "ASR") and float16 on
+    CUDA; ``device="auto"``; ``cpu_threads`` (0 = CTranslate2's default; not part of the
+    result).
+
+    Loop guard (``guard=``), chosen by measurement on real and degraded audio (README "ASR"):
+    ``"length+fallback"`` (default): faster-whisper's temperature fallback, triggered only by a
+    transcript whose zlib compression ratio exceeds 2.4 (Whisper's loop statistic; never
+    reached on the ground truth, WORLD or codec-like outputs measured, max 1.53), re-decoded
+    at temperatures 0.2 ... 1.0 with a fixed ``seed`` (reproducible), plus a hard cap on the
+    decoded tokens of ``ceil(max_tokens_per_s x duration) + max_tokens_margin`` (8 tokens/s
+    + 8; read speech measured at most 4.75 tokens/s; loops ran at 8-33). ``"length"``: the cap
+    alone (deterministic, temperature 0 throughout); ``"fallback"``: the fallback alone;
+    ``"none"``. Every transcript's compression ratio and token count are returned by
+    :meth:`FasterWhisperBackend.transcribe_detail`, with ``loop_suspected`` when the cap was
+    reached or the final ratio still exceeds 2.4, and ``temperature`` when a fallback was used.
+
+``pocketsphinx`` (the fallback: default only without faster-whisper; fully offline, CPU)
     Word decoding with the US-English model, LM and dictionary shipped in the pocketsphinx
     wheel (``Decoder(samprate=16000)``), phone recognition with the shipped phone LM
     (``allphone=en-us/en-us-phone.lm.bin``, ``lw=2.0, pip=0.3, beam=1e-200, pbeam=1e-20``, the
@@ -18,7 +45,7 @@ Backends
     Options: ``word_options`` / ``phone_options`` (dicts of extra ``Decoder`` settings, e.g.
     ``{"lw": 7.0}``; they replace the defaults above and are recorded in settings()).
 
-``whisper`` (openai-whisper)
+``openai-whisper`` (also ``whisper`` with a ``.pt`` model)
     Options: ``model`` (a name such as ``"base.en"``, or the path of a local ``.pt``
     checkpoint holding ``dims`` and ``model_state_dict``), ``download_root`` (default
     ``$RESYN_BENCH_HOME/models/whisper``), ``language="en"``, ``device`` (default: cuda when
@@ -240,8 +267,10 @@ def _cached_sha256(path: Path) -> str:
     return _SHA_CACHE[key]
 
 
-class WhisperBackend(ASRBackend):
-    name = "whisper"
+class OpenAIWhisperBackend(ASRBackend):
+    """openai-whisper on a ``.pt`` checkpoint (the second loader of the ``whisper`` backend)."""
+
+    name = "openai-whisper"
 
     def __init__(self, model: str = "base.en", download_root: str | Path | None = None,
                  language: str = "en", device: str | None = None, fp16: bool | None = None,
@@ -325,7 +354,8 @@ class WhisperBackend(ASRBackend):
                 "logprob_threshold": -1.0, "no_speech_threshold": 0.6}
 
     def settings(self) -> dict[str, Any]:
-        s: dict[str, Any] = {"backend": self.name, "whisper": _package_version("openai-whisper")}
+        s: dict[str, Any] = {"backend": self.name, "loader": "openai-whisper",
+                             "whisper": _package_version("openai-whisper")}
         if self._is_path():
             path = Path(self.model_name).expanduser()
             s["model"] = f"file:{path.name}"
@@ -374,9 +404,244 @@ class WhisperBackend(ASRBackend):
 
 
 # --------------------------------------------------------------------------------------------
+# whisper on faster-whisper (CTranslate2): the default
+# --------------------------------------------------------------------------------------------
 
-BACKENDS: dict[str, type[ASRBackend]] = {"pocketsphinx": PocketsphinxBackend,
-                                         "whisper": WhisperBackend}
+#: loop guards (see FasterWhisperBackend); measured on real and degraded audio, README "ASR"
+GUARDS = ("length", "fallback", "length+fallback", "none")
+#: temperatures of faster-whisper's fallback (openai-whisper's schedule)
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+#: compute types by device when compute_type="auto" (chosen by measurement: README "ASR")
+AUTO_COMPUTE_TYPE = {"cpu": "int8", "cuda": "float16"}
+
+
+def compression_ratio(text: str) -> float:
+    """zlib compression ratio of the text (Whisper's loop statistic: >2.4 means repetitive)."""
+    import zlib
+
+    raw = text.encode("utf-8")
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
+
+
+class FasterWhisperBackend(ASRBackend):
+    """Whisper on faster-whisper (CTranslate2). See the module docstring for the protocol."""
+
+    name = "whisper"
+
+    def __init__(self, model: str = "base", device: str = "auto", compute_type: str = "auto",
+                 beam_size: int = 5, language: str = "en", guard: str = "length+fallback",
+                 max_tokens_per_s: float = 8.0, max_tokens_margin: int = 8,
+                 compression_ratio_threshold: float = 2.4, cpu_threads: int = 0, seed: int = 0):
+        if guard not in GUARDS:
+            raise ValueError(f"unknown guard {guard!r}; choose from {GUARDS}")
+        if int(beam_size) < 1:
+            raise ValueError(f"beam_size must be >= 1 (1 = greedy), got {beam_size}")
+        self.model_name = str(model)
+        self._device = str(device)
+        self._compute_type = str(compute_type)
+        self.beam_size = int(beam_size)
+        self.language = language
+        self.guard = guard
+        self.max_tokens_per_s = float(max_tokens_per_s)
+        self.max_tokens_margin = int(max_tokens_margin)
+        self.compression_ratio_threshold = float(compression_ratio_threshold)
+        self.cpu_threads = int(cpu_threads)
+        self.seed = int(seed)
+        self._model = None
+        self._folder: Path | None = None
+        self._sha256: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def device(self) -> str:
+        if self._device != "auto":
+            return self._device
+        try:
+            import ctranslate2
+
+            return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        except Exception:
+            return "cpu"
+
+    @property
+    def compute_type(self) -> str:
+        if self._compute_type != "auto":
+            return self._compute_type
+        return AUTO_COMPUTE_TYPE.get(self.device.split(":")[0], "float32")
+
+    def _uses_cap(self) -> bool:
+        return self.guard in ("length", "length+fallback")
+
+    def _uses_fallback(self) -> bool:
+        return self.guard in ("fallback", "length+fallback")
+
+    def protocol(self) -> dict[str, Any]:
+        """The decoding protocol, as recorded with every number."""
+        guard: dict[str, Any] = {"kind": self.guard}
+        if self._uses_cap():
+            guard["max_new_tokens"] = (f"ceil({self.max_tokens_per_s:g} x duration_s) + "
+                                       f"{self.max_tokens_margin}")
+        if self._uses_fallback():
+            guard.update(temperatures=list(FALLBACK_TEMPERATURES),
+                         compression_ratio_threshold=self.compression_ratio_threshold,
+                         trigger="compression ratio only (no log-prob or no-speech trigger)",
+                         seed=self.seed)
+        guard["flag"] = (f"compression ratio > {self.compression_ratio_threshold:g} or the "
+                         "token cap reached")
+        return {"language": self.language, "task": "transcribe", "temperature": 0.0,
+                "beam_size": self.beam_size, "condition_on_previous_text": False,
+                "vad_filter": False, "without_timestamps": True, "guard": guard}
+
+    def settings(self) -> dict[str, Any]:
+        from resyn_bench.metrics.whisper_models import describe_model
+
+        s: dict[str, Any] = {"backend": self.name, "loader": "faster-whisper",
+                             "faster_whisper": _package_version("faster-whisper"),
+                             "ctranslate2": _package_version("ctranslate2")}
+        s.update(describe_model(self.model_name))
+        if self._sha256 is not None:
+            s["model_sha256"] = self._sha256
+        s.update(device=self.device, compute_type=self.compute_type, **self.protocol())
+        return s
+
+    def load(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            try:
+                from faster_whisper import WhisperModel
+            except ImportError as exc:
+                raise ASRError(f"faster-whisper is not installed ({exc}); pip install "
+                               "'resyn-bench[asr]', or use -m asr.backend=pocketsphinx") from None
+            from resyn_bench.catalogue import CatalogueError
+            from resyn_bench.metrics.whisper_models import WhisperModelError, ensure_model
+
+            try:
+                folder, digest = ensure_model(self.model_name)
+            except CatalogueError as exc:
+                raise ModelMissingError(str(exc)) from None
+            except WhisperModelError as exc:
+                raise ModelMissingError(str(exc), path=embedded_or_none(self.model_name)) from None
+            import logging
+
+            # faster-whisper logs every utterance's duration at INFO: keep the progress bar clean
+            logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+            try:
+                self._model = WhisperModel(str(folder), device=self.device,
+                                           compute_type=self.compute_type,
+                                           cpu_threads=self.cpu_threads, local_files_only=True)
+            except Exception as exc:
+                raise ASRError(f"faster-whisper could not load {folder} "
+                               f"({type(exc).__name__}: {exc})") from None
+            self._folder, self._sha256 = folder, digest
+
+    def release(self) -> None:
+        with self._lock:
+            self._model = None
+
+    def max_new_tokens(self, n_samples: int) -> int | None:
+        if not self._uses_cap():
+            return None
+        import math
+
+        cap = math.ceil(self.max_tokens_per_s * n_samples / SAMPLE_RATE) + self.max_tokens_margin
+        return max(1, min(cap, 440))      # Whisper's decoder holds 448 positions, prompt included
+
+    def transcribe_detail(self, samples_16k: np.ndarray) -> dict[str, Any]:
+        """The transcript and the loop statistics of one utterance."""
+        if self._model is None:
+            self.load()
+        x = _as_16k_float(samples_16k)
+        cap = self.max_new_tokens(len(x))
+        fallback = self._uses_fallback()
+        options: dict[str, Any] = dict(
+            language=self.language, task="transcribe", beam_size=self.beam_size,
+            best_of=5, condition_on_previous_text=False, vad_filter=False,
+            without_timestamps=True, max_new_tokens=cap,
+            temperature=list(FALLBACK_TEMPERATURES) if fallback else 0.0,
+            compression_ratio_threshold=self.compression_ratio_threshold if fallback else None,
+            log_prob_threshold=None, no_speech_threshold=None)
+        with self._lock:
+            if fallback:
+                import ctranslate2
+
+                ctranslate2.set_random_seed(self.seed)   # sampled fallbacks are reproducible
+            segments, _ = self._model.transcribe(x, **options)
+            segments = list(segments)
+        text = " ".join(seg.text.strip() for seg in segments).strip()
+        n_tokens = sum(len(seg.tokens) for seg in segments)
+        ratio = compression_ratio(text)
+        temps = sorted({float(seg.temperature) for seg in segments if seg.temperature is not None})
+        capped = cap is not None and any(len(seg.tokens) >= cap for seg in segments)
+        detail: dict[str, Any] = {"text": text, "n_tokens": n_tokens,
+                                  "compression_ratio": round(ratio, 3)}
+        if cap is not None:
+            detail["max_new_tokens"] = cap
+        if temps and temps != [0.0]:
+            detail["temperature"] = temps[-1]
+        if capped or ratio > self.compression_ratio_threshold:
+            detail["loop_suspected"] = ("token cap reached" if capped else
+                                        f"compression ratio {ratio:.2f} > "
+                                        f"{self.compression_ratio_threshold:g}")
+        return detail
+
+    def transcribe(self, samples_16k: np.ndarray) -> str:
+        return self.transcribe_detail(samples_16k)["text"]
+
+
+def embedded_or_none(model: str) -> Path | None:
+    from resyn_bench.metrics.whisper_models import EMBEDDED, embedded_folder
+
+    return embedded_folder(model) if model in EMBEDDED else None
+
+
+#: openai-whisper's model names (its ``whisper._MODELS``; listed here so that choosing the loader
+#: does not import whisper and torch). The names that are also CTranslate2 names go to
+#: faster-whisper; openai-whisper checks its own table when it loads.
+OPENAI_WHISPER_NAMES = frozenset({"tiny.en", "tiny", "base.en", "base", "small.en", "small",
+                                  "medium.en", "medium", "large-v1", "large-v2", "large-v3",
+                                  "large", "large-v3-turbo", "turbo"})
+
+
+def _openai_names() -> frozenset[str]:
+    return OPENAI_WHISPER_NAMES
+
+
+def make_whisper(model: str = "base", **options: Any) -> ASRBackend:
+    """The ``whisper`` backend: faster-whisper for CTranslate2 models (names of
+    :data:`whisper_models.MODEL_NAMES`, local folders), openai-whisper for ``.pt`` files and
+    openai-whisper's own names that are not CTranslate2 names (``base.en``, ``tiny``...)."""
+    from resyn_bench.metrics.whisper_models import MODEL_NAMES
+
+    m = str(model)
+    path = Path(m).expanduser()
+    if m not in MODEL_NAMES and not path.is_dir() and (
+            m.endswith(".pt") or path.is_file() or m in _openai_names()):
+        return OpenAIWhisperBackend(model=m, **options)
+    return FasterWhisperBackend(model=m, **options)
+
+
+def _whisper_option_names() -> list[str]:
+    """Options of either loader of the ``whisper`` backend (for the registry's check)."""
+    import inspect
+
+    names: list[str] = []
+    for cls in (FasterWhisperBackend, OpenAIWhisperBackend):
+        names += [n for n, p in inspect.signature(cls).parameters.items()
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in names]
+    return names
+
+
+make_whisper.option_names = _whisper_option_names  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------------------------
+
+#: backend name -> factory (a class or a function returning an ASRBackend). To add a backend,
+#: add one line here; its constructor's keyword arguments are its -m asr.<option> settings.
+BACKENDS: dict[str, Any] = {"whisper": make_whisper,
+                            "openai-whisper": OpenAIWhisperBackend,
+                            "pocketsphinx": PocketsphinxBackend}
 
 
 def _wav2vec2_backend(**options: Any) -> ASRBackend:
@@ -389,14 +654,23 @@ def _wav2vec2_backend(**options: Any) -> ASRBackend:
 BACKENDS["wav2vec2"] = _wav2vec2_backend  # type: ignore[assignment]
 
 
-def make_asr(name: str = "pocketsphinx", **options: Any) -> ASRBackend:
-    """Build a backend by name (cheap: nothing is loaded)."""
+def default_backend() -> str:
+    """``whisper`` (embedded Whisper base on faster-whisper) when faster-whisper is installed,
+    else ``pocketsphinx``."""
+    import importlib.util
+
+    return "whisper" if importlib.util.find_spec("faster_whisper") else "pocketsphinx"
+
+
+def make_asr(name: str | None = None, **options: Any) -> ASRBackend:
+    """Build a backend by name (cheap: nothing is loaded); None = :func:`default_backend`."""
+    name = name or default_backend()
     try:
-        cls = BACKENDS[name]
+        factory = BACKENDS[name]
     except KeyError:
         raise ValueError(f"unknown ASR backend {name!r}; choose from {sorted(BACKENDS)}") from None
     try:
-        return cls(**options)
+        return factory(**options)
     except TypeError as exc:
         raise ValueError(f"ASR backend {name!r}: {exc}") from None
 
@@ -416,6 +690,21 @@ def basic_normalize(text: str) -> str:
     text = unicodedata.normalize("NFC", text).lower().replace("\u2019", "'").replace("\u2018", "'")
     words = re.split(r"[^\w']+", text.replace("_", " "))
     return " ".join(w.strip("'") for w in words if w.strip("'"))
+
+
+_BRACKETS = str.maketrans({c: " " for c in "()[]{}<>"})
+
+#: recorded in the group settings with the normaliser's name
+NORMALIZER_RULES = {
+    "whisper-en": "brackets and parentheses to spaces (bracketed words are kept), then "
+                  "openai-whisper's EnglishTextNormalizer",
+    "basic": "lower case, punctuation to spaces, apostrophes kept inside words",
+}
+
+
+def keep_bracketed_words(text: str) -> str:
+    """Brackets, parentheses, braces and angle brackets -> spaces (their content stays)."""
+    return (text or "").translate(_BRACKETS)
 
 
 def default_normalizer() -> str:
@@ -446,13 +735,17 @@ class TextNormalizer:
                     raise ASRError(f"normalizer 'whisper-en' needs openai-whisper ({exc}); "
                                    "use normalizer='basic'") from None
                 english = EnglishTextNormalizer()
-                self._fn = lambda s: " ".join(english(s).split())
+                # whisper's normaliser deletes what is inside brackets and parentheses; in read
+                # speech those words are spoken (LJSpeech: "(which also was printed at Maintz
+                # ...)"), so brackets become spaces first and the words are scored
+                self._fn = lambda s: " ".join(english(keep_bracketed_words(s)).split())
             else:
                 self._fn = basic_normalize
         return self._fn(text or "")
 
 
 __all__ = ["ASRBackend", "ASRError", "ModelMissingError", "PocketsphinxBackend",
-           "WhisperBackend", "BACKENDS", "make_asr", "NORMALIZERS", "TextNormalizer",
+           "FasterWhisperBackend", "OpenAIWhisperBackend", "BACKENDS", "make_asr", "make_whisper",
+           "default_backend", "compression_ratio", "GUARDS", "NORMALIZERS", "TextNormalizer",
            "basic_normalize", "default_normalizer", "default_whisper_root", "file_sha256",
-           "PHONE_DECODER_DEFAULTS"]
+           "PHONE_DECODER_DEFAULTS", "keep_bracketed_words", "NORMALIZER_RULES"]

@@ -32,20 +32,36 @@ class MetricSpec:
     #: the statistic tables show by default: "mean" (of per-utterance values) or "pooled"
     #: (the corpus-level value, e.g. WER = total edits / total reference words)
     table_stat: str = "mean"
+    #: context, not a score (trial counts, a chance level): reports show it as a plain value in
+    #: a caption/footnote or count column, never with a direction arrow, CI or significance
+    bookkeeping: bool = False
 
     @property
     def arrow(self) -> str:
+        if self.bookkeeping:
+            return ""
         return "↑" if self.higher_is_better else "↓"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "label": self.label, "higher_is_better": self.higher_is_better,
-                "unit": self.unit, "percent": self.percent, "description": self.description,
-                "table_stat": self.table_stat}
+        d = {"key": self.key, "label": self.label, "higher_is_better": self.higher_is_better,
+             "unit": self.unit, "percent": self.percent, "description": self.description,
+             "table_stat": self.table_stat}
+        if self.bookkeeping:
+            d["bookkeeping"] = True
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MetricSpec":
-        return cls(**{k: d[k] for k in ("key", "label", "higher_is_better", "unit", "percent",
-                                         "description", "table_stat") if k in d})
+        kw = {k: d[k] for k in ("key", "label", "higher_is_better", "unit", "percent",
+                                "description", "table_stat", "bookkeeping") if k in d}
+        if "bookkeeping" not in kw and (kw.get("key") in LEGACY_BOOKKEEPING
+                                        or kw.get("unit") == "count"):
+            kw["bookkeeping"] = True      # runs stored before the flag existed
+        return cls(**kw)
+
+
+#: bookkeeping values of runs written before MetricSpec.bookkeeping existed
+LEGACY_BOOKKEEPING = frozenset({"spk.chance", "spk.n_target_trials", "spk.n_nontarget_trials"})
 
 
 @dataclass

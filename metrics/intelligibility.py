@@ -15,7 +15,8 @@ Two modes:
 
 Normalisation. Both sides go through the same normaliser before scoring: ``"whisper-en"``
 (whisper's ``EnglishTextNormalizer``: lower case, contractions expanded, spelled numbers to
-digits, British -> American spellings, fillers removed) when openai-whisper is installed,
+digits, British -> American spellings, fillers removed; brackets and parentheses become spaces
+first, so spoken bracketed words are scored) when openai-whisper is installed,
 else ``"basic"`` (lower case, punctuation -> space, apostrophes kept inside words). The one
 used is recorded in ``settings()``.
 
@@ -32,8 +33,11 @@ a mean of per-utterance rates (which over-weights short utterances).
 Counts (group-local names; differential mode prefixes each with ``d``, e.g. ``dword_edits``):
 ``word_edits, ref_words, word_sub, word_del, word_ins``, the same for ``char`` and (with PER)
 ``phone``, plus ``oov_words`` / ``g2p_skipped_words`` (reference words missing from the
-dictionary / left out for want of a G2P). ``Score.extra`` holds ``hyp`` and ``ref`` (normalised
-texts), ``hyp_raw`` (and ``ref_raw``, the reference recording's transcript, in differential
+dictionary / left out for want of a G2P) and ``outliers`` (1 when the transcript has more
+inserted words than the reference has words: a looping or hallucinating recogniser; the
+utterance is still scored, and ``extra["outlier"]`` says why). ``Score.extra`` holds ``hyp``
+and ``ref`` (normalised texts), ``recognizer`` (the recogniser's own statistics where it gives
+them: Whisper's compression ratio, token count, cap, fallback temperature, ``loop_suspected``), ``hyp_raw`` (and ``ref_raw``, the reference recording's transcript, in differential
 mode), ``hyp_phones`` / ``ref_phones`` (space-separated) and ``oov`` with PER.
 
 Empty reference rule: when the normalised reference has no words (or characters / phones),
@@ -59,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from resyn_bench.metrics.asr import ASRBackend, TextNormalizer, make_asr
+from resyn_bench.metrics.asr import NORMALIZER_RULES, ASRBackend, TextNormalizer, make_asr
 from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, Score
 
 MODES = ("text", "differential")
@@ -120,6 +124,15 @@ def edit_counts(ref: str, hyp: str, unit: str) -> dict[str, int]:
             f"{unit}_sub": s, f"{unit}_del": d, f"{unit}_ins": i}
 
 
+def transcribe_detail(backend: ASRBackend, samples: np.ndarray) -> dict[str, Any]:
+    """``{"text": ..., **statistics}`` from a backend with ``transcribe_detail`` (whisper:
+    compression ratio, token count, loop flag), else ``{"text": backend.transcribe(...)}``."""
+    fn = getattr(backend, "transcribe_detail", None)
+    if fn is None:
+        return {"text": backend.transcribe(samples)}
+    return dict(fn(samples))
+
+
 def _rate(edits: float | None, n: float | None) -> float | None:
     if edits is None or not n:
         return None
@@ -137,19 +150,24 @@ class IntelligibilityMetrics(MetricGroup):
     @classmethod
     def option_names(cls, options: dict[str, Any]) -> list[str] | None:
         """The backend's own options (``-m asr.KEY``), for the registry's unknown-option check;
-        None when the backend is not known (its constructor says so)."""
+        None when they cannot be listed (the backend's constructor checks them then)."""
         import inspect
 
-        from resyn_bench.metrics.asr import BACKENDS
+        from resyn_bench.metrics.asr import BACKENDS, default_backend
 
-        backend = options.get("backend", inspect.signature(cls).parameters["backend"].default)
-        backend_cls = BACKENDS.get(backend) if isinstance(backend, str) else None
-        if backend_cls is None:
+        backend = options.get("backend") or default_backend()
+        factory = BACKENDS.get(backend) if isinstance(backend, str) else None
+        if factory is None:
             return None
-        return [n for n, p in inspect.signature(backend_cls).parameters.items()
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        listed = getattr(factory, "option_names", None)     # a factory that dispatches (whisper)
+        if callable(listed):
+            return list(listed())
+        params = inspect.signature(factory).parameters.values()
+        if any(p.kind == p.VAR_KEYWORD for p in params):
+            return None
+        return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
-    def __init__(self, backend: str | ASRBackend = "pocketsphinx", mode: str = "text",
+    def __init__(self, backend: str | ASRBackend | None = None, mode: str = "text",
                  per: bool = True, normalizer: str | None = None, per_source: str = "auto",
                  **backend_options: Any):
         if mode not in MODES:
@@ -161,7 +179,7 @@ class IntelligibilityMetrics(MetricGroup):
                 raise ValueError("asr: backend options cannot be combined with a backend instance")
             self.backend = backend
         else:
-            self.backend = make_asr(str(backend), **backend_options)
+            self.backend = make_asr(backend, **backend_options)
         self.mode = mode
         self.per = bool(per)
         self.normalizer = TextNormalizer(normalizer)
@@ -215,15 +233,19 @@ class IntelligibilityMetrics(MetricGroup):
                     return None
 
             self._versions = {p: v(p) for p in ("jiwer", "pocketsphinx", "openai-whisper",
+                                                 "faster-whisper", "ctranslate2",
                                                  "phonemizer", "espeakng-loader")}
         return self._versions
 
     def settings(self) -> dict[str, Any]:
         return {"mode": self.mode, "backend": self.backend.settings(),
-                "normalizer": self.normalizer.name, "per": self.per,
+                "normalizer": self.normalizer.name,
+                "normalizer_rules": NORMALIZER_RULES[self.normalizer.name], "per": self.per,
                 "phones": self._phone_settings(),
                 "cer_units": "characters of the normalised text, spaces included",
                 "pooling": "sum of edits / sum of reference units",
+                "outlier_rule": "flagged when word insertions exceed the reference word count "
+                                "(a looping or hallucinating recogniser); still scored",
                 "versions": self.versions()}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -280,13 +302,21 @@ class IntelligibilityMetrics(MetricGroup):
                 raise MetricError("asr: the reference analysis has no transcript "
                                   "(analysed in another mode?)")
             ref_raw = str(reference["transcript"])
-        hyp_raw = self.backend.transcribe(x)
+        detail = transcribe_detail(self.backend, x)
+        hyp_raw = detail.pop("text")
         ref, hyp = self.normalizer(ref_raw), self.normalizer(hyp_raw)
 
         counts: dict[str, float] = {}
         counts.update(edit_counts(ref, hyp, "word"))
         counts.update(edit_counts(ref, hyp, "char"))
         extra: dict[str, Any] = {"hyp": hyp, "ref": ref, "hyp_raw": hyp_raw}
+        if detail:
+            extra["recognizer"] = detail   # loop statistics of the recogniser (whisper)
+        outlier = counts["word_ins"] > counts["ref_words"]
+        counts["outliers"] = int(outlier)
+        if outlier:
+            extra["outlier"] = (f"{counts['word_ins']} inserted words, more than the "
+                                f"{counts['ref_words']} reference words")
         if self.mode == "differential":
             extra["ref_raw"] = ref_raw
         values = {f"asr.{p}wer": _rate(counts["word_edits"], counts["ref_words"]),

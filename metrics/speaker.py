@@ -411,11 +411,11 @@ _SPECS = (
                            "and the SOURCE speaker's held-out centroid"),
     MetricSpec("spk.chance", "Spk-ID chance", higher_is_better=True, unit="%", percent=True,
                description="Reference value, not a score: chance-level speaker-ID accuracy, "
-                           "1 / number of enrolled speakers"),
+                           "1 / number of enrolled speakers", bookkeeping=True),
     MetricSpec("spk.n_target_trials", "target trials", higher_is_better=False, unit="count",
-               description="Count (not a score): number of target trials behind EER/minDCF"),
+               description="Count (not a score): number of target trials behind EER/minDCF", bookkeeping=True),
     MetricSpec("spk.n_nontarget_trials", "non-target trials", higher_is_better=False, unit="count",
-               description="Count (not a score): number of non-target trials behind EER/minDCF"),
+               description="Count (not a score): number of non-target trials behind EER/minDCF", bookkeeping=True),
 )
 
 PROTOCOL = ("real utterances dealt to speaker-stratified folds; the output of utterance u is "

@@ -65,6 +65,8 @@ class RunSummary:
     n_partial: int
     n_failed: int
     failures: Counter = field(default_factory=Counter)   # "stage: kind" -> count
+    # utterances each part lost and why: {"system"|group: Counter(crashed|timed_out|error)}
+    losses: dict[str, Counter] = field(default_factory=dict)
     metrics: dict[str, MetricSummary] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # metric group -> settings
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -112,6 +114,7 @@ class RunSummary:
              "n_partial": self.n_partial, "n_failed": self.n_failed,
              "status": self.status, "unfinished": self.unfinished,
              "failures": dict(self.failures), "settings": self.settings,
+             "losses": {k: dict(v) for k, v in self.losses.items()},
              "metrics": {k: m.to_dict() for k, m in self.metrics.items()}}
         if with_records:
             d["utterances"] = [{k: r.get(k) for k in ("utt_id", "speaker", "status", "stage",
@@ -401,6 +404,34 @@ def system_label(manifest: dict[str, Any]) -> str:
     return f"{name} ({', '.join(f'{k}={v}' for k, v in sorted(opts.items()))})"
 
 
+LOSS_KINDS = ("crashed", "timed_out", "error")
+
+
+def utterance_losses(records: list[dict[str, Any]]) -> dict[str, Counter]:
+    """How many utterances each part of a run lost, and why: synthesis failures under their
+    stage (reference, system, output), metric failures under their group; the kind is
+    ``crashed`` (the worker process died), ``timed_out`` (killed at the time limit) or
+    ``error`` (any other failure, with its reason in the record)."""
+    out: dict[str, Counter] = {}
+
+    def kind(kind_field: Any) -> str:
+        return kind_field if kind_field in ("crashed", "timed_out") else "error"
+
+    for r in records:
+        if r.get("status") == "failed" and r.get("stage") not in (None, "metrics"):
+            out.setdefault(str(r["stage"]), Counter())[kind(r.get("error_kind"))] += 1
+        for group, ev in (r.get("scores") or {}).items():
+            if ev.get("status") == "failed":
+                out.setdefault(group, Counter())[kind(ev.get("error_kind"))] += 1
+    return out
+
+
+def format_losses(losses: dict[str, Counter]) -> str:
+    """``system: 1 crashed; f0: 2 error; pesq: 1 timed out`` (empty if nothing was lost)."""
+    return "; ".join(f"{part}: " + ", ".join(f"{c[k]} {k.replace('_', ' ')}" for k in LOSS_KINDS if c[k])
+                     for part, c in losses.items() if sum(c.values()))
+
+
 def _trials_used(corpus: dict[str, Any]) -> int | None:
     """Trials behind a corpus-only number (speaker EER / minDCF): target + non-target trial
     counts the group reports with it, or None when it reports none."""
@@ -454,6 +485,7 @@ def summarize_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> Run
                          n_records=len(records), n_ok=status["ok"], n_partial=status["partial"],
                          n_failed=status["failed"], records=records,
                          failures=Counter(_failure_key(r) for r in records if r.get("status") == "failed"),
+                         losses=utterance_losses(records),
                          experiment=experiment_label(manifest), system_label=system_label(manifest),
                          status=manifest.get("status"),
                          dataset_name=dataset_label(manifest, with_split=False),

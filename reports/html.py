@@ -394,6 +394,12 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
             if isinstance(asr.get("ref"), str) and isinstance(asr.get("hyp"), str):
                 entry["w"] = [list(op) for op in align_words(asr["ref"], asr["hyp"])]
                 entry["hyp"] = asr["hyp"]
+            if asr.get("outlier"):
+                entry["ol"] = str(asr["outlier"])
+            loop = (asr.get("recognizer") or {}).get("loop_suspected") \
+                if isinstance(asr.get("recognizer"), dict) else None
+            if loop:
+                entry["loop"] = str(loop)
             if isinstance(asr.get("ref_phones"), str) and isinstance(asr.get("hyp_phones"), str):
                 entry["ph"] = [asr["ref_phones"], asr["hyp_phones"]]
                 # phone errors highlighted like the words (same alignment, ARPAbet tokens)
@@ -423,6 +429,7 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
 
     metrics = [{"key": k, "label": sp.label, "unit": sp.unit, "percent": sp.percent,
                 "higher": sp.higher_is_better, "table_stat": sp.table_stat,
+                "book": bool(getattr(sp, "bookkeeping", False)),
                 "description": sp.description} for k, sp in specs.items()]
     data = {"title": title, "stat": stat, "page_size": int(page_size), "worst_k": int(worst_k),
             "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),

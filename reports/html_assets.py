@@ -104,7 +104,8 @@ SCRIPT = r"""
   }
   function header(m) {
     const unit = m.percent ? "%" : m.unit;
-    return m.label + (unit ? " (" + unit + ")" : "") + " " + (m.higher ? "\u2191" : "\u2193");
+    // bookkeeping (trial counts, chance level) is context, not a score: no direction arrow
+    return m.label + (unit ? " (" + unit + ")" : "") + (m.book ? "" : " " + (m.higher ? "\u2191" : "\u2193"));
   }
   function isMissing(v) { return v === null || v === undefined || (typeof v === "number" && Number.isNaN(v)); }
   // Sort rows by key(row): numbers numerically, strings by locale; missing values always last.
@@ -140,14 +141,14 @@ SCRIPT = r"""
     let text = fmt(m, v);
     const ci = s["ci_" + st];
     let title = (st === "pooled" ? "corpus-level (pooled)" : "utterance mean") + ", n = " + s.n + (s.n_unit === "trials" ? " trials" : "");
-    if (ci && ci[0] !== null && ci[1] !== null) {
+    if (ci && ci[0] !== null && ci[1] !== null && !m.book) {
       // the symmetric form only where it stays in the metric's range (rates 0-100 %, errors >= 0)
       const half = (ci[1] - ci[0]) / 2, lo = (m.percent || !m.higher) ? 0 : null, hi = m.percent ? 1 : null;
       const fits = (lo === null || v - half >= lo - 1e-12) && (hi === null || v + half <= hi + 1e-12);
       if (m.unit !== "count") text += fits ? " \u00b1 " + fmt(m, half) : " [" + fmt(m, ci[0]) + ", " + fmt(m, ci[1]) + "]";
       title += "; 95% CI [" + fmt(m, ci[0]) + ", " + fmt(m, ci[1]) + "]";
     }
-    if (s.sig && summaryStat === DATA.stat) {
+    if (s.sig && summaryStat === DATA.stat && !m.book) {
       if (s.sig.mark) text += "*";
       title += "; vs " + s.sig.baseline + ": \u0394 " + fmt(m, s.sig.delta) +
         ", p = " + (s.sig.p === null ? DASH : s.sig.p.toPrecision(2)) + " (" + s.sig.n + " common)";
@@ -209,7 +210,8 @@ SCRIPT = r"""
     return [lo, hi];
   }
   function comparisonPlot(m) {
-    // one row per system: the value with its 95% CI whisker
+    // one row per system: the value with its 95% CI whisker (never for bookkeeping values)
+    if (m.book) return null;
     const rows = SYSTEMS.map((s, si) => {
       const x = s.summary[m.key];
       if (!x) return null;
@@ -274,7 +276,7 @@ SCRIPT = r"""
     const box = clear($("system-plots"));
     SYSTEMS.forEach((s, si) => {
       const plots = el("div", { class: "plots" });
-      METRICS.forEach((m, mi) => { if (ranges[mi]) { const h = histogram(si, mi, ranges[mi]); if (h) plots.appendChild(h); } });
+      METRICS.forEach((m, mi) => { if (ranges[mi] && !m.book) { const h = histogram(si, mi, ranges[mi]); if (h) plots.appendChild(h); } });
       box.appendChild(el("div", { class: "card", id: "sys-" + si },
         el("h3", null, s.label + " \u2014 per-utterance distributions"),
         el("div", { class: "muted small" }, "Dashed line: utterance mean. Axes are shared across systems."),
@@ -286,7 +288,7 @@ SCRIPT = r"""
     const lists = [];
     METRICS.forEach((m, mi) => {
       const w = s.worst[m.key];
-      if (!w || !w.length) return;
+      if (!w || !w.length || m.book) return;
       lists.push(el("tr", null, el("td", null, header(m)), el("td", null,
         w.map(([ui, v], k) => [k ? ", " : "", el("a", { href: "#u=" + ui + "&s=" + si }, UTTS[ui].id), " (" + fmt(m, v) + ")"]))));
     });
@@ -446,6 +448,9 @@ SCRIPT = r"""
     if (e.out !== undefined) card.appendChild(el("div", null, "Output: ", player(e.out, "output")));
     const mt = metricTable(e);
     if (mt) card.appendChild(mt);
+    if (e.ol) card.appendChild(el("div", { class: "status-partial reason" }, "ASR outlier: " + e.ol +
+      " (a looping or hallucinating recogniser; the utterance is still scored)"));
+    if (e.loop) card.appendChild(el("div", { class: "status-partial reason" }, "Recogniser loop guard: " + e.loop));
     if (e.w) {
       card.appendChild(el("div", { class: "small muted" }, "Recognised words vs reference (normalised): ",
         el("span", { class: "w w-sub" }, "substitution"), " ", el("span", { class: "w w-del" }, "deletion"), " ",

@@ -239,11 +239,28 @@ def _format_summary(s: RunSummary, utterances: bool = False) -> str:
     if s.unfinished:
         lines.append(f"WARNING  run not finished: {s.unfinished}; the figures below cover only "
                      "the utterances done so far")
+    from resyn_bench.reports.model_notes import group_label
+
     for group, settings in s.settings.items():
         if "preset" in settings:
             lines.append(f"{group:8s} preset {settings['preset']}")
+        label = group_label(group, settings)
+        if label:
+            lines.append(f"{group:8s} model {label}")
+    # per-utterance ASR outliers (a looping recogniser): one can decide a system's rank
+    outliers = [str(r["utt_id"]) for r in s.records
+                if isinstance((r.get("extra") or {}).get("asr"), dict) and r["extra"]["asr"].get("outlier")]
+    if outliers:
+        shown = ", ".join(outliers[:10]) + (f" (+{len(outliers) - 10} more)" if len(outliers) > 10 else "")
+        lines.append(f"asr      {len(outliers)} outlier utterance(s), more inserted words than "
+                     f"reference words: {shown}")
     if s.failures:
         lines.append("failures " + ", ".join(f"{k} x{n}" for k, n in sorted(s.failures.items())))
+    if any(sum(c.values()) for c in s.losses.values()):
+        from resyn_bench.reports.collate import format_losses
+
+        lines.append("lost     " + format_losses(s.losses) + "  (utterances, by part; "
+                     "--retry-failed redoes them)")
     note = _overlap_note(s.run_dir)
     if note:
         lines.append(f"warning  {note}")

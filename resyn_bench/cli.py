@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "UTT__to_TARGET); implies --experiment vc")
     p.add_argument("--vc-seed", type=int, default=0, help="seed of the target choice (default 0)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--utt-timeout", type=_timeout, default=None, metavar="SECONDS",
+                   help="time one utterance may take in the system or one metric group before "
+                        "its worker is killed and the utterance recorded as timed out (default: "
+                        "max(60, 10 x its duration) s; 0 = no limit)")
+    p.add_argument("--no-isolation", dest="isolate", action="store_false",
+                   help="run the system and metrics in this process instead of supervised "
+                        "worker processes (debugging; a native crash then ends the run)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue an existing run directory, skipping finished utterances "
                         "(default); --no-resume refuses to touch one")
@@ -201,6 +208,16 @@ def _add_model_commands(sub) -> None:
         p.set_defaults(model_command=(command, subcommand))
 
 
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (0 = no limit), got {text!r}") from None
+    if value < 0 or value != value:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0 (0 = no limit), got {text!r}")
+    return value
+
+
 def _sanitize(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("_")
 
@@ -223,7 +240,8 @@ def cmd_run(args) -> int:
                        dataset_options=dict(args.dataset_option), metric_options=metric_options,
                        f0_preset=args.f0_preset, system_options=options, resume=args.resume,
                        overwrite=args.overwrite, retry_failed=args.retry_failed,
-                       use_cache=args.use_cache, jobs=args.jobs,
+                       use_cache=args.use_cache, jobs=args.jobs, isolate=args.isolate,
+                       utt_timeout=args.utt_timeout,
                        experiment=args.experiment or ("vc" if args.vc_targets else "resynthesis"),
                        label=args.label, vc_targets=args.vc_targets, vc_seed=args.vc_seed)
     if args.max_duration is not None:
@@ -237,6 +255,11 @@ def cmd_run(args) -> int:
           f"{result.n_done_before} already done, {result.n_total} in the dataset; "
           f"{result.n_metric_parts} metric parts scored; {result.wall_s:.1f} s")
     status = report_outcome(result, args.max_failed)
+    from resyn_bench.reports.collate import format_losses, utterance_losses
+
+    lost = format_losses(utterance_losses(list((result.records or {}).values())))
+    if lost:  # what each part (the system, each metric group) lost, and why
+        print(f"lost utterances: {lost} (--retry-failed redoes them)")
     print(f"next: resyn-bench summary {result.run_dir}")
     return status
 

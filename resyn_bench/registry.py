@@ -85,7 +85,8 @@ METRIC_GROUPS: dict[str, Entry] = {e.name: e for e in [
     Entry("f0", "resyn_bench.metrics.f0:F0Metrics",
           "intonation: GPE, VDE, FFE, F0 RMSE (cents), F0 correlation"),
     Entry("asr", "resyn_bench.metrics.intelligibility:IntelligibilityMetrics",
-          "content: WER, CER, PER through ASR (pocketsphinx offline, or whisper); "
+          "content: WER, CER, PER through ASR (embedded Whisper base on faster-whisper; "
+          "-m asr.backend=pocketsphinx as a weak fallback); "
           "-m asr.mode=differential for dWER/dPER without text"),
     Entry("spk", "resyn_bench.metrics.speaker:SpeakerMetrics",
           "speaker identity: held-out speaker-ID accuracy, EER, minDCF, cosine similarity"),

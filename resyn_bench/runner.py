@@ -10,9 +10,11 @@ Every step appends one part to the record log; any failure is recorded with its 
 reason and the run goes on; a failed utterance is never given a score. A killed run resumes
 with the parts that are missing.
 
-With ``jobs > 1`` synthesis (and scoring of groups without a corpus model) runs in worker
-processes; only the parent process writes records, so the numbers do not depend on the number
-of workers.
+The system and each metric group run in supervised worker processes (``jobs`` of them;
+resyn_bench.supervisor), so a native crash or a hang costs one utterance, recorded with its
+cause, never the run; only the parent process writes records, so the numbers do not depend on
+the number of workers. ``isolate=False`` runs everything in this process (with ``jobs > 1``,
+in an unsupervised process pool).
 """
 from __future__ import annotations
 
@@ -78,6 +80,13 @@ class RunConfig:
     use_cache: bool = True
     cache_dir: str | None = None
     jobs: int = 1
+    # crash isolation (resyn_bench.supervisor): the system and each metric group run in
+    # supervised worker processes; False runs them in this process (debugging: a native crash
+    # then ends the run; default False when RESYN_BENCH_ISOLATION=0). Seconds one utterance may
+    # take in one worker: None = automatic, max(60 s, 10 x its duration); 0 = no limit. Neither
+    # is part of the run's identity.
+    isolate: bool = field(default_factory=lambda: os.environ.get("RESYN_BENCH_ISOLATION", "1") != "0")
+    utt_timeout: float | None = None
     # what the run measures, for the report layouts: resynthesis | vc | f0_flat | codec | ...
     experiment: str = "resynthesis"
     label: str | None = None    # row label in reports (default: the system name and options)
@@ -564,7 +573,11 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
             if bar is not None:
                 bar.update(1)
 
-        if config.jobs == 1 or len(pending) <= 1:
+        from resyn_bench.supervisor import synthesize_isolated
+
+        if config.isolate and synthesize_isolated(config, pending, accept_synthesis):
+            pass  # done in supervised worker processes: a crash or a hang costs one utterance
+        elif config.jobs == 1 or len(pending) <= 1:
             for utt in pending:
                 accept_synthesis(*synthesizer.synthesize(utt))
         else:
@@ -572,6 +585,8 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
                           accept_synthesis)
         if bar is not None:
             bar.close()
+
+        del synthesizer  # the system's models are not needed any more: free them first
 
         # phase 2: one metric group at a time (its models loaded once, then released)
         scorable = [u for u in work
@@ -660,15 +675,23 @@ def _score_group(config, group, dataset, synthesis, todo, store, log, stats, pro
         # the reason; other groups still run; --retry-failed tries failures again later
         from resyn_bench.metrics.base import NotApplicable
 
+        from resyn_bench.supervisor import WorkerLost
+
         status = "skipped" if isinstance(exc, NotApplicable) else "failed"
-        reason = f"{stage}: {type(exc).__name__}: {exc}"
+        lost = isinstance(exc, WorkerLost)  # the worker crashed or hung: kind and cause
+        reason = f"{stage}: {exc.reason}" if lost else f"{stage}: {type(exc).__name__}: {exc}"
         log_.warning("metric group %r %s for %d utterances: %s", group.name, status, len(todo), reason)
         for utt in todo:
             accept({"part": "metric", "group": group.name, "key": scorer.record_key,
-                    "utt_id": utt.utt_id,
-                    "status": status, "reason": reason}, {})
+                    "utt_id": utt.utt_id, "status": status, "reason": reason,
+                    **({"error_kind": exc.kind} if lost else {})}, {})
 
     try:
+        if config.isolate:
+            from resyn_bench.supervisor import score_group_isolated
+
+            if score_group_isolated(config, group, dataset, synthesis, todo, log, accept, fail_all):
+                return
         if group.needs_corpus or config.jobs == 1 or len(todo) <= 1:
             try:
                 group.load()

@@ -67,7 +67,9 @@ def test_runner_resynthesizes_through_the_checkpoint(checkpoint, ckpt_registered
 
     root = checkpoint["root"]
     res = run(RunConfig(system=f"ckpt:{checkpoint['voc']}", dataset="manifest", data_root=str(root),
-                        out=str(tmp_path / "run"), metrics="pitch"), progress=False)
+                        out=str(tmp_path / "run"), metrics="pitch",
+                        # the test's unit encoder is patched into this process only
+                        isolate=False), progress=False)
     assert res.n_total == 8 and res.n_failed == 0
     manifest = read_manifest(tmp_path / "run")
     system = manifest["system"]
@@ -94,7 +96,8 @@ def test_voice_conversion_run_uses_each_utterances_target(checkpoint, ckpt_regis
 
     root = checkpoint["root"]
     res = run(RunConfig(system=f"ckpt:{checkpoint['voc']}", dataset="manifest", data_root=str(root),
-                        out=str(tmp_path / "vc"), metrics="pitch", vc_targets=1, experiment="vc"),
+                        out=str(tmp_path / "vc"), metrics="pitch", vc_targets=1, experiment="vc",
+                        isolate=False),
               progress=False)
     assert res.n_total == 8 and res.n_failed == 0        # 2 speakers: one other voice each
     for r in read_records(tmp_path / "vc"):

@@ -158,6 +158,8 @@ def fakes(monkeypatch):
     from resyn_bench.metrics import speaker
 
     monkeypatch.setitem(speaker._ENCODERS, "test-spectrum", SpectrumEncoder)
+    # the fake encoder is patched into this process only: no worker processes
+    monkeypatch.setenv("RESYN_BENCH_ISOLATION", "0")
     names = {"ignores-speaker": IgnoresSpeaker, "target-recordings": TargetRecordings,
              "pitch-follower": PitchFollower, "no-f0-stream": NoF0Stream}
     for name, cls in names.items():

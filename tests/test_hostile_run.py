@@ -275,7 +275,9 @@ def test_disk_full_stops_cleanly_and_resumes(sandbox, gain, monkeypatch, capsys)
         return None
 
     _inject(monkeypatch, decide)
-    rc = _cli_run(tsv, out, gain)
+    # the injected write lives in this process: outputs are written here (--no-isolation;
+    # test_crash_isolation covers a full disk met in a worker)
+    rc = _cli_run(tsv, out, gain, "--no-isolation")
     err = capsys.readouterr().err
     assert rc == 2 and "disk full" in err and "Traceback" not in err and "resume" in err
     manifest = read_manifest(out)
@@ -287,7 +289,7 @@ def test_disk_full_stops_cleanly_and_resumes(sandbox, gain, monkeypatch, capsys)
     assert [p["utt_id"] for p in synth] == ["u0", "u1"]     # the log is complete lines only
     # space again: the same command resumes and finishes
     state["full"] = False
-    assert _cli_run(tsv, out, gain) == 0
+    assert _cli_run(tsv, out, gain, "--no-isolation") == 0
     parts = [(p["utt_id"], p["part"]) for p in _lines(out)]
     assert len(parts) == len(set(parts)) == 10
     assert all(r["status"] == "ok" for r in read_records(out))
@@ -325,7 +327,8 @@ def test_an_output_write_error_fails_only_that_utterance(sandbox, gain, monkeypa
     tsv = _corpus(box, [(f"u{i}", 120 + 20 * i, "") for i in range(3)])
     _inject(monkeypatch, lambda path, data: OSError(errno.EIO, "Input/output error")
             if "/outputs/.u1.wav" in path else None)
-    result = run(_config(tsv, box.root / "run", system=gain), progress=False)
+    # the injected write lives in this process: outputs are written here
+    result = run(_config(tsv, box.root / "run", system=gain, isolate=False), progress=False)
     recs = {r["utt_id"]: r for r in read_records(box.root / "run")}
     assert result.n_failed == 1
     assert recs["u1"]["status"] == "failed" and recs["u1"]["stage"] == "output"
@@ -421,7 +424,9 @@ def test_max_duration_fails_long_files_before_decoding(sandbox, monkeypatch, cap
     real = runner.load_audio
     monkeypatch.setattr(runner, "load_audio", lambda p: (loaded.append(Path(p).name), real(p))[1])
     # one of the two fails: past the default --max-failed (exit 3), so tolerate it here
-    assert _cli_run(tsv, box.root / "run", "copy", "--max-duration", "1", "--max-failed", "1") == 0
+    # --no-isolation: the load_audio spy lives in this process
+    assert _cli_run(tsv, box.root / "run", "copy", "--max-duration", "1", "--max-failed", "1",
+                    "--no-isolation") == 0
     recs = {r["utt_id"]: r for r in read_records(box.root / "run")}
     assert recs["short"]["status"] == "ok"
     long = recs["long"]
@@ -626,13 +631,14 @@ def test_disk_full_in_a_worker_process_stops_the_run(sandbox, gain, monkeypatch)
     box = sandbox
     tsv = _corpus(box, [(f"u{i}", 120 + 20 * i, "") for i in range(4)])
     out = box.root / "run"
-    # workers are forked with the injected write: the output of u2 finds the disk full
+    # workers of the unsupervised pool (--no-isolation) are forked with the injected write: the
+    # output of u2 finds the disk full (test_crash_isolation covers supervised workers)
     _inject(monkeypatch, lambda path, data: _enospc() if "/outputs/.u2.wav" in path else None)
     with pytest.raises(RunStopped, match="disk full"):
-        run(_config(tsv, out, system=gain, jobs=2), progress=False)
+        run(_config(tsv, out, system=gain, jobs=2, isolate=False), progress=False)
     assert read_manifest(out)["status"] == "stopped: disk full"
     assert "u2" not in {p["utt_id"] for p in _lines(out)}       # not recorded as a failure
     assert not [p for p in out.rglob("*.tmp")]
     monkeypatch.setattr(safe_io, "_write", os.write)
-    run(_config(tsv, out, system=gain, jobs=2), progress=False)
+    run(_config(tsv, out, system=gain, jobs=2, isolate=False), progress=False)
     assert all(r["status"] == "ok" for r in read_records(out)) and len(read_records(out)) == 4

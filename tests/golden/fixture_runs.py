@@ -37,6 +37,18 @@ DATASETS = {   # label-giving root -> (speakers, utterances per speaker)
 }
 
 
+#: stored settings of the model-backed groups (what the table notes name)
+SETTINGS = {
+    "f0": {"preset": "dio"},
+    "asr": {"backend": {"backend": "whisper", "loader": "faster-whisper", "model": "whisper-base",
+                        "beam_size": 5, "compute_type": "int8"},
+            "normalizer": "whisper-en", "per": True,
+            "phones": {"output": "lexicon of the recognised words"}},
+    "spk": {"backend": "resemblyzer", "encoder": {"backend": "resemblyzer"}},
+    "dnsmos": {"model": "DNSMOS P.835 sig_bak_ovr.onnx + P.808 model_v8.onnx (speechmos)"},
+}
+
+
 def _manifest(system: str, root: str, n: int, experiment: str | None, groups=GROUPS) -> dict:
     config = {"system": system, "dataset": "manifest", "data_root": root, "split": None,
               "limit": None, "system_options": {}}
@@ -46,7 +58,7 @@ def _manifest(system: str, root: str, n: int, experiment: str | None, groups=GRO
     for g in groups:
         options = {"preset": "dio"} if g == "f0" else {}
         obj = metric_group(g, options)
-        metrics[g] = {"settings": {"preset": "dio"} if g == "f0" else {},
+        metrics[g] = {"settings": SETTINGS.get(g, {}),
                       "specs": [s.to_dict() for s in obj.specs], "options": options}
     return {"config": config, "dataset": {"root": root, "n_utterances": n},
             "system": {"name": system, "streams": SYSTEMS[system][0]}, "metrics": metrics}
