@@ -334,14 +334,9 @@ class OpenAIWhisperBackend(ASRBackend):
 
     @property
     def device(self) -> str:
-        if self._device is not None:
-            return self._device
-        try:
-            import torch
+        from resyn_bench.distributed import resolve_device
 
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        except ImportError:
-            return "cpu"
+        return resolve_device(self._device)
 
     @property
     def fp16(self) -> bool:

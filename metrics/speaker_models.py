@@ -45,6 +45,7 @@ import numpy as np
 
 from resyn_bench.metrics.base import MetricError
 from resyn_bench.metrics.speaker import SpeakerEncoder
+from resyn_bench.distributed import resolve_device as _default_device
 
 __all__ = ["SpeechBrainECAPAEncoder", "WavLMECAPAEncoder", "read_hyperparams",
            "speechbrain_fbank"]
@@ -61,17 +62,6 @@ def _torch():
                           f"'resyn-bench[models]'") from None
     return torch
 
-
-def _default_device(device: str | None) -> str:
-    """``device`` or, when None, cuda if torch sees a GPU, else cpu."""
-    if device:
-        return str(device)
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
 
 
 def _catalogue_file(name: str, what: str, path: str | Path | None) -> Path:

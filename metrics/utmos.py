@@ -119,14 +119,9 @@ class UTMOSMetrics(MetricGroup):
 
     @property
     def device(self) -> str:
-        if self._device:
-            return str(self._device)
-        try:
-            import torch
+        from resyn_bench.distributed import resolve_device
 
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        except ImportError:
-            return "cpu"
+        return resolve_device(self._device)
 
     def _path(self) -> Path:
         from resyn_bench import catalogue

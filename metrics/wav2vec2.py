@@ -36,6 +36,7 @@ import numpy as np
 
 from resyn_bench.metrics.asr import ASRBackend, ModelMissingError, _as_16k_float, _package_version
 from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, Score
+from resyn_bench.distributed import resolve_device as _default_device
 
 #: catalogue names of the Hugging Face CTC folders (weights entry; the other files are its
 #: ``requires``)
@@ -101,16 +102,6 @@ def weights_sha256(folder: Path) -> str | None:
         _SHA[key] = sha256_file(w)
     return _SHA[key]
 
-
-def _default_device(device: str | None) -> str:
-    if device:
-        return str(device)
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
 
 
 class _CTCHolder:

@@ -37,6 +37,18 @@ class DistributedError(RuntimeError):
     """The distributed environment is incomplete or inconsistent."""
 
 
+def resolve_device(device: str | None) -> str:
+    """``device`` as given, or when unset "cuda" if torch sees a GPU, else "cpu" (also without
+    torch): the default of every model-backed metric and system."""
+    if device:
+        return str(device)
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @dataclass
 class DistInfo:
     rank: int = 0
