@@ -41,7 +41,8 @@ SYSTEMS: dict[str, Entry] = {e.name: e for e in [
           "WORLD vocoder analysis/synthesis (pyworld): weight-free baseline"),
     Entry("outputs", "resyn_bench.systems.outputs:OutputsSystem",
           "evaluate audio files another tool produced, matched by utterance id "
-          "(outputs:DIR, name pattern via --outputs-pattern)", takes_argument="DIR"),
+          "(outputs:DIR, name pattern via --outputs-pattern; wav/flac/ogg/mp3; codec bitrate "
+          "via -o bitrate=BPS or -o bitstreams=DIR)", takes_argument="DIR"),
     Entry("ckpt", "resyn_bench.systems.vocoder.system:CheckpointSystem",
           "a trained unit vocoder folder (g_XXXXXXXX + config.json, ours or the reference "
           "layout); -o units=SPEC, -o speaker=NAME", takes_argument="DIR"),

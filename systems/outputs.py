@@ -3,8 +3,17 @@
 Each utterance's output is found in DIR by a name pattern with the placeholders ``{utt_id}``,
 ``{speaker}`` and ``{stem}`` (the reference file's stem). The reference speech-resynthesis
 repo writes ``<stem>_gen.wav``: use ``--outputs-pattern '{stem}_gen.wav'``. Without a pattern,
-``{utt_id}.wav``, ``{utt_id}.flac``, ``{speaker}/{utt_id}.wav`` and ``{speaker}/{utt_id}.flac``
-are tried in that order.
+every format soundfile reads is tried, lossless first: ``{utt_id}.wav``, ``{utt_id}.flac``,
+``{utt_id}.ogg``, ``{utt_id}.mp3``, then the same four under ``{speaker}/`` (mp3 needs
+libsndfile >= 1.1; the file is read like a dataset's: any sample rate, stereo averaged to mono).
+
+Bitrate, so an external codec stands on the codec table and quality-vs-bitrate plot:
+``-o bitrate=BPS`` declares the rate of every utterance (labelled *declared*);
+``-o bitstreams=DIR`` counts the sizes of the files ``<utt_id>.*`` (or ``<speaker>/<utt_id>.*``)
+in DIR, e.g. the ``.ecdc`` or ``.npy`` codes the codec wrote, as that utterance's bits (labelled
+*measured*: the reports pool total bits / total seconds of the source audio). An utterance
+without a bitstream file fails with that reason. With both, the measured rate is reported and the
+declared one kept in the record as ``declared_bps``.
 
 A pattern may use only those three named fields, bare (no format spec such as ``{utt_id:>9}``,
 no conversion ``!r``, no attribute or index access ``{utt_id.__class__}``), must be relative and
@@ -18,10 +27,13 @@ import string
 from pathlib import Path, PurePosixPath
 
 from resyn_bench.audio import Audio, AudioError, load_audio
-from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure
+from resyn_bench.systems.base import (Streams, StreamSpec, System, SystemFailure,
+                                      bitstream_record)
 
-DEFAULT_PATTERNS = ("{utt_id}.wav", "{utt_id}.flac", "{speaker}/{utt_id}.wav",
-                    "{speaker}/{utt_id}.flac")
+#: extensions of the default lookup, in the order tried (lossless before lossy)
+DEFAULT_EXTENSIONS = ("wav", "flac", "ogg", "mp3")
+DEFAULT_PATTERNS = tuple(f"{folder}{{utt_id}}.{ext}" for folder in ("", "{speaker}/")
+                         for ext in DEFAULT_EXTENSIONS)
 PATTERN_FIELDS = ("utt_id", "speaker", "stem")
 
 
@@ -88,10 +100,27 @@ def guess_pattern(files: list[str], utterances) -> str | None:
 
 
 class OutputsSystem(System):
-    def __init__(self, directory: str, pattern: str | None = None):
+    def __init__(self, directory: str, pattern: str | None = None, bitrate: float | str | None = None,
+                 bitstreams: str | None = None):
         self.directory = Path(directory).expanduser()
         if not self.directory.is_dir():
             raise ValueError(f"outputs: {self.directory} is not a directory")
+        self.bitrate = None
+        if bitrate is not None and bitrate != "":
+            try:
+                self.bitrate = float(bitrate)
+            except (TypeError, ValueError):
+                self.bitrate = float("nan")
+            if not (self.bitrate > 0 and self.bitrate != float("inf")):
+                raise ValueError(f"outputs: -o bitrate={bitrate!r} is not a positive number of bits "
+                                 "per second; give e.g. -o bitrate=6000")
+        self.bitstreams = None
+        if bitstreams:
+            self.bitstreams = Path(bitstreams).expanduser()
+            if not self.bitstreams.is_dir():
+                raise ValueError(f"outputs: -o bitstreams={bitstreams}: {self.bitstreams} is not a "
+                                 "directory; give the folder holding one <utt_id>.* file per "
+                                 "utterance")
         if pattern is not None:
             check_pattern(pattern)
         self.patterns = (pattern,) if pattern else DEFAULT_PATTERNS
@@ -140,8 +169,44 @@ class OutputsSystem(System):
                 f"{len(utterances)} utterances; patterns tried: {tried}; files there: "
                 f"{shown or 'none'}. {hint}")
 
+    def bitstream_files(self, utterance) -> list[Path]:
+        """The files ``<utt_id>.*`` (else ``<speaker>/<utt_id>.*``) in the bitstreams folder."""
+        speaker = str(utterance.speaker)
+        plain = speaker not in ("", ".", "..") and "/" not in speaker and "\\" not in speaker
+        for folder in (self.bitstreams, *([self.bitstreams / speaker] if plain else [])):
+            if not folder.is_dir():
+                continue
+            found = sorted(p for p in folder.iterdir()
+                           if p.is_file() and p.name.startswith(utterance.utt_id + "."))
+            if found:
+                return found
+        return []
+
+    def _bitstream(self, audio: Audio, utterance) -> dict | None:
+        seconds = len(audio.samples) / float(audio.sample_rate)
+        if not seconds > 0:
+            return None
+        if self.bitstreams is not None:
+            files = self.bitstream_files(utterance)
+            if not files:
+                raise SystemFailure(f"no bitstream file for {utterance.utt_id} in "
+                                    f"{self.bitstreams} (looked for {utterance.utt_id}.* and "
+                                    f"{utterance.speaker}/{utterance.utt_id}.*)")
+            bits = 8 * sum(p.stat().st_size for p in files)
+            extra = {"files": [p.name for p in files]}
+            if self.bitrate is not None:
+                extra["declared_bps"] = self.bitrate
+            return bitstream_record(bits, seconds, "measured", **extra)
+        if self.bitrate is not None:
+            return bitstream_record(round(self.bitrate * seconds), seconds, "declared",
+                                    declared_bps=self.bitrate)
+        return None
+
     def encode(self, audio: Audio, utterance) -> Streams:
-        return Streams({"file": self.locate(utterance)}, sample_rate=audio.sample_rate)
+        path = self.locate(utterance)
+        bitstream = self._bitstream(audio, utterance)
+        return Streams({"file": path}, sample_rate=audio.sample_rate,
+                       meta={"bitstream": bitstream} if bitstream else {})
 
     def decode(self, streams: Streams) -> Audio:
         try:
@@ -152,4 +217,8 @@ class OutputsSystem(System):
     def describe(self) -> dict:
         d = super().describe()
         d.update(directory=str(self.directory.resolve()), patterns=list(self.patterns))
+        if self.bitrate is not None:
+            d["declared_bitrate_bps"] = self.bitrate
+        if self.bitstreams is not None:
+            d["bitstreams"] = str(self.bitstreams.resolve())
         return d
