@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "speakers of the system (random, seeded per utterance; ids "
                         "UTT__to_TARGET); implies --experiment vc")
     p.add_argument("--vc-seed", type=int, default=0, help="seed of the target choice (default 0)")
+    p.add_argument("--conversions", metavar="LIST",
+                   help="for outputs:DIR: another tool's voice conversions, a .tsv/.csv/.jsonl "
+                        "list with the columns output (file in DIR, or id), source (utterance id "
+                        "of the dataset), target (speaker); each row is evaluated as the "
+                        "conversion SOURCE__to_TARGET (implies --experiment vc)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--utt-timeout", type=_timeout, default=None, metavar="SECONDS",
                    help="time one utterance may take in the system or one metric group before "
@@ -230,6 +235,10 @@ def cmd_run(args) -> int:
         if not args.system.startswith("outputs:"):
             raise SystemExit("error: --outputs-pattern applies only to outputs:DIR systems")
         options["pattern"] = args.outputs_pattern
+    if args.conversions:
+        if not args.system.startswith("outputs:"):
+            raise SystemExit("error: --conversions applies only to outputs:DIR systems")
+        options["conversions"] = str(Path(args.conversions).expanduser().resolve())
     from resyn_bench.cli_score import check_out_dir, metric_options_from_args, report_outcome
 
     metric_options = metric_options_from_args(args.metric_option)
@@ -242,7 +251,8 @@ def cmd_run(args) -> int:
                        overwrite=args.overwrite, retry_failed=args.retry_failed,
                        use_cache=args.use_cache, jobs=args.jobs, isolate=args.isolate,
                        utt_timeout=args.utt_timeout,
-                       experiment=args.experiment or ("vc" if args.vc_targets else "resynthesis"),
+                       experiment=args.experiment or ("vc" if args.vc_targets or args.conversions
+                                                      else "resynthesis"),
                        label=args.label, vc_targets=args.vc_targets, vc_seed=args.vc_seed)
     if args.max_duration is not None:
         if args.max_duration < 0:

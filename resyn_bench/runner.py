@@ -154,6 +154,9 @@ class Synthesizer:
         problem = id_problem(utt.utt_id)
         if problem:
             return fail("input", problem, "bad_id")
+        if getattr(utt, "problem", None):   # a row of --conversions that cannot be evaluated
+            record["target_speaker"] = str(utt.target_speaker)
+            return fail("input", utt.problem, "bad_row")
         limit = self.config.max_duration
         t = time.perf_counter()
         seconds = header_duration(utt.path) if limit else None  # before decoding the file
@@ -394,6 +397,22 @@ def conversion_utterances(utterances, system, n_targets: int, seed: int = 0) -> 
     return out
 
 
+def _listed_conversions(config: RunConfig, utterances) -> list:
+    """The work list of ``--conversions`` (:mod:`resyn_bench.conversions`); RunError for a list
+    that cannot be used (before any work)."""
+    from resyn_bench.conversions import ConversionListError, conversion_work
+
+    if config.vc_targets:
+        raise RunError("--conversions lists the conversions to evaluate; --vc-targets chooses "
+                       "them: use one or the other")
+    extra = any((opts or {}).get("enroll_dataset") for opts in config.metric_options.values())
+    try:
+        return conversion_work(config.system_options["conversions"], utterances,
+                               extra_speakers=extra)
+    except ConversionListError as exc:
+        raise RunError(str(exc)) from None
+
+
 def _stored_work(dataset, done_synth: dict[str, dict], conversion: bool) -> list:
     """Score-only work list: the dataset's utterances or (voice conversion) each stored
     ``<utt_id>__to_<target>`` output, rebuilt from the records without loading the system.
@@ -476,6 +495,8 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
         # recordings only
         work = conversion_utterances(dataset.utterances, synthesizer.system, config.vc_targets,
                                      config.vc_seed) if config.vc_targets else dataset.utterances
+        if config.system_options.get("conversions"):   # another tool's conversions (a list)
+            work = _listed_conversions(config, dataset.utterances)
         check_unique_names(u.utt_id for u in work)
         _precheck(synthesizer.system, work)
     run_dir = Path(config.out)
@@ -489,7 +510,8 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
     events = store.events()
     done_synth = {e["utt_id"]: e for e in events if e.get("part", "synthesis") == "synthesis"}
     if score_only:   # the stored outputs, without the system
-        work = _stored_work(dataset, done_synth, bool(config.vc_targets))
+        work = _stored_work(dataset, done_synth, bool(config.vc_targets
+                                                      or config.system_options.get("conversions")))
         check_unique_names(u.utt_id for u in work)
     from resyn_bench.overlap import check_overlap
 

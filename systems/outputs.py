@@ -101,10 +101,13 @@ def guess_pattern(files: list[str], utterances) -> str | None:
 
 class OutputsSystem(System):
     def __init__(self, directory: str, pattern: str | None = None, bitrate: float | str | None = None,
-                 bitstreams: str | None = None):
+                 bitstreams: str | None = None, conversions: str | None = None):
         self.directory = Path(directory).expanduser()
         if not self.directory.is_dir():
             raise ValueError(f"outputs: {self.directory} is not a directory")
+        # --conversions LIST: the runner builds the work list from it (resyn_bench.conversions);
+        # each item names its output file
+        self.conversions = str(conversions) if conversions else None
         self.bitrate = None
         if bitrate is not None and bitrate != "":
             try:
@@ -129,7 +132,32 @@ class OutputsSystem(System):
         return [StreamSpec("file", "waveform", frame_rate=None,
                            description="pre-computed output file")]
 
+    def _inside(self, candidate: Path) -> bool:
+        top = os.path.normpath(os.path.abspath(self.directory))
+        inside = os.path.normpath(os.path.abspath(candidate))
+        return os.path.commonpath([top, inside]) == top
+
+    def locate_listed(self, utterance, output: str) -> Path:
+        """The file a --conversions row names: a path relative to DIR, else an id tried with
+        the default extensions; it must lie inside DIR."""
+        candidates = [self.directory / output]
+        if not Path(output).suffix or not candidates[0].is_file():
+            candidates += [self.directory / f"{output}.{ext}" for ext in DEFAULT_EXTENSIONS]
+        tried = []
+        for candidate in candidates:
+            if not self._inside(candidate):
+                tried.append(f"{candidate} (outside {self.directory}: not used)")
+                continue
+            if candidate.is_file():
+                return candidate
+            tried.append(str(candidate))
+        raise SystemFailure(f"no output file for {utterance.utt_id} (line {getattr(utterance, 'row', '?')} "
+                            f"of the conversion list); tried {', '.join(tried)}")
+
     def locate(self, utterance) -> Path:
+        listed = getattr(utterance, "output", None)
+        if listed:
+            return self.locate_listed(utterance, listed)
         fields = dict(utt_id=utterance.utt_id, speaker=utterance.speaker,
                       stem=Path(utterance.path).stem)
         tried = []
@@ -219,6 +247,8 @@ class OutputsSystem(System):
         d.update(directory=str(self.directory.resolve()), patterns=list(self.patterns))
         if self.bitrate is not None:
             d["declared_bitrate_bps"] = self.bitrate
+        if self.conversions is not None:
+            d["conversions"] = str(Path(self.conversions).expanduser().resolve())
         if self.bitstreams is not None:
             d["bitstreams"] = str(self.bitstreams.resolve())
         return d

@@ -1,0 +1,151 @@
+"""Conversions made by another tool, as a work list: ``resyn-bench run --system outputs:DIR
+--conversions LIST``.
+
+LIST is a TSV, CSV (by extension ``.tsv``/``.csv``, header row) or JSON-lines file (``.jsonl``,
+one object per line) with the columns
+
+``output``
+    the converted file: a path relative to DIR (``p225_001_to_p226.wav``), or an id looked up as
+    ``DIR/<id>.wav|.flac|.ogg|.mp3``; it must lie inside DIR.
+``source``
+    the utterance id (in the dataset's manifest) that was converted: its recording is the
+    reference of the content and prosody metrics and its speaker the source speaker.
+``target``
+    the target speaker: a speaker of the dataset (enrolled from its recordings by the speaker
+    metrics; ``-m spk.enroll_dataset=`` adds speakers of another dataset).
+``target_ref`` (optional, not supported yet: a non-empty value fails that row)
+``f0_edit`` (optional, not supported yet: a non-empty value fails that row)
+
+Each row becomes one work item with the id ``<source>__to_<target>`` and ``target_speaker`` set,
+exactly like the built-in conversions of ``--vc-targets``, so the speaker metrics judge the
+output against its target (accuracy, similarity) and its source (leakage) and ``resyn-bench
+disentangle --runs`` summarises it next to built-in systems. A row that cannot be evaluated (its
+output missing or unreadable, an unknown source id, a target speaker with no audio) fails with its
+reason and the run goes on; the same (source, target) pair twice, or a list without the required
+columns, is an error before any work.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from resyn_bench.datasets import Utterance
+
+REQUIRED = ("output", "source", "target")
+OPTIONAL = ("target_ref", "f0_edit")
+
+
+class ConversionListError(ValueError):
+    """The conversion list cannot be used at all (unreadable, columns missing, duplicates)."""
+
+
+@dataclass(frozen=True)
+class ConversionItem(Utterance):
+    """A work item of an external conversion: the source utterance with the target speaker,
+    the row's output file (resolved by the outputs system) and the row's problem, if any."""
+    output: str | None = None
+    row: int = 0
+    problem: str | None = None
+
+
+def read_rows(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a conversion list (TSV, CSV or JSONL), each with its 1-based line number
+    under ``_line``; ConversionListError for an unreadable file or missing columns."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConversionListError(f"--conversions {path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConversionListError(f"--conversions {path}: cannot read it ({exc})") from None
+    rows: list[dict[str, str]] = []
+    if suffix in (".jsonl", ".ndjson"):
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConversionListError(f"--conversions {path}, line {i}: not JSON ({exc})") \
+                    from None
+            if not isinstance(obj, dict):
+                raise ConversionListError(f"--conversions {path}, line {i}: expected an object "
+                                          "with keys output, source, target")
+            row = {k: ("" if v is None else ";".join(map(str, v)) if isinstance(v, list)
+                       else str(v)) for k, v in obj.items()}
+            row["_line"] = str(i)
+            rows.append(row)
+    elif suffix in (".tsv", ".csv", ".txt"):
+        reader = csv.DictReader(text.splitlines(), delimiter="," if suffix == ".csv" else "\t")
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise ConversionListError(
+                f"--conversions {path}: the header lacks the column(s) {', '.join(missing)}; it "
+                f"has {', '.join(header) or 'nothing'}. Columns: output, source, target "
+                "(required), target_ref, f0_edit (optional)")
+        for i, raw in enumerate(reader, 2):
+            row = {(k or "").strip(): (v or "").strip() if isinstance(v, str) else ""
+                   for k, v in raw.items()}
+            if not any(row.values()):
+                continue
+            row["_line"] = str(i)
+            rows.append(row)
+    else:
+        raise ConversionListError(f"--conversions {path}: unknown format {suffix!r}; give a "
+                                  ".tsv, .csv or .jsonl file")
+    if not rows:
+        raise ConversionListError(f"--conversions {path}: no rows")
+    for row in rows:
+        missing = [c for c in REQUIRED if c not in row]
+        if missing:
+            raise ConversionListError(f"--conversions {path}, line {row['_line']}: no "
+                                      f"{', '.join(missing)}")
+    return rows
+
+
+def conversion_work(path: str | Path, utterances, extra_speakers: bool = False
+                    ) -> list[ConversionItem]:
+    """One work item per row of the list (see the module notes); rows that cannot be evaluated
+    carry their ``problem``. ConversionListError for duplicates or a list that cannot be used.
+    ``extra_speakers``: the speaker metrics enrol another dataset too, so a target outside this
+    dataset is not a problem here."""
+    rows = read_rows(path)
+    by_id = {u.utt_id: u for u in utterances}
+    speakers = {u.speaker for u in utterances}
+    seen: dict[str, str] = {}
+    work = []
+    for row in rows:
+        line = row["_line"]
+        source, target, output = row["source"].strip(), row["target"].strip(), row["output"].strip()
+        if not source or not target:
+            raise ConversionListError(f"--conversions {path}, line {line}: empty source or target")
+        uid = f"{source}__to_{target}"
+        if uid in seen:
+            raise ConversionListError(
+                f"--conversions {path}: line {line} repeats the conversion of {source!r} to "
+                f"{target!r} of line {seen[uid]}; each (source, target) pair may appear once")
+        seen[uid] = line
+        problem = None
+        utt = by_id.get(source)
+        if utt is None:
+            problem = (f"line {line}: unknown source utterance {source!r} (not in the dataset's "
+                       "manifest)")
+            utt = Utterance(utt_id=source, speaker="", path=Path(source))
+        elif not output:
+            problem = f"line {line}: no output given"
+        elif target not in speakers and not extra_speakers:
+            problem = (f"line {line}: target speaker {target!r} has no audio (not a speaker of the "
+                       "dataset; enrol it with -m spk.enroll_dataset=/enroll_root=)")
+        for col in OPTIONAL:
+            if problem is None and (row.get(col) or "").strip():
+                problem = f"line {line}: the column {col} is not supported yet"
+        work.append(ConversionItem(**{f.name: getattr(utt, f.name)
+                                      for f in dataclasses.fields(Utterance)} | {
+            "utt_id": uid, "target_speaker": target, "output": output or None,
+            "row": int(line), "problem": problem}))
+    return work
