@@ -17,7 +17,7 @@ from resyn_bench.store import read_records
 from test_disentangle import CORPUS, N_UTT, corpus, fakes  # noqa: F401  (fixtures)
 
 
-def _run(corpus, out, listing):
+def _run(corpus, out, listing):  # noqa: F811 (fixtures)
     return run(RunConfig(system=f"outputs:{listing.parent / 'conv'}", dataset="manifest",
                          data_root=str(corpus), out=str(out), metrics="spk", experiment="vc",
                          metric_options={"spk": {"backend": "test-spectrum", "folds": 3}},
@@ -35,7 +35,7 @@ def _records(out):
     return {r["utt_id"]: r for r in recs}
 
 
-def test_target_recordings_and_source_copies_known_answers(corpus, tmp_path, home, fakes):
+def test_target_recordings_and_source_copies_known_answers(corpus, tmp_path, home, fakes):  # noqa: F811 (fixtures)
     wavs = CORPUS["root"] / "wavs"
     for name, of_target in (("own", True), ("copy", False)):
         base = tmp_path / name
@@ -75,7 +75,7 @@ def test_target_recordings_and_source_copies_known_answers(corpus, tmp_path, hom
     assert manifest["system"]["conversions"] == str((tmp_path / "own" / "pairs.tsv").resolve())
 
 
-def test_duplicate_rows_and_bad_lists_stop_before_any_work(corpus, tmp_path, home, fakes):
+def test_duplicate_rows_and_bad_lists_stop_before_any_work(corpus, tmp_path, home, fakes):  # noqa: F811 (fixtures)
     (tmp_path / "conv").mkdir()
     listing = tmp_path / "pairs.csv"
     listing.write_text("output,source,target\na.wav,spkA_0,spkB\nb.wav,spkA_1,spkB\n"
@@ -98,7 +98,7 @@ def test_duplicate_rows_and_bad_lists_stop_before_any_work(corpus, tmp_path, hom
         read_rows(tmp_path / "p.xlsx")
 
 
-def test_cli_run_with_conversions_then_disentangle_runs(corpus, tmp_path, home, fakes, capsys):
+def test_cli_run_with_conversions_then_disentangle_runs(corpus, tmp_path, home, fakes, capsys):  # noqa: F811 (fixtures)
     """The command a user types, and the disentanglement summary of that run folder."""
     from resyn_bench.cli import main
 
