@@ -453,7 +453,7 @@ class SpeakerMetrics(MetricGroup):
                  p_target: float = 0.01, seed: int = 0, embedding: str | None = None,
                  enroll_dataset: str | None = None, enroll_root: str | None = None,
                  enroll_split: str | None = None, enroll_limit: int | None = None,
-                 **backend_opts):
+                 enroll_refs: Mapping[str, list[str]] | None = None, **backend_opts):
         if embedding is not None:  # -m spk.embedding=wavlm-ecapa|ecapa|resemblyzer
             if backend != "resemblyzer" and backend != embedding:
                 raise ValueError(f"spk: embedding={embedding!r} and backend={backend!r} disagree; "
@@ -472,6 +472,12 @@ class SpeakerMetrics(MetricGroup):
         # recordings join every fold's models as enrolment-only utterances, never scored
         self.enroll = ({"dataset": str(enroll_dataset), "root": enroll_root, "split": enroll_split,
                         "limit": enroll_limit} if enroll_dataset else None)
+        # speakers enrolled from given recordings ({speaker: [paths]}: targets of another
+        # tool's conversions that are in no dataset, ``--conversions`` column target_ref)
+        if enroll_refs is not None and not (isinstance(enroll_refs, Mapping) and all(
+                isinstance(v, (list, tuple)) and v for v in enroll_refs.values())):
+            raise ValueError("spk: enroll_refs must map each speaker to a list of recordings")
+        self.enroll_refs = {str(k): [str(p) for p in v] for k, v in (enroll_refs or {}).items()}
         self.encoder = make_encoder(backend, **backend_opts)
         self.classifier = classifier
         self.folds = int(folds)
@@ -547,26 +553,32 @@ class SpeakerMetrics(MetricGroup):
         """Ids (``enroll:<utt_id>``), speakers and embeddings of the enrolment dataset's real
         recordings (none without ``enroll_dataset``). An unreadable or speechless recording is
         an error naming it: enrolment is the reference every output is judged by."""
-        if self.enroll is None:
+        if self.enroll is None and not self.enroll_refs:
             return [], [], np.zeros((0, 1))
         from resyn_bench.audio import AudioError, ensure_rate, load_audio
         from resyn_bench.datasets import load_dataset
 
+        items = []   # (id, speaker, path, where)
         e = self.enroll
-        data = load_dataset(e["dataset"], e["root"], e["split"], e["limit"])
+        if e is not None:
+            data = load_dataset(e["dataset"], e["root"], e["split"], e["limit"])
+            if not data.utterances:
+                raise MetricError(f"spk: the enrolment dataset {e['dataset']} ({e['root']}) has "
+                                  "no utterances")
+            items += [(f"enroll:{u.utt_id}", str(u.speaker), u.path, e["dataset"])
+                      for u in data.utterances]
+        for speaker, paths in sorted(self.enroll_refs.items()):
+            items += [(f"ref:{speaker}:{k}", speaker, path, f"target_ref of {speaker}")
+                      for k, path in enumerate(paths)]
         ids, labels, embs = [], [], []
-        for utt in data.utterances:
+        for utt_id, speaker, path, where in items:
             try:
-                audio = ensure_rate(load_audio(utt.path), SAMPLE_RATE, purpose="spk enrolment")
+                audio = ensure_rate(load_audio(path), SAMPLE_RATE, purpose="spk enrolment")
                 embs.append(np.asarray(self._embed(audio, "enrolment"), dtype=np.float64))
             except (AudioError, MetricError) as exc:
-                raise MetricError(f"spk: enrolment recording {utt.path} ({e['dataset']}): {exc}") \
-                    from None
-            ids.append(f"enroll:{utt.utt_id}")
-            labels.append(str(utt.speaker))
-        if not ids:
-            raise MetricError(f"spk: the enrolment dataset {e['dataset']} ({e['root']}) has no "
-                              "utterances")
+                raise MetricError(f"spk: enrolment recording {path} ({where}): {exc}") from None
+            ids.append(utt_id)
+            labels.append(speaker)
         return ids, labels, np.stack(embs)
 
     def _model_for(self, utt_id: str) -> tuple[int | None, _FoldModel]:

@@ -13,7 +13,12 @@ one object per line) with the columns
 ``target``
     the target speaker: a speaker of the dataset (enrolled from its recordings by the speaker
     metrics; ``-m spk.enroll_dataset=`` adds speakers of another dataset).
-``target_ref`` (optional, not supported yet: a non-empty value fails that row)
+``target_ref`` (optional)
+    reference recording(s) of a target that is in no dataset (e.g. VCTK speakers converted into
+    an LJSpeech voice), ``;``-separated paths relative to the list's folder (a JSON list in
+    JSONL). The speaker metrics enrol the target from them (the rows of one target pool their
+    recordings); the run logs how many seconds each such target has and warns under
+    :data:`MIN_ENROL_S`. A missing or unreadable reference fails the rows that name it.
 ``f0_edit`` (optional, not supported yet: a non-empty value fails that row)
 
 Each row becomes one work item with the id ``<source>__to_<target>`` and ``target_speaker`` set,
@@ -34,6 +39,8 @@ from pathlib import Path
 
 from resyn_bench.datasets import Utterance
 
+#: seconds of reference speech under which a target's embedding is called unstable
+MIN_ENROL_S = 10.0
 REQUIRED = ("output", "source", "target")
 OPTIONAL = ("target_ref", "f0_edit")
 
@@ -49,6 +56,7 @@ class ConversionItem(Utterance):
     output: str | None = None
     row: int = 0
     problem: str | None = None
+    target_ref: tuple[str, ...] = ()    # absolute paths of the target's reference recordings
 
 
 def read_rows(path: str | Path) -> list[dict[str, str]]:
@@ -115,6 +123,8 @@ def conversion_work(path: str | Path, utterances, extra_speakers: bool = False
     ``extra_speakers``: the speaker metrics enrol another dataset too, so a target outside this
     dataset is not a problem here."""
     rows = read_rows(path)
+    base = Path(path).expanduser().resolve().parent
+    ref_problem: dict[str, str | None] = {}
     by_id = {u.utt_id: u for u in utterances}
     speakers = {u.speaker for u in utterances}
     seen: dict[str, str] = {}
@@ -131,6 +141,8 @@ def conversion_work(path: str | Path, utterances, extra_speakers: bool = False
                 f"{target!r} of line {seen[uid]}; each (source, target) pair may appear once")
         seen[uid] = line
         problem = None
+        refs = tuple(str((base / r.strip()).resolve()) for r in (row.get("target_ref") or "")
+                     .split(";") if r.strip())
         utt = by_id.get(source)
         if utt is None:
             problem = (f"line {line}: unknown source utterance {source!r} (not in the dataset's "
@@ -138,14 +150,54 @@ def conversion_work(path: str | Path, utterances, extra_speakers: bool = False
             utt = Utterance(utt_id=source, speaker="", path=Path(source))
         elif not output:
             problem = f"line {line}: no output given"
-        elif target not in speakers and not extra_speakers:
+        elif target not in speakers and not extra_speakers and not refs:
             problem = (f"line {line}: target speaker {target!r} has no audio (not a speaker of the "
-                       "dataset; enrol it with -m spk.enroll_dataset=/enroll_root=)")
-        for col in OPTIONAL:
-            if problem is None and (row.get(col) or "").strip():
-                problem = f"line {line}: the column {col} is not supported yet"
+                       "dataset; give its recordings in the column target_ref, or enrol it "
+                       "with -m spk.enroll_dataset=/enroll_root=)")
+        for ref in refs:
+            if problem is None:
+                if ref not in ref_problem:
+                    ref_problem[ref] = _ref_problem(ref)
+                if ref_problem[ref]:
+                    problem = f"line {line}: target_ref {ref_problem[ref]}"
+        if problem is None and (row.get("f0_edit") or "").strip():
+            problem = f"line {line}: the column f0_edit is not supported yet"
         work.append(ConversionItem(**{f.name: getattr(utt, f.name)
                                       for f in dataclasses.fields(Utterance)} | {
             "utt_id": uid, "target_speaker": target, "output": output or None,
-            "row": int(line), "problem": problem}))
+            "row": int(line), "problem": problem, "target_ref": refs}))
     return work
+
+
+def _ref_problem(path: str) -> str | None:
+    import soundfile as sf
+
+    if not Path(path).is_file():
+        return f"{path}: no such file"
+    try:
+        info = sf.info(path)
+    except Exception as exc:   # soundfile raises several types for undecodable files
+        return f"{path}: cannot read it as audio ({exc})"
+    if not info.frames or not info.samplerate:
+        return f"{path}: no audio in it"
+    return None
+
+
+def target_references(work) -> dict[str, list[str]]:
+    """``{target: [reference recordings]}`` of the usable rows (for the speaker metrics'
+    enrolment, ``-m spk.enroll_refs``), each recording once, in list order."""
+    refs: dict[str, list[str]] = {}
+    for item in work:
+        if getattr(item, "problem", None) or not getattr(item, "target_ref", ()):
+            continue
+        have = refs.setdefault(str(item.target_speaker), [])
+        have += [r for r in item.target_ref if r not in have]
+    return refs
+
+
+def reference_seconds(refs: dict[str, list[str]]) -> dict[str, float]:
+    """Seconds of reference audio per target (from the file headers)."""
+    import soundfile as sf
+
+    return {target: float(sum(sf.info(p).duration for p in paths))
+            for target, paths in refs.items()}

@@ -413,6 +413,28 @@ def _listed_conversions(config: RunConfig, utterances) -> list:
         raise RunError(str(exc)) from None
 
 
+def _with_target_refs(config: RunConfig, work) -> RunConfig:
+    """The config with the speaker metrics enrolling the targets given by reference recordings
+    (``target_ref``), after logging how many seconds each target has (a warning under
+    :data:`resyn_bench.conversions.MIN_ENROL_S`)."""
+    from resyn_bench.conversions import MIN_ENROL_S, reference_seconds, target_references
+
+    refs = target_references(work)
+    if not refs:
+        return config
+    for target, seconds in sorted(reference_seconds(refs).items()):
+        n = len(refs[target])
+        if seconds < MIN_ENROL_S:
+            log_.warning("target %s: %.1f s of reference audio in %d recording(s), under %.0f s: "
+                         "its speaker embedding may be unstable; give more with target_ref",
+                         target, seconds, n, MIN_ENROL_S)
+        else:
+            log_.info("target %s: %.1f s of reference audio in %d recording(s)", target, seconds, n)
+    options = {**config.metric_options}
+    options["spk"] = {**(options.get("spk") or {}), "enroll_refs": refs}
+    return dataclasses.replace(config, metric_options=options)
+
+
 def _stored_work(dataset, done_synth: dict[str, dict], conversion: bool) -> list:
     """Score-only work list: the dataset's utterances or (voice conversion) each stored
     ``<utt_id>__to_<target>`` output, rebuilt from the records without loading the system.
@@ -486,6 +508,10 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
     if score_only and (config.overwrite or not (Path(config.out) / MANIFEST).is_file()):
         raise RunError(f"{config.out} holds no run to score (no {MANIFEST}); "
                        "`resyn-bench run` makes one")
+    listed = None
+    if config.system_options.get("conversions"):   # another tool's conversions (a list)
+        listed = _listed_conversions(config, dataset.utterances)
+        config = _with_target_refs(config, listed)
     # build everything now, so configuration errors surface before any work
     synthesizer = None if score_only else Synthesizer(config)
     groups = [make_metric(n, **_metric_options(config, n)) for n in resolve_metric_names(config.metrics)]
@@ -495,8 +521,8 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
         # recordings only
         work = conversion_utterances(dataset.utterances, synthesizer.system, config.vc_targets,
                                      config.vc_seed) if config.vc_targets else dataset.utterances
-        if config.system_options.get("conversions"):   # another tool's conversions (a list)
-            work = _listed_conversions(config, dataset.utterances)
+        if listed is not None:
+            work = listed
         check_unique_names(u.utt_id for u in work)
         _precheck(synthesizer.system, work)
     run_dir = Path(config.out)

@@ -129,3 +129,40 @@ def test_cli_run_with_conversions_then_disentangle_runs(corpus, tmp_path, home, 
     assert figs["spk.acc"]["value"] == 1.0 and figs["spk.source_acc"]["value"] == 0.0
     with pytest.raises(SystemExit, match="--conversions applies only to outputs:DIR"):
         main([*argv[:2], "world", *argv[3:]])
+
+
+def test_targets_outside_the_dataset_enrolled_from_target_ref(corpus, tmp_path, home, fakes,  # noqa: F811 (fixtures)
+                                                              caplog):
+    """Conversions into a voice that is in no dataset (register 3.0, "spkD"): enrolled from the
+    rows' target_ref recordings (1 s each: a warning under 10 s); a missing reference fails
+    its row only."""
+    import logging
+
+    import soundfile as sf
+
+    from test_disentangle import SR, voice
+
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for k in range(2):
+        sf.write(refs / f"d{k}.wav", voice(k, 3.0, seed=50 + k), SR, subtype="PCM_16")
+    conv = tmp_path / "conv"
+    conv.mkdir()
+    lines = ["output\tsource\ttarget\ttarget_ref"]
+    for j in range(N_UTT):
+        sf.write(conv / f"A{j}.wav", voice(j, 3.0, seed=60 + j), SR, subtype="PCM_16")
+        ref = "refs/d0.wav;refs/d1.wav" if j == 0 else "refs/d1.wav"
+        lines.append(f"A{j}.wav\tspkA_{j}\tspkD\t{ref}")
+    lines.append("A0.wav\tspkB_0\tspkE\trefs/absent.wav")
+    listing = tmp_path / "pairs.tsv"
+    listing.write_text("\n".join(lines) + "\n")
+    with caplog.at_level(logging.INFO, logger="resyn_bench.runner"):
+        _run(corpus, tmp_path / "run", listing)
+    assert "target spkD: 2.0 s of reference audio in 2 recording(s), under 10 s" in caplog.text
+    recs = _records(tmp_path / "run")
+    bad = recs["spkB_0__to_spkE"]
+    assert bad["status"] == "failed" and "absent.wav: no such file" in bad["reason"]
+    ok = [r for r in recs.values() if r.get("status") == "ok"]
+    assert len(ok) == N_UTT
+    assert _mean(ok, "spk.acc") == 1.0 and _mean(ok, "spk.source_acc") == 0.0
+    assert all(r["metrics"].get("spk.acc") is not None for r in ok)
