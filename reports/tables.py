@@ -311,11 +311,14 @@ def _labels(summaries: Sequence[RunSummary]) -> list[str]:
     return labels
 
 
-def _specs_seen(summaries: Sequence[RunSummary]) -> dict[str, MetricSpec]:
+def _specs_seen(summaries: Sequence[RunSummary], defined_only: bool = False) -> dict[str, MetricSpec]:
+    """Every metric the runs hold; ``defined_only``: only those with a value in some run (a
+    resynthesis run holds the VC-only source-speaker keys without values)."""
     seen: dict[str, MetricSpec] = {}
     for s in summaries:
         for key, m in s.metrics.items():
-            seen.setdefault(key, m.spec)
+            if not defined_only or m.mean is not None or m.pooled is not None:
+                seen.setdefault(key, m.spec)
     return seen
 
 
@@ -598,7 +601,7 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
             specs: Sequence[MetricSpec] | None = None, layout: Layout | None = None,
             table: Table | None = None) -> str:
     if stat == "auto":
-        shown = specs if specs is not None else list(_specs_seen(summaries).values())
+        shown = specs if specs is not None else list(_specs_seen(summaries, defined_only=True).values())
         pooled = [s.label for s in shown if s.table_stat == "pooled"]
         what = "utterance means"
         if pooled:
@@ -641,7 +644,7 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
     if table is not None:
         shown: list = [(c.label, c.spec) for c in table.columns if c.spec is not None]
     else:
-        shown = list(specs) if specs is not None else list(_specs_seen(summaries).values())
+        shown = list(specs) if specs is not None else list(_specs_seen(summaries, defined_only=True).values())
     parts += [models_note(summaries, shown), _settings_note(summaries), f"Utterances: {n}."]
     late = [s for s in summaries if s.unfinished]
     if late:

@@ -171,3 +171,21 @@ def test_the_page_shows_bookkeeping_plainly_and_the_outlier_in_the_drill_down(ru
         detail = pg.evaluate("document.getElementById('detail').textContent")
         assert "ASR outlier: 117 inserted words" in detail
         assert pg.problems() == []
+
+
+def test_caption_leaves_out_metrics_without_a_value(runs):
+    """A resynthesis run holds the VC-only source-speaker keys without values: the caption (the
+    HTML's, built without a table) must not list them as pooled or name their model."""
+    from resyn_bench.reports.tables import caption
+
+    summaries = [summarize_run(r, n_boot=0) for r in runs]
+    empty = [k for s in summaries for k, m in s.metrics.items() if m.mean is None and m.pooled is None]
+    defined = [m.spec.label for s in summaries for m in s.metrics.values()
+               if m.mean is not None or m.pooled is not None]
+    text = caption(summaries, "auto")
+    for s in summaries:
+        for key in empty:
+            label = s.metrics[key].spec.label
+            if label not in defined:
+                assert label not in text, (label, text)
+    assert "WER" in text
