@@ -65,7 +65,11 @@ class PlannedRun:
 
 
 def _folder_name(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label).strip("_.") or "system"
+    """A system's folder under OUT: the run folder's own rule for file names from user data
+    (plain labels as they are; others a bounded, readable prefix + hash, never a path)."""
+    from resyn_bench.runfolder import output_name
+
+    return output_name(label, suffix="")
 
 
 def system_row_label(spec: str) -> str:

@@ -448,3 +448,17 @@ def test_tiny_system_trained_offline_on_real_speech(tmp_path, home, capsys):
                 "f0.ffe#delta", "f0.shift_achieved", "f0.scale_achieved", "prosody.to_target_st"):
         f = t[key]
         assert f["low"] is not None and f["low"] <= f["value"] <= f["high"], (key, f)
+
+
+def test_labels_from_the_command_line_never_leave_the_output_root(tmp_path):
+    """A --label is user text: its run folders stay directly under OUT, bounded in length."""
+    from resyn_bench.disentangle import plan_runs
+
+    out = tmp_path / "out"
+    labels = ["../../escape", "/abs/x", "x" * 300, "plain-label"]
+    plan = plan_runs([f"sys{i}" for i in range(len(labels))], out, "f0", labels=labels)
+    roots = {p.out.parent for p in plan}
+    assert len(roots) == len(labels)
+    for root in roots:
+        assert root.parent == out and len(root.name) <= 100 and not root.name.startswith(".")
+    assert out / "plain-label" in roots
