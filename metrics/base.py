@@ -51,7 +51,7 @@ class MetricSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "MetricSpec":
+    def from_dict(cls, d: dict[str, Any]) -> MetricSpec:
         kw = {k: d[k] for k in ("key", "label", "higher_is_better", "unit", "percent",
                                 "description", "table_stat", "bookkeeping") if k in d}
         if "bookkeeping" not in kw and (kw.get("key") in LEGACY_BOOKKEEPING

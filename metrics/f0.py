@@ -34,10 +34,10 @@ VDE/FFE with no frame, corr with < 2 voiced_both frames or zero variance), never
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
-
 from resyn_bench.metrics.base import MetricGroup, MetricSpec, Score
 from resyn_bench.metrics.pitch import F0Track, PitchPreset, extract_f0, get_preset
 

@@ -48,12 +48,12 @@ from __future__ import annotations
 
 import difflib
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-
 from resyn_bench.metrics.base import MetricError
 
 

@@ -136,10 +136,10 @@ import warnings
 from typing import Any
 
 import numpy as np
-
-from resyn_bench.audio import SILENCE_PEAK, resample
 from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, Score
 from resyn_bench.metrics.pitch import extract_f0, get_preset, import_pyworld
+
+from resyn_bench.audio import SILENCE_PEAK, resample
 
 __all__ = ["MCD_BAND_HZ", "MCD_SCALE", "DNSMOSMetrics", "IntrusiveQualityMetrics",
            "band_mel_cepstrum", "dtw", "dtw_mcd",

@@ -47,14 +47,15 @@ import hashlib
 import importlib.util
 import math
 import warnings
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
+from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, NotApplicable, Score
 
 from resyn_bench.audio import SILENCE_PEAK
-from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, NotApplicable, Score
 
 SAMPLE_RATE = 16000
 #: Audio (after VAD trimming) below which an embedding is refused. webrtcvad trimming keeps

@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from resyn_bench.metrics.base import MetricError
 from resyn_bench.metrics.speaker import SpeakerEncoder
+
 from resyn_bench.distributed import resolve_device as _default_device
 
 __all__ = ["SpeechBrainECAPAEncoder", "WavLMECAPAEncoder", "read_hyperparams",
@@ -301,8 +301,9 @@ class WavLMECAPAEncoder(SpeakerEncoder):
             if self._model is not None:
                 return
             _torch()
-            from resyn_bench import catalogue
             from resyn_bench.systems.encoders.features import load_checkpoint_object
+
+            from resyn_bench import catalogue
 
             path = self._path()
             trusted = catalogue.trusted_hashes(WAVLM_ECAPA, self.trust_sha256)

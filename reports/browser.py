@@ -193,7 +193,7 @@ class Browser:
 
     # -- pages -------------------------------------------------------------------------------
 
-    def open(self, path_or_url: str | Path, width: int = 1280, height: int = 900) -> "Page":
+    def open(self, path_or_url: str | Path, width: int = 1280, height: int = 900) -> Page:
         """A new tab showing ``path_or_url`` (a local file path or a URL), loaded."""
         url = str(path_or_url)
         if "://" not in url and not url.startswith(("about:", "data:")):
@@ -228,7 +228,7 @@ class Browser:
         self._log.close()
         self._profile.cleanup()
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -62,7 +62,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from resyn_bench.reports.collate import RunSummary, summarize_run
 from resyn_bench.reports.stats import CI, bootstrap_ci_mean
 from resyn_bench.reports.tables import latex_escape, markdown_escape
@@ -90,7 +89,7 @@ class Figure:
     note: str = ""          # why there is no value, or what it is read against
 
     @classmethod
-    def from_ci(cls, key, label, group, ci: CI | None, value=None, n=0, **kw) -> "Figure":
+    def from_ci(cls, key, label, group, ci: CI | None, value=None, n=0, **kw) -> Figure:
         if ci is None:
             return cls(key, label, group, value, None, None, n, **kw)
         return cls(key, label, group, ci.estimate if value is None else value, ci.low, ci.high,
@@ -182,10 +181,11 @@ def enrolment_registers(manifest: dict[str, Any]) -> dict[str, tuple[float, floa
     ``enroll_dataset`` / ``enroll_root`` / ``enroll_split``), analysed with the run's own f0
     preset on up to :data:`ENROL_REGISTER_MAX` recordings per speaker; {} when the run
     enrolled none. A recording that cannot be analysed is left out."""
-    from resyn_bench.audio import AudioError, ensure_rate, load_audio
-    from resyn_bench.datasets import load_dataset
     from resyn_bench.metrics.base import MetricError
     from resyn_bench.metrics.pitch import extract_f0
+
+    from resyn_bench.audio import AudioError, ensure_rate, load_audio
+    from resyn_bench.datasets import load_dataset
 
     metrics = manifest.get("metrics") or {}
     options = (metrics.get("spk") or {}).get("options") or {}
@@ -431,6 +431,7 @@ def collect_runs(run_dirs) -> dict[str, dict[str, Path]]:
     """Run folders grouped by row label, then experiment (a label with two runs of one
     experiment is an error naming both)."""
     from resyn_bench.reports.collate import experiment_label, system_label
+
     from resyn_bench.store import read_manifest
 
     out: dict[str, dict[str, Path]] = {}

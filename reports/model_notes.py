@@ -9,7 +9,8 @@ known settings layouts, falling back to the backend / model name.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["asr_label", "group_label", "models_note"]
 

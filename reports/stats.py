@@ -46,8 +46,9 @@ the same seed and the same utterance order they resample exactly the same indice
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

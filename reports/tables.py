@@ -90,7 +90,7 @@ def value_range(spec: MetricSpec | None) -> tuple[float | None, float | None]:
     return None, None
 
 
-def pm_fits(spec: MetricSpec | None, cell: "Cell") -> bool:
+def pm_fits(spec: MetricSpec | None, cell: Cell) -> bool:
     """Whether ``value ± half-width`` stays inside the metric's range (the percentile interval
     always does; the symmetric form of an asymmetric interval may not: "EER 1.67 ± 1.68")."""
     half = cell.half
@@ -101,7 +101,7 @@ def pm_fits(spec: MetricSpec | None, cell: "Cell") -> bool:
     return (lo is None or v - half >= lo - 1e-12) and (hi is None or v + half <= hi + 1e-12)
 
 
-def interval_text(spec: MetricSpec, cell: "Cell") -> str:
+def interval_text(spec: MetricSpec, cell: Cell) -> str:
     """The CI as text after the value: `` ± h`` where that stays in range, else `` [low, high]``
     (the percentile bounds themselves)."""
     if cell.half is None:

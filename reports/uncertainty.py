@@ -7,13 +7,19 @@ each replicate's entries.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-
 from resyn_bench.metrics.base import MetricGroup
-from resyn_bench.reports.stats import (CI, PairedResult, _paired_result, bootstrap_weights,
-                                       iter_bootstrap_indices, paired_bootstrap)
+from resyn_bench.reports.stats import (
+    CI,
+    PairedResult,
+    _paired_result,
+    bootstrap_weights,
+    iter_bootstrap_indices,
+    paired_bootstrap,
+)
 
 N_BOOT = 1000
 LEVEL = 0.95

@@ -29,9 +29,9 @@ import re
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from resyn_bench.paths import resyn_bench_home
 

@@ -413,10 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="resyn-bench: %(message)s")
     from resyn_bench.audio import AudioError
+    from resyn_bench.catalogue import CatalogueError
     from resyn_bench.registry import RegistryError
     from resyn_bench.runner import RunError
-
-    from resyn_bench.catalogue import CatalogueError
     from resyn_bench.safeload import UnsafeCheckpointError
 
     # OSError: a file system problem (read-only or missing folder, disk full) is the user's to

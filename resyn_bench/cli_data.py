@@ -62,8 +62,7 @@ def _table(stats) -> str:
 def run_f0_stats(args: argparse.Namespace) -> int:
     """Compute, print and save F0 statistics; returns the exit code."""
     from resyn_bench.datasets import DatasetError, load_dataset
-    from resyn_bench.systems.vocoder.f0_stats import (F0StatsError, compute_f0_stats,
-                                                      load_speaker_ids)
+    from resyn_bench.systems.vocoder.f0_stats import F0StatsError, compute_f0_stats, load_speaker_ids
 
     try:
         dataset = load_dataset(args.dataset, args.data_root, args.split, args.limit,
@@ -97,8 +96,9 @@ def run_f0_stats(args: argparse.Namespace) -> int:
     print(f"{len(stats.speakers)} speakers, {stats.meta['n_utterances']} utterances, "
           f"extractor {args.extractor}: wrote {path}")
     if args.torch_out:
-        import torch
         from pathlib import Path
+
+        import torch
 
         out = Path(args.torch_out)
         out.parent.mkdir(parents=True, exist_ok=True)

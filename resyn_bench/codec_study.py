@@ -236,8 +236,7 @@ def discover(paths: list[str | Path]) -> tuple[list[tuple[Path, Path | None, str
 
 def run_rows(run_dirs: list[Path]) -> list[dict[str, Any]]:
     """One row per run directory: its bitrate as the reports compute it, with the source."""
-    from resyn_bench.reports.collate import (dataset_label, measured_bitrate, run_bitrate,
-                                             system_label)
+    from resyn_bench.reports.collate import dataset_label, measured_bitrate, run_bitrate, system_label
     from resyn_bench.store import read_manifest, read_records
 
     rows = []

@@ -35,9 +35,10 @@ import numbers
 import os
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".sph")
 #: How many example ids error messages and ``info`` lists show.

@@ -32,8 +32,14 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from resyn_bench.catalogue import (CHUNK, TIMEOUT_S, CatalogueError, DatasetArchive,
-                                   datasets_root, get_dataset_archive)
+from resyn_bench.catalogue import (
+    CHUNK,
+    TIMEOUT_S,
+    CatalogueError,
+    DatasetArchive,
+    datasets_root,
+    get_dataset_archive,
+)
 
 #: name of the marker file written into a completely extracted folder
 COMPLETE = ".resyn-bench-complete.json"
@@ -59,7 +65,7 @@ def _write_meta(path: Path, meta: dict) -> None:
     os.replace(tmp, path)
 
 
-def _sha256_prefix(path: Path) -> "hashlib._Hash":
+def _sha256_prefix(path: Path) -> hashlib._Hash:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):

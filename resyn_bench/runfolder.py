@@ -28,9 +28,10 @@ import re
 import socket
 import sys
 import unicodedata
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from resyn_bench.safe_io import DiskFull, is_disk_full, write_all
 
@@ -112,7 +113,7 @@ class RunLock:
         self.fd: int | None = None
         self.locked = False
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         self.acquire()
         return self
 

@@ -19,8 +19,8 @@ in an unsupervised process pool).
 from __future__ import annotations
 
 import dataclasses
-import os
 import logging
+import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -31,18 +31,41 @@ from typing import Any
 import numpy as np
 
 from resyn_bench import __version__
-from resyn_bench.audio import (AudioError, ResampleLog, ensure_rate, header_duration, load_audio,
-                               validate, write_audio)
+from resyn_bench.audio import (
+    AudioError,
+    ResampleLog,
+    ensure_rate,
+    header_duration,
+    load_audio,
+    validate,
+    write_audio,
+)
 from resyn_bench.cache import AnalysisCache, audio_hash
-from resyn_bench.runfolder import (LOCK_FILE, RunFolderError, RunLock, SpaceReserve,
-                                   check_unique_names, clear_run, id_problem, output_name,
-                                   remove_leftovers)
+from resyn_bench.runfolder import (
+    LOCK_FILE,
+    RunFolderError,
+    RunLock,
+    SpaceReserve,
+    check_unique_names,
+    clear_run,
+    id_problem,
+    output_name,
+    remove_leftovers,
+)
 from resyn_bench.safe_io import DiskFull, is_disk_full
+from resyn_bench.store import (
+    MANIFEST,
+    OUTPUTS,
+    QUARANTINE,
+    RecordStore,
+    RecordsWriteError,
+    event_key,
+    manifest_metric_keys,
+    metric_key,
+    read_manifest,
+    write_json_atomic,
+)
 from resyn_bench.systems.base import transmit
-from resyn_bench.store import (MANIFEST, OUTPUTS, QUARANTINE, RecordStore, RecordsWriteError,
-                               event_key, manifest_metric_keys, metric_key, read_manifest,
-                               write_json_atomic)
-
 
 log_ = logging.getLogger("resyn_bench.runner")
 
@@ -722,7 +745,6 @@ def _score_group(config, group, dataset, synthesis, todo, store, log, stats, pro
         # the group cannot run at all (model missing, one-speaker corpus): every utterance gets
         # the reason; other groups still run; --retry-failed tries failures again later
         from resyn_bench.metrics.base import NotApplicable
-
         from resyn_bench.supervisor import WorkerLost
 
         status = "skipped" if isinstance(exc, NotApplicable) else "failed"

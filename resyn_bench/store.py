@@ -25,9 +25,10 @@ import json
 import logging
 import math
 import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from resyn_bench.safe_io import DiskFull, append_line, write_file_atomic
 

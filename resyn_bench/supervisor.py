@@ -46,9 +46,10 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 log_ = logging.getLogger("resyn_bench.runner")
 
@@ -438,7 +439,7 @@ def _signal_name(exitcode: int | None) -> str:
 
 
 class _Worker:
-    def __init__(self, sup: "Supervisor", number: int):
+    def __init__(self, sup: Supervisor, number: int):
         ctx = _context(sup.config)
         self.sup = sup
         self.conn, child = ctx.Pipe()

@@ -27,9 +27,7 @@ def _vocoder_dir(ns: NamedSystem, checkpoint: str | None) -> Path:
                 f"checkpoint exists). Train it: {ns.train_hint()} - or point to another folder "
                 f"with -o checkpoint=DIR")
         return folder
-    from resyn_bench.catalogue import catalogue_path, is_present, missing_file_error
-
-    from resyn_bench.catalogue import get_entry
+    from resyn_bench.catalogue import catalogue_path, get_entry, is_present, missing_file_error
 
     # the generator and the files fetched with it (config.json, speakers/styles lists)
     for name in (ns.vocoder, *get_entry(ns.vocoder).requires):

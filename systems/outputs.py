@@ -26,9 +26,9 @@ import os
 import string
 from pathlib import Path, PurePosixPath
 
+from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure, bitstream_record
+
 from resyn_bench.audio import Audio, AudioError, load_audio
-from resyn_bench.systems.base import (Streams, StreamSpec, System, SystemFailure,
-                                      bitstream_record)
 
 #: extensions of the default lookup, in the order tried (lossless before lossy)
 DEFAULT_EXTENSIONS = ("wav", "flac", "ogg", "mp3")

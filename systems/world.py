@@ -19,9 +19,9 @@ rebuilds from F0 alone, exactly.
 from __future__ import annotations
 
 import numpy as np
+from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure, as_float32
 
 from resyn_bench.audio import Audio
-from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure, as_float32
 
 F0_METHODS = ("harvest", "dio")
 #: below this rate D4C's voicing test reads above Nyquist (its upper band edge is 7.9 kHz)

@@ -14,9 +14,15 @@ REPO = Path(__file__).resolve().parents[1]
 # the real-speech corpora and units live beside the checkout (override: RESYN_BENCH_SHARED)
 SHARED = Path(os.environ.get("RESYN_BENCH_SHARED", REPO.parent / "shared"))
 # --import-mode=importlib keeps tests/ off sys.path; test modules import these helpers
-# as ``from conftest import ...``, so put this folder on the path once.
-if str(Path(__file__).parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).parent))
+# as ``from conftest import ...`` and share fixtures by module name (``from test_training import
+# make_corpus``) across the folders that mirror the packages (core/, systems/, metrics/,
+# reports/, cli/), so put this folder and each of those on the path once. Test module names are
+# unique across folders (tests/core/test_packaging.py checks).
+TESTS = Path(__file__).resolve().parent
+TEST_FOLDERS = ("core", "systems", "metrics", "reports", "cli")
+for _folder in (TESTS, *(TESTS / name for name in TEST_FOLDERS)):
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
 
 
 def harmonic_tone(f0, duration: float = 1.0, sr: int = 16000, n_harmonics: int = 8,

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
-
 from resyn_bench.systems.encoders.kmeans import KMeansError, KMeansModel
 
 __all__ = ["UnitEncoder", "UnitEncoderError", "load_unit_encoder", "parse_catalogue_spec",
@@ -194,8 +194,9 @@ def _hash_list(value) -> list[str]:
 
 def _catalogue_kmeans(name: str, info: dict, extra_hashes: Iterable[str]) -> KMeansModel:
     """The GSLM k-means ``name`` as a safe model (converting km.bin -> km.npz on first use)."""
-    from resyn_bench import catalogue
     from resyn_bench.systems.encoders.kmeans import convert_km_bin, converted_path
+
+    from resyn_bench import catalogue
 
     path = catalogue.catalogue_path(name)
     npz = converted_path(path)

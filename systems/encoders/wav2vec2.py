@@ -40,14 +40,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-
 from resyn_bench.systems.encoders.hubert import (
     HubertArch,
     HubertModel,
     arch_from_hf_config,
     hf_to_fairseq_state_dict,
 )
+from torch import nn
 
 log = logging.getLogger(__name__)
 

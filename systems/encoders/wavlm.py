@@ -28,15 +28,14 @@ import re
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-from torch.nn import functional as F
-
 from resyn_bench.systems.encoders.hubert import (
     HubertArch,
     _DropLast,
     _FeatureExtractor,
     _WeightNormConv1d,
 )
+from torch import nn
+from torch.nn import functional as F
 
 __all__ = ["WavLMArch", "WavLMModel", "legacy_weight_norm_names", "relative_position_buckets",
            "wavlm_arch_from_tensors"]

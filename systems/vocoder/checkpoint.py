@@ -126,8 +126,7 @@ def _torch_save_atomic(obj, path) -> Path:
 
 def load_checkpoint_file(path, trusted_sha256: str | Iterable[str] = ()) -> tuple[Any, str]:
     """(object, sha256) of a torch file: weights-only, or full unpickling for a trusted hash."""
-    from resyn_bench.safeload import (UnsafeCheckpointError, load_trusted_pickle, safe_torch_load,
-                                      sha256_file)
+    from resyn_bench.safeload import UnsafeCheckpointError, load_trusted_pickle, safe_torch_load, sha256_file
 
     digest = sha256_file(path)
     try:

@@ -42,15 +42,19 @@ import math
 import os
 import re
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from resyn_bench.systems.vocoder.f0_stats import (
+    F0Stats,
+    load_f0_stats,
+    load_speaker_ids,
+    speaker_ids_from_names,
+)
 from torch.utils.data import Dataset as TorchDataset
-
-from resyn_bench.systems.vocoder.f0_stats import (F0Stats, load_f0_stats, load_speaker_ids,
-                                                  speaker_ids_from_names)
 
 __all__ = ["SAMPLE_RATE", "F0_HOP", "F0_CODE_HOP", "VOCODER_SEGMENT", "F0_SEGMENT",
            "F0_METHODS", "DataError", "peak_normalize", "load_training_audio", "extract_f0",

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -201,7 +202,7 @@ class F0Stats:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str | None = None) -> "F0Stats":
+    def from_dict(cls, data: Mapping[str, Any], source: str | None = None) -> F0Stats:
         where = source or "F0 stats"
         if data.get("format", FORMAT) != FORMAT:
             raise F0StatsError(f"{where}: unknown format {data.get('format')!r} "
@@ -229,7 +230,7 @@ class F0Stats:
 
     @classmethod
     def from_reference(cls, data: Mapping, speaker_ids: Mapping[str, int] | None = None,
-                       source: str | None = None) -> "F0Stats":
+                       source: str | None = None) -> F0Stats:
         """Stats from the reference dict (global 'f0_mean'/'f0_std' and/or int id keys)."""
         where = source or "reference F0 stats"
         g = None
@@ -333,8 +334,9 @@ def compute_f0_stats(dataset, extractor: str = "pyworld", *,
     listed in ``meta["failed"]``; speakers with fewer than ``min_voiced_frames`` voiced frames
     get no entry (lookups fall back to the global values). ``speaker_ids`` defaults to the
     sorted speaker names (the reference convention)."""
-    from resyn_bench.audio import AudioError
     from resyn_bench.systems.vocoder.data import F0Cache, fill_f0_cache, load_training_audio
+
+    from resyn_bench.audio import AudioError
 
     utts = list(dataset)
     if not utts:

@@ -48,9 +48,9 @@ from resyn_bench.systems.base import (
     SystemFailure,
     as_float32,
 )
+from resyn_bench.systems.vocoder.config import F0_CODE_HOP
 
 from resyn_bench.audio import Audio
-from resyn_bench.systems.vocoder.config import F0_CODE_HOP
 
 __all__ = ["CheckpointSystem", "CheckpointSystemError", "parse_f0_edit", "edit_f0_hz"]
 

@@ -32,7 +32,6 @@ import math
 import statistics
 import time
 
-
 TRAIN_REPEATS = 1  # a reference-size step takes ~20 s on one core
 
 
@@ -93,7 +92,6 @@ def make_inputs(model, seconds: float, batch: int = 1, seed: int = 0):
 
 def time_synthesis(cfg: dict, seconds: float, repeats: int):
     import torch
-
     from resyn_bench.systems.vocoder.generator import CodeGenerator, prepare_for_inference
 
     torch.manual_seed(0)
@@ -122,15 +120,20 @@ def time_synthesis(cfg: dict, seconds: float, repeats: int):
 def time_train_step(cfg: dict, width: float, repeats: int):
     """Seconds per D+G update at batch 4 x 8960 samples; None when H4's modules are absent."""
     try:
-        from resyn_bench.systems.vocoder.discriminators import (MultiPeriodDiscriminator,
-                                                                MultiScaleDiscriminator)
-        from resyn_bench.systems.vocoder.losses import (discriminator_loss, feature_matching_loss,
-                                                        generator_adversarial_loss, mel_spectrogram)
+        from resyn_bench.systems.vocoder.discriminators import (
+            MultiPeriodDiscriminator,
+            MultiScaleDiscriminator,
+        )
+        from resyn_bench.systems.vocoder.losses import (
+            discriminator_loss,
+            feature_matching_loss,
+            generator_adversarial_loss,
+            mel_spectrogram,
+        )
     except ImportError as exc:
         print(f"(training step skipped: {exc})")
         return None
     import torch
-
     from resyn_bench.systems.vocoder.generator import CodeGenerator
 
     torch.manual_seed(0)

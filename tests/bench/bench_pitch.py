@@ -86,7 +86,6 @@ def main(argv=None) -> int:
         os.environ[var] = str(args.threads)
 
     import numpy as np
-
     from resyn_bench.metrics.pitch import PRESETS, extract_f0
 
     names = [p for p in args.presets.split(",") if p] or list(PRESETS)
