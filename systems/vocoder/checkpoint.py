@@ -1,6 +1,6 @@
 """Generator checkpoints in the reference layout (speech-resynthesis / fairseq code_hifigan).
 
-Layout (reference-system.md §8.1): a checkpoint directory holds ``config.json`` (the training
+Layout (docs/reference.md §8.1): a checkpoint directory holds ``config.json`` (the training
 config, reference keys) and files ``g_XXXXXXXX`` (8-digit step) = ``torch.save({'generator':
 state_dict})``; training state goes to ``do_XXXXXXXX``. A directory resolves to its latest
 ``g_*`` file; a file reads the ``config.json`` beside it. The fairseq ``code_hifigan`` vocoders
@@ -201,7 +201,7 @@ def _adapt_weight_norm_keys(model, sd: dict) -> dict:
 
 
 def is_duration_layout(config: dict, state_dict: dict | None = None) -> bool:
-    """fairseq code_hifigan duration-predictor variant (reference §8.4)?"""
+    """fairseq code_hifigan duration-predictor variant (docs/reference.md §8.4)?"""
     if config.get("dur_predictor_params"):
         return True
     return bool(state_dict) and any(k.startswith("dur_predictor.") for k in state_dict)

@@ -621,7 +621,7 @@ def _tiny_f0() -> F0QuantizerTrainConfig:
 
 
 def _librilight_vqvae() -> TrainConfig:
-    """The content VQ-VAE of configs/LibriLight/vqvae256.json (reference-system §5.4): raw-audio
+    """The content VQ-VAE of configs/LibriLight/vqvae256.json (docs/reference.md §5.4): raw-audio
     encoder (x160) + 256 x 128 EMA codebook + HiFi-GAN, trained jointly; no F0, no speaker."""
     return TrainConfig(
         preset="vqvae256-librilight", batch_size=32, num_embeddings=256, embedding_dim=128,

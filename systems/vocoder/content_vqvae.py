@@ -1,6 +1,6 @@
 """Content VQ-VAE: a raw-audio Jukebox encoder + 256-code EMA codebook feeding the unit HiFi-GAN.
 
-The paper's third content representation (reference-system.md §2.3, §5.4): a convolutional
+The paper's third content representation (docs/reference.md §2.3, §5.4): a convolutional
 encoder turns 16 kHz audio into 128-d vectors at 100 Hz (x160: five stride-2 stages and one
 stride-5 stage, the Jukebox "list branch"), an EMA codebook of 256 vectors quantises them, and
 the HiFi-GAN decoder is conditioned on the quantised vectors. Encoder, codebook and decoder are
@@ -47,7 +47,7 @@ __all__ = [
     "load_vqvae_unit_encoder",
 ]
 
-#: The generator keys of configs/LibriLight/vqvae256.json (reference-system.md §5.4): no F0, no
+#: The generator keys of configs/LibriLight/vqvae256.json (docs/reference.md §5.4): no F0, no
 #: speaker, the decoder reads the 128-d quantised vectors directly (model_in_dim 128).
 REFERENCE_LIBRILIGHT_VQVAE_CONFIG: dict[str, Any] = {
     "resblock": "1",
@@ -111,7 +111,7 @@ def _vq_parts(cfg: dict) -> tuple[dict, dict]:
 
 
 class VQVAECodeGenerator(CodeGenerator):
-    """Raw-audio encoder + EMA codebook + unit HiFi-GAN, trained jointly (reference §5.4).
+    """Raw-audio encoder + EMA codebook + unit HiFi-GAN, trained jointly (docs/reference.md §5.4).
 
     * ``forward(audio [B,1,T] float, f0=None, f0_codes=None, spkr=None, dvector=None) ->
       (wav [B,1,160*(T//160)], commit_loss scalar, codes LongTensor [B, T//160])``. In training

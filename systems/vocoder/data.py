@@ -1,4 +1,4 @@
-"""Training data for the unit vocoder and the F0 quantizer (reference §1, §3, §6 "data").
+"""Training data for the unit vocoder and the F0 quantizer (docs/reference.md §1, §3, §6 "data").
 
 Grids (16 kHz): content units every ``code_hop`` samples (320 HuBERT, 160 CPC / VQ-VAE), F0
 frames every 80 samples (5 ms), F0 codes every 1280 samples (16 F0 frames). The vocoder
@@ -114,7 +114,7 @@ def _pitch_presets() -> dict:
     # The same 60-400 Hz search range as YAAPT's defaults, 5 ms hop.
     world = {"f0_floor": 60.0, "f0_ceil": 400.0, "frame_period": 5.0}
     return {
-        "yaapt": PRESETS["yaapt"],  # the reference get_yaapt_f0 settings (§3.1)
+        "yaapt": PRESETS["yaapt"],  # the reference get_yaapt_f0 settings (docs/reference.md §3.1)
         "pyworld": PitchPreset("pyworld-dio-60-400", "dio", world, 0.005,
                                "dio + stonemask (pyworld), 60-400 Hz, 5 ms"),
         "harvest": PitchPreset("pyworld-harvest-60-400", "harvest", world, 0.005,
@@ -162,7 +162,7 @@ def extract_f0(wav16k: np.ndarray, method: str = "pyworld",
     try:
         f0 = pitch_f0(x, sample_rate, presets[method]).f0
     except MetricError:
-        # the reference replaces a failed YAAPT call by zeros (§3.1); do the same for WORLD
+        # the reference replaces a failed YAAPT call by zeros (docs/reference.md §3.1); do the same for WORLD
         f0 = np.zeros(n)
     # YAAPT gives ceil(len / hop) frames, WORLD len // hop + 1: keep the first len // hop.
     out = np.zeros(n, np.float32)

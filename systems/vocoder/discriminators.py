@@ -1,6 +1,6 @@
 """HiFi-GAN multi-period and multi-scale discriminators (our implementation of the published design).
 
-Facts from reference-system.md §6: MPD with periods 2, 3, 5, 7, 11 (waveform reflect-padded to a
+Facts from docs/reference.md §6: MPD with periods 2, 3, 5, 7, 11 (waveform reflect-padded to a
 multiple of the period, folded to ``[B, 1, T/p, p]``, a Conv2d stack with (5, 1) kernels) and MSD
 with three scales (raw, average-pooled once and twice; the first sub-discriminator uses spectral
 norm, the others weight norm; a grouped Conv1d stack). LeakyReLU slope 0.1 after every hidden

@@ -4,7 +4,7 @@ The speech-resynthesis system (Polyak et al. 2021) compresses the speaker-normal
 contour into 12.5 Hz codes with a small VQ-VAE built from the Jukebox components: a strided
 convolutional encoder with dilated residual stacks, an EMA-updated codebook with random restarts
 of unused codes, and a mirrored decoder with transposed convolutions. This module is our own
-implementation written from the published architecture facts (reference-system.md §3.4, §5.4,
+implementation written from the published architecture facts (docs/reference.md §3.4, §5.4,
 §8.3). Module nesting and indices are chosen so that ``state_dict()`` keys are exactly the
 reference checkpoint keys (e.g. ``encoder.level_blocks.0.model.0.1.model.2.model.3.weight``):
 reference ``g_*`` files load with ``strict=True``.

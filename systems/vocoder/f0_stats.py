@@ -1,4 +1,4 @@
-"""Per-speaker F0 statistics for F0 normalisation (reference §3.2-3.3).
+"""Per-speaker F0 statistics for F0 normalisation (docs/reference.md §3.2-3.3).
 
 The reference normalises voiced F0 frames per speaker, ``(f0 - mean) / std`` (unvoiced frames
 stay 0), with statistics read from a ``torch.save``-d dict:

@@ -1,6 +1,6 @@
 """Unit-to-waveform generators: HiFi-GAN V1 conditioned on discrete units, F0 codes and speaker.
 
-Module layout and parameter names follow the reference checkpoints (reference-system.md §5, §8.2,
+Module layout and parameter names follow the reference checkpoints (docs/reference.md §5, §8.2,
 §8.4) so that their state dicts load strictly:
 
 * ``conv_pre`` / ``ups.<i>`` / ``resblocks.<3i+j>.convs1|convs2.<k>`` / ``conv_post`` - the HiFi-GAN
@@ -330,7 +330,7 @@ def expected_model_in_dim(cfg: dict) -> int:
 
 
 class CodeGenerator(HiFiGANGenerator):
-    """HiFi-GAN conditioned on units, F0 codes and a speaker representation (reference §5.2).
+    """HiFi-GAN conditioned on units, F0 codes and a speaker representation (docs/reference.md §5.2).
 
     ``forward(code [B,T_c], f0=None [B,1,T_f0], f0_codes=None [B,T_q], spkr=None [B,1],
     dvector=None [B,D]) -> wav [B,1,T]``. Unit and F0-code embeddings are aligned by repeating
@@ -341,7 +341,7 @@ class CodeGenerator(HiFiGANGenerator):
         cfg = dict(cfg)
         if cfg.get("code_encoder_params") or cfg.get("code_vq_params"):
             raise ValueError("configs with code_encoder_params/code_vq_params (LibriLight content "
-                             "VQ-VAE, reference §5.4) are not supported by CodeGenerator")
+                             "VQ-VAE, docs/reference.md §5.4) are not supported by CodeGenerator")
         for key in ("num_embeddings", "embedding_dim"):
             if key not in cfg:
                 raise KeyError(f"generator config lacks '{key}'")
@@ -545,7 +545,7 @@ class VariancePredictor(nn.Module):
 
 
 class DurationCodeGenerator(CodeGenerator):
-    """fairseq ``code_hifigan`` vocoder with a unit-duration predictor (reference §8.4).
+    """fairseq ``code_hifigan`` vocoder with a unit-duration predictor (docs/reference.md §8.4).
 
     ``forward(code, dur=None, dur_prediction=False, ...)``: with ``dur`` [B,T] (or [T]) each unit
     is repeated ``dur`` times; with ``dur_prediction=True`` durations are predicted for

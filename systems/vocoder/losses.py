@@ -1,4 +1,4 @@
-"""HiFi-GAN training losses and the loss mel spectrogram (reference-system.md §1 and §6).
+"""HiFi-GAN training losses and the loss mel spectrogram (docs/reference.md §1 and §6).
 
 * :func:`discriminator_loss` - LSGAN: ``sum_k mean((1 - D_k(x))^2) + mean(D_k(G(z))^2)``.
 * :func:`generator_adversarial_loss` - ``sum_k mean((1 - D_k(G(z)))^2)``.

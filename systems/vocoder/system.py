@@ -13,9 +13,9 @@ decode: ``CodeGenerator(units, f0_codes, speaker)`` -> 16 kHz audio.
 The audio is zero-padded to whole F0 codes (the reference pads its files to 1280 samples the
 same way) and the output is cut back to the input length. Everything the checkpoint folder
 records is used as recorded: the speaker name -> id map of training (not one rebuilt from the
-evaluation manifest, reference-system §4), the F0 statistics file, the F0 extractor.
+evaluation manifest, docs/reference.md §4), the F0 statistics file, the F0 extractor.
 
-The fairseq ``code_hifigan`` vocoders (reference-system §8.4: ``dur_predictor_params`` in
+The fairseq ``code_hifigan`` vocoders (docs/reference.md §8.4: ``dur_predictor_params`` in
 config.json, e.g. the public ``hubert_base_100_lj``) are read by the same class. They take
 units only (no F0, no speaker) and decode as fairseq's ``CodeHiFiGANVocoder`` with duration
 prediction: the frame-level units of the encoder are deduplicated (runs of one unit collapse

@@ -1,7 +1,7 @@
 """Training loops: the unit HiFi-GAN vocoder (:func:`train_vocoder`) and the F0 VQ-VAE
 (:func:`train_f0_quantizer`).
 
-Both follow the reference recipe (reference-system §3.4, §6): AdamW (lr 2e-4, betas 0.8/0.99,
+Both follow the reference recipe (docs/reference.md §3.4, §6): AdamW (lr 2e-4, betas 0.8/0.99,
 weight decay 0.01), ExponentialLR 0.999 stepped once per epoch; the vocoder does a
 discriminator step (MPD + MSD, LSGAN, on the detached generator output) and then a generator
 step (adversarial + 2 x feature matching + 45 x mel L1).
@@ -550,7 +550,7 @@ class _VocoderTrainer:
         cfg = self.cfg = self.data.config          # resolved: stats file, speaker map, quantizer
         torch.manual_seed(cfg.seed)               # identical initial weights on every rank
         if cfg.is_vqvae:
-            # content VQ-VAE: audio encoder + EMA codebook + decoder, trained jointly (§5.4);
+            # content VQ-VAE (docs/reference.md §5.4): encoder + codebook + decoder, trained jointly;
             # the codebook's EMA statistics are all-reduced across DDP ranks by the bottleneck
             from resyn_bench.systems.vocoder.content_vqvae import VQVAECodeGenerator
 
@@ -1178,7 +1178,7 @@ def build_f0_data(cfg: F0QuantizerTrainConfig, out_dir: Path, dist: DistInfo) ->
 def train_f0_quantizer(config: F0QuantizerTrainConfig | str | Path, out_dir: str | Path, *,
                        max_steps: int | None = None, resume: bool = True, device: str | None = None,
                        progress: bool = False, checksum_file: str | Path | None = None) -> TrainResult:
-    """Train (or resume training) the F0 VQ-VAE into ``out_dir`` (reference §3.4):
+    """Train (or resume training) the F0 VQ-VAE into ``out_dir`` (docs/reference.md §3.4):
     ``mse(f0_hat, f0) + lambda_commit x commit`` on speaker-normalised F0 crops.
 
     Checkpoints: ``g_XXXXXXXX`` in the reference layout (``{'generator', 'optim_g', 'steps',

@@ -4,7 +4,7 @@ duration predictor, inference preparation.
 
 The helpers ``spec_state_dict`` and ``reference_forward`` are also used by
 tests/test_checkpoint_layout.py; they know nothing of the model classes (keys and shapes come
-from reference-system.md §8.2/§8.4).
+from docs/reference.md §8.2/§8.4).
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ needs_quantizer = pytest.mark.skipif(not _quantizer_available(), reason="F0 quan
 # ------------------------------------------------------------------ spec-side helpers
 
 def spec_shapes(cfg: dict) -> dict[str, tuple]:
-    """Generator keys and shapes per reference §8.2 (without ``quantizer.*``)."""
+    """Generator keys and shapes per docs/reference.md §8.2 (without ``quantizer.*``)."""
     e, ch0 = cfg["embedding_dim"], cfg["upsample_initial_channel"]
     out: dict[str, tuple] = {}
 
@@ -224,7 +224,7 @@ def test_reference_size_state_dict_matches_spec(cfg):
     want = spec_shapes(cfg)
     gen_keys = {k: s for k, s in got.items() if not k.startswith("quantizer.")}
     assert gen_keys == want
-    # a few rows of the §8.2 table verbatim
+    # a few rows of the docs/reference.md §8.2 table verbatim
     assert got["conv_pre.weight_v"] == (512, 384, 7) and got["conv_pre.weight_g"] == (512, 1, 1)
     assert got["ups.0.weight_g"] == (512, 1, 1) and got["ups.0.weight_v"] == (512, 256, 11)
     assert got["ups.2.weight_v"] == ((128, 64, 8) if cfg["code_hop_size"] == 320 else (128, 64, 4))

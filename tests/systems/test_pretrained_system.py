@@ -1,5 +1,5 @@
 """``hubert100-lj-pretrained``: HuBERT Base L6 + GSLM km100 + the public fairseq unit HiFi-GAN
-(duration predictor, no F0, no speaker; reference-system §8.4), run through the real CLI.
+(duration predictor, no F0, no speaker; docs/reference.md §8.4), run through the real CLI.
 
 The official files cannot be downloaded in tests, so files *of the same layout* are placed by
 hand at the exact catalogue paths under a temporary ``$RESYN_BENCH_HOME``:

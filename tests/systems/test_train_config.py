@@ -18,7 +18,7 @@ from resyn_bench.systems.vocoder.config import (
 )
 
 # configs/VCTK/hubert100_lut.json of the reference repository, key for key (values from
-# reference-system §5.1 / §3.4)
+# docs/reference.md §5.1 / §3.4)
 REFERENCE_HUBERT_VCTK = {
     "input_training_file": "datasets/VCTK/hubert100/train.txt",
     "input_validation_file": "datasets/VCTK/hubert100/val.txt",
