@@ -10,7 +10,12 @@ counts by :meth:`MetricGroup.pool`, so pooled numbers never depend on how uttera
 batched or sharded. The utterance mean is the plain mean of defined per-utterance values.
 
 Reference-side analyses (``analyse_reference``) depend only on the reference audio and the
-group's ``settings()``; the runner caches them by content hash + settings.
+group's ``settings()``; the runner caches them by content hash + settings. An exception from
+``score`` (e.g. :class:`MetricError`) fails that utterance's part with its reason (never scored
+as 0 or 1); :class:`NotApplicable` from ``load`` or ``fit_corpus`` marks the whole group skipped
+with the reason (a one-speaker corpus for speaker ID), any other exception there fails it.
+Reports rebuild groups from their names and stored options to pool counts, so constructors must
+stay cheap (no model loading). How to add a group: docs/adding_a_metric.md.
 """
 from __future__ import annotations
 
@@ -69,8 +74,8 @@ class Score:
     """One utterance's result from one metric group."""
 
     values: dict[str, float | None]           # spec.key -> value; None = undefined here
-    # additive statistics for pooling, with group-local names ("n_frames"); run records store
-    # them namespaced by group ("f0.n_frames") and pool() receives the local names again
+    # additive statistics for pooling, with group-local names ("n_frames"), stored so in the
+    # record's metric part; merged records (store.merge_events) namespace them ("f0.n_frames")
     counts: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)     # JSON-able details (notes, texts)
 

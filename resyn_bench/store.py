@@ -3,16 +3,20 @@
 Layout::
 
     RUN/manifest.json     config, versions, git hash, system/metric settings, resampling, timings
-    RUN/records.jsonl     one JSON object per utterance, appended atomically
-    RUN/outputs/          the system's output audio (``<utt_id>.wav``), unless disabled
+    RUN/records.jsonl     one JSON object per *part* of an utterance's result, appended atomically
+    RUN/outputs/          the system's output audio (:func:`resyn_bench.runfolder.output_name`
+                          of the id); outputs that already are files are pointed at, not copied
+    RUN/records.quarantine.jsonl   damaged lines moved aside by ``validate --repair``
+    RUN/.resyn-bench.lock, RUN/.resyn-bench.reserve   the run lock and space reserve (runfolder)
 
-Each utterance is written as parts (its synthesis, then one part per metric group), so metric
-groups can be scored one at a time and a resumed run redoes only the missing parts.
-Appends are checked writes of a complete line on an ``O_APPEND`` descriptor followed by fsync (a
-write that fails part way is cut back), so a killed run loses at most the utterance in flight. On
-reopening, a torn last line (a kill in the middle of a write) is cut off, a torn line elsewhere
-(not JSON) is skipped with a warning naming it (its part is redone), and duplicate ids (which the
-runner never writes) resolve to the last record.
+Each utterance is written as parts (its synthesis, then one part per metric group and settings
+key, :func:`metric_key`), so metric groups can be scored one at a time and a resumed run redoes
+only the missing parts. Appends are checked writes of a complete line on an ``O_APPEND``
+descriptor followed by fsync (a write that fails part way is cut back), so a killed run loses at
+most the part in flight. On reopening, a torn last line (a kill in the middle of a write) is cut
+off, a torn line elsewhere (not JSON) is skipped with a warning naming it (its part is redone),
+and a later part of the same kind for the same id replaces an earlier one (that is how
+``--retry-failed`` redoes work).
 
 Every line is checked when read (:func:`scan_records`): a line that is JSON but not a record
 (a list, a number, a metric part without ``group``, a non-string ``utt_id``, non-numeric metric
@@ -166,7 +170,8 @@ class RecordStore:
     """Append-only event log of a run. Each line is one *part* of one utterance's result:
 
     - ``{"part": "synthesis", "utt_id", ...}``: reference checks + the system's output;
-    - ``{"part": "metric", "group": "f0", "utt_id", "status", "values", "counts", "extra"}``.
+    - ``{"part": "metric", "group": "f0", "key": "f0@<hash>", "utt_id", "status", "values",
+      "counts", "extra"}`` (``key``: :func:`metric_key` of the group's settings).
 
     ``load()`` merges the parts into one record per utterance (see :func:`merge_events`).
     """
