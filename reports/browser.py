@@ -9,7 +9,7 @@ Playwright), and opens no TCP port.
 Typical use::
 
     from resyn_bench.reports.browser import screenshot
-    screenshot("report/index.html", "docs/report.png", width=1280, height=900)
+    screenshot("report/index.html", "shots/report.png", width=1280, height=900)
 
     with Browser() as browser:
         page = browser.open("report/index.html")
