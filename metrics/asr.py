@@ -16,11 +16,11 @@ Backends
     Protocol (recorded in settings()): English, transcribe, temperature 0, beam
     ``beam_size=5``, no conditioning on previous text, no VAD, no timestamps, each utterance
     decoded on its own. ``compute_type="auto"`` is int8 on CPU (its ground-truth WER is within
-    0.3 points of float32 on the shared VCTK and LJSpeech subsets; README "ASR") and float16 on
+    0.3 points of float32 on the shared VCTK and LJSpeech subsets; docs/metrics.md "asr") and float16 on
     CUDA; ``device="auto"``; ``cpu_threads`` (0 = CTranslate2's default; not part of the
     result).
 
-    Loop guard (``guard=``), chosen by measurement on real and degraded audio (README "ASR"):
+    Loop guard (``guard=``), chosen by measurement on real and degraded audio (docs/metrics.md "asr"):
     ``"length+fallback"`` (default): faster-whisper's temperature fallback, triggered only by a
     transcript whose zlib compression ratio exceeds 2.4 (Whisper's loop statistic; never
     reached on the ground truth, WORLD or codec-like outputs measured, max 1.53), re-decoded
@@ -401,11 +401,11 @@ class OpenAIWhisperBackend(ASRBackend):
 # whisper on faster-whisper (CTranslate2): the default
 # --------------------------------------------------------------------------------------------
 
-#: loop guards (see FasterWhisperBackend); measured on real and degraded audio, README "ASR"
+#: loop guards (see FasterWhisperBackend); measured on real and degraded audio, docs/metrics.md "asr"
 GUARDS = ("length", "fallback", "length+fallback", "none")
 #: temperatures of faster-whisper's fallback (openai-whisper's schedule)
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-#: compute types by device when compute_type="auto" (chosen by measurement: README "ASR")
+#: compute types by device when compute_type="auto" (chosen by measurement: docs/metrics.md "asr")
 AUTO_COMPUTE_TYPE = {"cpu": "int8", "cuda": "float16"}
 
 

@@ -324,7 +324,7 @@ class Page:
 
 def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1280, height: int = 900,
                full_page: bool = False, binary: str | None = None) -> Path:
-    """Load a page from disk in headless Chromium and save a PNG of it (e.g. the README's
+    """Load a page from disk in headless Chromium and save a PNG of it (e.g. docs/reports.md's
     report screenshot). Raises :class:`BrowserError` when no browser is available."""
     with Browser(binary) as browser:
         page = browser.open(html_path, width, height)
@@ -335,7 +335,7 @@ def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1280, h
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m resyn_bench.reports.browser REPORT.html OUT.png [--width W --height H --full]``:
-    the README's report screenshot, made by the project itself."""
+    the report screenshot of docs/reports.md, made by the project itself."""
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)

@@ -220,7 +220,7 @@ def test_layout_files_json_and_toml(golden, tmp_path):
             ("vctk_&_x", "copy"), ("vctk_&_x", "cpc_#50%"), ("vctk_&_x", "hubert100")]
         hub = summaries[4]
         assert table.rows[2].cells[0].value == pytest.approx(hub.metrics["asr.wer"].mean)
-    # the README's example: extend a preset
+    # the example of docs/reports.md: extend a preset
     (tmp_path / "wer_ffe.toml").write_text(
         'extends = "paper"\ntitle = "Content and intonation"\n'
         'columns = [{key = "asr.wer", stat = "mean", label = "WER (mean)"}, "f0.ffe", "n"]\n'
