@@ -2,7 +2,7 @@
 but systems/, metrics/ and reports/ ship as sub-packages of resyn_bench.
 
 The package list is generated from the directory tree, so a new sub-package can never be
-silently dropped from the wheel (tests/test_packaging.py checks the built wheel).
+silently dropped from the wheel (tests/core/test_packaging.py checks the built wheel).
 """
 from pathlib import Path
 

@@ -16,7 +16,8 @@ same. A run's role comes from its manifest:
 ``f0_scale``              ``-o f0_edit=scale:X``: achieved vs requested range factor
 ========================  =========================================================
 
-The requested edit is read from ``config.system_options.f0_edit`` of the run.
+The requested edit is read from ``config.system_options.f0_edit`` of the run, or (another tool's
+conversions, ``--conversions`` lists with an ``f0_edit`` column) from its records' ``f0_edit``.
 
 Figures (``Figure``; rates as fractions, shown in %):
 
@@ -254,7 +255,9 @@ def edit_values(edit_records: list[dict[str, Any]], base_records: list[dict[str,
         if c is None:
             continue
         if base_records is not None:
-            b = base.get(r["utt_id"])
+            # the same id, else the source utterance's (an external edit of UTT__to_SPK
+            # against a resynthesis of UTT)
+            b = base.get(r["utt_id"], base.get(source_id(r["utt_id"])))
             if b is None or len(b["out"]) != len(c["out"]):
                 continue   # no resynthesis of this utterance to compare with
             ref = semitones(b["out"])
@@ -350,7 +353,13 @@ def _edit_request(summary: RunSummary) -> str | None:
 
     cfg = read_manifest(summary.run_dir).get("config") or {}
     edit = (cfg.get("system_options") or {}).get("f0_edit")
-    return None if edit is None else str(edit)
+    if edit is not None:
+        return str(edit)
+    # another tool's conversions: each record carries the edit its list row asked for
+    asked = sorted({str(r["f0_edit"]) for r in summary.records if r.get("f0_edit")})
+    if not asked:
+        return None
+    return asked[0] if len(asked) == 1 else "mixed (" + ", ".join(asked) + ")"
 
 
 def build_row(label: str, runs: dict[str, RunSummary], n_boot: int = 1000, seed: int = 0

@@ -85,8 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conversions", metavar="LIST",
                    help="for outputs:DIR: another tool's voice conversions, a .tsv/.csv/.jsonl "
                         "list with the columns output (file in DIR, or id), source (utterance id "
-                        "of the dataset), target (speaker); each row is evaluated as the "
-                        "conversion SOURCE__to_TARGET (implies --experiment vc)")
+                        "of the dataset), target (speaker), optional target_ref (recordings of a "
+                        "target outside the dataset), f0_edit (flat, shift:+N, scale:X) and bytes "
+                        "(transmitted size: a measured bitrate); each row is evaluated as the "
+                        "conversion SOURCE__to_TARGET (implies --experiment vc, or f0_<kind> when "
+                        "the rows ask for F0 edits)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--utt-timeout", type=_timeout, default=None, metavar="SECONDS",
                    help="time one utterance may take in the system or one metric group before "
@@ -227,6 +230,19 @@ def _sanitize(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("_")
 
 
+def _implied_experiment(args) -> str:
+    """--experiment when not given: a conversion list's own (vc, or f0_<kind> when its rows ask
+    for F0 edits; an unusable list is reported by the run), vc with --vc-targets, else resynthesis."""
+    if args.conversions:
+        from resyn_bench.conversions import ConversionListError, list_experiment
+
+        try:
+            return list_experiment(args.conversions)
+        except ConversionListError:
+            return "vc"
+    return "vc" if args.vc_targets else "resynthesis"
+
+
 def cmd_run(args) -> int:
     from resyn_bench.runner import RunConfig, run
 
@@ -251,8 +267,7 @@ def cmd_run(args) -> int:
                        overwrite=args.overwrite, retry_failed=args.retry_failed,
                        use_cache=args.use_cache, jobs=args.jobs, isolate=args.isolate,
                        utt_timeout=args.utt_timeout,
-                       experiment=args.experiment or ("vc" if args.vc_targets or args.conversions
-                                                      else "resynthesis"),
+                       experiment=args.experiment or _implied_experiment(args),
                        label=args.label, vc_targets=args.vc_targets, vc_seed=args.vc_seed)
     if args.max_duration is not None:
         if args.max_duration < 0:

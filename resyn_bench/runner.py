@@ -210,6 +210,8 @@ class Synthesizer:
         target = getattr(utt, "target_speaker", None) or getattr(self.system, "target_speaker", None)
         if target is not None:  # voice conversion: speaker metrics judge the output as this voice
             record["target_speaker"] = str(target)
+        if getattr(utt, "f0_edit", None):  # a listed conversion's requested F0 edit
+            record["f0_edit"] = str(utt.f0_edit)
 
         t = time.perf_counter()
         try:
@@ -423,17 +425,27 @@ def conversion_utterances(utterances, system, n_targets: int, seed: int = 0) -> 
 def _listed_conversions(config: RunConfig, utterances) -> list:
     """The work list of ``--conversions`` (:mod:`resyn_bench.conversions`); RunError for a list
     that cannot be used (before any work)."""
-    from resyn_bench.conversions import ConversionListError, conversion_work
+    from resyn_bench.conversions import ConversionListError, conversion_work, list_experiment
 
     if config.vc_targets:
         raise RunError("--conversions lists the conversions to evaluate; --vc-targets chooses "
                        "them: use one or the other")
     extra = any((opts or {}).get("enroll_dataset") for opts in config.metric_options.values())
+    listing = config.system_options["conversions"]
     try:
-        return conversion_work(config.system_options["conversions"], utterances,
-                               extra_speakers=extra)
+        expected = list_experiment(listing)
+        work = conversion_work(listing, utterances, extra_speakers=extra)
     except ConversionListError as exc:
         raise RunError(str(exc)) from None
+    # the rows' F0 edits decide what the run measures; a run labelled otherwise would be
+    # summarised as the wrong experiment (unedited rows may be a vc or a resynthesis run)
+    edited = expected.startswith("f0_")
+    if (edited and config.experiment != expected) or (not edited and config.experiment.startswith("f0_")):
+        raise RunError(f"--conversions {listing}: its rows make a {expected} run, not "
+                       f"--experiment {config.experiment}; give --experiment {expected}"
+                       if edited else f"--conversions {listing}: its rows ask for no F0 edit, so "
+                       f"it cannot be an {config.experiment} run (give f0_edit in the list)")
+    return work
 
 
 def _with_target_refs(config: RunConfig, work) -> RunConfig:

@@ -11,7 +11,8 @@ Bitrate, so an external codec stands on the codec table and quality-vs-bitrate p
 ``-o bitrate=BPS`` declares the rate of every utterance (labelled *declared*);
 ``-o bitstreams=DIR`` counts the sizes of the files ``<utt_id>.*`` (or ``<speaker>/<utt_id>.*``)
 in DIR, e.g. the ``.ecdc`` or ``.npy`` codes the codec wrote, as that utterance's bits (labelled
-*measured*: the reports pool total bits / total seconds of the source audio). An utterance
+*measured*: the reports pool total bits / total seconds of the source audio); the column
+``bytes`` of a ``--conversions`` list gives the same per row, and wins over both options. An utterance
 without a bitstream file fails with that reason. With both, the measured rate is reported and the
 declared one kept in the record as ``declared_bps``.
 
@@ -214,6 +215,10 @@ class OutputsSystem(System):
         seconds = len(audio.samples) / float(audio.sample_rate)
         if not seconds > 0:
             return None
+        listed = getattr(utterance, "bits", None)   # the size a --conversions row gives
+        if listed is not None:
+            extra = {"declared_bps": self.bitrate} if self.bitrate is not None else {}
+            return bitstream_record(int(listed), seconds, "measured", **extra)
         if self.bitstreams is not None:
             files = self.bitstream_files(utterance)
             if not files:

@@ -3,7 +3,7 @@
 Golden files live in tests/golden/ and are rendered from the deterministic stored runs of
 tests/golden/fixture_runs.py. After an intended change of the output, regenerate them with
 
-    RESYN_BENCH_UPDATE_GOLDEN=1 python -m pytest tests/test_tables.py -k golden
+    RESYN_BENCH_UPDATE_GOLDEN=1 python -m pytest tests/reports/test_tables.py -k golden
 
 and review the diff.
 """
