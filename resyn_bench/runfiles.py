@@ -511,31 +511,34 @@ def upgrade(manifest: dict[str, Any], records: list[dict[str, Any]] | None = Non
       computes it); a group whose entry had none was scored before parts carried keys, so its
       key also goes to ``legacy_metric_keys`` (the runner does the same when it resumes such a
       run), and metric parts without a key get their group's legacy key.
-      ``pooling_version`` stays absent (unknown).
+      ``pooling_version`` stays absent (unknown). The key step also runs on a manifest of the
+      current version that lacks a key (it cannot hurt: a stored key is never changed).
     """
     version = check_schema_version(manifest, source)
     manifest = copy.deepcopy(manifest)
     records = list(records or [])
-    if version < 1:
-        metrics = manifest.get("metrics")
-        if metrics is not None and not isinstance(metrics, dict):
-            raise _bad(source, "metrics", "an object", metrics)
-        legacy = manifest.get("legacy_metric_keys") or {}
-        if not isinstance(legacy, dict):
-            raise _bad(source, "legacy_metric_keys", "an object", legacy)
-        legacy = dict(legacy)
-        for group, entry in (metrics or {}).items():
-            if not isinstance(entry, dict):
-                raise _bad(source, f"metrics.{group}", "an object", entry)
-            if not entry.get("key"):
-                entry["key"] = metric_key(group, entry)
-                legacy.setdefault(group, entry["key"])
-        if legacy:
-            manifest["legacy_metric_keys"] = legacy
-        manifest["schema_version"] = 1
-    # at every version: parts of an old run resumed by a newer runner still hold no key
+    # 0 -> 1 (applied at every version, so that a manifest edited by hand or by another tool
+    # that lost its keys reads as the runner would resume it)
+    metrics = manifest.get("metrics")
+    if metrics is not None and not isinstance(metrics, dict):
+        raise _bad(source, "metrics", "an object", metrics)
     legacy = manifest.get("legacy_metric_keys") or {}
-    if isinstance(legacy, dict) and legacy:
+    if not isinstance(legacy, dict):
+        raise _bad(source, "legacy_metric_keys", "an object", legacy)
+    legacy = dict(legacy)
+    for group, entry in (metrics or {}).items():
+        if not isinstance(entry, dict):
+            raise _bad(source, f"metrics.{group}", "an object", entry)
+        if not entry.get("key"):
+            entry["key"] = metric_key(group, entry)
+            legacy.setdefault(group, entry["key"])
+    if legacy:
+        manifest["legacy_metric_keys"] = legacy
+    if version < 1:
+        manifest["schema_version"] = 1
+    # parts of an old run (also one resumed by a newer runner) hold no key: their group's
+    # legacy key
+    if legacy:
         records = [{**r, "key": legacy[r["group"]]}
                    if isinstance(r, dict) and r.get("part") == "metric" and not r.get("key")
                    and r.get("group") in legacy else r for r in records]
