@@ -17,9 +17,18 @@ import numpy as np
 from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.stats import CI
 
-from resyn_bench.store import read_manifest, read_records
+from resyn_bench.runfiles import Manifest, read_manifest
 
 RESYNTHESIS = "resynthesis"
+
+#: Version of the pooling code: how :func:`summarize_run` turns stored record parts into the
+#: reported numbers (each group's ``aggregate``/``pool`` over its additive counts, the mean/std
+#: of per-utterance values, the status rules of :func:`resyn_bench.store.merge_events`). The
+#: runner records it in each manifest (``pooling_version``); ``resyn-bench report`` warns when a
+#: run was scored under another one. Bump rule: bump it when a change makes the same stored
+#: records (or the counts a group stores for the same audio) pool to different numbers; a
+#: change that adds metrics or only changes presentation does not bump it.
+POOLING_VERSION = 1
 
 
 @dataclass
@@ -83,6 +92,7 @@ class RunSummary:
     status: str | None = None     # manifest status: running / interrupted / complete (absent: old)
     dataset_name: str = ""        # the dataset label without the split (Table 2 groups by it)
     split: str | None = None      # the split file's name (stem), when the run used --split
+    manifest: Manifest | None = field(default=None, repr=False)  # the run's manifest, typed
 
     @property
     def complete(self) -> bool:
@@ -474,29 +484,36 @@ def _failure_key(rec: dict[str, Any]) -> str:
 
 def summarize_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> RunSummary:
     """Collate one run. ``n_boot=0`` skips the bootstrap CIs."""
+    from resyn_bench.runfiles import iter_records
+
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir)
-    groups = list(manifest.get("metrics", {}))
-    records = sorted(read_records(run_dir, groups), key=lambda r: r["utt_id"])
-    status = Counter(r.get("status") for r in records)
-    summary = RunSummary(run_dir=run_dir, system=manifest["config"]["system"],
+    typed = read_manifest(run_dir)
+    if typed.config.system is None:
+        raise ValueError(f"{run_dir / 'manifest.json'}: field 'config.system' is missing; "
+                         "not a resyn-bench run")
+    manifest = typed.to_json()   # the label helpers take the manifest as a dict
+    typed_records = sorted(iter_records(run_dir, list(typed.metrics)), key=lambda r: r.utt_id)
+    records = [r.to_dict() for r in typed_records]
+    status = Counter(r.status for r in typed_records)
+    summary = RunSummary(run_dir=run_dir, system=typed.config.system,
                          dataset=dataset_label(manifest), dataset_key=dataset_key(manifest),
-                         n_total=manifest.get("dataset", {}).get("n_utterances", len(records)),
+                         n_total=typed.dataset.n_utterances if typed.dataset.n_utterances is not None
+                         else len(records),
                          n_records=len(records), n_ok=status["ok"], n_partial=status["partial"],
                          n_failed=status["failed"], records=records,
                          failures=Counter(_failure_key(r) for r in records if r.get("status") == "failed"),
                          losses=utterance_losses(records),
                          experiment=experiment_label(manifest), system_label=system_label(manifest),
-                         status=manifest.get("status"),
+                         status=typed.status,
                          dataset_name=dataset_label(manifest, with_split=False),
                          split=Path(str(dataset_key(manifest)[2])).stem
-                         if dataset_key(manifest)[2] else None)
+                         if dataset_key(manifest)[2] else None, manifest=typed)
     summary.bitrate, summary.bitrate_source = run_bitrate(manifest, records)
-    for group, info in manifest.get("metrics", {}).items():
-        summary.settings[group] = info.get("settings", {})
-        specs = [MetricSpec.from_dict(s) for s in info.get("specs", [])]
+    for group, info in typed.metrics.items():
+        summary.settings[group] = info.settings
+        specs = [MetricSpec.from_dict(s) for s in info.specs]
         entries = group_entries(records, group)
-        obj = metric_group(group, info.get("options"))
+        obj = metric_group(group, info.options)
         corpus = obj.aggregate(entries) if obj is not None and entries else {}
         ci_corpus, ci_mean = ({}, {}) if obj is None or n_boot <= 0 else _group_cis(
             obj, entries, [s.key for s in specs], corpus, n_boot=n_boot, seed=seed)

@@ -67,6 +67,8 @@ from resyn_bench.reports.collate import RunSummary, summarize_run
 from resyn_bench.reports.stats import CI, bootstrap_ci_mean
 from resyn_bench.reports.tables import latex_escape, markdown_escape
 
+from resyn_bench.runfiles import Manifest
+
 #: run experiments this summary reads
 EXPERIMENTS = ("resynthesis", "vc", "f0_flat", "f0_shift", "f0_scale")
 CONTENT_KEYS = ("asr.wer", "asr.per", "asr.dwer", "asr.dper")
@@ -177,7 +179,7 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
 ENROL_REGISTER_MAX = 50
 
 
-def enrolment_registers(manifest: dict[str, Any]) -> dict[str, tuple[float, float, int]]:
+def enrolment_registers(manifest: Manifest) -> dict[str, tuple[float, float, int]]:
     """F0 registers of the speakers a run enrolled from another dataset (its ``spk`` options
     ``enroll_dataset`` / ``enroll_root`` / ``enroll_split``), analysed with the run's own f0
     preset on up to :data:`ENROL_REGISTER_MAX` recordings per speaker; {} when the run
@@ -188,10 +190,9 @@ def enrolment_registers(manifest: dict[str, Any]) -> dict[str, tuple[float, floa
     from resyn_bench.audio import AudioError, ensure_rate, load_audio
     from resyn_bench.datasets import load_dataset
 
-    metrics = manifest.get("metrics") or {}
-    options = (metrics.get("spk") or {}).get("options") or {}
-    f0 = metrics.get("f0") or {}
-    preset = (f0.get("options") or {}).get("preset") or (f0.get("settings") or {}).get("preset")
+    spk, f0 = manifest.metrics.get("spk"), manifest.metrics.get("f0")
+    options = spk.options if spk is not None else {}
+    preset = (f0.options.get("preset") or f0.settings.get("preset")) if f0 is not None else None
     if not options.get("enroll_dataset") or not preset:
         return {}
     data = load_dataset(options["enroll_dataset"], options.get("enroll_root"),
@@ -349,10 +350,10 @@ def _metric(summary: RunSummary | None, key: str, label: str, group: str, **kw) 
 
 
 def _edit_request(summary: RunSummary) -> str | None:
-    from resyn_bench.store import read_manifest
+    from resyn_bench.runfiles import read_manifest
 
-    cfg = read_manifest(summary.run_dir).get("config") or {}
-    edit = (cfg.get("system_options") or {}).get("f0_edit")
+    manifest = summary.manifest or read_manifest(summary.run_dir)
+    edit = manifest.config.system_options.get("f0_edit")
     if edit is not None:
         return str(edit)
     # another tool's conversions: each record carries the edit its list row asked for
@@ -393,9 +394,9 @@ def build_row(label: str, runs: dict[str, RunSummary], n_boot: int = 1000, seed:
              _metric(vc, "spk.chance", "chance acc", "source")]
     # prosody of the converted speech
     if vc is not None and "f0" in vc.groups:
-        from resyn_bench.store import read_manifest
+        from resyn_bench.runfiles import read_manifest
 
-        p = prosody_values(vc.records, enrolment_registers(read_manifest(vc.run_dir)))
+        p = prosody_values(vc.records, enrolment_registers(vc.manifest or read_manifest(vc.run_dir)))
         sp = p["speakers"]
         figs += [_mean_figure("prosody.to_target_st", "|ΔF0| to target (st)", "prosody",
                               p["to_target"], sp, n_boot, seed, unit="st"),
@@ -441,13 +442,13 @@ def collect_runs(run_dirs) -> dict[str, dict[str, Path]]:
     experiment is an error naming both)."""
     from resyn_bench.reports.collate import experiment_label, system_label
 
-    from resyn_bench.store import read_manifest
+    from resyn_bench.runfiles import read_manifest
 
     out: dict[str, dict[str, Path]] = {}
     for d in run_dirs:
         d = Path(d)
         try:
-            manifest = read_manifest(d)
+            manifest = read_manifest(d).to_json()
         except (OSError, ValueError) as exc:
             raise ValueError(f"--runs: {exc}") from None
         exp = experiment_label(manifest)

@@ -266,36 +266,41 @@ def _sha256(path: Path) -> str | None:
 
 
 def _manifest_entry(summary: RunSummary) -> dict[str, Any]:
-    from resyn_bench.store import MANIFEST, RECORDS, read_manifest
+    from resyn_bench.runfiles import Manifest, load_manifest_dict, parse_manifest
+    from resyn_bench.store import MANIFEST, RECORDS
 
     run_dir = Path(summary.run_dir)
-    try:
-        manifest = read_manifest(run_dir)
+    try:   # the stored manifest is shown as written; the facts come from its typed reading
+        manifest = load_manifest_dict(run_dir)
+        typed = parse_manifest(manifest, run_dir / MANIFEST)
     except (OSError, ValueError) as exc:
         manifest = {"error": f"manifest unreadable: {exc}"}
-    env = manifest.get("environment") or {}
+        typed = Manifest()
+    env = typed.environment
     git = env.get("git") or {}
-    cfg = manifest.get("config") or {}
+    cfg = typed.config
     packages = env.get("packages") or {}
     facts = [
         ("run directory", str(run_dir)),
-        ("system", f"{summary.system} {json.dumps(cfg.get('system_options') or {}, sort_keys=True)}"),
-        ("dataset", (f"{summary.dataset} (root {manifest.get('dataset', {}).get('root')}, split "
-                     f"{cfg.get('split')}, limit {cfg.get('limit')})")),
+        ("system", f"{summary.system} {json.dumps(cfg.system_options, sort_keys=True)}"),
+        ("dataset", (f"{summary.dataset} (root {typed.dataset.root}, split "
+                     f"{cfg.split}, limit {cfg.limit})")),
         ("utterances", (f"{summary.n_records}/{summary.n_total} recorded: ok {summary.n_ok}, "
                         f"partial {summary.n_partial}, failed {summary.n_failed}")),
         ("metrics", str(cfg.get("metrics"))),
-        ("resyn-bench", str(manifest.get("resyn_bench_version"))),
+        ("resyn-bench", str(typed.resyn_bench_version)),
         ("git", f"{git.get('commit')}{' (dirty)' if git.get('dirty') else ''}" if git else "not a git checkout"),
         ("python / platform", f"{env.get('python')} / {env.get('platform')}"),
         ("packages", ", ".join(f"{k} {v}" for k, v in packages.items() if v)),
-        ("created", str(manifest.get("created"))),
-        ("status", str(manifest.get("status"))),
+        ("created", str(typed.created)),
+        ("status", str(typed.status)),
     ]
+    if typed.pooling_version is not None:
+        facts.append(("pooling code", f"version {typed.pooling_version}"))
     for group, settings in summary.settings.items():
         facts.append((f"{group} settings", json.dumps(settings, sort_keys=True, ensure_ascii=False)))
-    if manifest.get("resampling"):
-        facts.append(("resampling", json.dumps(manifest["resampling"], sort_keys=True)))
+    if typed.resampling:
+        facts.append(("resampling", json.dumps(typed.resampling, sort_keys=True)))
     for name in (MANIFEST, RECORDS):
         facts.append((f"sha256 {name}", str(_sha256(run_dir / name))))
     return {"facts": [[k, v] for k, v in facts], "manifest": manifest}

@@ -62,6 +62,12 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str 
             log.warning("report: WARNING: run %s (%s) is not finished: %s - its rows (marked %s) "
                         "cover only the utterances done so far", s.run_dir,
                         s.system_label or s.system, s.unfinished, UNFINISHED_MARK)
+        if s.manifest is not None:
+            from resyn_bench.runfiles import pooling_warning
+
+            pooled = pooling_warning(s.manifest, s.run_dir)
+            if pooled:
+                log.warning("report: WARNING: %s", pooled)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"report --out {out} is a file, not a folder: name a folder")
@@ -219,10 +225,10 @@ def terminal_safe_json(text: str) -> str:
 
 def _overlap_note(run_dir) -> str | None:
     """The run's training-set overlap warning (manifest ``training_overlap.note``), if any."""
-    from resyn_bench.store import read_manifest
+    from resyn_bench.runfiles import read_manifest
 
     try:
-        return (read_manifest(run_dir).get("training_overlap") or {}).get("note")
+        return read_manifest(run_dir).overlap_note
     except (OSError, ValueError):
         return None
 

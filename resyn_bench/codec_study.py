@@ -237,12 +237,12 @@ def discover(paths: list[str | Path]) -> tuple[list[tuple[Path, Path | None, str
 def run_rows(run_dirs: list[Path]) -> list[dict[str, Any]]:
     """One row per run directory: its bitrate as the reports compute it, with the source."""
     from resyn_bench.reports.collate import dataset_label, measured_bitrate, run_bitrate, system_label
-    from resyn_bench.store import read_manifest, read_records
+    from resyn_bench.runfiles import iter_records, read_manifest
 
     rows = []
     for d in run_dirs:
-        manifest = read_manifest(d)
-        records = read_records(d)
+        manifest = read_manifest(d).to_json()
+        records = [r.to_dict() for r in iter_records(d)]
         bps, source = run_bitrate(manifest, records)
         measured = measured_bitrate(records)
         nominal = sorted({r["bitstream"].get("nominal_bps") for r in records

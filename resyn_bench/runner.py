@@ -41,6 +41,7 @@ from resyn_bench.audio import (
     write_audio,
 )
 from resyn_bench.cache import AnalysisCache, audio_hash
+from resyn_bench.runfiles import SCHEMA_VERSION, RunFileError, check_schema_version
 from resyn_bench.runfolder import (
     LOCK_FILE,
     RunFolderError,
@@ -372,6 +373,10 @@ def _prepare_run_dir(config: RunConfig, store: RecordStore) -> dict[str, Any] | 
         raise RunError(f"{run_dir} already holds a run; resume it (drop --no-resume), "
                        "choose a new --out, or pass --overwrite to start again")
     previous = read_manifest(run_dir)
+    try:   # a run of a newer schema is refused, not rewritten in the old layout
+        check_schema_version(previous, manifest_path)
+    except RunFileError as exc:
+        raise RunError(str(exc)) from None
     mine, theirs = config.identity(), previous.get("config", {}).get("identity", {})
     # runs written before a field existed hold its default
     defaults = {"experiment": "resynthesis", "vc_targets": 0, "vc_seed": 0}
@@ -608,7 +613,11 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     log = ResampleLog(dict((previous or {}).get("resampling", {})))
     sessions = list((previous or {}).get("sessions", []))
+    from resyn_bench.reports.collate import POOLING_VERSION
+
     manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,        # the layout (resyn_bench.runfiles)
+        "pooling_version": POOLING_VERSION,      # the pooling code the counts are meant for
         "resyn_bench_version": __version__,
         "created": (previous or {}).get("created", started),
         "config": {**dataclasses.asdict(config), "identity": config.identity()},
