@@ -236,7 +236,8 @@ def discover(paths: list[str | Path]) -> tuple[list[tuple[Path, Path | None, str
 
 def run_rows(run_dirs: list[Path]) -> list[dict[str, Any]]:
     """One row per run directory: its bitrate as the reports compute it, with the source."""
-    from resyn_bench.reports.collate import dataset_label, measured_bitrate, run_bitrate, system_label
+    from resyn_bench.reports.collate import dataset_label, measured_bitrate, run_bitrate
+    from resyn_bench.reports.labels import run_label
     from resyn_bench.store import read_manifest, read_records
 
     rows = []
@@ -248,7 +249,7 @@ def run_rows(run_dirs: list[Path]) -> list[dict[str, Any]]:
         nominal = sorted({r["bitstream"].get("nominal_bps") for r in records
                           if isinstance(r.get("bitstream"), dict)
                           and isinstance(r["bitstream"].get("nominal_bps"), (int, float))})
-        rows.append({"run_dir": str(d), "system": system_label(manifest),
+        rows.append({"run_dir": str(d), "system": run_label(manifest),
                      "dataset": dataset_label(manifest), "bitrate": bps, "source": source,
                      "nominal_bps": nominal[0] if len(nominal) == 1 else (nominal or None),
                      "n_utterances": measured[2]["n_utterances"] if measured else None,
