@@ -18,6 +18,7 @@ from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.labels import run_label, summary_label
 from resyn_bench.reports.stats import CI
 
+from resyn_bench.core.bitrate import bitrate_bps  # the one bitrate formula (manifest streams)
 from resyn_bench.store import read_manifest, read_records
 
 RESYNTHESIS = "resynthesis"
@@ -328,25 +329,6 @@ def experiment_label(manifest: dict[str, Any]) -> str:
     if isinstance(exp, dict):
         exp = exp.get("name") or exp.get("kind")
     return str(exp) if exp else RESYNTHESIS
-
-
-def bitrate_bps(streams: list[dict[str, Any]] | None) -> float | None:
-    """Bits per second a system transmits, computed from its stream specs (the manifest's
-    ``system.streams``): for every *discrete* stream with a frame rate and a vocabulary,
-    ``frame_rate x ceil(log2 vocab_size)``, summed (units and F0 codes alike). Speaker streams
-    (an identity sent once per utterance), continuous streams and waveforms are not counted;
-    a system without a countable discrete stream has no bitrate (None). This reproduces the
-    paper's unit rates (HuBERT K=100 at 50 Hz: 350 bps; F0 codes K=20 at 12.5 Hz: 62.5 bps)."""
-    total, counted = 0.0, False
-    for s in streams or []:
-        if s.get("kind") != "discrete":
-            continue
-        rate, vocab = s.get("frame_rate"), s.get("vocab_size")
-        if not rate or not vocab or vocab < 1:
-            continue
-        total += float(rate) * math.ceil(math.log2(vocab))  # K=1 carries 0 bits
-        counted = True
-    return total if counted else None
 
 
 def measured_bitrate(records: list[dict[str, Any]]) -> tuple[float, str, dict[str, Any]] | None:
