@@ -26,7 +26,7 @@ __all__ = ["OptionError", "OptionSpec", "option", "option_specs", "option_names"
 
 T = TypeVar("T")
 
-_TYPES = {str: "text", int: "integer", float: "number", bool: "true/false"}
+_TYPES = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
 
 
 class OptionError(ValueError):
@@ -143,7 +143,7 @@ def parse_options(cls: type[T], values: Mapping[str, Any], what: str) -> T:
             value = normalize(value)
         if spec.choices and value is not None and value not in spec.choices:
             raise OptionError(f"{what}: {key} must be one of {', '.join(spec.choices)}, got "
-                              f"{value!r}{_did_you_mean(str(value), list(spec.choices))}")
+                              f"{value!r}.{_did_you_mean(str(value), list(spec.choices))}")
         kwargs[key] = value
     return cls(**kwargs)
 

@@ -64,7 +64,7 @@ def test_values_are_converted_to_the_declared_type_and_checked():
     assert (opts.speaker, opts.step, opts.device) == ("225", 7, "cuda")
     assert parse_options(CheckpointOptions, {}, "ckpt") == CheckpointOptions()
     assert parse_options(CheckpointOptions, {"step": 5.0}, "ckpt").step == 5
-    with pytest.raises(OptionError, match=r"ckpt: -o step='latest' is not integer"):
+    with pytest.raises(OptionError, match=r"ckpt: -o step='latest' is not a whole number"):
         parse_options(CheckpointOptions, {"step": "latest"}, "ckpt")
     with pytest.raises(OptionError, match="Did you mean 'f0_extractor'") as err:
         parse_options(CheckpointOptions, {"f0_extracter": "yaapt"}, "ckpt")
@@ -73,7 +73,7 @@ def test_values_are_converted_to_the_declared_type_and_checked():
     assert parse_options(Codec2Options, {"mode": 1600}, "codec2").mode == "1600"
     with pytest.raises(OptionError, match="mode must be one of 3200, 2400"):
         parse_options(Codec2Options, {"mode": 4800}, "codec2")
-    with pytest.raises(OptionError, match="vbr must be one of on, off, constrained.*'off'"):
+    with pytest.raises(OptionError, match="vbr must be one of on, off, constrained, got 'of'. Did you mean 'off'"):
         parse_options(OpusOptions, {"vbr": "of"}, "opus")
     assert parse_options(OutputsOptions, {"bitrate": ""}, "outputs").bitrate is None
     assert parse_options(WorldOptions, {"mcep_dims": "24"}, "world").mcep_dims == 24
