@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 from resyn_bench.metrics.base import MetricSpec
+from resyn_bench.reports.labels import run_label, summary_label
 from resyn_bench.reports.stats import CI
 
+from resyn_bench.core.bitrate import bitrate_bps  # the one bitrate formula (manifest streams)
 from resyn_bench.runfiles import Manifest, read_manifest
 
 RESYNTHESIS = "resynthesis"
@@ -339,25 +341,6 @@ def experiment_label(manifest: dict[str, Any]) -> str:
     return str(exp) if exp else RESYNTHESIS
 
 
-def bitrate_bps(streams: list[dict[str, Any]] | None) -> float | None:
-    """Bits per second a system transmits, computed from its stream specs (the manifest's
-    ``system.streams``): for every *discrete* stream with a frame rate and a vocabulary,
-    ``frame_rate x ceil(log2 vocab_size)``, summed (units and F0 codes alike). Speaker streams
-    (an identity sent once per utterance), continuous streams and waveforms are not counted;
-    a system without a countable discrete stream has no bitrate (None). This reproduces the
-    paper's unit rates (HuBERT K=100 at 50 Hz: 350 bps; F0 codes K=20 at 12.5 Hz: 62.5 bps)."""
-    total, counted = 0.0, False
-    for s in streams or []:
-        if s.get("kind") != "discrete":
-            continue
-        rate, vocab = s.get("frame_rate"), s.get("vocab_size")
-        if not rate or not vocab or vocab < 1:
-            continue
-        total += float(rate) * math.ceil(math.log2(vocab))  # K=1 carries 0 bits
-        counted = True
-    return total if counted else None
-
-
 def measured_bitrate(records: list[dict[str, Any]]) -> tuple[float, str, dict[str, Any]] | None:
     """Bitrate from the per-utterance bitstream records (``record["bitstream"]``, written by
     systems whose encoder output is counted, e.g. codec2 and opus): total bits / total seconds
@@ -396,22 +379,8 @@ def run_bitrate(manifest: dict[str, Any], records: list[dict[str, Any]]
     return spec, ("streams" if spec is not None else None)
 
 
-def system_label(manifest: dict[str, Any]) -> str:
-    """Row label of a run: ``config.label`` if set, else the system name with its options
-    (``world (f0_method=dio)``) so two settings of one system stay apart."""
-    cfg = manifest.get("config", {})
-    if cfg.get("label"):
-        return str(cfg["label"])
-    opts = cfg.get("system_options") or {}
-    name = str(cfg.get("system"))
-    short = _path_system_label(name)
-    if short is not None:
-        # outputs:DIR -> the folder's name (other NAME:PATH systems -> NAME:folder); the
-        # file-name pattern and the full path stay in the manifest, not in the row name
-        name, opts = short, {k: v for k, v in opts.items() if k != "pattern"}
-    if not opts:
-        return name
-    return f"{name} ({', '.join(f'{k}={v}' for k, v in sorted(opts.items()))})"
+#: the label of a run (one rule for every report: resyn_bench.reports.labels)
+system_label = run_label
 
 
 LOSS_KINDS = ("crashed", "timed_out", "error")
@@ -450,26 +419,16 @@ def _trials_used(corpus: dict[str, Any]) -> int | None:
     return int(round(sum(counts))) if counts else None
 
 
-def _path_system_label(system: str) -> str | None:
-    """Short name of a ``NAME:PATH`` system spec (``outputs:/x/y/hifigan_gen`` ->
-    ``hifigan_gen``, ``ckpt:/x/run7/`` -> ``ckpt:run7``); None for other specs."""
-    name, sep, arg = system.partition(":")
-    if not sep or not arg or ("/" not in arg and "\\" not in arg and not arg.startswith(".")):
-        return None
-    folder = Path(arg.rstrip("/\\")).name or arg
-    return folder if name == "outputs" else f"{name}:{folder}"
-
-
 def rename_runs(summaries: list[RunSummary], renames: dict[str, str]) -> None:
     """Set row labels: each ``OLD`` (a row label as the tables show it, or a run folder's
     name) becomes ``NEW``. An ``OLD`` that names no run is an error listing the labels."""
     known = {}
     for s in summaries:
-        known.setdefault(s.system_label or s.system, []).append(s)
+        known.setdefault(summary_label(s), []).append(s)
         known.setdefault(s.run_dir.name, []).append(s)
     missing = [old for old in renames if old not in known]
     if missing:
-        labels = sorted({s.system_label or s.system for s in summaries})
+        labels = sorted({summary_label(s) for s in summaries})
         raise ValueError(f"--rename: no run labelled {', '.join(map(repr, missing))}; labels of "
                          f"these runs: {', '.join(map(repr, labels))} (a run folder's name works too)")
     for old, new in renames.items():
@@ -503,7 +462,7 @@ def summarize_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> Run
                          n_failed=status["failed"], records=records,
                          failures=Counter(_failure_key(r) for r in records if r.get("status") == "failed"),
                          losses=utterance_losses(records),
-                         experiment=experiment_label(manifest), system_label=system_label(manifest),
+                         experiment=experiment_label(manifest), system_label=run_label(manifest),
                          status=typed.status,
                          dataset_name=dataset_label(manifest, with_split=False),
                          split=Path(str(dataset_key(manifest)[2])).stem

@@ -440,7 +440,8 @@ def build_row(label: str, runs: dict[str, RunSummary], n_boot: int = 1000, seed:
 def collect_runs(run_dirs) -> dict[str, dict[str, Path]]:
     """Run folders grouped by row label, then experiment (a label with two runs of one
     experiment is an error naming both)."""
-    from resyn_bench.reports.collate import experiment_label, system_label
+    from resyn_bench.reports.collate import experiment_label
+    from resyn_bench.reports.labels import run_label
 
     from resyn_bench.runfiles import read_manifest
 
@@ -454,7 +455,7 @@ def collect_runs(run_dirs) -> dict[str, dict[str, Path]]:
         exp = experiment_label(manifest)
         if exp not in EXPERIMENTS:
             continue
-        label = system_label(manifest)
+        label = run_label(manifest)
         runs = out.setdefault(label, {})
         if exp in runs:
             raise ValueError(f"two {exp} runs labelled {label!r}: {runs[exp]} and {d}; give "

@@ -44,6 +44,7 @@ from typing import Any
 from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.collate import RunSummary
 from resyn_bench.reports.html_assets import SCRIPT, STYLE
+from resyn_bench.reports.labels import run_names, run_titles
 
 AUDIO_MODES = ("link", "embed")
 _MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
@@ -240,18 +241,9 @@ def _ci(ci) -> list[float | None] | None:
 
 
 def _labels(summaries: Sequence[RunSummary]) -> list[str]:
-    """System names, qualified by the dataset when one name appears on several datasets."""
-    names = [getattr(s, "system_label", "") or s.system for s in summaries]
-    labels = [f"{n} · {s.dataset}" if names.count(n) > 1 else n for n, s in zip(names, summaries)]
-    dupes = {label for label in labels if labels.count(label) > 1}
-    seen: dict[str, int] = {}
-    out = []
-    for label in labels:  # still ambiguous (same system on the same data twice): number them
-        if label in dupes:
-            seen[label] = seen.get(label, 0) + 1
-            label = f"{label} #{seen[label]}"
-        out.append(label)
-    return out
+    """Run names where no column shows data or experiment (the report's one naming rule:
+    labels.run_titles, as in the plots)."""
+    return run_titles(summaries)
 
 
 def _sha256(path: Path) -> str | None:
@@ -341,6 +333,7 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
     """The report's data blob (JSON-able) and the audio table (embedded payloads)."""
     audio_table = _AudioTable(audio, Path(out_dir).resolve())
     labels = _labels(summaries)
+    row_labels = run_names(summaries)
     # metric columns: every metric of any run, in first-seen order
     specs: dict[str, Any] = {}
     for s in summaries:
@@ -358,7 +351,7 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
                          "ci_mean": _ci(m.ci_mean), "ci_pooled": _ci(m.ci_pooled),
                          "sig": sigs.get((i, key))}
         systems.append({"system": s.system, "dataset": s.dataset, "label": labels[i],
-                        "row_label": getattr(s, "system_label", "") or s.system,
+                        "row_label": row_labels[i],
                         "run_dir": str(s.run_dir), "n_total": s.n_total, "n_records": s.n_records,
                         "n_ok": s.n_ok, "n_partial": s.n_partial, "n_failed": s.n_failed,
                         "failures": dict(s.failures), "summary": summ, "worst": {},

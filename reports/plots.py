@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from resyn_bench.reports.collate import RunSummary
+from resyn_bench.reports.labels import run_titles
 
 log = logging.getLogger("resyn_bench.reports")
 
@@ -63,21 +64,14 @@ def _save(fig, stem: str | Path, tight: bool = True) -> list[Path]:
     return paths
 
 
-def run_label(s: RunSummary, with_dataset: bool = True) -> str:
-    label = s.system_label or s.system
-    if s.experiment != "resynthesis":
-        label += f" ({s.experiment})"
-    return f"{s.dataset}/{label}" if with_dataset else label
-
-
 def _mpl(text: str) -> str:
     """Text shown literally by matplotlib (a ``$`` would start mathtext)."""
     return str(text).replace("$", r"\$")
 
 
 def _labels(summaries: Sequence[RunSummary]) -> list[str]:
-    with_dataset = len({s.dataset for s in summaries}) > 1
-    return [_mpl(run_label(s, with_dataset)) for s in summaries]
+    """Legend names: the report's one naming rule (labels.run_titles, as in the HTML)."""
+    return [_mpl(title) for title in run_titles(summaries)]
 
 
 def _scale(spec) -> float:

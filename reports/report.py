@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from resyn_bench.reports.collate import RunSummary, rename_runs, summarize_run
+from resyn_bench.reports.labels import summary_label
 from resyn_bench.reports.layouts import Layout, resolve_layouts
 from resyn_bench.reports.tables import (
     CI_MODES,
@@ -61,7 +62,7 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str 
         if s.unfinished:
             log.warning("report: WARNING: run %s (%s) is not finished: %s - its rows (marked %s) "
                         "cover only the utterances done so far", s.run_dir,
-                        s.system_label or s.system, s.unfinished, UNFINISHED_MARK)
+                        summary_label(s), s.unfinished, UNFINISHED_MARK)
         if s.manifest is not None:
             from resyn_bench.runfiles import pooling_warning
 

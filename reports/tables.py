@@ -30,6 +30,7 @@ from typing import Any
 
 from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.collate import RunSummary
+from resyn_bench.reports.labels import run_names, run_titles, summary_label
 from resyn_bench.reports.layouts import ALL, BITRATE_NOTE, Column, Layout, load_layout
 
 CI_MODES = ("pm", "siunitx", "none")
@@ -298,17 +299,8 @@ def _unit(spec: MetricSpec) -> str:
 
 
 def _labels(summaries: Sequence[RunSummary]) -> list[str]:
-    """Row labels of the systems; two runs of one experiment on the same data with the same
-    label get their run folder's name appended."""
-    labels = [s.system_label or s.system for s in summaries]
-    seen: dict[tuple, int] = {}
-    for i, s in enumerate(summaries):
-        k = (s.dataset_key or s.dataset, s.experiment, labels[i])
-        seen[k] = seen.get(k, 0) + 1
-    for i, s in enumerate(summaries):
-        if seen[(s.dataset_key or s.dataset, s.experiment, labels[i])] > 1:
-            labels[i] = f"{labels[i]} [{s.run_dir.name}]"
-    return labels
+    """Row labels of the systems (the report's one naming rule: labels.run_names)."""
+    return run_names(summaries)
 
 
 def _specs_seen(summaries: Sequence[RunSummary], defined_only: bool = False) -> dict[str, MetricSpec]:
@@ -635,10 +627,8 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
     if table is not None:
         parts += list(dict.fromkeys(c.column.note for c in table.columns if c.column.note))
         parts.append(_measured_bitrate_note(table))
-    several = len({s.dataset for s in summaries}) > 1
-    n = "; ".join(f"{s.dataset + '/' if several else ''}{s.system_label or s.system}"
-                  f"{'' if s.experiment == 'resynthesis' else ' (' + s.experiment + ')'}: "
-                  f"{s.n_ok + s.n_partial}/{s.n_total} scored" for s in summaries)
+    n = "; ".join(f"{title}: {s.n_ok + s.n_partial}/{s.n_total} scored"
+                  for s, title in zip(summaries, run_titles(summaries)))
     from resyn_bench.reports.model_notes import models_note
 
     if table is not None:
@@ -649,7 +639,7 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
     late = [s for s in summaries if s.unfinished]
     if late:
         parts.append(f"{UNFINISHED_MARK} NOT FINISHED: " + "; ".join(
-            f"{s.system_label or s.system} ({s.run_dir.name}): {s.unfinished}" for s in late)
+            f"{summary_label(s)} ({s.run_dir.name}): {s.unfinished}" for s in late)
             + " - these rows cover only the utterances done so far.")
     return " ".join(p for p in parts if p)
 

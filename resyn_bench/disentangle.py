@@ -77,9 +77,9 @@ def _folder_name(label: str) -> str:
 def system_row_label(spec: str) -> str:
     """The row label of a system spec, as reports label its runs (``ckpt:/x/run7`` ->
     ``ckpt:run7``); the shared ``-o`` options are not part of it."""
-    from resyn_bench.reports.collate import _path_system_label
+    from resyn_bench.reports.labels import path_system_label
 
-    return _path_system_label(spec) or spec
+    return path_system_label(spec) or spec
 
 
 def plan_runs(systems: list[str], out: Path, metrics: str, vc_targets: int = 2,

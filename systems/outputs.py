@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import os
 import string
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure, bitstream_record
+from resyn_bench.systems.options import option, parse_options
 
 from resyn_bench.audio import Audio, AudioError, load_audio
 
@@ -100,9 +103,31 @@ def guess_pattern(files: list[str], utterances) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class OutputsOptions:
+    """The options of ``outputs:DIR`` (``-o key=value``)."""
+
+    pattern: str | None = option(
+        None, "output file name pattern with {utt_id}, {speaker}, {stem} (also --outputs-pattern); "
+        "default: the usual names, detected", metavar="PATTERN")
+    bitrate: float | None = option(
+        None, "the codec's declared bitrate, a positive number of bits per second, e.g. 6000",
+        type=float, metavar="BPS")
+    bitstreams: str | None = option(
+        None, "folder holding one <utt_id>.* bitstream file per utterance: the bitrate is "
+        "measured from their sizes", metavar="DIR")
+    conversions: str | None = option(
+        None, "a list of conversions made by another tool (set by --conversions)", metavar="FILE")
+
+
 class OutputsSystem(System):
-    def __init__(self, directory: str, pattern: str | None = None, bitrate: float | str | None = None,
-                 bitstreams: str | None = None, conversions: str | None = None):
+    Options = OutputsOptions
+
+    def __init__(self, directory: str, options: OutputsOptions | None = None, **values: Any):
+        if options is None:
+            options = parse_options(OutputsOptions, values, "outputs")
+        pattern, bitrate = options.pattern, options.bitrate
+        bitstreams, conversions = options.bitstreams, options.conversions
         self.directory = Path(directory).expanduser()
         if not self.directory.is_dir():
             raise ValueError(f"outputs: {self.directory} is not a directory")

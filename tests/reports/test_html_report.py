@@ -294,10 +294,11 @@ def test_same_system_on_two_datasets_gets_distinct_labels(synthetic, tmp_path):
 
     s = [summarize_run(r, n_boot=0) for r in synthetic]
     s[1].system = s[1].system_label = "copy"  # system_label: the row label, where collate has it
-    s[1].dataset = "other"
-    assert _labels(s) == ["copy · synthetic", "copy · other"]
-    s[1].dataset = "synthetic"
-    assert _labels(s) == ["copy · synthetic #1", "copy · synthetic #2"]
+    s[1].dataset = s[1].dataset_key = "other"
+    # the report's one naming rule (reports.labels.run_titles), as in the plots
+    assert _labels(s) == ["synthetic/copy", "other/copy"]
+    s[1].dataset, s[1].dataset_key = s[0].dataset, s[0].dataset_key
+    assert _labels(s) == ["copy [copy]", "copy [hubert]"]   # + the run folder, as in the tables
 
 
 def test_rendering_imports_no_torch_or_model_code(synthetic, tmp_path):
