@@ -36,7 +36,8 @@ DEFAULT_KEYS = ("asr.per", "asr.dper", "asr.wer", "asr.dwer", "f0.vde", "f0.ffe"
                 "spk.cos_centroid", "dnsmos.ovrl", "intrusive.pesq", "intrusive.mcd")
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
+    """A matplotlib Figure with an Agg canvas (no pyplot state), ``width`` x ``height`` inches."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -48,7 +49,9 @@ def _figure(width: float, height: float):
     return fig
 
 
-def _save(fig, stem: str | Path, tight: bool = True) -> list[Path]:
+def save_figure(fig, stem: str | Path, tight: bool = True) -> list[Path]:
+    """Write ``fig`` as ``stem.<fmt>`` for every format in :data:`FORMATS` (byte-stable
+    metadata); returns the paths written."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     if tight:   # multi-panel figures set their margins by hand: tight_layout costs ~1 s each
@@ -109,7 +112,7 @@ def _panels(n_panels: int, labels: Sequence[str]):
     rows, cols = _grid(n_panels)
     legend_rows = math.ceil(len(labels) / 3)
     height = 2.3 * rows + 0.18 * legend_rows + 0.3
-    fig = _figure(3.0 * cols, height)
+    fig = new_figure(3.0 * cols, height)
     bottom = (0.18 * legend_rows + 0.3) / height
     fig.subplots_adjust(left=0.08, right=0.98, top=1 - 0.3 / height, bottom=bottom,
                         wspace=0.35, hspace=0.45)
@@ -164,7 +167,7 @@ def plot_metric_bars(summaries: Sequence[RunSummary], stem: str | Path, keys: Se
         ax.set_xticks([])
         ax.tick_params(axis="y", labelsize=7)
     _legend(fig, labels)
-    return _save(fig, stem, tight=False)
+    return save_figure(fig, stem, tight=False)
 
 
 def plot_quality_vs_bitrate(summaries: Sequence[RunSummary], stem: str | Path,
@@ -186,7 +189,7 @@ def plot_quality_vs_bitrate(summaries: Sequence[RunSummary], stem: str | Path,
     spec = next((s.metrics[key].spec for s in runs if key in s.metrics), None)
     if spec is None:
         return []
-    fig = _figure(5.0, 3.6)
+    fig = new_figure(5.0, 3.6)
     ax = fig.add_subplot(1, 1, 1)
     labels = _labels(summaries)
     for j, (s, label) in enumerate(zip(summaries, labels)):   # colours as in the other plots
@@ -218,7 +221,7 @@ def plot_quality_vs_bitrate(summaries: Sequence[RunSummary], stem: str | Path,
     ax.set_ylabel(_axis_label(spec))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, stem)
+    return save_figure(fig, stem)
 
 
 def _audio_path(s: RunSummary, rec: dict[str, Any], which: str) -> Path | None:
@@ -288,7 +291,7 @@ def plot_f0_contours(summaries: Sequence[RunSummary], stem: str | Path, utt_id: 
     tracks = f0_contours(summaries, utt_id, preset)
     if not tracks:
         return []
-    fig = _figure(7.0, 3.2)
+    fig = new_figure(7.0, 3.2)
     ax = fig.add_subplot(1, 1, 1)
     for n, (label, track, color) in enumerate(tracks):
         f0 = np.where(track.f0 > 0, track.f0, np.nan)   # gaps where unvoiced
@@ -299,7 +302,7 @@ def plot_f0_contours(summaries: Sequence[RunSummary], stem: str | Path, utt_id: 
     ax.set_title(_mpl(f"F0 contours: {utt_id} ({preset})"), fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(True, alpha=0.3)
-    return _save(fig, stem)
+    return save_figure(fig, stem)
 
 
 def similarity_matrix(s: RunSummary, key: str = "spk.cos_centroid"
@@ -337,7 +340,7 @@ def plot_speaker_similarity(summaries: Sequence[RunSummary], stem: str | Path,
     rows, cols = _grid(len(panels), 2)
     side = max(max(len(p[1]), len(p[2])) for p in panels)
     size = min(12.0, 2.5 + 0.3 * side)
-    fig = _figure(size * cols, size * rows * 0.85)
+    fig = new_figure(size * cols, size * rows * 0.85)
     for i, (label, sources, targets, mat) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
         im = ax.imshow(np.ma.masked_invalid(mat), cmap="viridis", vmin=np.nanmin(mat),
@@ -349,7 +352,7 @@ def plot_speaker_similarity(summaries: Sequence[RunSummary], stem: str | Path,
         ax.set_ylabel("source speaker")
         ax.set_title(f"{label}: cosine to target centroid", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
-    return _save(fig, stem)
+    return save_figure(fig, stem)
 
 
 def plot_distributions(summaries: Sequence[RunSummary], stem: str | Path,
@@ -382,7 +385,7 @@ def plot_distributions(summaries: Sequence[RunSummary], stem: str | Path,
         ax.set_title(_axis_label(spec), fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
     _legend(fig, labels)
-    return _save(fig, stem, tight=False)
+    return save_figure(fig, stem, tight=False)
 
 
 def write_plots(summaries: Sequence[RunSummary], out_dir: str | Path, f0_contours: bool = True
