@@ -1,6 +1,7 @@
 """A self-contained HTML report: one file, no network, readable from disk or as a mail attachment.
 
-What it shows (built in the browser by the inline script of :mod:`.html_assets`):
+What it shows (built in the browser by the inline script, ``assets/report.js``, that
+:mod:`.html_assets` loads):
 
 * summary table (sortable; value ± 95 % CI half-width, significance marks, a stat switch) and a
   per-metric comparison plot with CI whiskers;
@@ -43,7 +44,7 @@ from typing import Any
 
 from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.collate import RunSummary
-from resyn_bench.reports.html_assets import SCRIPT, STYLE
+from resyn_bench.reports.html_assets import script, style
 
 AUDIO_MODES = ("link", "embed")
 _MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
@@ -572,6 +573,7 @@ def _unfinished_banner(data: dict[str, Any]) -> str:
 
 
 def render_html(data: dict[str, Any], audio_table: _AudioTable, audio_note: str) -> str:
+    SCRIPT, STYLE = script(), style()  # noqa: N806  (the package's asset files)
     if "</script" in SCRIPT.lower():
         raise AssertionError("the inline script must not contain a closing script tag")
     title = data["title"]
