@@ -573,8 +573,8 @@ def _unfinished_banner(data: dict[str, Any]) -> str:
 
 
 def render_html(data: dict[str, Any], audio_table: _AudioTable, audio_note: str) -> str:
-    SCRIPT, STYLE = script(), style()  # noqa: N806  (the package's asset files)
-    if "</script" in SCRIPT.lower():
+    js, css = script(), style()          # the package's asset files
+    if "</script" in js.lower():
         raise AssertionError("the inline script must not contain a closing script tag")
     title = data["title"]
     e = html.escape
@@ -584,11 +584,11 @@ def render_html(data: dict[str, Any], audio_table: _AudioTable, audio_note: str)
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{e(_csp(SCRIPT), quote=False)}">
+<meta http-equiv="Content-Security-Policy" content="{e(_csp(js), quote=False)}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="resyn-bench">
 <title>{e(title)}</title>
-<style>{STYLE}</style>
+<style>{css}</style>
 </head>
 <body>
 <header>
@@ -626,7 +626,7 @@ switch, the charts and the per-utterance drill-down need it.</p></noscript>
 </footer>
 <script type="application/json" id="report-data">{_json_for_script(data)}</script>
 {audio_table.payloads()}
-<script>{SCRIPT}</script>
+<script>{js}</script>
 </body>
 </html>
 """
