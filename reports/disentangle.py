@@ -413,7 +413,7 @@ def build_row(label: str, runs: dict[str, RunSummary], n_boot: int = 1000, seed:
     figs += [_metric(flat, "f0.vde", "VDE (flat)", "f0"), _metric(flat, "f0.ffe", "FFE (flat)", "f0"),
              _metric(res, "f0.vde", "VDE (resyn.)", "f0"), _metric(res, "f0.ffe", "FFE (resyn.)", "f0")]
     if flat is not None and res is not None and res.groups.get("f0") is not None:
-        from resyn_bench.reports.uncertainty import compare
+        from resyn_bench.reports.stats import compare
 
         for key in ("f0.vde", "f0.ffe"):
             a, b = res.entries.get("f0", []), flat.entries.get("f0", [])
@@ -596,7 +596,7 @@ def render_csv(rows: list[DisentangleRow]) -> str:
 def plot_rows(rows: list[DisentangleRow], folder: Path) -> list[Path]:
     """A horizontal bar chart per system: the rate figures (%) with their CIs, the chance
     level as a dashed line on the speaker-ID bars."""
-    from resyn_bench.reports.plots import _figure, _save
+    from resyn_bench.reports.plots import new_figure, save_figure
 
     written = []
     for r in rows:
@@ -604,7 +604,7 @@ def plot_rows(rows: list[DisentangleRow], folder: Path) -> list[Path]:
                 and f.key != "spk.chance" and not f.key.endswith("#delta")]
         if not figs:
             continue
-        fig = _figure(7.0, 0.35 * len(figs) + 1.2)
+        fig = new_figure(7.0, 0.35 * len(figs) + 1.2)
         ax = fig.add_subplot(1, 1, 1)
         y = np.arange(len(figs))[::-1]
         vals = np.array([100 * f.value for f in figs])
@@ -624,7 +624,7 @@ def plot_rows(rows: list[DisentangleRow], folder: Path) -> list[Path]:
         ax.set_xlabel("% (95 % bootstrap CI)")
         ax.set_title(f"Disentanglement: {r.label}")
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in r.label).strip("_") or "system"
-        written += _save(fig, folder / f"disentangle_{safe}")
+        written += save_figure(fig, folder / f"disentangle_{safe}")
     return written
 
 

@@ -1,6 +1,7 @@
 """A self-contained HTML report: one file, no network, readable from disk or as a mail attachment.
 
-What it shows (built in the browser by the inline script of :mod:`.html_assets`):
+What it shows (built in the browser by the inline script, ``assets/report.js``, that
+:mod:`.html_assets` loads):
 
 * summary table (sortable; value ± 95 % CI half-width, significance marks, a stat switch) and a
   per-metric comparison plot with CI whiskers;
@@ -43,7 +44,7 @@ from typing import Any
 
 from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.collate import RunSummary
-from resyn_bench.reports.html_assets import SCRIPT, STYLE
+from resyn_bench.reports.html_assets import script, style
 from resyn_bench.reports.labels import run_names, run_titles
 
 AUDIO_MODES = ("link", "embed")
@@ -570,7 +571,8 @@ def _unfinished_banner(data: dict[str, Any]) -> str:
 
 
 def render_html(data: dict[str, Any], audio_table: _AudioTable, audio_note: str) -> str:
-    if "</script" in SCRIPT.lower():
+    js, css = script(), style()          # the package's asset files
+    if "</script" in js.lower():
         raise AssertionError("the inline script must not contain a closing script tag")
     title = data["title"]
     e = html.escape
@@ -580,11 +582,11 @@ def render_html(data: dict[str, Any], audio_table: _AudioTable, audio_note: str)
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{e(_csp(SCRIPT), quote=False)}">
+<meta http-equiv="Content-Security-Policy" content="{e(_csp(js), quote=False)}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="resyn-bench">
 <title>{e(title)}</title>
-<style>{STYLE}</style>
+<style>{css}</style>
 </head>
 <body>
 <header>
@@ -622,7 +624,7 @@ switch, the charts and the per-utterance drill-down need it.</p></noscript>
 </footer>
 <script type="application/json" id="report-data">{_json_for_script(data)}</script>
 {audio_table.payloads()}
-<script>{SCRIPT}</script>
+<script>{js}</script>
 </body>
 </html>
 """

@@ -12,7 +12,7 @@ from resyn_bench.reports.layouts import Layout, resolve_layouts
 from resyn_bench.reports.tables import (
     CI_MODES,
     UNFINISHED_MARK,
-    _SigCache,
+    SignificanceCache,
     build_table,
     format_value,
     render_csv,
@@ -76,7 +76,7 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str 
     previous = _read_index(out)
     paths: dict[str, Path] = {}
     files: list[Path] = []       # every file this report writes, for the index
-    sig = _SigCache(summaries)  # paired tests once per statistic, shared by every table
+    sig = SignificanceCache(summaries)  # paired tests once per statistic, shared by every table
     first = True
     for layout in resolve_layouts(layouts):
         table = build_table(summaries, layout, stat, sig)

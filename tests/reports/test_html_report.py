@@ -214,6 +214,10 @@ def test_page_is_self_contained_and_script_pinned(real_runs, tmp_path):
     assert len(script) == 1
     digest = base64.b64encode(hashlib.sha256(script[0].encode()).digest()).decode()
     assert f"script-src 'sha256-{digest}'" in csp
+    # the inlined stylesheet and script are the package's asset files, verbatim
+    assets = Path(__file__).resolve().parents[2] / "reports" / "assets"
+    assert script[0] == "\n" + (assets / "report.js").read_text(encoding="utf-8")
+    assert "<style>\n" + (assets / "report.css").read_text(encoding="utf-8") + "</style>" in text
 
 
 def test_manifest_section_has_versions_settings_and_checksums(real_runs, tmp_path):
