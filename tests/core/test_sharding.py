@@ -314,3 +314,36 @@ def test_torchrun_two_ranks_equal_the_single_process_run(corpus, tmp_path, syste
     assert sorted(p.name for p in (sharded / "shards").iterdir()) == ["shard-0-of-2", "shard-1-of-2"]
     assert _summary(sharded) == _summary(single)
     assert _scores(sharded) == _scores(single)
+
+
+def test_without_a_process_group_rank_0_waits_for_the_shard_files(corpus, tmp_path, home,  # noqa: F811
+                                                                   fakes, monkeypatch, capsys,
+                                                                   caplog):
+    """torchrun variables but no rendezvous (no MASTER_ADDR): rank 0 evaluates its shard,
+    waits for the other shard's manifest to say it finished, then merges."""
+    from resyn_bench import sharding
+
+    base = tmp_path / "run"
+    run(_config(corpus, shard_dir(base, Shard(1, 2)), shard="1/2", metrics="f0"), progress=False)
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    status = sharding.run_shard(_config(corpus, base, metrics="f0"), Shard(0, 2), "torchrun",
+                                progress=False, max_failed=0.5, wait_s=30)
+    assert status == 0
+    assert "no torch.distributed process group" in caplog.text
+    assert f"merged 2 shards into {base}" in capsys.readouterr().out
+    assert read_manifest(base)["merged_from"]["count"] == 2
+
+
+def test_wait_for_shards_names_the_ones_still_running(tmp_path):
+    from resyn_bench.sharding import wait_for_shards
+
+    done, running = tmp_path / "a", tmp_path / "b"
+    for d, status in ((done, "complete"), (running, "running")):
+        d.mkdir()
+        write_json_atomic(d / "manifest.json", {"status": status})
+    wait_for_shards([done], timeout_s=0)
+    with pytest.raises(ShardError, match=r"still running: .*b \(running\), .*c \(not started\)"):
+        wait_for_shards([done, running, tmp_path / "c"], timeout_s=0.2, poll_s=0.05)
