@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import write_manifest
+from conftest import REPO, write_manifest
 from resyn_bench.reports.collate import summarize_run
 from test_disentangle import REGISTERS, SR, fakes, voice  # noqa: F401  (fixture)
 
@@ -316,9 +316,8 @@ def test_torchrun_two_ranks_equal_the_single_process_run(corpus, tmp_path, syste
     assert _scores(sharded) == _scores(single)
 
 
-def test_without_a_process_group_rank_0_waits_for_the_shard_files(corpus, tmp_path, home,  # noqa: F811
-                                                                   fakes, monkeypatch, capsys,
-                                                                   caplog):
+def test_without_a_process_group_rank_0_waits_for_the_shard_files(
+        corpus, tmp_path, home, fakes, monkeypatch, capsys, caplog):  # noqa: F811
     """torchrun variables but no rendezvous (no MASTER_ADDR): rank 0 evaluates its shard,
     waits for the other shard's manifest to say it finished, then merges."""
     from resyn_bench import sharding
@@ -347,3 +346,52 @@ def test_wait_for_shards_names_the_ones_still_running(tmp_path):
     wait_for_shards([done], timeout_s=0)
     with pytest.raises(ShardError, match=r"still running: .*b \(running\), .*c \(not started\)"):
         wait_for_shards([done, running, tmp_path / "c"], timeout_s=0.2, poll_s=0.05)
+
+
+FAKE_SBATCH = r'''#!PYTHON
+"""A stand-in for sbatch: records its arguments, runs --wrap at once (each array task in turn,
+with the variables SLURM sets), prints a job id as --parsable does."""
+import os, subprocess, sys
+
+opts = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+with open(os.environ["FAKE_SBATCH_LOG"], "a") as log:
+    log.write(" ".join(sys.argv[1:]) + "\n")
+    tasks = [None]
+    if "array" in opts:
+        lo, hi = map(int, opts["array"].split("-"))
+        tasks = range(lo, hi + 1)
+    for k in tasks:
+        env = dict(os.environ)
+        if k is not None:
+            env.update(SLURM_ARRAY_TASK_ID=str(k), SLURM_ARRAY_TASK_MIN=str(lo),
+                       SLURM_ARRAY_TASK_MAX=str(hi), SLURM_ARRAY_TASK_COUNT=str(hi - lo + 1),
+                       SLURM_ARRAY_JOB_ID="1000")
+        rc = subprocess.run(["bash", "-c", opts["wrap"]], env=env, stdout=log, stderr=log).returncode
+        log.write(f"exit {rc}\n")
+print(1000 + len(open(os.environ["FAKE_SBATCH_LOG"]).read().splitlines()))
+'''
+
+
+@pytest.mark.slow   # ~16 s: three resyn-bench processes
+def test_the_slurm_example_shards_and_merges(corpus, tmp_path, home):
+    """docs/examples/slurm_array.sh with a fake sbatch: the array tasks take their shards from
+    the SLURM variables, the dependent job merges, the result equals one process."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text(FAKE_SBATCH.replace("PYTHON", sys.executable))
+    (fake / "sbatch").chmod(0o755)
+    out = tmp_path / "slurm"
+    args = (f"--system copy --dataset manifest --data-root {corpus} --metrics f0 --f0-preset dio "
+            f"--max-duration {MAX_DURATION} --max-failed 0.5")
+    env = {**os.environ, "PATH": f"{fake}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "FAKE_SBATCH_LOG": str(tmp_path / "sbatch.log"), "SHARDS": "2", "OUT": str(out),
+           "CPUS": "1", "RUN_ARGS": args, "RESYN_BENCH_ISOLATION": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["bash", str(REPO / "docs" / "examples" / "slurm_array.sh")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    log = (tmp_path / "sbatch.log").read_text()
+    assert proc.returncode == 0, proc.stderr + log
+    assert "--dependency=afterany:" in log and log.count("exit 0") == 3, log
+    single = tmp_path / "single"
+    run(_config(corpus, single, system="copy", metrics="f0"), progress=False)
+    assert _summary(out) == _summary(single)
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["shard-0-of-2", "shard-1-of-2"]
