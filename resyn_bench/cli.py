@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "WORLD_SIZE, the default under torchrun: rank 0 merges) or a SLURM array")
     p.add_argument("--shard-wait", type=_timeout, default=None, metavar="SECONDS",
                    help="under torchrun: how long rank 0 waits for the other shards (default "
-                        "48 h)")
+                        "48 h; 0 = no limit)")
     p.add_argument("--utt-timeout", type=_timeout, default=None, metavar="SECONDS",
                    help="time one utterance may take in the system or one metric group before "
                         "its worker is killed and the utterance recorded as timed out (default: "
@@ -274,7 +274,8 @@ def cmd_run(args) -> int:
     shard = resolve_shard(args.shard)
     if shard is not None:   # one shard into OUT/shards/ (torchrun: rank 0 then merges)
         return run_shard(config, *shard, progress=not args.quiet, max_failed=args.max_failed,
-                         wait_s=args.shard_wait or DEFAULT_WAIT_S)
+                         wait_s=DEFAULT_WAIT_S if args.shard_wait is None
+                         else args.shard_wait or 365 * 86400.0)
     result = run(config, progress=not args.quiet)
     print(f"{result.run_dir}: {result.n_processed} evaluated ({result.n_failed} failed), "
           f"{result.n_done_before} already done, {result.n_total} in the dataset; "
