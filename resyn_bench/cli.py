@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "conversion SOURCE__to_TARGET (implies --experiment vc, or f0_<kind> when "
                         "the rows ask for F0 edits)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--shard", metavar="INDEX/COUNT|auto",
+                   help="evaluate one shard of the utterances into OUT/shards/ (merge them "
+                        "with `resyn-bench merge --out OUT`); auto: from torchrun (RANK/"
+                        "WORLD_SIZE, the default under torchrun: rank 0 merges) or a SLURM array")
+    p.add_argument("--shard-wait", type=_timeout, default=None, metavar="SECONDS",
+                   help="under torchrun: how long rank 0 waits for the other shards (default "
+                        "48 h; 0 = no limit)")
     p.add_argument("--utt-timeout", type=_timeout, default=None, metavar="SECONDS",
                    help="time one utterance may take in the system or one metric group before "
                         "its worker is killed and the utterance recorded as timed out (default: "
@@ -191,6 +198,8 @@ MODEL_COMMANDS = {
     ("disentangle", None): ("resyn_bench.disentangle", "configure_parser", "run_command",
                             "voice conversion + F0 edits of speaker-conditioned systems: how much "
                             "content, speaker and pitch each stream carries (one row per system)"),
+    ("merge", None): ("resyn_bench.cli_merge", "configure_merge_parser", "run_merge",
+                      "merge the shards of a sharded run (run --shard i/N) into one run"),
     ("codec", None): ("resyn_bench.codec_study", "configure_codec_parser", "run_codec",
                       "bitrate of unit streams: raw, entropy, run-length, Huffman (+ runs' "
                       "measured codec bitrates)"),
@@ -275,6 +284,13 @@ def cmd_run(args) -> int:
         config.max_duration = args.max_duration or None
     if args.overwrite and not args.resume:
         raise SystemExit("error: --overwrite and --no-resume contradict each other")
+    from resyn_bench.sharding import DEFAULT_WAIT_S, resolve_shard, run_shard
+
+    shard = resolve_shard(args.shard)
+    if shard is not None:   # one shard into OUT/shards/ (torchrun: rank 0 then merges)
+        return run_shard(config, *shard, progress=not args.quiet, max_failed=args.max_failed,
+                         wait_s=DEFAULT_WAIT_S if args.shard_wait is None
+                         else args.shard_wait or 365 * 86400.0)
     result = run(config, progress=not args.quiet)
     print(f"{result.run_dir}: {result.n_processed} evaluated ({result.n_failed} failed), "
           f"{result.n_done_before} already done, {result.n_total} in the dataset; "
