@@ -170,11 +170,12 @@ class MetricEntry:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        _put(out, "key", self.key, self.present)
+        present = self.present or frozenset(self.FIELDS)   # built here: every field
+        _put(out, "key", self.key, present)
         for name in ("settings", "specs", "options"):
-            if getattr(self, name) or name in self.present or not self.present:
+            if getattr(self, name) or name in present:
                 out[name] = getattr(self, name)
-        _put(out, "analysis_sample_rate", self.analysis_sample_rate, self.present)
+        _put(out, "analysis_sample_rate", self.analysis_sample_rate, present)
         out.update(self.other)
         return out
 
@@ -205,8 +206,9 @@ class SystemInfo:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        _put(out, "name", self.name, self.present)
-        if self.streams or "streams" in self.present:
+        present = self.present or frozenset(("name", "streams"))   # built here: every field
+        _put(out, "name", self.name, present)
+        if self.streams or "streams" in present:
             out["streams"] = self.streams
         out.update(self.other)
         return out
@@ -235,7 +237,7 @@ class DatasetInfo:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in self.FIELDS:
-            _put(out, name, getattr(self, name), self.present)
+            _put(out, name, getattr(self, name), self.present or frozenset(self.FIELDS))
         out.update(self.info)
         return out
 
@@ -353,14 +355,17 @@ class Session:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        # a session built here (not read) writes every field the runner writes
+        present = self.present or frozenset(("started", "finished", *self.INTS, "wall_s", "stage_s",
+                                             "reference_cache", "interrupted"))
         for name in ("started", "finished", *self.INTS, "wall_s"):
-            _put(out, name, getattr(self, name), self.present)
+            _put(out, name, getattr(self, name), present)
         for name in ("stage_s", "reference_cache"):
-            if getattr(self, name) or name in self.present:
+            if getattr(self, name) or name in present:
                 out[name] = getattr(self, name)
-        if self.interrupted or "interrupted" in self.present:
+        if self.interrupted or "interrupted" in present:
             out["interrupted"] = self.interrupted
-        _put(out, "stopped", self.stopped, self.present)
+        _put(out, "stopped", self.stopped, present)
         out.update(self.other)
         return out
 
@@ -441,7 +446,10 @@ class Manifest:
                    present=frozenset(d))
 
     def to_json(self) -> dict[str, Any]:
-        p = self.present
+        # a manifest built here (not read) writes every field the runner always writes
+        p = self.present or frozenset(("pooling_version", "resyn_bench_version", "created", "system",
+                                       "metric_sets", "environment", "resampling", "sessions",
+                                       "status"))
         out: dict[str, Any] = {"schema_version": self.schema_version}
         _put(out, "pooling_version", self.pooling_version, p)
         _put(out, "resyn_bench_version", self.resyn_bench_version, p)

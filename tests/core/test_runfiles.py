@@ -313,3 +313,33 @@ def test_validate_names_a_damaged_manifest_field_and_a_newer_schema(runner_run, 
     _set_manifest(run_dir, dataset={}, schema_version=SCHEMA_VERSION + 5)
     messages, _ = validate_run(run_dir)
     assert len(messages) == 1 and "upgrade resyn-bench" in messages[0]
+
+
+def test_a_manifest_built_in_code_writes_the_runner_fields(tmp_path):
+    """What a tool that makes runs (a shard merge) builds: every field the runner writes."""
+    from resyn_bench.runfiles import DatasetInfo, MetricEntry, RunSettings, Session, SystemInfo
+
+    m = Manifest(config=RunSettings({"system": "copy", "dataset": "demo"}),
+                 system=SystemInfo("copy", [{"name": "waveform", "kind": "waveform"}]),
+                 dataset=DatasetInfo("demo", None, 2, 2),
+                 metrics={"f0": MetricEntry("f0", key="f0@x", settings={"preset": "dio"})},
+                 pooling_version=POOLING_VERSION, status="complete",
+                 sessions=[Session(started="t0", finished="t1", n_processed=2, wall_s=1.5)])
+    data = m.to_json()
+    assert data["schema_version"] == SCHEMA_VERSION and data["status"] == "complete"
+    assert data["dataset"] == {"name": "demo", "root": None, "n_utterances": 2, "n_source_utterances": 2}
+    assert data["metrics"]["f0"] == {"key": "f0@x", "settings": {"preset": "dio"}, "specs": [],
+                                     "options": {}, "analysis_sample_rate": None}
+    assert data["sessions"][0]["interrupted"] is False and data["sessions"][0]["n_failed"] is None
+    assert "legacy_metric_keys" not in data and "training_overlap" not in data
+    write_manifest(tmp_path, m)
+    assert read_manifest(tmp_path) == Manifest.from_json(data)
+    assert read_manifest(tmp_path).to_json() == data
+
+
+def test_the_html_report_names_the_pooling_version(runner_run):
+    from resyn_bench.reports.html import _manifest_entry
+
+    facts = dict(_manifest_entry(summarize_run(runner_run, n_boot=0))["facts"])
+    assert facts["pooling code"] == f"version {POOLING_VERSION}"
+    assert facts["status"] == "complete"
