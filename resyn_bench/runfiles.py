@@ -556,7 +556,7 @@ def upgrade(manifest: dict[str, Any], records: list[dict[str, Any]] | None = Non
 # --------------------------------------------------------------------------- record parts
 
 _SYNTH_STR = ("speaker", "text", "reference_path", "output_path", "system", "dataset", "stage",
-              "reason", "error_kind", "target_speaker", "reference_hash", "status")
+              "reason", "error_kind", "target_speaker", "reference_hash", "status", "f0_edit")
 _SYNTH_NUM = ("duration_s", "reference_sample_rate", "output_duration_s", "output_sample_rate")
 
 
@@ -578,6 +578,7 @@ class SynthesisPart:
     reason: str | None = None
     error_kind: str | None = None
     target_speaker: str | None = None  # voice conversion: the voice the output should have
+    f0_edit: str | None = None         # a listed conversion's requested F0 edit (shift:+2)
     reference_hash: str | None = None  # content hash of the reference audio (the cache key)
     duration_s: float | None = None
     reference_sample_rate: int | None = None
