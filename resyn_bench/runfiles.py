@@ -124,6 +124,10 @@ def _list(d: dict, key: str, source, prefix: str = "") -> list[Any]:
     return value
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _rest(d: dict, known: Iterable[str]) -> dict[str, Any]:
     known = set(known)
     return {k: v for k, v in d.items() if k not in known}
@@ -372,7 +376,8 @@ class Session:
 
 _MANIFEST_FIELDS = ("schema_version", "pooling_version", "resyn_bench_version", "created", "config",
                     "system", "dataset", "metrics", "metric_sets", "environment", "resampling",
-                    "sessions", "status", "legacy_metric_keys", "training_overlap")
+                    "sessions", "status", "legacy_metric_keys", "training_overlap", "shard",
+                    "merged_from")
 
 
 @dataclass
@@ -399,6 +404,10 @@ class Manifest:
     #: group -> key of parts written before records carried keys (their run's one setting)
     legacy_metric_keys: dict[str, str] = field(default_factory=dict)
     training_overlap: dict[str, Any] | None = None   # the system's training set meets the data
+    #: a shard of a sharded run (``run --shard i/N``): index, count, membership, selection
+    shard: dict[str, Any] | None = None
+    #: a run merged from shards (``resyn-bench merge``): count, selection, the shards
+    merged_from: dict[str, Any] | None = None
     other: dict[str, Any] = field(default_factory=dict)
     present: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
@@ -426,6 +435,12 @@ class Manifest:
         overlap = d.get("training_overlap")
         if overlap is not None and not isinstance(overlap, dict):
             raise _bad(source, "training_overlap", "an object", overlap)
+        shard, merged = d.get("shard"), d.get("merged_from")
+        if shard is not None and not (isinstance(shard, dict) and _whole(shard.get("index"))
+                                      and _whole(shard.get("count"))):
+            raise _bad(source, "shard", "an object with whole numbers 'index' and 'count'", shard)
+        if merged is not None and not isinstance(merged, dict):
+            raise _bad(source, "merged_from", "an object", merged)
         system = d.get("system")
         if system is not None and not isinstance(system, dict):
             raise _bad(source, "system", "an object", system)
@@ -442,7 +457,8 @@ class Manifest:
                    sessions=[Session.from_json(i, s, source)
                              for i, s in enumerate(_list(d, "sessions", source))],
                    status=_str(d, "status", source), legacy_metric_keys=legacy,
-                   training_overlap=overlap, other=_rest(d, _MANIFEST_FIELDS),
+                   training_overlap=overlap, shard=shard, merged_from=merged,
+                   other=_rest(d, _MANIFEST_FIELDS),
                    present=frozenset(d))
 
     def to_json(self) -> dict[str, Any]:
@@ -466,6 +482,8 @@ class Manifest:
             out["sessions"] = [s.to_json() for s in self.sessions]
         _put(out, "status", self.status, p)
         _put(out, "training_overlap", self.training_overlap, p)
+        _put(out, "shard", self.shard, p)
+        _put(out, "merged_from", self.merged_from, p)
         out.update(self.other)
         return out
 

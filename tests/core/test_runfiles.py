@@ -343,3 +343,52 @@ def test_the_html_report_names_the_pooling_version(runner_run):
     facts = dict(_manifest_entry(summarize_run(runner_run, n_boot=0))["facts"])
     assert facts["pooling code"] == f"version {POOLING_VERSION}"
     assert facts["status"] == "complete"
+
+
+def test_shards_and_their_merge_are_typed_run_files(runner_run, tmp_path):
+    import os
+
+    from resyn_bench.sharding import Shard, ShardError, merge_runs, shard_dir
+    from resyn_bench.store import write_json_atomic
+
+    corpus = runner_run.parent / "corpus" / "manifest.tsv"
+    old_home = os.environ.get("RESYN_BENCH_HOME")
+    os.environ["RESYN_BENCH_HOME"] = str(tmp_path / "home")
+    try:
+        dirs = [shard_dir(tmp_path / "sharded", Shard(i, 2)) for i in range(2)]
+        for i, d in enumerate(dirs):
+            run(RunConfig(system="copy", dataset="manifest", data_root=str(corpus), out=str(d),
+                          metrics="pitch", f0_preset="dio", isolate=False, shard=f"{i}/2"),
+                progress=False)
+    finally:
+        if old_home is None:
+            os.environ.pop("RESYN_BENCH_HOME", None)
+        else:
+            os.environ["RESYN_BENCH_HOME"] = old_home
+    for i, d in enumerate(dirs):
+        m = read_manifest(d)
+        assert (m.shard["index"], m.shard["count"]) == (i, 2) and m.merged_from is None
+        assert m.to_json() == _raw(d)
+    merged = tmp_path / "merged"
+    merge_runs(dirs, merged)
+    m = read_manifest(merged)
+    assert m.shard is None and m.merged_from["count"] == 2 and m.to_json() == _raw(merged)
+    assert m.schema_version == SCHEMA_VERSION and m.pooling_version == POOLING_VERSION
+    assert [r.to_dict() for r in iter_records(merged)] == read_records(merged, ["f0"])
+    assert sorted(r.utt_id for r in iter_records(merged)) == ["u0", "u1", "u2"]
+
+    # a shard of another pooling code, or of a newer schema, is not merged
+    def edit(d, **fields):
+        data = _raw(d)
+        data.update(fields)
+        write_json_atomic(d / "manifest.json", data)
+
+    edit(dirs[1], pooling_version=POOLING_VERSION + 1)
+    with pytest.raises(ShardError, match="code version differs: pooling_version"):
+        merge_runs(dirs, tmp_path / "m2")
+    edit(dirs[1], pooling_version=POOLING_VERSION, schema_version=SCHEMA_VERSION + 1)
+    with pytest.raises(ShardError, match="upgrade resyn-bench"):
+        merge_runs(dirs, tmp_path / "m2")
+    edit(dirs[1], schema_version=SCHEMA_VERSION, shard={"index": "one", "count": 2})
+    with pytest.raises(ShardError, match="field 'shard' must be an object with whole numbers"):
+        merge_runs(dirs, tmp_path / "m2")
