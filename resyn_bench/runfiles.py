@@ -694,44 +694,105 @@ def parse_part(d: Any, source: str | Path | None = None, lineno: int | None = No
                       present=frozenset(d) - {"part"})
 
 
-@dataclass
 class Record:
     """One utterance of a run: its synthesis part and its metric parts, merged
     (:func:`resyn_bench.store.merge_events` is the rule). ``status``: ok, partial (a metric
     group failed), failed (synthesis failed, or every metric did), incomplete (a wanted group
-    has no part yet). :meth:`to_dict` gives the merged dict the tables and reports take."""
+    has no part yet). :meth:`to_dict` gives the merged dict the tables and reports take.
 
-    utt_id: str
-    status: str | None
-    synthesis: SynthesisPart | None          # None: no synthesis part yet
-    scores: dict[str, MetricPart]            # group -> its part (under the wanted settings)
-    metrics: dict[str, float | None]         # every ok group's values, full keys ("f0.gpe")
-    counts: dict[str, float | None]          # namespaced counts ("f0.n_frames")
-    extra: dict[str, Any]                    # the synthesis extra, plus extra[group]
-    errors: dict[str, str | None]            # group -> reason, for failed groups
-    skipped: dict[str, str | None]           # group -> reason, for skipped groups
-    stage: str | None = None                 # where a failed utterance failed ("metrics": all groups)
-    reason: str | None = None
-    merged: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    The typed parts (:attr:`synthesis`, :attr:`scores`) are built when first asked for, so a
+    reader that needs only the merged values pays nothing for them."""
 
-    @classmethod
-    def from_merged(cls, merged: dict[str, Any], parts: dict[tuple[str, str | None], Part],
-                    legacy: dict[str, str] | None = None) -> Record:
-        """``parts``: the typed synthesis parts by (utt_id, None); ``legacy``: group -> the key
-        of parts written before parts carried one."""
-        uid = merged["utt_id"]
-        synth = parts.get((uid, None))
-        scores = {}
-        for group, ev in (merged.get("scores") or {}).items():
-            part = parse_part(ev)
-            if part.key is None and legacy and group in legacy:
-                part.key = legacy[group]
-            scores[group] = part
-        return cls(utt_id=uid, status=merged.get("status"),
-                   synthesis=synth if isinstance(synth, SynthesisPart) else None, scores=scores,
-                   metrics=merged["metrics"], counts=merged["counts"], extra=merged["extra"],
-                   errors=merged["errors"], skipped=merged["skipped"], stage=merged.get("stage"),
-                   reason=merged.get("reason"), merged=merged)
+    def __init__(self, merged: dict[str, Any], synthesis: dict[str, Any] | None = None,
+                 legacy: dict[str, str] | None = None, source: str | Path | None = None):
+        """``merged``: one value of :func:`~resyn_bench.store.merge_events`; ``synthesis``: the
+        utterance's synthesis part as stored (None: none yet); ``legacy``: group -> the key of
+        parts written before parts carried one."""
+        self.merged = merged
+        self._synthesis_raw = synthesis
+        self._legacy = legacy or {}
+        self._source = source
+        self._synthesis: SynthesisPart | None = None
+        self._scores: dict[str, MetricPart] | None = None
+
+    def __repr__(self) -> str:
+        return f"Record({self.utt_id!r}, status={self.status!r}, groups={list(self.merged['scores'])})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Record) and self.merged == other.merged
+
+    # ---- the merged values
+    @property
+    def utt_id(self) -> str:
+        return self.merged["utt_id"]
+
+    @property
+    def status(self) -> str | None:
+        return self.merged.get("status")
+
+    @property
+    def stage(self) -> str | None:
+        """Where a failed utterance failed: input, reference, system, output, or metrics (every
+        group failed)."""
+        return self.merged.get("stage")
+
+    @property
+    def reason(self) -> str | None:
+        return self.merged.get("reason")
+
+    @property
+    def error_kind(self) -> str | None:
+        return self.merged.get("error_kind")
+
+    @property
+    def metrics(self) -> dict[str, float | None]:
+        """Every ok group's values, full keys ("f0.gpe")."""
+        return self.merged["metrics"]
+
+    @property
+    def counts(self) -> dict[str, float | None]:
+        """Every ok group's counts, namespaced ("f0.n_frames")."""
+        return self.merged["counts"]
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The synthesis part's extra, plus ``extra[group]`` of each ok group."""
+        return self.merged["extra"]
+
+    @property
+    def errors(self) -> dict[str, str | None]:
+        """group -> reason, for the groups that failed."""
+        return self.merged["errors"]
+
+    @property
+    def skipped(self) -> dict[str, str | None]:
+        """group -> reason, for the groups that did not apply."""
+        return self.merged["skipped"]
+
+    # ---- the typed parts
+    @property
+    def synthesis(self) -> SynthesisPart | None:
+        """The synthesis part (None: the utterance has none yet)."""
+        if self._synthesis is None and self._synthesis_raw is not None:
+            part = parse_part(self._synthesis_raw, self._source)
+            assert isinstance(part, SynthesisPart)
+            self._synthesis = part
+        return self._synthesis
+
+    @property
+    def scores(self) -> dict[str, MetricPart]:
+        """group -> its metric part (under the settings the reader asked for); a part written
+        before parts carried keys gets its group's legacy key."""
+        if self._scores is None:
+            scores = {}
+            for group, ev in (self.merged.get("scores") or {}).items():
+                part = parse_part(ev, self._source)
+                assert isinstance(part, MetricPart)
+                if part.key is None and group in self._legacy:
+                    part.key = self._legacy[group]
+                scores[group] = part
+            self._scores = scores
+        return self._scores
 
     @property
     def speaker(self) -> str | None:
@@ -740,10 +801,6 @@ class Record:
     @property
     def target_speaker(self) -> str | None:
         return self.synthesis.target_speaker if self.synthesis else None
-
-    @property
-    def error_kind(self) -> str | None:
-        return self.merged.get("error_kind")
 
     @property
     def bitstream(self) -> dict[str, Any] | None:
@@ -822,12 +879,10 @@ def iter_records(run_dir: str | Path, groups: Iterable[str] | None = None) -> It
         dict(keys) if groups is None else {g: keys.get(g) for g in groups})
     if manifest is None and groups is None:
         wanted = None
-    synth: dict[tuple[str, str | None], Part] = {}
-    for ev in events:
-        if ev.get("part", "synthesis") == "synthesis":
-            synth[(ev["utt_id"], None)] = parse_part(ev, run_dir / RECORDS)
+    synth = {ev["utt_id"]: ev for ev in events if ev.get("part", "synthesis") == "synthesis"}
+    source = run_dir / RECORDS
     for merged in merge_events(events, wanted, legacy).values():
-        yield Record.from_merged(merged, synth, legacy)
+        yield Record(merged, synth.get(merged["utt_id"]), legacy, source)
 
 
 def pooling_warning(manifest: Manifest, run_dir: str | Path | None = None) -> str | None:

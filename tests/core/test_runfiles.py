@@ -392,3 +392,16 @@ def test_shards_and_their_merge_are_typed_run_files(runner_run, tmp_path):
     edit(dirs[1], schema_version=SCHEMA_VERSION, shard={"index": "one", "count": 2})
     with pytest.raises(ShardError, match="field 'shard' must be an object with whole numbers"):
         merge_runs(dirs, tmp_path / "m2")
+
+
+def test_a_record_parses_its_parts_when_asked_and_names_a_bad_field(tmp_path):
+    write_manifest(tmp_path, {"config": {"system": "copy"}, "metrics": {}})
+    store = RecordStore(tmp_path)
+    store.append({"part": "synthesis", "utt_id": "u1", "status": "ok", "speaker": "a"})
+    store.append({"part": "metric", "group": "f0", "utt_id": "u1", "status": "ok",
+                  "values": {"f0.gpe": 0.1}, "counts": {}, "cache": 7})
+    (rec,) = list(iter_records(tmp_path, ["f0"]))
+    assert rec.status == "ok" and rec.metrics == {"f0.gpe": 0.1} and rec.speaker == "a"
+    with pytest.raises(RunFileError, match=r"records.jsonl: metric part of 'u1': field 'cache' must be "
+                                           r"a string, got a number 7"):
+        _ = rec.scores
