@@ -894,8 +894,7 @@ def pooling_warning(manifest: Manifest, run_dir: str | Path | None = None) -> st
     if stored is None or stored == POOLING_VERSION:
         return None
     where = f"{run_dir}: " if run_dir is not None else ""
-    newer = "newer" if stored > POOLING_VERSION else "older"
-    return (f"{where}the run was scored with pooling code version {stored}, this resyn-bench "
-            f"pools with version {POOLING_VERSION} ({newer} run): its pooled numbers may differ "
-            f"from a fresh scoring of the same outputs; score them again in a new run folder "
-            f"(`resyn-bench run --system outputs:DIR ...`) to compare like with like")
+    return (f"{where}the run was scored under pooling code version {stored}, this resyn-bench "
+            f"pools with version {POOLING_VERSION}: its pooled numbers may differ from a fresh "
+            f"scoring of the same outputs; to compare like with like, run it again with this "
+            f"version into a new --out")

@@ -285,8 +285,8 @@ def test_pooling_version_warning(runner_run, tmp_path, caplog):
     assert pooling_warning(old) is None                      # before versions were recorded
     other = Manifest.from_json({**m.to_json(), "pooling_version": POOLING_VERSION + 1})
     msg = pooling_warning(other, "RUN")
-    assert msg and "RUN" in msg and f"version {POOLING_VERSION + 1}" in msg \
-        and f"version {POOLING_VERSION} " in msg
+    assert msg and msg.startswith("RUN: ") and f"pooling code version {POOLING_VERSION + 1}," in msg \
+        and f"pools with version {POOLING_VERSION}:" in msg
 
     run_dir = tmp_path / "pooled-elsewhere"
     shutil.copytree(runner_run, run_dir)
