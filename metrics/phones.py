@@ -287,13 +287,7 @@ def text_to_phones(text: str) -> tuple[list[str], list[str]]:
 
 def phone_source_settings(g2p: bool = True) -> dict[str, object]:
     """What produces reference phones, for a metric's settings()."""
-    from importlib import metadata
-
-    def version(pkg: str) -> str | None:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return None
+    from resyn_bench.core.versions import package_version as version
 
     return {"lexicon": f"pocketsphinx:{CMUDICT_SUBPATH} (first pronunciation, no stress)",
             "g2p": (f"phonemizer {version('phonemizer')} espeak {G2P_LANGUAGE} "

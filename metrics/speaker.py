@@ -43,12 +43,10 @@ Source leakage (voice conversion only: target != ``utterance.speaker``)
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import math
 import warnings
 from collections.abc import Iterable, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +54,8 @@ import numpy as np
 from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, NotApplicable, Score
 
 from resyn_bench.audio import SILENCE_PEAK
+from resyn_bench.core.hashing import sha256_file_or_none
+from resyn_bench.core.versions import package_version
 
 SAMPLE_RATE = 16000
 #: Audio (after VAD trimming) below which an embedding is refused. webrtcvad trimming keeps
@@ -218,24 +218,6 @@ class SpeakerEncoder:
         raise NotImplementedError
 
 
-_WEIGHTS_HASH: dict[tuple, str] = {}
-
-
-def _file_sha256(path: Path) -> str | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _WEIGHTS_HASH:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _WEIGHTS_HASH[key] = h.hexdigest()
-    return _WEIGHTS_HASH[key]
-
-
 class ResemblyzerEncoder(SpeakerEncoder):
     """Resemblyzer ``VoiceEncoder`` on CPU (``preprocess_wav`` + ``embed_utterance``)."""
 
@@ -257,13 +239,10 @@ class ResemblyzerEncoder(SpeakerEncoder):
         return Path(list(spec.submodule_search_locations)[0]) / "pretrained.pt"
 
     def settings(self) -> dict[str, Any]:
-        try:
-            version = metadata.version("resemblyzer")
-        except metadata.PackageNotFoundError:
-            version = None
+        version = package_version("resemblyzer")
         path = self._weights_path()
         return {"backend": self.name, "version": version,
-                "weights_sha256": _file_sha256(path) if path else None,
+                "weights_sha256": sha256_file_or_none(path) if path else None,
                 "preprocess": "preprocess_wav(source_sr=16000): -30 dBFS (increase only), "
                               "webrtcvad long-silence trimming",
                 "embed": "embed_utterance(rate=1.3, min_coverage=0.75)",

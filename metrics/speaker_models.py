@@ -45,6 +45,7 @@ import numpy as np
 from resyn_bench.metrics.base import MetricError
 from resyn_bench.metrics.speaker import SpeakerEncoder
 
+from resyn_bench.core.hashing import sha256_file_or_none
 from resyn_bench.distributed import resolve_device as _default_device
 
 __all__ = ["SpeechBrainECAPAEncoder", "WavLMECAPAEncoder", "read_hyperparams",
@@ -82,9 +83,7 @@ def _catalogue_file(name: str, what: str, path: str | Path | None) -> Path:
 
 
 def _sha(path: Path) -> str:
-    from resyn_bench.metrics.speaker import _file_sha256
-
-    return _file_sha256(path) or ""
+    return sha256_file_or_none(path) or ""
 
 
 def _check_audio(samples: np.ndarray, min_samples: int) -> np.ndarray:

@@ -137,11 +137,11 @@ class UTMOSMetrics(MetricGroup):
         return p
 
     def settings(self) -> dict[str, Any]:
-        from resyn_bench.metrics.speaker import _file_sha256
+        from resyn_bench.core.hashing import sha256_file_or_none
 
         try:
             p = self._path()
-            name, sha = p.name, _file_sha256(p)
+            name, sha = p.name, sha256_file_or_none(p)
         except MetricError:
             name, sha = CATALOGUE_NAME, None
         return {"model": "UTMOS22 strong learner (SpeechMOS utmos22_strong layout, in-house "

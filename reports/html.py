@@ -45,6 +45,9 @@ from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.collate import RunSummary
 from resyn_bench.reports.html_assets import SCRIPT, STYLE
 
+from resyn_bench.core.atomic import write_text_atomic
+from resyn_bench.core.hashing import sha256_file_or_none
+
 AUDIO_MODES = ("link", "embed")
 _MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
          ".opus": "audio/ogg", ".m4a": "audio/mp4", ".aac": "audio/aac", ".webm": "audio/webm"}
@@ -254,17 +257,6 @@ def _labels(summaries: Sequence[RunSummary]) -> list[str]:
     return out
 
 
-def _sha256(path: Path) -> str | None:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    except OSError:
-        return None
-    return h.hexdigest()
-
-
 def _manifest_entry(summary: RunSummary) -> dict[str, Any]:
     from resyn_bench.store import MANIFEST, RECORDS, read_manifest
 
@@ -297,7 +289,7 @@ def _manifest_entry(summary: RunSummary) -> dict[str, Any]:
     if manifest.get("resampling"):
         facts.append(("resampling", json.dumps(manifest["resampling"], sort_keys=True)))
     for name in (MANIFEST, RECORDS):
-        facts.append((f"sha256 {name}", str(_sha256(run_dir / name))))
+        facts.append((f"sha256 {name}", str(sha256_file_or_none(run_dir / name))))
     return {"facts": [[k, v] for k, v in facts], "manifest": manifest}
 
 
@@ -657,10 +649,7 @@ def write_html(summaries: Sequence[RunSummary], out_path: str | Path, *, audio: 
         note = (f"audio linked relative to this file (embedding would add "
                 f"{_format_bytes(table.base64_size())})")
     data["audio"] = {"mode": audio, "note": note}
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(render_html(data, table, note), encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_text_atomic(out, render_html(data, table, note))
 
 
 __all__ = ["write_html", "estimate_audio_size", "align_words", "build_data", "render_html",

@@ -19,6 +19,8 @@ from resyn_bench.reports.tables import (
     render_markdown,
 )
 
+from resyn_bench.core.atomic import write_json_atomic
+
 log = logging.getLogger("resyn_bench.reports")
 
 FORMATS = ("md", "tex", "csv", "html")
@@ -166,11 +168,8 @@ def _finish_folder(out: Path, files: list[Path], previous: list[str] | None,
             log.warning("report: %s holds files this report did not write and no index says who "
                         "did (an older report?): %s - delete them or use a fresh --out folder",
                         out, ", ".join(leftovers[:10]) + (" ..." if len(leftovers) > 10 else ""))
-    tmp = out / (INDEX + ".tmp")
-    tmp.write_text(json.dumps({"written_by": "resyn-bench report", "files": written,
-                               "runs": [str(s.run_dir) for s in summaries]},
-                              indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(out / INDEX)
+    write_json_atomic(out / INDEX, {"written_by": "resyn-bench report", "files": written,
+                                    "runs": [str(s.run_dir) for s in summaries]})
     return removed
 
 

@@ -463,7 +463,7 @@ def run_codec(args) -> int:
     text = json.dumps(result, indent=2) + "\n" if args.json else render(result, args.format)
     print(text, end="")
     if args.out:
-        from resyn_bench.safe_io import write_file_atomic
+        from resyn_bench.core.atomic import write_file_atomic
 
         write_file_atomic(args.out, text.encode("utf-8"))
     bad = [s["label"] for s in result["streams"] if s["rates"].get("round_trip") is False]

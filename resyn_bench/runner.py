@@ -41,6 +41,7 @@ from resyn_bench.audio import (
     write_audio,
 )
 from resyn_bench.cache import AnalysisCache, audio_hash
+from resyn_bench.core.atomic import DiskFull, is_disk_full
 from resyn_bench.runfolder import (
     LOCK_FILE,
     RunFolderError,
@@ -52,7 +53,6 @@ from resyn_bench.runfolder import (
     output_name,
     remove_leftovers,
 )
-from resyn_bench.safe_io import DiskFull, is_disk_full
 from resyn_bench.store import (
     MANIFEST,
     OUTPUTS,
@@ -143,12 +143,10 @@ def metric_entry(config: RunConfig, group) -> dict[str, Any]:
 
 
 def _resampler_id() -> str:
-    try:
-        from importlib.metadata import version
+    from resyn_bench.core.versions import package_version
 
-        return f"soxr-{version('soxr')}-HQ"
-    except Exception:
-        return "soxr-HQ"
+    v = package_version("soxr")
+    return f"soxr-{v}-HQ" if v else "soxr-HQ"
 
 
 class Synthesizer:

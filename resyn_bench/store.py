@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resyn_bench.safe_io import DiskFull, append_line, write_file_atomic
+from resyn_bench.core.atomic import DiskFull, append_line
+from resyn_bench.core.atomic import write_json_atomic as core_write_json_atomic
 
 RECORDS = "records.jsonl"
 MANIFEST = "manifest.json"
@@ -220,7 +221,7 @@ class RecordStore:
 
     def append(self, record: dict[str, Any]) -> None:
         """Append one part as one complete line (checked write + fsync; raises
-        :class:`~resyn_bench.safe_io.DiskFull` on a full disk, leaving no partial line)."""
+        :class:`~resyn_bench.core.atomic.DiskFull` on a full disk, leaving no partial line)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         line = json.dumps(_clean(record), ensure_ascii=False, sort_keys=True) + "\n"
         try:
@@ -324,8 +325,7 @@ def merge_events(events: Iterable[dict[str, Any]],
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Checked, fsynced, atomic JSON write; the temporary file is removed if it fails."""
-    text = json.dumps(_clean(obj), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
-    write_file_atomic(path, text.encode("utf-8"))
+    core_write_json_atomic(path, _clean(obj), indent=2, sort_keys=True)
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:

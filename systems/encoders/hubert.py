@@ -41,7 +41,6 @@ from __future__ import annotations
 import ast
 import logging
 import math
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
@@ -551,16 +550,16 @@ def _load_converted(path: Path) -> tuple[HubertArch, dict] | None:
 
 
 def _save_converted(path: Path, converted: dict) -> None:
+    from resyn_bench.core.atomic import atomic_open
+
     conv = _converted_path(path)
-    tmp = conv.with_name(conv.name + f".tmp{os.getpid()}")
     try:
-        torch.save(converted, tmp)
-        os.replace(tmp, conv)
+        with atomic_open(conv) as fh:
+            torch.save(converted, fh)
         log.info("wrote tensors-only copy %s (later loads skip the pickle)", conv)
     except OSError as exc:  # read-only cache: fine, convert in memory next time too
         log.warning("could not write %s (%s); the checkpoint will be converted again next "
                     "time", conv, exc)
-        tmp.unlink(missing_ok=True)
 
 
 def read_hubert_checkpoint(path, trusted_sha256: Iterable[str] | str = (),
@@ -578,10 +577,9 @@ def read_hubert_checkpoint(path, trusted_sha256: Iterable[str] | str = (),
       ``trusted_sha256``. With ``convert`` a tensors-only copy is written next to it once
       (``<stem>.resyn.pt``) and used by later loads.
     """
-    from resyn_bench.systems.encoders.features import (
-        load_checkpoint_object,
-        read_safetensors,
-    )
+    from resyn_bench.systems.encoders.features import load_checkpoint_object
+
+    from resyn_bench.safeload import read_safetensors
 
     path = Path(path)
     if path.is_dir():

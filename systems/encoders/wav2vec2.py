@@ -188,7 +188,9 @@ def read_wav2vec2_folder(path: str | Path, trusted_sha256: Iterable[str] | str =
                          ) -> tuple[HubertArch, dict, dict, CTCVocab, bool, dict]:
     """(arch, encoder state dict in fairseq names, lm_head tensors, vocabulary, do_normalize,
     config) of a Hugging Face ``Wav2Vec2ForCTC`` folder."""
-    from resyn_bench.systems.encoders.features import load_checkpoint_object, read_safetensors
+    from resyn_bench.systems.encoders.features import load_checkpoint_object
+
+    from resyn_bench.safeload import read_safetensors
 
     folder = Path(path)
     if not folder.is_dir():

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import json
 import types
 import typing
@@ -32,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
+
+from resyn_bench.core.suggest import did_you_mean
 
 __all__ = [
     "F0_EXTRACTORS",
@@ -184,10 +185,9 @@ class _Config:
 
     def save(self, path: str | Path) -> Path:
         """Write ``config.json`` (atomically: a killed run never leaves half a file)."""
-        from resyn_bench.systems.vocoder.checkpoint import atomic_write
+        from resyn_bench.core.atomic import write_text_atomic
 
-        text = self.to_json() + "\n"
-        return atomic_write(path, lambda fh: fh.write(text), binary=False)
+        return write_text_atomic(path, self.to_json() + "\n")
 
     def copy(self):
         return copy.deepcopy(self)
@@ -198,8 +198,7 @@ class _Config:
 
 
 def _suggest(key: str, names) -> str:
-    close = difflib.get_close_matches(key, sorted(names), n=3, cutoff=0.6)
-    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    return did_you_mean(key, sorted(names), n=3, parenthesised=True)
 
 
 # ---------------------------------------------------------------------------------------------

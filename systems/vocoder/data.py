@@ -39,7 +39,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -236,10 +235,10 @@ class F0Cache:
         if track is None:
             track = self._extract(wav)
             if file is not None:
-                file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = file.with_name(f".{file.stem}.{os.getpid()}.tmp.npy")
-                np.save(tmp, track, allow_pickle=False)
-                os.replace(tmp, file)
+                from resyn_bench.core.atomic import atomic_open
+
+                with atomic_open(file) as fh:  # a file object: numpy appends no ".npy"
+                    np.save(fh, track, allow_pickle=False)
         self._memory[key if key is not None else digest] = track
         return track
 

@@ -283,10 +283,9 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    from resyn_bench.systems.vocoder.checkpoint import atomic_write
+    from resyn_bench.core.atomic import write_text_atomic
 
-    text = json.dumps(data, indent=2) + "\n"
-    atomic_write(path, lambda fh: fh.write(text), binary=False)
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def latest_step(out_dir: str | Path, prefixes: tuple[str, ...] = ("g_", "do_")) -> int | None:
@@ -321,10 +320,9 @@ def trim_log(out_dir: str | Path, step: int) -> int:
         else:
             keep.append(line)
     if dropped:
-        text = "".join(f"{line}\n" for line in keep)
-        from resyn_bench.systems.vocoder.checkpoint import atomic_write
+        from resyn_bench.core.atomic import write_text_atomic
 
-        atomic_write(path, lambda fh: fh.write(text), binary=False)
+        write_text_atomic(path, "".join(f"{line}\n" for line in keep))
     return dropped
 
 

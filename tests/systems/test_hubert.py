@@ -341,8 +341,10 @@ def test_inert_unpickler_decodes_real_omegaconf_config():
     import io
     import zlib
 
-    from resyn_bench.systems.encoders.features import _inert_pickle_module, plain
+    from resyn_bench.systems.encoders.features import plain
     from resyn_bench.systems.encoders.hubert import arch_from_fairseq_cfg
+
+    from resyn_bench.safeload import _inert_pickle_module
 
     data = zlib.decompress(base64.b64decode("".join(_OMEGACONF_PICKLE)))
     obj = _inert_pickle_module().Unpickler(io.BytesIO(data)).load()
@@ -390,7 +392,7 @@ def test_safetensors_with_an_unsupported_dtype_is_a_clear_error(tmp_path):
     import json
     import struct
 
-    from resyn_bench.systems.encoders.features import read_safetensors
+    from resyn_bench.safeload import read_safetensors
 
     header = json.dumps({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}).encode()
     path = tmp_path / "model.safetensors"
