@@ -181,11 +181,10 @@ def enrolment_registers(manifest: dict[str, Any]) -> dict[str, tuple[float, floa
     ``enroll_dataset`` / ``enroll_root`` / ``enroll_split``), analysed with the run's own f0
     preset on up to :data:`ENROL_REGISTER_MAX` recordings per speaker; {} when the run
     enrolled none. A recording that cannot be analysed is left out."""
-    from resyn_bench.metrics.base import MetricError
-    from resyn_bench.metrics.pitch import extract_f0
-
     from resyn_bench.audio import AudioError, ensure_rate, load_audio
+    from resyn_bench.core.errors import MetricError
     from resyn_bench.datasets import load_dataset
+    from resyn_bench.dsp.pitch import extract_f0
 
     metrics = manifest.get("metrics") or {}
     options = (metrics.get("spk") or {}).get("options") or {}

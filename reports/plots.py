@@ -230,9 +230,8 @@ def _audio_path(s: RunSummary, rec: dict[str, Any], which: str) -> Path | None:
 
 
 def _f0(path: Path, preset: str):
-    from resyn_bench.metrics.pitch import extract_f0
-
     from resyn_bench.audio import load_audio
+    from resyn_bench.dsp.pitch import extract_f0
 
     audio = load_audio(path)
     x = audio.samples if audio.samples.ndim == 1 else audio.samples.mean(axis=-1)

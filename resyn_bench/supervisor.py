@@ -398,7 +398,7 @@ def _module_of(path: str) -> str:
 def culprit(dump: str) -> tuple[str | None, str | None]:
     """(library, own code location) of the innermost relevant frame of a faulthandler dump:
     the library when that frame is outside the standard library and this package, else the
-    location in this package ("metrics/pitch.py:120 in extract")."""
+    location in this package ("dsp/pitch.py:120 in extract")."""
     import re
 
     blocks, current = [], None

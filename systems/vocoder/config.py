@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from resyn_bench.core.suggest import did_you_mean
+from resyn_bench.dsp.presets import training_names, training_preset
 
 __all__ = [
     "F0_EXTRACTORS",
@@ -51,8 +52,9 @@ __all__ = [
     "preset_names",
 ]
 
-#: F0 extractors the data pipeline knows: pyworld (dio, fast, default), yaapt (the paper's), harvest.
-F0_EXTRACTORS = ("pyworld", "yaapt", "harvest")
+#: F0 extractors the data pipeline accepts: the names of the shared table with a 5 ms hop
+#: (resyn_bench.dsp.presets): pyworld (dio 60-400 Hz, fast, default), yaapt (the paper's), ...
+F0_EXTRACTORS = tuple(training_names())
 #: The F0 grid: 5 ms frames; F0 codes are 16 frames (1280 samples at 16 kHz, 12.5 Hz).
 F0_HOP = 80
 F0_CODE_HOP = 1280
@@ -296,7 +298,11 @@ def _check_common(cfg, where: str) -> None:
     if cfg.sampling_rate != 16000:
         raise ConfigError(f"{where}: sampling_rate must be 16000 (the unit and F0 grids assume it)")
     if cfg.f0_extractor not in F0_EXTRACTORS:
-        raise ConfigError(f"{where}: f0_extractor must be one of {F0_EXTRACTORS}, got {cfg.f0_extractor!r}")
+        try:
+            training_preset(cfg.f0_extractor)
+        except KeyError as exc:
+            raise ConfigError(f"{where}: f0_extractor must be one of {F0_EXTRACTORS}: "
+                              f"{exc.args[0]}") from None
     for name in ("training_steps", "checkpoint_interval", "validation_interval", "log_interval"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{where}: {name} must be >= 1")

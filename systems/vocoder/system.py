@@ -150,7 +150,8 @@ class CheckpointSystem(System):
     ``speaker``       target voice (a training speaker name) for every utterance: voice
                       conversion, and the way to run speakers unseen in training.
     ``f0_stats``      another F0 statistics file (e.g. covering unseen speakers).
-    ``f0_extractor``  override the training F0 extractor ("pyworld", "yaapt", "harvest").
+    ``f0_extractor``  override the training F0 extractor (a name of `resyn-bench ls presets`
+                      with a 5 ms hop: "pyworld", "yaapt", "harvest", ...).
     ``step``          use ``g_<step>`` instead of the latest generator.
     ``device``        "cpu" (default) or "cuda".
     ``trust_sha256``  sha256 of a reference checkpoint that needs full unpickling.
