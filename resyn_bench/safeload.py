@@ -14,12 +14,19 @@ Two readers that never run code from a file live here too: :func:`read_safetenso
 classes it names (fairseq, omegaconf): tensors and plain containers are rebuilt, every other
 object becomes a :class:`PickledObject` record of its arguments and state.
 
+:func:`load_checkpoint_object` is the one entry point that tries them in order: a
+``.safetensors`` file is parsed, anything else goes through :func:`safe_torch_load`; a file
+that needs full unpickling is read only when its hash is trusted, with the inert unpickler when
+the classes it names are not installed. :func:`plain` turns what such a file holds (omegaconf
+configs, argparse namespaces, inert records) into plain Python.
+
 Importing this module is cheap (torch is imported inside the functions).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import pickle
 import re
@@ -32,8 +39,11 @@ from typing import Any, ClassVar
 
 from resyn_bench.core.hashing import sha256_file
 
-__all__ = ["PickledObject", "UnsafeCheckpointError", "inert_torch_load", "load_trusted_pickle",
-           "read_safetensors", "safe_torch_load", "sha256_file"]
+log = logging.getLogger(__name__)
+
+__all__ = ["CheckpointReadError", "PickledObject", "UnsafeCheckpointError", "inert_torch_load",
+           "load_checkpoint_object", "load_trusted_pickle", "plain", "read_safetensors",
+           "safe_torch_load", "sha256_file"]
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -342,3 +352,84 @@ def inert_torch_load(path) -> Any:
 
     return torch.load(path, map_location="cpu", weights_only=False,
                       pickle_module=_inert_pickle_module())
+
+
+# --------------------------------------------------------------------------------------------
+# One entry point for checkpoints of any of these kinds
+
+class CheckpointReadError(ValueError):
+    """A trusted checkpoint could not be read; the message names the file and what to do."""
+
+
+def plain(obj: Any) -> Any:
+    """Turn a loaded config (omegaconf, argparse.Namespace, inert records) into plain Python.
+
+    Inert records of omegaconf containers/nodes are unwrapped through their ``_content`` /
+    ``_val`` state; enum-like records become their value."""
+    from collections.abc import Mapping
+
+    if isinstance(obj, PickledObject):
+        st = obj.state
+        if isinstance(st, tuple) and len(st) == 2 and isinstance(st[1], dict):
+            st = {**(st[0] or {}), **st[1]}  # (dict state, slot state)
+        if isinstance(st, dict):
+            if "_content" in st:
+                return plain(st["_content"])
+            if "_val" in st:
+                return plain(st["_val"])
+            if "_value_" in st:
+                return plain(st["_value_"])
+            return {str(k): plain(v) for k, v in st.items() if not str(k).startswith("_")}
+        if obj.items:
+            return {str(k): plain(v) for k, v in obj.items.items()}
+        if obj.list:
+            return [plain(v) for v in obj.list]
+        if len(obj.args) == 1:
+            return plain(obj.args[0])
+        return [plain(a) for a in obj.args] if obj.args else None
+    if isinstance(obj, Mapping):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if hasattr(obj, "__dict__") and type(obj).__name__ in ("Namespace", "DictConfig"):
+        return {k: plain(v) for k, v in vars(obj).items() if not k.startswith("_")}
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0 and not hasattr(obj, "grad"):
+        return obj.item()  # numpy scalar
+    return obj
+
+
+def load_checkpoint_object(path, trusted_sha256: Iterable[str] | str = (),
+                           what: str = "checkpoint") -> tuple[Any, bool]:
+    """Read a checkpoint file; returns (object, was_full_pickle).
+
+    Safe formats load directly. A file that needs arbitrary unpickling is read only when its
+    SHA-256 is in ``trusted_sha256``; otherwise :class:`resyn_bench.safeload.UnsafeCheckpointError`
+    explains how to trust it; a trusted file that cannot be read raises
+    :class:`CheckpointReadError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    if path.suffix == ".safetensors":
+        return read_safetensors(path), False
+    try:
+        return safe_torch_load(path), False
+    except UnsafeCheckpointError:
+        pass
+    hashes = [trusted_sha256] if isinstance(trusted_sha256, str) else list(trusted_sha256 or ())
+    try:
+        # verifies the hash first (UnsafeCheckpointError when it is not trusted)
+        return load_trusted_pickle(path, hashes, loader="torch"), True
+    except (ImportError, AttributeError) as exc:
+        # hash verified, but the classes the pickle names (fairseq, omegaconf) are not
+        # installed: read it with the inert unpickler instead
+        log.info("%s: %s; reading it with the inert unpickler", path, exc)
+        missing = exc
+    try:
+        return inert_torch_load(path), True
+    except Exception as exc:
+        raise CheckpointReadError(
+            f"cannot read {what} {path}: its pickle needs classes that are not installed "
+            f"({missing}), and reading it without them failed ({type(exc).__name__}: {exc}). "
+            "Convert it once where those packages are installed to a plain state dict "
+            "(torch.save(ckpt['model'], 'model.pt') or a .safetensors file) and pass that file, "
+            "or install them here (fairseq, omegaconf)") from exc

@@ -212,9 +212,7 @@ def read_cpc_checkpoint(path, trusted_sha256: Iterable[str] | str = (),
                         convert: bool = True) -> tuple[CPCArch, dict]:
     """(arch, state dict) of a CPC checkpoint: the official dict ({'weights', 'config', ...}),
     a bare state dict, or our converted copy. A full pickle needs ``trusted_sha256``."""
-    from resyn_bench.systems.encoders.features import load_checkpoint_object
-
-    from resyn_bench.safeload import safe_torch_load, sha256_file
+    from resyn_bench.safeload import load_checkpoint_object, safe_torch_load, sha256_file
 
     path = Path(path)
     if not path.is_file():

@@ -1,10 +1,11 @@
-"""Dense feature extractors behind the unit encoders, and how their checkpoints are read.
+"""Dense feature extractors behind the unit encoders.
 
 :func:`make_feature_extractor` is the one entry point (``"logmel"``, ``"hubert"``, ``"cpc"``);
 each returned object has ``name``, ``sample_rate`` (16000), ``hop_size`` (samples per frame),
 ``dim`` and ``extract(wav) -> np.ndarray [T, dim] float32``.
 
-Checkpoint reading (shared by the HuBERT and CPC loaders) is safe by default:
+Their checkpoints are read with :func:`resyn_bench.safeload.load_checkpoint_object`, safe by
+default:
 
 1. ``.safetensors`` files are parsed by :func:`resyn_bench.safeload.read_safetensors` (header +
    raw bytes, no pickle, no extra package);
@@ -24,21 +25,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-from resyn_bench.safeload import PickledObject, inert_torch_load, read_safetensors
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "FEATURE_NAMES",
-    "CheckpointReadError",
     "MissingCheckpointError",
     "default_checkpoint_path",
-    "load_checkpoint_object",
     "make_feature_extractor",
-    "plain",
-    "read_safetensors",
 ]
 
 #: names accepted by :func:`make_feature_extractor`
@@ -50,10 +44,6 @@ _CATALOGUE_NAMES = {"hubert": "hubert-base-ls960", "cpc": "cpc-big-ll6kh"}
 
 class MissingCheckpointError(FileNotFoundError):
     """A feature extractor's checkpoint is not on disk; the message says where to put it."""
-
-
-class CheckpointReadError(ValueError):
-    """A trusted checkpoint could not be read; the message names the file and what to do."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,7 +74,7 @@ def make_feature_extractor(name: str, layer: int | None = None, checkpoint: str 
 
         return LogMelFeatureExtractor(**kwargs)
     if key == "hubert":
-        from resyn_bench.systems.encoders.hubert import load_hubert
+        from resyn_bench.nn.hubert import load_hubert
 
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint_path("hubert")
         return load_hubert(path, layer=6 if layer is None else int(layer),
@@ -118,83 +108,3 @@ def default_checkpoint_path(model: str) -> Path:
         raise MissingCheckpointError(str(catalogue.missing_file_error(
             cname, what=f"the {model} feature extractor")))
     return path
-
-
-def plain(obj: Any) -> Any:
-    """Turn a loaded config (omegaconf, argparse.Namespace, inert records) into plain Python.
-
-    Inert records of omegaconf containers/nodes are unwrapped through their ``_content`` /
-    ``_val`` state; enum-like records become their value."""
-    from collections.abc import Mapping
-
-    if isinstance(obj, PickledObject):
-        st = obj.state
-        if isinstance(st, tuple) and len(st) == 2 and isinstance(st[1], dict):
-            st = {**(st[0] or {}), **st[1]}  # (dict state, slot state)
-        if isinstance(st, dict):
-            if "_content" in st:
-                return plain(st["_content"])
-            if "_val" in st:
-                return plain(st["_val"])
-            if "_value_" in st:
-                return plain(st["_value_"])
-            return {str(k): plain(v) for k, v in st.items() if not str(k).startswith("_")}
-        if obj.items:
-            return {str(k): plain(v) for k, v in obj.items.items()}
-        if obj.list:
-            return [plain(v) for v in obj.list]
-        if len(obj.args) == 1:
-            return plain(obj.args[0])
-        return [plain(a) for a in obj.args] if obj.args else None
-    if isinstance(obj, Mapping):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if hasattr(obj, "__dict__") and type(obj).__name__ in ("Namespace", "DictConfig"):
-        return {k: plain(v) for k, v in vars(obj).items() if not k.startswith("_")}
-    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0 and not hasattr(obj, "grad"):
-        return obj.item()  # numpy scalar
-    return obj
-
-
-def load_checkpoint_object(path, trusted_sha256: Iterable[str] | str = (),
-                           what: str = "checkpoint") -> tuple[Any, bool]:
-    """Read a checkpoint file; returns (object, was_full_pickle).
-
-    Safe formats load directly. A file that needs arbitrary unpickling is read only when its
-    SHA-256 is in ``trusted_sha256``; otherwise :class:`resyn_bench.safeload.UnsafeCheckpointError`
-    explains how to trust it; a trusted file that cannot be read raises
-    :class:`CheckpointReadError` naming it."""
-    from resyn_bench.safeload import (
-        UnsafeCheckpointError,
-        load_trusted_pickle,
-        safe_torch_load,
-    )
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    if path.suffix == ".safetensors":
-        return read_safetensors(path), False
-    try:
-        return safe_torch_load(path), False
-    except UnsafeCheckpointError:
-        pass
-    hashes = [trusted_sha256] if isinstance(trusted_sha256, str) else list(trusted_sha256 or ())
-    try:
-        # verifies the hash first (UnsafeCheckpointError when it is not trusted)
-        return load_trusted_pickle(path, hashes, loader="torch"), True
-    except (ImportError, AttributeError) as exc:
-        # hash verified, but the classes the pickle names (fairseq, omegaconf) are not
-        # installed: read it with the inert unpickler instead
-        log.info("%s: %s; reading it with the inert unpickler", path, exc)
-        missing = exc
-    try:
-        return inert_torch_load(path), True
-    except Exception as exc:
-        raise CheckpointReadError(
-            f"cannot read {what} {path}: its pickle needs classes that are not installed "
-            f"({missing}), and reading it without them failed ({type(exc).__name__}: {exc}). "
-            "Convert it once where those packages are installed to a plain state dict "
-            "(torch.save(ckpt['model'], 'model.pt') or a .safetensors file) and pass that file, "
-            "or install them here (fairseq, omegaconf)") from exc
