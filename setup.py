@@ -29,4 +29,4 @@ def _packages():
 PACKAGE_DIR, PACKAGES = _packages()
 
 setup(package_dir=PACKAGE_DIR, packages=PACKAGES,
-      package_data={"resyn_bench": ["data/*", "data/**/*"]}, include_package_data=False)
+      package_data={"resyn_bench": ["data/**/*"]}, include_package_data=False)

@@ -175,7 +175,7 @@ def assign_folds(utt_ids: Iterable[str], speakers: Iterable[str], folds: int,
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
     by_spk: dict[str, list[str]] = {}
-    for uid, spk in zip(utt_ids, speakers):
+    for uid, spk in zip(utt_ids, speakers, strict=True):
         by_spk.setdefault(str(spk), []).append(str(uid))
     rng = np.random.default_rng(seed)
     out: dict[str, int] = {}
@@ -592,7 +592,7 @@ class SpeakerMetrics(MetricGroup):
                   "spk.cos_ref": cosine(emb, reference["embedding"]),
                   "spk.cos_centroid": float(trials[model.index[target]])}
         extra = {"target": target, "predicted": predicted, "fold": fold,
-                 "trials": {s: float(v) for s, v in zip(model.speakers, trials)}}
+                 "trials": {s: float(v) for s, v in zip(model.speakers, trials, strict=True)}}
         counts = {"correct": correct, "trials": 1.0}
         source = str(utterance.speaker)
         if source != target and source in model.index:

@@ -212,10 +212,8 @@ class TrialDesign:
     @classmethod
     def maybe(cls, group, entries) -> TrialDesign | None:
         """A design when ``group`` is the trial-scored speaker group, else None."""
-        try:
-            from resyn_bench.metrics.speaker import SpeakerMetrics
-        except ImportError:
-            return None
+        from resyn_bench.metrics.speaker import SpeakerMetrics
+
         if type(group).aggregate is not SpeakerMetrics.aggregate or not entries:
             return None
         return cls(group, entries)
@@ -273,7 +271,7 @@ class TrialDesign:
             stats = self.block_stats(w)
             sums = w @ self.counts
             for r in range(w.shape[0]):
-                d = dict(self.group.pool(dict(zip(self.count_keys, sums[r].tolist()))))
+                d = dict(self.group.pool(dict(zip(self.count_keys, sums[r].tolist(), strict=True))))
                 d.update({k: stats[k][r] for k in self.KEYS})
                 reps.append(d)
         return reps

@@ -316,7 +316,7 @@ def paired_count_delta(group, base_entries, other_entries, key: str, n_boot: int
     mb = np.array([[other[u].get(k, 0.0) for k in keys] for u in common])
 
     def pool(vec):
-        return group.pool(dict(zip(keys, np.asarray(vec, dtype=float).tolist()))).get(key)
+        return group.pool(dict(zip(keys, np.asarray(vec, dtype=float).tolist(), strict=True))).get(key)
 
     return paired_bootstrap_counts(ma, mb, pool, [base[u].get("speaker") for u in common],
                                    n_boot=max(n_boot, 1), seed=seed)
@@ -631,7 +631,7 @@ def write_outputs(rows: list[DisentangleRow], folder: str | Path, plots: bool = 
                                         ensure_ascii=False,
                                         default=lambda o: None), encoding="utf-8")
     if plots:
-        for i, p in enumerate(plot_rows(rows, folder / "plots")):
+        for p in plot_rows(rows, folder / "plots"):
             if p.suffix == ".png":
                 paths[f"plot {p.stem}"] = p
     return paths

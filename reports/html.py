@@ -245,7 +245,7 @@ def _ci(ci) -> list[float | None] | None:
 def _labels(summaries: Sequence[RunSummary]) -> list[str]:
     """System names, qualified by the dataset when one name appears on several datasets."""
     names = [getattr(s, "system_label", "") or s.system for s in summaries]
-    labels = [f"{n} · {s.dataset}" if names.count(n) > 1 else n for n, s in zip(names, summaries)]
+    labels = [f"{n} · {s.dataset}" if names.count(n) > 1 else n for n, s in zip(names, summaries, strict=True)]
     dupes = {label for label in labels if labels.count(label) > 1}
     seen: dict[str, int] = {}
     out = []
@@ -408,7 +408,7 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
             u["s"][si] = entry
 
     # worst-k utterances per system and metric
-    for si, s in enumerate(summaries):
+    for si in range(len(summaries)):
         for mi, key in enumerate(keys):
             spec = specs[key]
             scored = [(u["s"][si]["v"][mi], ui) for ui, u in enumerate(utts)
@@ -533,7 +533,7 @@ def _static_tables(data: dict[str, Any]) -> dict[str, str]:
             drill_rows.append([u["id"], u.get("spk") or "", data["systems"][si]["label"],
                                entry.get("st", "?")]
                               + ["–" if v is None else _static_value(m, v)
-                                 for m, v in zip(metrics, vals)]
+                                 for m, v in zip(metrics, vals, strict=True)]
                               + [text if len(text) <= 80 else text[:79] + "…"])
     drill = ("<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead><tbody>"
              + "".join("<tr>" + "".join(

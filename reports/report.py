@@ -106,9 +106,8 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str 
             files += [Path(p) for p in written]
     if "html" in formats:
         html = _write_html(summaries, out / "report.html", audio=audio, sig=sig.get(stat))
-        if html is not None:
-            paths["html"] = html
-            files.append(html)
+        paths["html"] = html
+        files.append(html)
     _finish_folder(out, files, previous, summaries)
     paths["index"] = out / INDEX
     return paths
@@ -181,12 +180,9 @@ def _render(table, fmt: str, ci: str) -> str:
     return render_csv(table)
 
 
-def _write_html(summaries, path: Path, *, audio: str, sig) -> Path | None:
-    try:
-        from resyn_bench.reports.html import write_html
-    except ImportError as exc:   # the HTML module is optional until it ships
-        log.warning("report: HTML report not written (%s)", exc)
-        return None
+def _write_html(summaries, path: Path, *, audio: str, sig) -> Path:
+    from resyn_bench.reports.html import write_html
+
     return Path(write_html(summaries, path, audio=audio, sig=sig))
 
 

@@ -525,5 +525,5 @@ def group_pool_fn(group: Any, keys: Sequence[str], key: str) -> Callable[[np.nda
     keys = list(keys)
 
     def pool_fn(vector: np.ndarray) -> float | None:
-        return group.pool({k: float(v) for k, v in zip(keys, vector)}).get(key)
+        return group.pool({k: float(v) for k, v in zip(keys, vector, strict=True)}).get(key)
     return pool_fn

@@ -186,7 +186,7 @@ def _paired_aggregate(group, entries_a, entries_b, keys: Sequence[str], n_boot: 
     da, db = (TrialDesign.maybe(group, ea), TrialDesign.maybe(group, eb)) if common else (None, None)
     if da is not None and db is not None:      # vectorised, same replicates and numbers
         for w in bootstrap_weights(speakers, n_boot, seed):
-            for ra, rb in zip(da.replicates([w]), db.replicates([w])):
+            for ra, rb in zip(da.replicates([w]), db.replicates([w]), strict=True):
                 add(ra, rb)
     elif common:
         for idx in iter_bootstrap_indices(speakers, n_boot, seed):
@@ -385,7 +385,7 @@ def build_table(summaries: Sequence[RunSummary], layout: Layout | str = "paper",
 
     # rows: runs of the layout's experiments, merged by the row fields
     rows: dict[tuple, Row] = {}
-    for s, label in zip(summaries, labels):
+    for s, label in zip(summaries, labels, strict=True):
         if not layout.takes_experiment(s.experiment):
             continue
         dataset = (s.dataset_name or s.dataset) if layout.group_splits else s.dataset
@@ -618,7 +618,7 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
                      "replicates, seed 0).")
         if table is not None and any(
                 not pm_fits(tc.spec, c) for r in table.rows
-                for tc, c in zip(table.columns, r.cells) if tc.spec is not None):
+                for tc, c in zip(table.columns, r.cells, strict=True) if tc.spec is not None):
             parts.append("[low, high]: the interval's bounds, where ± would leave the metric's "
                          "range (rates in 0-100 %, errors not below 0).")
     if marks:
@@ -702,7 +702,7 @@ def render_markdown(table: Table, ci: str | bool = "pm") -> str:
              "|" + "|".join([":--"] * len(table.shown_fields) + ["--:"] * len(table.columns)) + "|"]
     for row in table.rows:
         out = [markdown_escape(row_label(row, f, table.shown_fields)) for f in table.shown_fields]
-        for tc, cell in zip(table.columns, row.cells):
+        for tc, cell in zip(table.columns, row.cells, strict=True):
             if cell.value is None:
                 out.append(markdown_escape(cell.text) if tc.spec is None else "–")
                 continue
@@ -800,7 +800,7 @@ def render_latex(table: Table, ci: str | bool = "pm", label: str | None = None) 
             show = new_group or f != table.layout.group_by
             text = latex_escape(row_label(row, f, table.shown_fields))
             cells.append(text if show else "")
-        for tc, cell in zip(table.columns, row.cells):
+        for tc, cell in zip(table.columns, row.cells, strict=True):
             cells.append(_latex_cell(tc, cell, ci))
         out.append("    " + " & ".join(cells) + r" \\")
     out += [r"    \bottomrule", r"  \end{tabular}",
@@ -872,7 +872,7 @@ def render_csv(table: Table) -> str:
 
     for row in table.rows:
         line = [csv_text(row.fields[f]) for f in table.layout.rows]
-        for tc, cell in zip(table.columns, row.cells):
+        for tc, cell in zip(table.columns, row.cells, strict=True):
             if tc.spec is None:
                 line.append(csv_text(cell.text))
                 continue

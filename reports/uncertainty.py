@@ -49,7 +49,7 @@ def corpus_replicates(group, entries: Sequence[dict[str, Any]], n_boot: int = N_
         out = []
         for w in bootstrap_weights(speakers, n_boot, seed):
             for row in w @ matrix:
-                out.append(group.pool(dict(zip(keys, row.tolist()))))
+                out.append(group.pool(dict(zip(keys, row.tolist(), strict=True))))
         return out
     return [group.aggregate([entries[i] for i in idx])
             for idx in iter_bootstrap_indices(speakers, n_boot, seed)]
@@ -64,7 +64,7 @@ def mean_replicates(values: Sequence[float | None], speakers: Sequence, n_boot: 
     for w in bootstrap_weights(speakers, n_boot, seed):
         n = w @ defined
         s = w @ x
-        out += [float(a / b) if b > 0 else None for a, b in zip(s, n)]
+        out += [float(a / b) if b > 0 else None for a, b in zip(s, n, strict=True)]
     return out
 
 
@@ -118,14 +118,14 @@ def compare(group, entries_a, entries_b, key: str, stat: str = "mean", n_boot: i
             return np.array([[float((e.get("counts") or {}).get(k) or 0.0) for k in keys] for e in es])
 
         def reduce(sums):
-            return [group.pool(dict(zip(keys, row.tolist()))).get(key) for row in sums]
+            return [group.pool(dict(zip(keys, row.tolist(), strict=True))).get(key) for row in sums]
 
     ca, cb = columns(ea).reshape(len(ea), -1), columns(eb).reshape(len(eb), -1)
     est_a = reduce(ca.sum(axis=0, keepdims=True))[0]
     est_b = reduce(cb.sum(axis=0, keepdims=True))[0]
     reps: list[float | None] = []
     for w in bootstrap_weights(speakers, n_boot, seed):
-        for a, b in zip(reduce(w @ ca), reduce(w @ cb)):
+        for a, b in zip(reduce(w @ ca), reduce(w @ cb), strict=True):
             reps.append(None if a is None or b is None else b - a)
     return _paired_result(est_a, est_b, reps, level, n_boot, len(common),
                           len(by_a) - len(common), len(by_b) - len(common))

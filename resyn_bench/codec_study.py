@@ -390,8 +390,8 @@ def render(result: dict[str, Any], fmt: str = "text") -> str:
             parts.append(buf.getvalue().rstrip("\n"))
         else:
             widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-            line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                           for i, (c, w) in enumerate(zip(cells, widths)))
+            line = lambda cells, widths=widths: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+                                           for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
             parts += [title, line(head), "-" * len(line(head))] + [line(r) for r in rows] + [""]
     if fmt == "md":
         parts.append("\n\n".join("_" + markdown_escape(n) + "_" for n in notes(result)))

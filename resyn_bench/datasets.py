@@ -295,7 +295,7 @@ def _load_manifest(root: Path) -> tuple[list[Utterance], dict]:
                                "header columns")
         row = row + [""] * (len(header) - len(row))  # trailing empty fields may be cut off
 
-        def get(name: str) -> str:
+        def get(name: str, row=row) -> str:
             return row[col[name]].strip() if name in col else ""
 
         utt_id, rel = get("utt_id"), get("path")

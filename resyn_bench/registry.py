@@ -138,13 +138,6 @@ def register_system(name: str, target: str | Callable[..., Any], description: st
     SYSTEMS[name] = Entry(name, target, description, takes_argument)
 
 
-def register_metric_group(name: str, target: str | Callable[..., Any], description: str = "",
-                          replace: bool = False) -> None:
-    if name in METRIC_GROUPS and not replace:
-        raise RegistryError(f"metric group {name!r} is already registered")
-    METRIC_GROUPS[name] = Entry(name, target, description)
-
-
 def _suggest(name: str, choices) -> str:
     hint = did_you_mean(name, choices, n=3, cutoff=0.5)
     return f"{hint} Known: {', '.join(sorted(choices))}."

@@ -200,7 +200,8 @@ class Synthesizer:
             out, bitstream = transmit(self.system, system_in, utt)
         except Exception as exc:
             if is_disk_full(exc):
-                raise DiskFull(getattr(exc, "path", None) or getattr(exc, "filename", "?"), exc)
+                raise DiskFull(getattr(exc, "path", None) or getattr(exc, "filename", "?"),
+                               exc) from exc
             return fail("system", f"{type(exc).__name__}: {exc}")
         timings["system"] = time.perf_counter() - t
         if bitstream:  # what the encoder actually produced (codecs): reports' measured bitrate
@@ -296,7 +297,8 @@ class Scorer:
             score = g.score(reference, out, utt)
         except Exception as exc:  # this metric fails for this utterance: recorded, not scored
             if is_disk_full(exc):  # not the utterance's fault: the run stops, resume redoes it
-                raise DiskFull(getattr(exc, "filename", None) or "the analysis cache", exc)
+                raise DiskFull(getattr(exc, "filename", None) or "the analysis cache",
+                               exc) from exc
             event.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
                          timings={"total": time.perf_counter() - t0})
             return event, log.counts

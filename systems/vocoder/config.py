@@ -227,14 +227,14 @@ class JukeboxParams(_Config):
 
     def downsampling(self) -> int:
         factor = 1
-        for downs, stride in zip(self.downs_t, self.strides_t):
+        for downs, stride in zip(self.downs_t, self.strides_t, strict=True):
             if isinstance(downs, list) != isinstance(stride, list):
                 raise ConfigError(f"downs_t {self.downs_t} / strides_t {self.strides_t}: each level "
                                   "must be two ints or two lists of equal length")
             if isinstance(downs, list):
                 if len(downs) != len(stride):
                     raise ConfigError(f"downs_t {downs} and strides_t {stride} differ in length")
-                for d, st in zip(downs, stride):
+                for d, st in zip(downs, stride, strict=True):
                     factor *= st ** d
             else:
                 factor *= stride ** downs

@@ -97,7 +97,7 @@ def _stage_plan(downs_t, strides_t) -> list[int]:
         if len(downs_t) != len(strides_t):
             raise ValueError(f"downs_t {downs_t!r} and strides_t {strides_t!r} differ in length")
         plan: list[int] = []
-        for d, s in zip(downs_t, strides_t):
+        for d, s in zip(downs_t, strides_t, strict=True):
             plan.extend([int(s)] * int(d))
         return plan
     return [int(strides_t)] * int(downs_t)

@@ -1,6 +1,7 @@
 """Pitch extraction and its names table (resyn_bench.dsp.pitch, resyn_bench.dsp.presets)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -49,7 +50,7 @@ def test_preset_names_and_dicts():
         (20.0, 5.0, 0.25, 25.0)
     assert PRESETS["yin-fairseq"].params == {"w_len": 512, "w_step": 256, "f0_min": 100.0,
                                              "f0_max": 500.0, "harmo_thresh": 0.1}
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         PRESETS["dio"].name = "x"  # frozen
     with pytest.raises(TypeError):
         PRESETS["dio"].params["f0_floor"] = 10.0  # read-only parameters

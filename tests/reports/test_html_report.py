@@ -163,7 +163,7 @@ def test_report_from_real_runs(real_runs, tmp_path):
     # summary numbers are the summaries' (6 significant digits)
     keys = [m["key"] for m in data["metrics"]]
     assert keys == list(summaries[0].metrics)
-    for s, d in zip(summaries, data["systems"]):
+    for s, d in zip(summaries, data["systems"], strict=True):
         for key, m in s.metrics.items():
             got = d["summary"][key]
             assert got["mean"] == pytest.approx(m.mean, rel=1e-5, abs=1e-12)
@@ -219,7 +219,7 @@ def test_page_is_self_contained_and_script_pinned(real_runs, tmp_path):
 def test_manifest_section_has_versions_settings_and_checksums(real_runs, tmp_path):
     summaries = [summarize_run(r, n_boot=0) for r in real_runs]
     data, _ = build_data(summaries, tmp_path, sig={})
-    for run_dir, mf in zip(real_runs, data["manifests"]):
+    for run_dir, mf in zip(real_runs, data["manifests"], strict=True):
         facts = dict(mf["facts"])
         assert facts["sha256 records.jsonl"] == hashlib.sha256((run_dir / "records.jsonl").read_bytes()).hexdigest()
         assert facts["sha256 manifest.json"] == hashlib.sha256((run_dir / "manifest.json").read_bytes()).hexdigest()

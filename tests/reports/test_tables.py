@@ -365,7 +365,7 @@ def test_vectorised_trial_statistics_equal_aggregate_on_every_replicate(golden):
     slow = [group.aggregate([entries[i] for i in idx]) for idx in iter_bootstrap_indices(speakers, 200, 3)]
     assert len(fast) == len(slow) == 200
     assert sum(r["spk.source_eer"] is not None for r in fast) > 150
-    for a, b in zip(fast, slow):
+    for a, b in zip(fast, slow, strict=True):
         assert a == b
 
 
