@@ -225,7 +225,8 @@ class F0Cache:
             if file is not None:
                 from resyn_bench.core.atomic import atomic_open
 
-                with atomic_open(file) as fh:  # a file object: numpy appends no ".npy"
+                # a cache: not fsynced (a lost entry is recomputed, a torn one never visible)
+                with atomic_open(file, fsync=False) as fh:  # a file object: no ".npy" added
                     np.save(fh, track, allow_pickle=False)
         self._memory[key if key is not None else digest] = track
         return track
