@@ -3,7 +3,9 @@
 A key is the sha256 of (audio content hash, metric group, its settings, the analysis rate and
 the resampler version), so a second system evaluated on the same dataset reuses the reference F0
 tracks (and later transcripts, embeddings) instead of recomputing them. Entries are ``.npz``
-files written atomically; a corrupt entry is treated as a miss and rewritten.
+files written atomically (a temporary file named by host and process, then a rename), so the
+shards of a sharded run may share one cache, on one host or several: a hit holds the arrays a
+miss computes. A corrupt entry is treated as a miss and rewritten.
 """
 from __future__ import annotations
 
@@ -61,6 +63,8 @@ class AnalysisCache:
         if not self.enabled:
             return
         path = self._path(key)
+        # the temporary name holds host, pid and a random part: shards on several hosts may
+        # share one cache
         try:
             # not fsynced: a lost entry is recomputed, and a torn one is never visible
             with atomic_open(path, fsync=False) as fh:

@@ -1,7 +1,7 @@
 """Atomic and checked writes: the one home for "temporary file + fsync + ``os.replace``".
 
 A reader of a file written here sees the old file or the complete new one, never a torn one:
-the bytes go to a hidden temporary sibling in the same folder (``.NAME.<pid>.<random>.tmp``, so
+the bytes go to a hidden temporary sibling in the same folder (``.NAME.<host>.<pid>.<rand>.tmp``, so
 the rename never crosses a file system and the run-folder / checkpoint clean-ups recognise it),
 are fsynced, and the sibling is renamed over the target. Any failure (Ctrl-C included) removes
 the temporary file again.
@@ -24,6 +24,7 @@ import contextlib
 import errno
 import json
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -78,11 +79,16 @@ def write_all(fd: int, data: bytes, path: str | Path = "?") -> None:
         view = view[n:]
 
 
+#: this host's name as it appears in temporary names (shards on several hosts may share a folder)
+_HOST = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())[:40] or "host"
+
+
 def temp_name(path: str | Path) -> Path:
-    """A fresh temporary sibling for writing ``path``: hidden, unique to this process and call
-    (two threads writing one file never share it), ending in ``.tmp``."""
+    """A fresh temporary sibling for writing ``path``: hidden, unique to this host, process and
+    call (two threads, or shards on two hosts sharing a folder, never share one), ending in
+    ``.tmp``: ``.NAME.<host>.<pid>.<random>.tmp``."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
 
 
 def _open_temp(path: Path) -> tuple[Path, int]:

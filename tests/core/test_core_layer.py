@@ -81,7 +81,7 @@ def test_temporary_names_are_hidden_unique_and_recognised_by_the_cleanups(tmp_pa
     from resyn_bench.runfolder import _TEMP
 
     a, b = atomic.temp_name(tmp_path / "g_00000001"), atomic.temp_name(tmp_path / "g_00000001")
-    assert a != b and a.parent == tmp_path
+    assert a != b and a.parent == tmp_path and f".{atomic._HOST}." in a.name  # shards on hosts
     assert a.name.startswith(".g_00000001.") and a.name.endswith(".tmp")
     assert _TEMP.fullmatch(a.name)                       # the run-folder clean-up
     assert a.match(".*.tmp")                             # the training clean-up's glob

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 from conftest import DUR, SEGMENTS, SR, contour, harmonic_signal  # noqa: E402,F401
-from resyn_bench.metrics.base import MetricError
 
+from resyn_bench.core.errors import MetricError
 from resyn_bench.dsp.pitch import PRESETS, F0Track, PitchPreset, extract_f0, get_preset, yin_frames
 
 
