@@ -661,7 +661,8 @@ def report_merge(result: MergeResult, max_failed: float) -> int:
 
     print(f"merged {result.n_shards} shards into {result.run_dir}: {result.n_utterances} "
           f"utterances, {result.n_parts} record parts, {result.n_outputs} output files")
-    records = RecordStore(result.run_dir).load(list(result.manifest.get("metrics") or {}))
+    records = RecordStore(result.run_dir).load(list(result.manifest.get("metrics") or {}),
+                                               lean=True)
     outcome = _Outcome(result.run_dir, records, list(records), result.manifest.get("dataset") or {})
     status = report_outcome(outcome, max_failed)
     print(f"next: resyn-bench summary {result.run_dir}")

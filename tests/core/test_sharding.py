@@ -395,3 +395,31 @@ def test_the_slurm_example_shards_and_merges(corpus, tmp_path, home):
     run(_config(corpus, single, system="copy", metrics="f0"), progress=False)
     assert _summary(out) == _summary(single)
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["shard-0-of-2", "shard-1-of-2"]
+
+
+# ---- memory: the runner reads its record log line by line, without the parts' details -----------
+
+def test_iter_records_reads_as_events_does(tmp_path, caplog):
+    from resyn_bench.store import RecordsError, RecordStore, iter_records, lean_part
+
+    store = RecordStore(tmp_path)
+    good = [{"part": "synthesis", "utt_id": "a", "status": "ok", "timings": {"load": 0.1},
+             "text": "hello", "output_path": "outputs/a.wav"},
+            {"part": "metric", "group": "f0", "utt_id": "a", "status": "ok", "key": "f0@1",
+             "values": {"f0.gpe": 0.5}, "counts": {"n": 3.0}, "extra": {"contour": [1.0] * 50}}]
+    store.path.write_text(json.dumps(good[0]) + "\n" + '{"utt_id": "b", "sta\n'
+                          + json.dumps(good[1]) + "\n" + '{"utt_id": "c"')   # torn, torn at end
+    assert list(iter_records(store.path)) == store.events() == good
+    assert caplog.text.count("torn line") >= 2
+    assert lean_part(good[1]) == {"part": "metric", "group": "f0", "utt_id": "a", "status": "ok",
+                                  "key": "f0@1", "values": {"f0.gpe": 0.5}}
+    lean = store.load(["f0"], lean=True)["a"]
+    assert lean["metrics"] == {"f0.gpe": 0.5} and lean["status"] == "ok"
+    assert "text" not in lean and lean["extra"] == {} and lean["counts"] == {}
+    store.path.write_text(json.dumps(good[0]) + "\n[1, 2]\n7\n")
+    with pytest.raises(RecordsError) as events_error:
+        store.events()
+    with pytest.raises(RecordsError) as iter_error:
+        list(iter_records(store.path))
+    assert str(iter_error.value) == str(events_error.value)
+    assert "line 2" in str(iter_error.value) and "1 more damaged" in str(iter_error.value)
