@@ -562,8 +562,11 @@ class _Group:
             import torch.distributed as dist
 
             local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
             kwargs: dict[str, Any] = {}
-            if torch.cuda.is_available() and local < torch.cuda.device_count():
+            # every rank must pick the same backend: nccl only when each rank of a node has
+            # its own GPU (NCCL refuses two ranks on one device)
+            if torch.cuda.is_available() and per_node <= torch.cuda.device_count():
                 backend = "nccl"
                 kwargs["device_id"] = torch.device(f"cuda:{local}")
                 torch.cuda.set_device(local)
