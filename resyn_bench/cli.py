@@ -85,8 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conversions", metavar="LIST",
                    help="for outputs:DIR: another tool's voice conversions, a .tsv/.csv/.jsonl "
                         "list with the columns output (file in DIR, or id), source (utterance id "
-                        "of the dataset), target (speaker); each row is evaluated as the "
-                        "conversion SOURCE__to_TARGET (implies --experiment vc)")
+                        "of the dataset), target (speaker), optional target_ref (recordings of a "
+                        "target outside the dataset), f0_edit (flat, shift:+N, scale:X) and bytes "
+                        "(transmitted size: a measured bitrate); each row is evaluated as the "
+                        "conversion SOURCE__to_TARGET (implies --experiment vc, or f0_<kind> when "
+                        "the rows ask for F0 edits)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--shard", metavar="INDEX/COUNT|auto",
                    help="evaluate one shard of the utterances into OUT/shards/ (merge them "
@@ -236,6 +239,19 @@ def _sanitize(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("_")
 
 
+def _implied_experiment(args) -> str:
+    """--experiment when not given: a conversion list's own (vc, or f0_<kind> when its rows ask
+    for F0 edits; an unusable list is reported by the run), vc with --vc-targets, else resynthesis."""
+    if args.conversions:
+        from resyn_bench.conversions import ConversionListError, list_experiment
+
+        try:
+            return list_experiment(args.conversions)
+        except ConversionListError:
+            return "vc"
+    return "vc" if args.vc_targets else "resynthesis"
+
+
 def cmd_run(args) -> int:
     from resyn_bench.runner import RunConfig, run
 
@@ -260,8 +276,7 @@ def cmd_run(args) -> int:
                        overwrite=args.overwrite, retry_failed=args.retry_failed,
                        use_cache=args.use_cache, jobs=args.jobs, isolate=args.isolate,
                        utt_timeout=args.utt_timeout,
-                       experiment=args.experiment or ("vc" if args.vc_targets or args.conversions
-                                                      else "resynthesis"),
+                       experiment=args.experiment or _implied_experiment(args),
                        label=args.label, vc_targets=args.vc_targets, vc_seed=args.vc_seed)
     if args.max_duration is not None:
         if args.max_duration < 0:
@@ -332,6 +347,18 @@ def _print_paths(paths) -> None:
         print(f"{kind + ':':24s}{path}")
 
 
+def _print_system_options(entry) -> None:
+    """The ``-o`` options of a system, from its options dataclass (plugins: not imported)."""
+    from resyn_bench import registry
+    from resyn_bench.systems.options import describe_options
+
+    if registry.SYSTEMS.get(entry.name) is not entry:
+        return
+    option_class = entry.option_class()
+    if option_class is not None:
+        print("\n".join(describe_options(option_class, indent=" " * 16)))
+
+
 def cmd_ls(args) -> int:
     from resyn_bench import registry
 
@@ -343,6 +370,7 @@ def cmd_ls(args) -> int:
                 continue
             shown = f"{name}:{entry.takes_argument}" if entry.takes_argument else name
             print(f"{shown:16s}{entry.description}")
+            _print_system_options(entry)
         print("\nnamed unit systems (encoder, layer, quantizer, vocabulary, vocoder); "
               "bitrate = units + F0 codes:")
         header = f"{'name':26s}{'units':22s}{'streams':24s}{'bps':>7s}  status"
@@ -355,6 +383,8 @@ def cmd_ls(args) -> int:
                 " + speaker" if ns.speaker != "none" else "")
             print(f"{name:26s}{units:21s} {streams:24s}{ns.bitrate():7.1f}  {ns.status()}")
         print("aliases: " + ", ".join(f"{a} = {t}" for a, t in ALIASES.items()))
+        print("options of every named system:")
+        _print_system_options(registry.SYSTEMS[next(iter(NAMED_SYSTEMS))])
         print("a system that needs files says how to get them when run; "
               "see `resyn-bench fetch --list` and `resyn-bench train --help`")
     elif args.what == "metrics":

@@ -42,6 +42,7 @@ from resyn_bench.audio import (
     write_audio,
 )
 from resyn_bench.cache import AnalysisCache, audio_hash
+from resyn_bench.runfiles import SCHEMA_VERSION, RunFileError, check_schema_version
 from resyn_bench.runfolder import (
     LOCK_FILE,
     RunFolderError,
@@ -222,6 +223,8 @@ class Synthesizer:
         target = getattr(utt, "target_speaker", None) or getattr(self.system, "target_speaker", None)
         if target is not None:  # voice conversion: speaker metrics judge the output as this voice
             record["target_speaker"] = str(target)
+        if getattr(utt, "f0_edit", None):  # a listed conversion's requested F0 edit
+            record["f0_edit"] = str(utt.f0_edit)
 
         t = time.perf_counter()
         try:
@@ -383,6 +386,10 @@ def _prepare_run_dir(config: RunConfig, store: RecordStore) -> dict[str, Any] | 
         raise RunError(f"{run_dir} already holds a run; resume it (drop --no-resume), "
                        "choose a new --out, or pass --overwrite to start again")
     previous = read_manifest(run_dir)
+    try:   # a run of a newer schema is refused, not rewritten in the old layout
+        check_schema_version(previous, manifest_path)
+    except RunFileError as exc:
+        raise RunError(str(exc)) from None
     mine, theirs = config.identity(), previous.get("config", {}).get("identity", {})
     # runs written before a field existed hold its default
     defaults = {"experiment": "resynthesis", "vc_targets": 0, "vc_seed": 0, "shard": None}
@@ -436,17 +443,27 @@ def conversion_utterances(utterances, system, n_targets: int, seed: int = 0) -> 
 def _listed_conversions(config: RunConfig, utterances) -> list:
     """The work list of ``--conversions`` (:mod:`resyn_bench.conversions`); RunError for a list
     that cannot be used (before any work)."""
-    from resyn_bench.conversions import ConversionListError, conversion_work
+    from resyn_bench.conversions import ConversionListError, conversion_work, list_experiment
 
     if config.vc_targets:
         raise RunError("--conversions lists the conversions to evaluate; --vc-targets chooses "
                        "them: use one or the other")
     extra = any((opts or {}).get("enroll_dataset") for opts in config.metric_options.values())
+    listing = config.system_options["conversions"]
     try:
-        return conversion_work(config.system_options["conversions"], utterances,
-                               extra_speakers=extra)
+        expected = list_experiment(listing)
+        work = conversion_work(listing, utterances, extra_speakers=extra)
     except ConversionListError as exc:
         raise RunError(str(exc)) from None
+    # the rows' F0 edits decide what the run measures; a run labelled otherwise would be
+    # summarised as the wrong experiment (unedited rows may be a vc or a resynthesis run)
+    edited = expected.startswith("f0_")
+    if (edited and config.experiment != expected) or (not edited and config.experiment.startswith("f0_")):
+        raise RunError(f"--conversions {listing}: its rows make a {expected} run, not "
+                       f"--experiment {config.experiment}; give --experiment {expected}"
+                       if edited else f"--conversions {listing}: its rows ask for no F0 edit, so "
+                       f"it cannot be an {config.experiment} run (give f0_edit in the list)")
+    return work
 
 
 def _with_target_refs(config: RunConfig, work) -> RunConfig:
@@ -623,7 +640,11 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     log = ResampleLog(dict((previous or {}).get("resampling", {})))
     sessions = list((previous or {}).get("sessions", []))
+    from resyn_bench.reports.collate import POOLING_VERSION
+
     manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,        # the layout (resyn_bench.runfiles)
+        "pooling_version": POOLING_VERSION,      # the pooling code the counts are meant for
         "resyn_bench_version": __version__,
         "created": (previous or {}).get("created", started),
         "config": {**dataclasses.asdict(config), "identity": config.identity()},
