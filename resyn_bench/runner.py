@@ -62,7 +62,7 @@ from resyn_bench.store import (
     RecordStore,
     RecordsWriteError,
     event_key,
-    iter_records,
+    iter_events,
     manifest_metric_keys,
     metric_key,
     read_manifest,
@@ -595,7 +595,7 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
     # read line by line; of a metric part only what says it is done (not its contours etc.):
     # memory does not grow with the parts' details
     events = [_synthesis_mark(e) if e.get("part", "synthesis") == "synthesis" else _done_mark(e)
-              for e in iter_records(store.path)]
+              for e in iter_events(store.path)]
     done_synth = {e["utt_id"]: e for e in events if e.get("part", "synthesis") == "synthesis"}
     if score_only:   # the stored outputs, without the system
         work = _stored_work(dataset, done_synth, bool(config.vc_targets

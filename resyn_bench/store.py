@@ -144,7 +144,7 @@ def _parse_line(i: int, raw: bytes, last: bool) -> dict[str, Any] | LineProblem 
     return LineProblem(i, reason, raw) if reason else ev
 
 
-def iter_records(path: str | Path) -> Iterator[dict[str, Any]]:
+def iter_events(path: str | Path) -> Iterator[dict[str, Any]]:
     """The good parts of a record log, read one line at a time (memory flat in the log's
     length), with the checks of :meth:`RecordStore.events`: a torn line is skipped with a
     warning; damaged lines raise :class:`RecordsError` (naming the first, after the last line
@@ -262,7 +262,7 @@ class RecordStore:
             entries = manifest.get("metrics") or {}
             keys = {g: (entries.get(g) or {}).get("key") for g in groups}
             legacy = dict(manifest.get("legacy_metric_keys") or {})
-        events = map(lean_part, iter_records(self.path)) if lean else self.events()
+        events = map(lean_part, iter_events(self.path)) if lean else self.events()
         return merge_events(events, groups if keys is None else keys, legacy)
 
     def append(self, record: dict[str, Any]) -> None:

@@ -165,6 +165,11 @@ def test_two_shards_merged_equal_the_single_process_run(corpus, tmp_path, home, 
     assert manifest["config"]["identity"]["shard"] is None
     assert manifest["dataset"]["n_utterances"] == read_manifest(single)["dataset"]["n_utterances"]
     assert manifest["resampling"] == read_manifest(single)["resampling"]
+    from resyn_bench import runfiles
+
+    typed = runfiles.read_manifest(base)         # a valid run file of the current schema
+    assert typed.schema_version == runfiles.SCHEMA_VERSION and typed.status == "complete"
+    assert sorted(s.other["shard"] for s in typed.sessions) == [0, 1]
     # merging again (after resuming a shard, say) replaces the earlier merge
     merge_runs(dirs, base)
     assert _summary(base) == a
@@ -399,8 +404,8 @@ def test_the_slurm_example_shards_and_merges(corpus, tmp_path, home):
 
 # ---- memory: the runner reads its record log line by line, without the parts' details -----------
 
-def test_iter_records_reads_as_events_does(tmp_path, caplog):
-    from resyn_bench.store import RecordsError, RecordStore, iter_records, lean_part
+def test_iter_events_reads_as_events_does(tmp_path, caplog):
+    from resyn_bench.store import RecordsError, RecordStore, iter_events, lean_part
 
     store = RecordStore(tmp_path)
     good = [{"part": "synthesis", "utt_id": "a", "status": "ok", "timings": {"load": 0.1},
@@ -409,7 +414,7 @@ def test_iter_records_reads_as_events_does(tmp_path, caplog):
              "values": {"f0.gpe": 0.5}, "counts": {"n": 3.0}, "extra": {"contour": [1.0] * 50}}]
     store.path.write_text(json.dumps(good[0]) + "\n" + '{"utt_id": "b", "sta\n'
                           + json.dumps(good[1]) + "\n" + '{"utt_id": "c"')   # torn, torn at end
-    assert list(iter_records(store.path)) == store.events() == good
+    assert list(iter_events(store.path)) == store.events() == good
     assert caplog.text.count("torn line") >= 2
     assert lean_part(good[1]) == {"part": "metric", "group": "f0", "utt_id": "a", "status": "ok",
                                   "key": "f0@1", "values": {"f0.gpe": 0.5}}
@@ -420,6 +425,6 @@ def test_iter_records_reads_as_events_does(tmp_path, caplog):
     with pytest.raises(RecordsError) as events_error:
         store.events()
     with pytest.raises(RecordsError) as iter_error:
-        list(iter_records(store.path))
+        list(iter_events(store.path))
     assert str(iter_error.value) == str(events_error.value)
     assert "line 2" in str(iter_error.value) and "1 more damaged" in str(iter_error.value)
