@@ -428,3 +428,25 @@ def test_iter_events_reads_as_events_does(tmp_path, caplog):
         list(iter_events(store.path))
     assert str(iter_error.value) == str(events_error.value)
     assert "line 2" in str(iter_error.value) and "1 more damaged" in str(iter_error.value)
+
+
+def test_groups_added_to_shards_later_merge_like_a_single_run(corpus, two_shards, tmp_path):
+    """`score` on a shard folder (score-only: the system is not run) scores its own utterances
+    with the speaker models of the whole selection and keeps the shard's selection; until
+    every shard has the group, merge names the difference."""
+    import dataclasses
+
+    base = two_shards[0].parent.parent
+    run(dataclasses.replace(_config(corpus, two_shards[0], shard="0/2"), metrics="spk"),
+        progress=False, score_only=True)
+    assert read_manifest(two_shards[0])["shard"]["selection"] == \
+        read_manifest(two_shards[1])["shard"]["selection"]
+    with pytest.raises(ShardError, match=r"configuration differs: metrics\.spk\.key"):
+        merge_runs(two_shards, base)
+    run(dataclasses.replace(_config(corpus, two_shards[1], shard="1/2"), metrics="spk"),
+        progress=False, score_only=True)
+    merge_runs(two_shards, base)
+    single = tmp_path / "single"
+    run(_config(corpus, single), progress=False)      # f0 and spk in one go
+    assert _summary(base) == _summary(single)
+    assert _scores(base) == _scores(single)
