@@ -300,7 +300,7 @@ class _Shard:
 
 
 def _read_shards(dirs: list[Path]) -> list[_Shard]:
-    from resyn_bench.runfiles import read_manifest
+    from resyn_bench.runfiles import RunFileError, read_manifest
     from resyn_bench.store import MANIFEST
 
     shards = []
@@ -308,8 +308,11 @@ def _read_shards(dirs: list[Path]) -> list[_Shard]:
         if not (d / MANIFEST).is_file():
             raise ShardError(f"{d} is not a run folder (no {MANIFEST}): give the shard folders "
                              f"that `resyn-bench run --shard i/N` made (RUN/{SHARDS_DIR}/shard-*)")
-        manifest = read_manifest(d)
-        entry = manifest.other.get("shard")
+        try:   # every field against the run-file schema; a newer schema is refused
+            manifest = read_manifest(d)
+        except RunFileError as exc:
+            raise ShardError(str(exc)) from None
+        entry = manifest.shard
         if entry is None:
             raise ShardError(f"{d} is a run made without --shard: merge takes the shards of one "
                              f"sharded run (`resyn-bench run ... --shard i/N`)")
@@ -444,7 +447,7 @@ def merge_runs(shard_dirs: Iterable[str | Path], out: str | Path, overwrite: boo
         with RunLock(out):
             if (out / MANIFEST).is_file():
                 previous = read_manifest(out)
-                again = (previous.other.get("merged_from") or {}).get("selection") == selection
+                again = (previous.merged_from or {}).get("selection") == selection
                 if again and not set(previous.metrics) <= set(shards[0].manifest.metrics):
                     again = False   # scored further after the merge: do not drop those records
                 if overwrite:
@@ -514,8 +517,9 @@ def merged_manifest(shards: list[_Shard], out: Path, n_utterances: int):
                        default=base.created)
     base.status = "complete"
     info = shards[0].info
-    base.other.pop("shard", None)
-    base.other["merged_from"] = {
+    base.shard = None
+    base.present = base.present - {"shard"}
+    base.merged_from = {
         "count": info.count, "membership": info.membership,
         "selection": info.to_json()["selection"],
         "shards": [{"index": s.index, "path": str(s.path),
