@@ -280,6 +280,10 @@ def test_cli_shards_and_merge(corpus, tmp_path, home, fakes, capsys):  # noqa: F
     assert main(["summary", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_total"] == 3 * N_PER_SPEAKER + 1 and summary["n_failed"] == 1
+    assert main(["report", str(out), "--out", str(tmp_path / "rep"), "--format", "md,html",
+                 "--no-plots"]) == 0
+    html = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+    assert "outputs/spkB_0.wav" in html          # the merged run's own (linked) outputs
     assert main([*common, "--shard", "2/2"]) == 2
     assert "shard index 2 is outside 0..1" in capsys.readouterr().err
 
