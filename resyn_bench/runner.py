@@ -633,6 +633,7 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
     all_metrics = {**before, **entries}
     done_metric = {(e["utt_id"], event_key(e, legacy)) for e in events if e.get("part") == "metric"
                    and (e.get("status") != "failed" or not config.retry_failed)}
+    del events   # what resuming needs is in done_synth and done_metric now
     if config.retry_failed and not score_only:
         done_synth = {k: e for k, e in done_synth.items() if e.get("status") == "ok"}
     pending = [] if score_only else [u for u in work if u.utt_id not in done_synth]
