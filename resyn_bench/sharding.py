@@ -53,6 +53,7 @@ import shutil
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -633,9 +634,12 @@ class _Group:
             self.dist.destroy_process_group()
 
 
-def wait_for_shards(dirs: list[Path], timeout_s: float, poll_s: float = 5.0) -> None:
+def wait_for_shards(dirs: list[Path], timeout_s: float, poll_s: float = 5.0,
+                    since: str | None = None) -> None:
     """Wait until every shard folder's manifest says the shard stopped running (complete,
-    interrupted or stopped); ShardError naming the ones still running after ``timeout_s``."""
+    interrupted or stopped) in a session that finished at or after ``since`` (ISO UTC time:
+    a manifest left by an earlier launch does not count); ShardError naming the ones still
+    running after ``timeout_s``."""
     from resyn_bench.store import MANIFEST, read_manifest
 
     deadline = time.monotonic() + timeout_s
@@ -643,11 +647,15 @@ def wait_for_shards(dirs: list[Path], timeout_s: float, poll_s: float = 5.0) -> 
         waiting = []
         for d in dirs:
             try:
-                status = read_manifest(d).get("status") if (d / MANIFEST).is_file() else None
+                manifest = read_manifest(d) if (d / MANIFEST).is_file() else {}
             except (OSError, ValueError):
-                status = None
+                manifest = {}
+            status = manifest.get("status")
+            finished = str(((manifest.get("sessions") or [{}])[-1] or {}).get("finished") or "")
             if status in (None, "running"):
                 waiting.append(f"{d} ({status or 'not started'})")
+            elif since is not None and finished < since:
+                waiting.append(f"{d} (not started in this launch)")
         if not waiting:
             return
         if time.monotonic() >= deadline:
@@ -671,6 +679,9 @@ def run_shard(config, shard: Shard, launcher: str, progress: bool = True,
     max_failed = DEFAULT_MAX_FAILED if max_failed is None else max_failed
     base = Path(config.out)
     mine = dataclasses.replace(config, out=str(shard_dir(base, shard)), shard=shard.label)
+    # sessions that end after this moment belong to this launch (a minute of slack for ranks
+    # that start earlier): the file-based wait must not take an earlier launch's shards
+    launched = (datetime.now(timezone.utc) - timedelta(seconds=60)).isoformat(timespec="seconds")
     group = _Group(wait_s) if launcher == "torchrun" else None
     try:
         result = run(mine, progress=progress)
@@ -685,7 +696,7 @@ def run_shard(config, shard: Shard, launcher: str, progress: bool = True,
             group.barrier()
         elif shard.index == 0:
             wait_for_shards([shard_dir(base, Shard(i, shard.count)) for i in range(shard.count)],
-                            wait_s)
+                            wait_s, since=launched)
         if shard.index != 0:
             return 0
         merged = merge_runs([shard_dir(base, Shard(i, shard.count)) for i in range(shard.count)],

@@ -353,6 +353,11 @@ def test_wait_for_shards_names_the_ones_still_running(tmp_path):
         d.mkdir()
         write_json_atomic(d / "manifest.json", {"status": status})
     wait_for_shards([done], timeout_s=0)
+    write_json_atomic(done / "manifest.json", {"status": "complete", "sessions": [
+        {"finished": "2026-01-01T10:00:00+00:00"}]})
+    wait_for_shards([done], timeout_s=0, since="2026-01-01T09:59:00+00:00")
+    with pytest.raises(ShardError, match=r"a \(not started in this launch\)"):
+        wait_for_shards([done], timeout_s=0, since="2026-01-01T10:01:00+00:00")
     with pytest.raises(ShardError, match=r"still running: .*b \(running\), .*c \(not started\)"):
         wait_for_shards([done, running, tmp_path / "c"], timeout_s=0.2, poll_s=0.05)
 
