@@ -29,7 +29,7 @@ def _packages():
 PACKAGE_DIR, PACKAGES = _packages()
 
 setup(package_dir=PACKAGE_DIR, packages=PACKAGES,
-      package_data={"resyn_bench": ["data/*", "data/**/*"],
+      package_data={"resyn_bench": ["data/**/*"],
                     # the HTML report's stylesheet and script (reports/html_assets.py reads them)
                     "resyn_bench.reports": ["assets/*"]},
       include_package_data=False)

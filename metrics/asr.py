@@ -64,7 +64,6 @@ Backends
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -72,6 +71,8 @@ from typing import Any
 
 import numpy as np
 from resyn_bench.metrics.base import MetricError
+
+from resyn_bench.core.hashing import sha256_file, sha256_file_cached
 
 SAMPLE_RATE = 16000
 
@@ -90,12 +91,9 @@ class ModelMissingError(ASRError):
 
 
 def _package_version(name: str) -> str | None:
-    from importlib import metadata
+    from resyn_bench.core.versions import package_version
 
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
+    return package_version(name)
 
 
 def _as_16k_float(samples: np.ndarray) -> np.ndarray:
@@ -244,26 +242,9 @@ def default_whisper_root() -> Path:
     return resyn_bench_home() / "models" / "whisper"
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def _cached_sha256(path: Path) -> str:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_sha256(path)
-    return _SHA_CACHE[key]
+#: (re-exported under the names this module always had)
+file_sha256 = sha256_file
+_cached_sha256 = sha256_file_cached
 
 
 class OpenAIWhisperBackend(ASRBackend):

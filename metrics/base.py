@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from resyn_bench.core.errors import MetricError  # noqa: F401 - the metric groups' error
+
 
 @dataclass(frozen=True)
 class MetricSpec:
@@ -78,10 +80,6 @@ class Score:
     # record's metric part; merged records (store.merge_events) namespace them ("f0.n_frames")
     counts: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)     # JSON-able details (notes, texts)
-
-
-class MetricError(RuntimeError):
-    """A metric could not be computed for one utterance (recorded, never scored as 0/1)."""
 
 
 class NotApplicable(MetricError):

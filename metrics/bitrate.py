@@ -248,7 +248,7 @@ class HuffmanCode:
         if s.size == 0:
             return 0
         values, counts = np.unique(s, return_counts=True)
-        return int(sum(self.symbol_bits(int(v)) * int(c) for v, c in zip(values, counts)))
+        return int(sum(self.symbol_bits(int(v)) * int(c) for v, c in zip(values, counts, strict=True)))
 
     def encode(self, sequence: Sequence[int]) -> str:
         """The code of ``sequence`` as a '0'/'1' string (see :func:`pack` for bytes)."""
@@ -331,7 +331,7 @@ class ContextHuffman:
         p = {a: (counts.get(a, 0) + alpha) / total for a in symbols}
         pairs: dict[int, Counter] = {a: Counter() for a in symbols}
         for s in seqs:
-            for prev, nxt in zip(s[:-1].tolist(), s[1:].tolist()):
+            for prev, nxt in zip(s[:-1].tolist(), s[1:].tolist(), strict=True):
                 if prev in pairs:
                     pairs[prev][nxt] += 1
         contexts = {}
@@ -455,7 +455,7 @@ def stream_rates(test: Sequence[Sequence[int]], frame_rate: float, vocab_size: i
     bits = bits_u = bits_d = bits_c = 0
     escapes = 0
     ok = True
-    for s, (u, d) in zip(test, rl):
+    for s, (u, d) in zip(test, rl, strict=True):
         enc, enc_u, enc_d = code.encode(s), code_u.encode(u), code_d.encode(d)
         enc_c = code_c.encode(s)
         bits += len(enc)

@@ -43,12 +43,10 @@ Source leakage (voice conversion only: target != ``utterance.speaker``)
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import math
 import warnings
 from collections.abc import Iterable, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +54,8 @@ import numpy as np
 from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, NotApplicable, Score
 
 from resyn_bench.audio import SILENCE_PEAK
+from resyn_bench.core.hashing import sha256_file_or_none
+from resyn_bench.core.versions import package_version
 
 SAMPLE_RATE = 16000
 #: Audio (after VAD trimming) below which an embedding is refused. webrtcvad trimming keeps
@@ -175,7 +175,7 @@ def assign_folds(utt_ids: Iterable[str], speakers: Iterable[str], folds: int,
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
     by_spk: dict[str, list[str]] = {}
-    for uid, spk in zip(utt_ids, speakers):
+    for uid, spk in zip(utt_ids, speakers, strict=True):
         by_spk.setdefault(str(spk), []).append(str(uid))
     rng = np.random.default_rng(seed)
     out: dict[str, int] = {}
@@ -218,24 +218,6 @@ class SpeakerEncoder:
         raise NotImplementedError
 
 
-_WEIGHTS_HASH: dict[tuple, str] = {}
-
-
-def _file_sha256(path: Path) -> str | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _WEIGHTS_HASH:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _WEIGHTS_HASH[key] = h.hexdigest()
-    return _WEIGHTS_HASH[key]
-
-
 class ResemblyzerEncoder(SpeakerEncoder):
     """Resemblyzer ``VoiceEncoder`` on CPU (``preprocess_wav`` + ``embed_utterance``)."""
 
@@ -257,13 +239,10 @@ class ResemblyzerEncoder(SpeakerEncoder):
         return Path(list(spec.submodule_search_locations)[0]) / "pretrained.pt"
 
     def settings(self) -> dict[str, Any]:
-        try:
-            version = metadata.version("resemblyzer")
-        except metadata.PackageNotFoundError:
-            version = None
+        version = package_version("resemblyzer")
         path = self._weights_path()
         return {"backend": self.name, "version": version,
-                "weights_sha256": _file_sha256(path) if path else None,
+                "weights_sha256": sha256_file_or_none(path) if path else None,
                 "preprocess": "preprocess_wav(source_sr=16000): -30 dBFS (increase only), "
                               "webrtcvad long-silence trimming",
                 "embed": "embed_utterance(rate=1.3, min_coverage=0.75)",
@@ -533,7 +512,7 @@ class TrialReplicates:
             stats = self.block_stats(w)
             sums = w @ self.counts
             for r in range(w.shape[0]):
-                d = dict(self.group.pool(dict(zip(self.count_keys, sums[r].tolist()))))
+                d = dict(self.group.pool(dict(zip(self.count_keys, sums[r].tolist(), strict=True))))
                 d.update({k: stats[k][r] for k in self.KEYS})
                 reps.append(d)
         return reps
@@ -725,7 +704,7 @@ class SpeakerMetrics(MetricGroup):
                   "spk.cos_ref": cosine(emb, reference["embedding"]),
                   "spk.cos_centroid": float(trials[model.index[target]])}
         extra = {"target": target, "predicted": predicted, "fold": fold,
-                 "trials": {s: float(v) for s, v in zip(model.speakers, trials)}}
+                 "trials": {s: float(v) for s, v in zip(model.speakers, trials, strict=True)}}
         counts = {"correct": correct, "trials": 1.0}
         source = str(utterance.speaker)
         if source != target and source in model.index:

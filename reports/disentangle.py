@@ -184,11 +184,10 @@ def enrolment_registers(manifest: Manifest) -> dict[str, tuple[float, float, int
     ``enroll_dataset`` / ``enroll_root`` / ``enroll_split``), analysed with the run's own f0
     preset on up to :data:`ENROL_REGISTER_MAX` recordings per speaker; {} when the run
     enrolled none. A recording that cannot be analysed is left out."""
-    from resyn_bench.metrics.base import MetricError
-    from resyn_bench.metrics.pitch import extract_f0
-
     from resyn_bench.audio import AudioError, ensure_rate, load_audio
+    from resyn_bench.core.errors import MetricError
     from resyn_bench.datasets import load_dataset
+    from resyn_bench.dsp.pitch import extract_f0
 
     spk, f0 = manifest.metrics.get("spk"), manifest.metrics.get("f0")
     options = spk.options if spk is not None else {}
@@ -321,7 +320,7 @@ def paired_count_delta(group, base_entries, other_entries, key: str, n_boot: int
     mb = np.array([[other[u].get(k, 0.0) for k in keys] for u in common])
 
     def pool(vec):
-        return group.pool(dict(zip(keys, np.asarray(vec, dtype=float).tolist()))).get(key)
+        return group.pool(dict(zip(keys, np.asarray(vec, dtype=float).tolist(), strict=True))).get(key)
 
     return paired_bootstrap_counts(ma, mb, pool, [base[u].get("speaker") for u in common],
                                    n_boot=max(n_boot, 1), seed=seed)
@@ -643,7 +642,7 @@ def write_outputs(rows: list[DisentangleRow], folder: str | Path, plots: bool = 
                                         ensure_ascii=False,
                                         default=lambda o: None), encoding="utf-8")
     if plots:
-        for i, p in enumerate(plot_rows(rows, folder / "plots")):
+        for p in plot_rows(rows, folder / "plots"):
             if p.suffix == ".png":
                 paths[f"plot {p.stem}"] = p
     return paths

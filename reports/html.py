@@ -47,6 +47,9 @@ from resyn_bench.reports.collate import RunSummary
 from resyn_bench.reports.html_assets import script, style
 from resyn_bench.reports.labels import run_names, run_titles
 
+from resyn_bench.core.atomic import write_text_atomic
+from resyn_bench.core.hashing import sha256_file_or_none
+
 AUDIO_MODES = ("link", "embed")
 _MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
          ".opus": "audio/ogg", ".m4a": "audio/mp4", ".aac": "audio/aac", ".webm": "audio/webm"}
@@ -247,17 +250,6 @@ def _labels(summaries: Sequence[RunSummary]) -> list[str]:
     return run_titles(summaries)
 
 
-def _sha256(path: Path) -> str | None:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    except OSError:
-        return None
-    return h.hexdigest()
-
-
 def _manifest_entry(summary: RunSummary) -> dict[str, Any]:
     from resyn_bench.runfiles import Manifest, load_manifest_dict, parse_manifest
     from resyn_bench.store import MANIFEST, RECORDS
@@ -295,7 +287,7 @@ def _manifest_entry(summary: RunSummary) -> dict[str, Any]:
     if typed.resampling:
         facts.append(("resampling", json.dumps(typed.resampling, sort_keys=True)))
     for name in (MANIFEST, RECORDS):
-        facts.append((f"sha256 {name}", str(_sha256(run_dir / name))))
+        facts.append((f"sha256 {name}", str(sha256_file_or_none(run_dir / name))))
     return {"facts": [[k, v] for k, v in facts], "manifest": manifest}
 
 
@@ -415,7 +407,7 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
             u["s"][si] = entry
 
     # worst-k utterances per system and metric
-    for si, s in enumerate(summaries):
+    for si in range(len(summaries)):
         for mi, key in enumerate(keys):
             spec = specs[key]
             scored = [(u["s"][si]["v"][mi], ui) for ui, u in enumerate(utts)
@@ -540,7 +532,7 @@ def _static_tables(data: dict[str, Any]) -> dict[str, str]:
             drill_rows.append([u["id"], u.get("spk") or "", data["systems"][si]["label"],
                                entry.get("st", "?")]
                               + ["–" if v is None else _static_value(m, v)
-                                 for m, v in zip(metrics, vals)]
+                                 for m, v in zip(metrics, vals, strict=True)]
                               + [text if len(text) <= 80 else text[:79] + "…"])
     drill = ("<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead><tbody>"
              + "".join("<tr>" + "".join(
@@ -657,10 +649,7 @@ def write_html(summaries: Sequence[RunSummary], out_path: str | Path, *, audio: 
         note = (f"audio linked relative to this file (embedding would add "
                 f"{_format_bytes(table.base64_size())})")
     data["audio"] = {"mode": audio, "note": note}
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(render_html(data, table, note), encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_text_atomic(out, render_html(data, table, note))
 
 
 __all__ = ["write_html", "estimate_audio_size", "align_words", "build_data", "render_html",

@@ -154,7 +154,7 @@ def plot_metric_bars(summaries: Sequence[RunSummary], stem: str | Path, keys: Se
     labels = _labels(summaries)
     fig, axes, _ = _panels(len(keys), labels)
     x = np.arange(len(summaries))
-    for ax, key in zip(axes, keys):
+    for ax, key in zip(axes, keys, strict=True):
         spec = next(s.metrics[key].spec for s in summaries if key in s.metrics)
         vals, lo, hi = metric_bar_data(summaries, key, stat)
         err = [lo, hi]
@@ -188,7 +188,7 @@ def plot_quality_vs_bitrate(summaries: Sequence[RunSummary], stem: str | Path,
     fig = new_figure(5.0, 3.6)
     ax = fig.add_subplot(1, 1, 1)
     labels = _labels(summaries)
-    for j, (s, label) in enumerate(zip(summaries, labels)):   # colours as in the other plots
+    for j, (s, label) in enumerate(zip(summaries, labels, strict=True)):   # colours as in the other plots
         if not s.bitrate:
             continue
         m = s.metrics.get(key)
@@ -229,9 +229,8 @@ def _audio_path(s: RunSummary, rec: dict[str, Any], which: str) -> Path | None:
 
 
 def _f0(path: Path, preset: str):
-    from resyn_bench.metrics.pitch import extract_f0
-
     from resyn_bench.audio import load_audio
+    from resyn_bench.dsp.pitch import extract_f0
 
     audio = load_audio(path)
     x = audio.samples if audio.samples.ndim == 1 else audio.samples.mean(axis=-1)
@@ -405,7 +404,7 @@ def plot_speaker_similarity(summaries: Sequence[RunSummary], stem: str | Path,
     """One heat map per voice-conversion run (a run whose outputs have targets other than their
     source speaker): mean cosine similarity of output to target-speaker centroid."""
     panels = []
-    for s, label in zip(summaries, _labels(summaries)):
+    for s, label in zip(summaries, _labels(summaries), strict=True):
         sources, targets, mat = similarity_matrix(s, key)
         if mat.size and (set(targets) - set(sources) or any(a != b for a in sources for b in targets
                                                              if not np.isnan(mat[sources.index(a), targets.index(b)]))):
@@ -438,7 +437,7 @@ def plot_distributions(summaries: Sequence[RunSummary], stem: str | Path,
         return []
     labels = _labels(summaries)
     fig, axes, _ = _panels(len(keys), labels)
-    for ax, key in zip(axes, keys):
+    for ax, key in zip(axes, keys, strict=True):
         spec = next(s.metrics[key].spec for s in summaries if key in s.metrics)
         k = _scale(spec)
         data, pos = [], []
@@ -454,7 +453,7 @@ def plot_distributions(summaries: Sequence[RunSummary], stem: str | Path,
             continue
         parts = ax.boxplot(data, positions=pos, widths=0.6, showfliers=True, patch_artist=True,
                            flierprops={"markersize": 2}, medianprops={"color": "black"})
-        for j, box in zip(pos, parts["boxes"]):
+        for j, box in zip(pos, parts["boxes"], strict=True):
             box.set_facecolor(f"C{j % 10}")
         ax.set_xticks([])
         ax.set_title(_axis_label(spec), fontsize=9)

@@ -20,6 +20,8 @@ from resyn_bench.reports.tables import (
     render_markdown,
 )
 
+from resyn_bench.core.atomic import write_json_atomic
+
 log = logging.getLogger("resyn_bench.reports")
 
 FORMATS = ("md", "tex", "csv", "html")
@@ -111,9 +113,8 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str 
             files += [Path(p) for p in written]
     if "html" in formats:
         html = _write_html(summaries, out / "report.html", audio=audio, sig=sig.get(stat))
-        if html is not None:
-            paths["html"] = html
-            files.append(html)
+        paths["html"] = html
+        files.append(html)
     _finish_folder(out, files, previous, summaries)
     paths["index"] = out / INDEX
     return paths
@@ -173,11 +174,8 @@ def _finish_folder(out: Path, files: list[Path], previous: list[str] | None,
             log.warning("report: %s holds files this report did not write and no index says who "
                         "did (an older report?): %s - delete them or use a fresh --out folder",
                         out, ", ".join(leftovers[:10]) + (" ..." if len(leftovers) > 10 else ""))
-    tmp = out / (INDEX + ".tmp")
-    tmp.write_text(json.dumps({"written_by": "resyn-bench report", "files": written,
-                               "runs": [str(s.run_dir) for s in summaries]},
-                              indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(out / INDEX)
+    write_json_atomic(out / INDEX, {"written_by": "resyn-bench report", "files": written,
+                                    "runs": [str(s.run_dir) for s in summaries]})
     return removed
 
 
@@ -189,12 +187,9 @@ def _render(table, fmt: str, ci: str) -> str:
     return render_csv(table)
 
 
-def _write_html(summaries, path: Path, *, audio: str, sig) -> Path | None:
-    try:
-        from resyn_bench.reports.html import write_html
-    except ImportError as exc:   # the HTML module is optional until it ships
-        log.warning("report: HTML report not written (%s)", exc)
-        return None
+def _write_html(summaries, path: Path, *, audio: str, sig) -> Path:
+    from resyn_bench.reports.html import write_html
+
     return Path(write_html(summaries, path, audio=audio, sig=sig))
 
 

@@ -541,7 +541,7 @@ def group_pool_fn(group: Any, keys: Sequence[str], key: str) -> Callable[[np.nda
     keys = list(keys)
 
     def pool_fn(vector: np.ndarray) -> float | None:
-        return group.pool({k: float(v) for k, v in zip(keys, vector)}).get(key)
+        return group.pool({k: float(v) for k, v in zip(keys, vector, strict=True)}).get(key)
     return pool_fn
 
 
@@ -602,7 +602,7 @@ def corpus_replicates(group: Any, entries: Sequence[Mapping[str, Any]], n_boot: 
         out = []
         for w in bootstrap_weights(speakers, n_boot, seed):
             for row in w @ matrix:
-                out.append(group.pool(dict(zip(keys, row.tolist()))))
+                out.append(group.pool(dict(zip(keys, row.tolist(), strict=True))))
         return out
     return [group.aggregate([entries[i] for i in idx])
             for idx in iter_bootstrap_indices(speakers, n_boot, seed)]
@@ -618,7 +618,7 @@ def mean_replicates(values: Sequence[float | None], speakers: Sequence[Hashable 
     for w in bootstrap_weights(speakers, n_boot, seed):
         n = w @ defined
         s = w @ x
-        out += [float(a / b) if b > 0 else None for a, b in zip(s, n)]
+        out += [float(a / b) if b > 0 else None for a, b in zip(s, n, strict=True)]
     return out
 
 
@@ -684,14 +684,14 @@ def compare(group: Any, entries_a: Sequence[Mapping[str, Any]],
                              for e in es])
 
         def reduce(sums):
-            return [group.pool(dict(zip(keys, row.tolist()))).get(key) for row in sums]
+            return [group.pool(dict(zip(keys, row.tolist(), strict=True))).get(key) for row in sums]
 
     ca, cb = columns(ea).reshape(len(ea), -1), columns(eb).reshape(len(eb), -1)
     est_a = reduce(ca.sum(axis=0, keepdims=True))[0]
     est_b = reduce(cb.sum(axis=0, keepdims=True))[0]
     reps: list[float | None] = []
     for w in bootstrap_weights(speakers, n_boot, seed):
-        for a, b in zip(reduce(w @ ca), reduce(w @ cb)):
+        for a, b in zip(reduce(w @ ca), reduce(w @ cb), strict=True):
             reps.append(None if a is None or b is None else b - a)
     return _paired_result(est_a, est_b, reps, level, n_boot, len(ea), only_a, only_b)
 
@@ -719,7 +719,7 @@ def compare_corpus(group: Any, entries_a: Sequence[Mapping[str, Any]],
     fast_b = _hook_replicates(group, eb, bootstrap_weights(speakers, n_boot, seed)) \
         if fast_a is not None else None
     if fast_a is not None and fast_b is not None:
-        for ra, rb in zip(fast_a, fast_b):
+        for ra, rb in zip(fast_a, fast_b, strict=True):
             add(ra, rb)
     elif ea:
         for idx in iter_bootstrap_indices(speakers, n_boot, seed):

@@ -340,7 +340,7 @@ def build_table(summaries: Sequence[RunSummary], layout: Layout | str = "paper",
 
     # rows: runs of the layout's experiments, merged by the row fields
     rows: dict[tuple, Row] = {}
-    for s, label in zip(summaries, labels):
+    for s, label in zip(summaries, labels, strict=True):
         if not layout.takes_experiment(s.experiment):
             continue
         dataset = (s.dataset_name or s.dataset) if layout.group_splits else s.dataset
@@ -573,7 +573,7 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
                      "replicates, seed 0).")
         if table is not None and any(
                 not pm_fits(tc.spec, c) for r in table.rows
-                for tc, c in zip(table.columns, r.cells) if tc.spec is not None):
+                for tc, c in zip(table.columns, r.cells, strict=True) if tc.spec is not None):
             parts.append("[low, high]: the interval's bounds, where ± would leave the metric's "
                          "range (rates in 0-100 %, errors not below 0).")
     if marks:
@@ -591,7 +591,7 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
         parts += list(dict.fromkeys(c.column.note for c in table.columns if c.column.note))
         parts.append(_measured_bitrate_note(table))
     n = "; ".join(f"{title}: {s.n_ok + s.n_partial}/{s.n_total} scored"
-                  for s, title in zip(summaries, run_titles(summaries)))
+                  for s, title in zip(summaries, run_titles(summaries), strict=True))
     from resyn_bench.reports.model_notes import models_note
 
     if table is not None:
@@ -655,7 +655,7 @@ def render_markdown(table: Table, ci: str | bool = "pm") -> str:
              "|" + "|".join([":--"] * len(table.shown_fields) + ["--:"] * len(table.columns)) + "|"]
     for row in table.rows:
         out = [markdown_escape(row_label(row, f, table.shown_fields)) for f in table.shown_fields]
-        for tc, cell in zip(table.columns, row.cells):
+        for tc, cell in zip(table.columns, row.cells, strict=True):
             if cell.value is None:
                 out.append(markdown_escape(cell.text) if tc.spec is None else "–")
                 continue
@@ -753,7 +753,7 @@ def render_latex(table: Table, ci: str | bool = "pm", label: str | None = None) 
             show = new_group or f != table.layout.group_by
             text = latex_escape(row_label(row, f, table.shown_fields))
             cells.append(text if show else "")
-        for tc, cell in zip(table.columns, row.cells):
+        for tc, cell in zip(table.columns, row.cells, strict=True):
             cells.append(_latex_cell(tc, cell, ci))
         out.append("    " + " & ".join(cells) + r" \\")
     out += [r"    \bottomrule", r"  \end{tabular}",
@@ -825,7 +825,7 @@ def render_csv(table: Table) -> str:
 
     for row in table.rows:
         line = [csv_text(row.fields[f]) for f in table.layout.rows]
-        for tc, cell in zip(table.columns, row.cells):
+        for tc, cell in zip(table.columns, row.cells, strict=True):
             if tc.spec is None:
                 line.append(csv_text(cell.text))
                 continue

@@ -61,13 +61,13 @@ def write_audio(path: str | Path, audio: Audio) -> None:
     """Write 16-bit PCM wav atomically (temp file + rename): a killed run never leaves half a file.
 
     The file is encoded in memory and written with checked writes
-    (:func:`resyn_bench.safe_io.write_file_atomic`): a short write is completed, a failure
-    removes the temporary file and raises (:class:`~resyn_bench.safe_io.DiskFull` for a full disk)."""
+    (:func:`resyn_bench.core.atomic.write_file_atomic`): a short write is completed, a failure
+    removes the temporary file and raises (:class:`~resyn_bench.core.atomic.DiskFull` for a full disk)."""
     import io
 
     import soundfile as sf
 
-    from resyn_bench.safe_io import write_file_atomic
+    from resyn_bench.core.atomic import write_file_atomic
 
     buf = io.BytesIO()
     sf.write(buf, np.clip(audio.samples, -1.0, 1.0), audio.sample_rate, subtype="PCM_16",

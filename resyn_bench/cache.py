@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from resyn_bench.core.atomic import atomic_open
 from resyn_bench.paths import resyn_bench_home
-
-_HOST = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())[:40] or "host"
 
 
 def audio_hash(samples: np.ndarray, sample_rate: int) -> str:
@@ -66,20 +63,15 @@ class AnalysisCache:
         if not self.enabled:
             return
         path = self._path(key)
-        # host and pid in the temporary name: shards on several hosts may share one cache
-        tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.tmp")
+        # the temporary name holds host, pid and a random part: shards on several hosts may
+        # share one cache
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
+            # not fsynced: a lost entry is recomputed, and a torn one is never visible
+            with atomic_open(path, fsync=False) as fh:
                 np.savez(fh, **arrays)
-            os.replace(tmp, path)
         except OSError as exc:
             # the cache is an optimisation: a full or read-only cache disk must not fail a run
             # (nor leave half an entry behind); the analysis is recomputed next time
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
             if not getattr(self, "_warned", False):
                 import logging
 

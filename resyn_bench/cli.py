@@ -398,12 +398,18 @@ def cmd_ls(args) -> int:
         for name, description in list_datasets():
             print(f"{name:16s}{description}")
     else:
+        from resyn_bench.dsp.presets import ALIASES, NAMES, TRAINING_MEANING, training_names
         from resyn_bench.metrics.f0 import DEFAULT_PRESET
-        from resyn_bench.metrics.pitch import PRESETS
 
-        for name, preset in PRESETS.items():
+        width = max(16, *(len(n) + 2 for n in NAMES))
+        for name, preset in NAMES.items():
             mark = " (default)" if name == DEFAULT_PRESET else ""
-            print(f"{name:16s}{preset.description}{mark}")
+            text = f"= {preset.name}" if name in ALIASES else preset.description
+            print(f"{name:{width}s}{text}{mark}")
+        meaning = ", ".join(f"{k!r} is {v}" for k, v in TRAINING_MEANING.items())
+        print(f"\n--f0-preset, --f0-extractor and -o f0_extractor= take these names; training and "
+              f"checkpoint systems take those with a 5 ms hop ({', '.join(training_names())}), "
+              f"and there {meaning}.")
     return 0
 
 

@@ -48,6 +48,17 @@ and written to OUT/f0_stats.json unless --f0-stats gives a file.
 """
 
 
+def _f0_extractor(name: str) -> str:
+    """argparse type of --f0-extractor: a name of the shared table, with a did-you-mean."""
+    from resyn_bench.dsp.presets import training_preset
+
+    try:
+        training_preset(name)
+    except KeyError as exc:
+        raise argparse.ArgumentTypeError(exc.args[0]) from None
+    return name
+
+
 def _common_arguments(p: argparse.ArgumentParser, kind: str) -> None:
     from resyn_bench.systems.vocoder.config import (  # pure data, cheap
         F0_EXTRACTORS,
@@ -70,8 +81,9 @@ def _common_arguments(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--f0-stats", metavar="FILE",
                    help="F0 statistics (our JSON or a reference f0_stats.pth/.th); default: "
                         "computed from the training data")
-    p.add_argument("--f0-extractor", choices=list(F0_EXTRACTORS),
-                   help="F0 extractor (default: the preset's; the paper's presets use yaapt)")
+    p.add_argument("--f0-extractor", type=_f0_extractor, metavar="NAME",
+                   help=f"F0 extractor: {', '.join(F0_EXTRACTORS)} (the names of --f0-preset "
+                        "with a 5 ms hop; default: the preset's; the paper's presets use yaapt)")
     p.add_argument("--max-steps", type=int, metavar="N",
                    help="stop this session at global step N (default: the config's training_steps)")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",

@@ -118,7 +118,7 @@ def _list_table(rows: list[dict]) -> str:
         shown = "yes" if r["present"] else ("converted" if r.get("converted") else "no")
         table.append((r["name"], shown, digest, r["path"]))
     widths = [max(len(row[i]) for row in table) for i in range(3)]
-    lines = ["  ".join([c.ljust(w) for c, w in zip(row[:3], widths)] + [row[3]]) for row in table]
+    lines = ["  ".join([c.ljust(w) for c, w in zip(row[:3], widths, strict=True)] + [row[3]]) for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths) + "  ----")
     return "\n".join(lines)
 
@@ -198,7 +198,7 @@ def _test_set_table() -> str:
         table.append((r["name"], "yes" if r["present"] else "no", check,
                       f"--dataset {r['dataset']} --data-root {r['data_root']}"))
     widths = [max(len(row[i]) for row in table) for i in range(3)]
-    lines = ["  ".join([c.ljust(w) for c, w in zip(row[:3], widths)] + [row[3]]) for row in table]
+    lines = ["  ".join([c.ljust(w) for c, w in zip(row[:3], widths, strict=True)] + [row[3]]) for row in table]
     lines.insert(1, "  ".join("-" * w for w in widths) + "  --------")
     return "\n".join(lines) + (f"\n\ntest sets are extracted under {catalogue.datasets_root()}; "
                                "a stopped download resumes where it stopped")

@@ -85,7 +85,7 @@ def validate_run(run_dir: str | Path) -> tuple[list[str], list]:
 
 def repair_records(run_dir: str | Path, problems) -> Path:
     """Move the problem lines to the quarantine file; rewrite the log without them."""
-    from resyn_bench.safe_io import append_line, write_file_atomic
+    from resyn_bench.core.atomic import append_line, write_file_atomic
 
     run_dir = Path(run_dir)
     records = run_dir / RECORDS

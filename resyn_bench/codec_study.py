@@ -392,8 +392,8 @@ def render(result: dict[str, Any], fmt: str = "text") -> str:
             parts.append(buf.getvalue().rstrip("\n"))
         else:
             widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-            line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                           for i, (c, w) in enumerate(zip(cells, widths)))
+            line = lambda cells, widths=widths: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+                                           for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
             parts += [title, line(head), "-" * len(line(head))] + [line(r) for r in rows] + [""]
     if fmt == "md":
         parts.append("\n\n".join("_" + markdown_escape(n) + "_" for n in notes(result)))
@@ -465,7 +465,7 @@ def run_codec(args) -> int:
     text = json.dumps(result, indent=2) + "\n" if args.json else render(result, args.format)
     print(text, end="")
     if args.out:
-        from resyn_bench.safe_io import write_file_atomic
+        from resyn_bench.core.atomic import write_file_atomic
 
         write_file_atomic(args.out, text.encode("utf-8"))
     bad = [s["label"] for s in result["streams"] if s["rates"].get("round_trip") is False]

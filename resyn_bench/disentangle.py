@@ -141,9 +141,8 @@ def plan_conversions(listing: str | Path, system: str, out: Path, metrics: str, 
     cannot be used is a ConversionListError (ValueError) before any work."""
     import json
 
-    from resyn_bench.conversions import (EDIT_EXPERIMENTS, ConversionListError, edit_kind,
-                                         read_rows, row_edit)
-    from resyn_bench.systems.vocoder.checkpoint import atomic_write
+    from resyn_bench.conversions import EDIT_EXPERIMENTS, ConversionListError, edit_kind, read_rows, row_edit
+    from resyn_bench.core.atomic import write_text_atomic
 
     if not system.startswith("outputs:"):
         raise ValueError(f"--conversions lists another tool's outputs: give --system outputs:DIR "
@@ -185,8 +184,7 @@ def plan_conversions(listing: str | Path, system: str, out: Path, metrics: str, 
         derived = root / "lists" / f"{exp}.jsonl"
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         if not derived.is_file() or derived.read_text(encoding="utf-8") != text:
-            derived.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(derived, lambda f, text=text: f.write(text), binary=False)
+            write_text_atomic(derived, text)
         plan.append(PlannedRun(system, label, exp, root / exp,
                                {**options, "conversions": str(derived)},
                                "f0" if exp.startswith("f0_") else metrics))

@@ -9,11 +9,12 @@ passed to the factory as its first positional parameter.
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from resyn_bench.core.suggest import did_you_mean
 
 
 class RegistryError(KeyError):
@@ -146,16 +147,8 @@ def register_system(name: str, target: str | Callable[..., Any], description: st
     SYSTEMS[name] = Entry(name, target, description, takes_argument)
 
 
-def register_metric_group(name: str, target: str | Callable[..., Any], description: str = "",
-                          replace: bool = False) -> None:
-    if name in METRIC_GROUPS and not replace:
-        raise RegistryError(f"metric group {name!r} is already registered")
-    METRIC_GROUPS[name] = Entry(name, target, description)
-
-
 def _suggest(name: str, choices) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, choices, n=3, cutoff=0.5)
     return f"{hint} Known: {', '.join(sorted(choices))}."
 
 
@@ -189,8 +182,7 @@ def system_entry(spec: str) -> tuple[Entry, str | None]:
 
 
 def _option_error(what: str, flag: str, key: str, valid: list[str]) -> RegistryError:
-    close = difflib.get_close_matches(key, valid, n=2, cutoff=0.6)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(key, valid, n=2, joiner=" or ")
     return RegistryError(f"{what}: unknown option {key!r} ({flag.format(key=key)}).{hint} - "
                          f"its options are: {', '.join(valid) or 'none'}")
 

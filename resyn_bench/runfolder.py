@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from resyn_bench.safe_io import DiskFull, is_disk_full, write_all
+from resyn_bench.core.atomic import DiskFull, is_disk_full, write_all
 
 LOCK_FILE = ".resyn-bench.lock"
 RESERVE_FILE = ".resyn-bench.reserve"

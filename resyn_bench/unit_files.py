@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -238,12 +237,9 @@ def write_unit_file(path: str | Path, entries: Iterable[UnitEntry], key: str | N
                  for e in entries]
         newline_at_end = True if trailing_newline is None else trailing_newline
     text = "\n".join(lines) + ("\n" if newline_at_end and lines else "")
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(text.encode("utf-8"))
-    os.replace(tmp, path)
-    return path
+    from resyn_bench.core.atomic import write_text_atomic
+
+    return write_text_atomic(Path(path).expanduser(), text)
 
 
 def index_by_stem(entries: Iterable[UnitEntry]) -> dict[str, UnitEntry]:

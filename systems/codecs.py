@@ -283,9 +283,6 @@ class OpusSystem(System):
 
 
 def _version(package: str) -> str:
-    try:
-        from importlib.metadata import version
+    from resyn_bench.core.versions import package_version
 
-        return version(package)
-    except Exception:
-        return "?"
+    return package_version(package, "?")

@@ -16,7 +16,6 @@ A system class exposes its dataclass as the class attribute ``Options``. Standar
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -81,8 +80,9 @@ def option_names(cls: type) -> list[str]:
 
 
 def _did_you_mean(key: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=2, cutoff=0.6)
-    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    from resyn_bench.core.suggest import did_you_mean
+
+    return did_you_mean(key, valid, n=2, joiner=" or ")
 
 
 def _convert(what: str, spec: OptionSpec, value: Any) -> Any:

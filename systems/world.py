@@ -58,7 +58,7 @@ def decode_bandless_aperiodicity(f0: np.ndarray, fs: int, fft_size: int) -> np.n
 
 
 def _pyworld():
-    from resyn_bench.metrics.pitch import import_pyworld
+    from resyn_bench.dsp.pitch import import_pyworld
 
     return import_pyworld()
 

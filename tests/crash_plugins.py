@@ -112,8 +112,8 @@ class FaultSystem(CopySystem):
     def resynthesize(self, audio, utterance):
         mode = self.faults.get(utterance.utt_id)
         if mode == "enospc":  # the disk is full when this output is written (in this process)
-            from resyn_bench import safe_io
             from resyn_bench.audio import Audio
+            from resyn_bench.core import atomic as safe_io
 
             if not os.environ.get("CRASH_PLUGINS_DISARM"):
                 real = safe_io._write

@@ -173,7 +173,7 @@ class _MultiDiscriminator(nn.Module):
                              f"crop both to the same length")
         n = y.shape[0]
         real_outs, fake_outs, real_fmaps, fake_fmaps = [], [], [], []
-        for disc, x in zip(self.discriminators, self._sub_inputs(torch.cat([y, y_hat.to(y.dtype)], 0))):
+        for disc, x in zip(self.discriminators, self._sub_inputs(torch.cat([y, y_hat.to(y.dtype)], 0)), strict=True):
             out, fmaps = disc(x)
             real_outs.append(out[:n])
             fake_outs.append(out[n:])

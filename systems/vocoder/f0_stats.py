@@ -182,10 +182,9 @@ class F0Stats:
 
     def save(self, path: str | Path) -> Path:
         """Write our JSON format atomically."""
-        from resyn_bench.systems.vocoder.checkpoint import atomic_write
+        from resyn_bench.core.atomic import write_text_atomic
 
-        text = json.dumps(self.to_dict(), indent=1) + "\n"
-        return atomic_write(Path(path).expanduser(), lambda fh: fh.write(text), binary=False)
+        return write_text_atomic(Path(path).expanduser(), json.dumps(self.to_dict(), indent=1) + "\n")
 
     def to_reference_dict(self) -> dict:
         """The reference layout (``torch.save`` it for the original code): integer speaker ids

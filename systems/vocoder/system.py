@@ -157,8 +157,8 @@ class CheckpointOptions:
     f0_stats: str | None = option(
         None, "another F0 statistics file (e.g. covering unseen speakers)", metavar="FILE")
     f0_extractor: str | None = option(
-        None, "override the training F0 extractor (yaapt, pyworld, harvest); default: the one "
-        "recorded at training", metavar="NAME")
+        None, "override the training F0 extractor (a name of `resyn-bench ls presets` with a 5 ms "
+        "hop: yaapt, pyworld, harvest, ...); default: the one recorded at training", metavar="NAME")
     step: int | None = option(
         None, "use the generator g_<step> instead of the latest one", type=int)
     device: str = option("cpu", "torch device: cpu or cuda", metavar="DEVICE")

@@ -66,8 +66,8 @@ def synthetic_run(path: Path, system: str, n_utts: int, seed: int = 0, error_rat
         values_from_counts,
     )
     from resyn_bench.metrics.intelligibility import IntelligibilityMetrics, edit_counts
-    from resyn_bench.metrics.pitch import F0Track
 
+    from resyn_bench.dsp.pitch import F0Track
     from resyn_bench.store import RecordStore, write_json_atomic
 
     rng = random.Random(seed)

@@ -52,7 +52,7 @@ def test_nothing_to_draw_writes_nothing(summaries, tmp_path):
 
 def test_bar_data_is_the_table_value_with_its_ci(summaries):
     vals, lo, hi = plots.metric_bar_data(summaries, "asr.wer")
-    for s, v, a, b in zip(summaries, vals, lo, hi):
+    for s, v, a, b in zip(summaries, vals, lo, hi, strict=True):
         m = s.metrics["asr.wer"]                      # WER: pooled over the corpus, in percent
         assert v == pytest.approx(100 * m.pooled)
         assert v - a == pytest.approx(100 * m.ci_pooled.low)

@@ -31,7 +31,7 @@ def mean_of(entries):
 
 def make_entries(values, speakers, prefix="u"):
     return [{"utt_id": f"{prefix}{i:04d}", "speaker": s, "values": {"x": v}, "counts": {},
-             "extra": {}} for i, (v, s) in enumerate(zip(values, speakers))]
+             "extra": {}} for i, (v, s) in enumerate(zip(values, speakers, strict=True))]
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,8 +84,8 @@ def test_indices_reproducible_and_seed_dependent():
     a = hierarchical_bootstrap_indices(spk, 50, seed=7)
     b = list(iter_bootstrap_indices(spk, 50, seed=7))
     c = hierarchical_bootstrap_indices(spk, 50, seed=8)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert not all(len(x) == len(y) and np.array_equal(x, y) for x, y in zip(a, c))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(len(x) == len(y) and np.array_equal(x, y) for x, y in zip(a, c, strict=True))
 
 
 def test_weights_match_indices():

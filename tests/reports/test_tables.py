@@ -366,7 +366,7 @@ def test_vectorised_trial_statistics_equal_aggregate_on_every_replicate(golden):
     assert len(fast) == len(slow) == 200
     assert corpus_replicates(group, entries, 200, 3) == fast
     assert sum(r["spk.source_eer"] is not None for r in fast) > 150
-    for a, b in zip(fast, slow):
+    for a, b in zip(fast, slow, strict=True):
         assert a == b
 
 

@@ -86,7 +86,7 @@ def spec_shapes(cfg: dict) -> dict[str, tuple]:
         wn(f"ups.{i}", (ch0 // 2 ** i, ch0 // 2 ** (i + 1), k))
     for i in range(len(cfg["upsample_rates"])):
         ch = ch0 // 2 ** (i + 1)
-        for j, (k, dil) in enumerate(zip(cfg["resblock_kernel_sizes"], cfg["resblock_dilation_sizes"])):
+        for j, (k, dil) in enumerate(zip(cfg["resblock_kernel_sizes"], cfg["resblock_dilation_sizes"], strict=True)):
             for m in range(len(dil)):
                 if str(cfg.get("resblock", "1")) == "2":  # HiFi-GAN V2/V3 block: one conv per dilation
                     wn(f"resblocks.{i * nk + j}.convs.{m}", (ch, ch, k))
@@ -142,11 +142,11 @@ def reference_decoder(sd: dict, cfg: dict, x: torch.Tensor) -> torch.Tensor:
     x = F.conv1d(x, _wn(sd, "conv_pre"), sd["conv_pre.bias"], padding=3)
     kernels, dils = cfg["resblock_kernel_sizes"], cfg["resblock_dilation_sizes"]
     nk = len(kernels)
-    for i, (u, k) in enumerate(zip(cfg["upsample_rates"], cfg["upsample_kernel_sizes"])):
+    for i, (u, k) in enumerate(zip(cfg["upsample_rates"], cfg["upsample_kernel_sizes"], strict=True)):
         x = F.leaky_relu(x, 0.1)
         x = F.conv_transpose1d(x, _wn(sd, f"ups.{i}"), sd[f"ups.{i}.bias"], stride=u, padding=(k - u) // 2)
         total = torch.zeros_like(x)
-        for j, (kk, dil) in enumerate(zip(kernels, dils)):
+        for j, (kk, dil) in enumerate(zip(kernels, dils, strict=True)):
             name = f"resblocks.{i * nk + j}"
             y = x
             for m, d in enumerate(dil):

@@ -90,11 +90,11 @@ def make_ljspeech(root, n: int = 3):
 
 def place_official_files(home) -> dict:
     """Files of the official layouts at the catalogue paths (see module docstring)."""
-    from resyn_bench.systems.encoders.hubert import HubertModel, arch_from_fairseq_cfg
     from resyn_bench.systems.encoders.kmeans import KMeansModel, converted_path
     from resyn_bench.systems.vocoder.generator import DurationCodeGenerator
 
     from resyn_bench.catalogue import catalogue_path
+    from resyn_bench.nn.hubert import HubertModel, arch_from_fairseq_cfg
 
     torch.manual_seed(0)
     hubert = catalogue_path("hubert-base-ls960")

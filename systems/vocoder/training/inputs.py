@@ -128,10 +128,8 @@ def select_utterances(cfg) -> tuple[list, list, dict[str, Any]]:
 def unit_source(cfg: TrainConfig, validation: bool = False):
     """A unit file path (reference format or ours) or a unit encoder, from the config."""
     if cfg.unit_encoder:
-        try:
-            from resyn_bench.systems.encoders.base import load_unit_encoder
-        except ImportError as exc:  # pragma: no cover - ships with the package
-            raise TrainingError(f"unit encoders are unavailable ({exc})") from exc
+        from resyn_bench.systems.encoders.base import load_unit_encoder
+
         return load_unit_encoder(cfg.unit_encoder)
     path = cfg.input_validation_file if (validation and cfg.input_validation_file) \
         else cfg.input_training_file

@@ -76,10 +76,9 @@ def trim_log(out_dir: str | Path, step: int) -> int:
         else:
             keep.append(line)
     if dropped:
-        text = "".join(f"{line}\n" for line in keep)
-        from resyn_bench.systems.vocoder.checkpoint import atomic_write
+        from resyn_bench.core.atomic import write_text_atomic
 
-        atomic_write(path, lambda fh: fh.write(text), binary=False)
+        write_text_atomic(path, "".join(f"{line}\n" for line in keep))
     return dropped
 
 

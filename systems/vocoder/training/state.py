@@ -134,10 +134,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    from resyn_bench.systems.vocoder.checkpoint import atomic_write
+    from resyn_bench.core.atomic import write_text_atomic
 
-    text = json.dumps(data, indent=2) + "\n"
-    atomic_write(path, lambda fh: fh.write(text), binary=False)
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def latest_step(out_dir: str | Path, prefixes: tuple[str, ...] = ("g_", "do_")) -> int | None:

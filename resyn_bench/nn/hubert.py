@@ -41,7 +41,6 @@ from __future__ import annotations
 import ast
 import logging
 import math
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
@@ -388,7 +387,7 @@ def arch_from_hf_config(cfg: dict) -> HubertArch:
         raise ValueError("unsupported HuBERT variant (conv_pos_batch_norm / no feature "
                          "projection layer norm)")
     dims, kernels, strides = (cfg.get(k) for k in ("conv_dim", "conv_kernel", "conv_stride"))
-    conv = (tuple(zip(dims, kernels, strides)) if dims else _BASE_CONV)
+    conv = (tuple(zip(dims, kernels, strides, strict=True)) if dims else _BASE_CONV)
     return HubertArch(
         conv_layers=conv,
         extractor_mode="layer_norm" if cfg.get("feat_extract_norm", "group") == "layer" else "default",
@@ -475,7 +474,7 @@ def _arch_from_fairseq_tensors(sd: dict, like: HubertArch | None = None) -> Hube
     v = sd["encoder.pos_conv.0.weight_v"]
     layer_norm_mode = "feature_extractor.conv_layers.0.2.1.weight" in sd
     return HubertArch(
-        conv_layers=tuple((c, k, s) for (c, k), s in zip(convs, strides)),
+        conv_layers=tuple((c, k, s) for (c, k), s in zip(convs, strides, strict=True)),
         extractor_mode="layer_norm" if layer_norm_mode else "default",
         conv_bias="feature_extractor.conv_layers.0.0.bias" in sd,
         embed_dim=d, num_layers=n_layers,
@@ -509,7 +508,7 @@ def convert_fairseq_checkpoint(ckpt: dict, source: Path | None = None,
                                sha256: str | None = None) -> dict:
     """The tensors-only form of a loaded fairseq HuBERT checkpoint: {'format', 'arch',
     'state_dict', 'source'} - loadable with ``torch.load(weights_only=True)``."""
-    from resyn_bench.systems.encoders.features import plain
+    from resyn_bench.safeload import plain
 
     cfg = plain(ckpt.get("cfg")) or {}
     args = plain(ckpt.get("args")) or {}
@@ -551,16 +550,16 @@ def _load_converted(path: Path) -> tuple[HubertArch, dict] | None:
 
 
 def _save_converted(path: Path, converted: dict) -> None:
+    from resyn_bench.core.atomic import atomic_open
+
     conv = _converted_path(path)
-    tmp = conv.with_name(conv.name + f".tmp{os.getpid()}")
     try:
-        torch.save(converted, tmp)
-        os.replace(tmp, conv)
+        with atomic_open(conv) as fh:
+            torch.save(converted, fh)
         log.info("wrote tensors-only copy %s (later loads skip the pickle)", conv)
     except OSError as exc:  # read-only cache: fine, convert in memory next time too
         log.warning("could not write %s (%s); the checkpoint will be converted again next "
                     "time", conv, exc)
-        tmp.unlink(missing_ok=True)
 
 
 def read_hubert_checkpoint(path, trusted_sha256: Iterable[str] | str = (),
@@ -578,10 +577,7 @@ def read_hubert_checkpoint(path, trusted_sha256: Iterable[str] | str = (),
       ``trusted_sha256``. With ``convert`` a tensors-only copy is written next to it once
       (``<stem>.resyn.pt``) and used by later loads.
     """
-    from resyn_bench.systems.encoders.features import (
-        load_checkpoint_object,
-        read_safetensors,
-    )
+    from resyn_bench.safeload import load_checkpoint_object, read_safetensors
 
     path = Path(path)
     if path.is_dir():

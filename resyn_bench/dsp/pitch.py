@@ -1,7 +1,10 @@
-"""Pitch (F0) extractors as named, fully-specified presets.
+"""Pitch (F0) extraction with named, fully-specified presets: signal processing shared by the
+F0 metrics, the vocoder's training data and F0 inputs, the ``world`` system and the reports.
 
 Every F0 number the suite reports names the preset that produced it, and the preset's
-parameters go into the run manifest (``PitchPreset.to_dict``). Presets:
+parameters go into the run manifest (``PitchPreset.to_dict``). The names are one table,
+:mod:`resyn_bench.dsp.presets`, read by ``--f0-preset``, ``--f0-extractor`` and
+``-o f0_extractor=`` alike. Presets:
 
 ``yaapt``
     pYAAPT (AMFM-decompy) configured as in facebookresearch/speech-resynthesis
@@ -17,6 +20,9 @@ parameters go into the run manifest (``PitchPreset.to_dict``). Presets:
     The YIN variant of fairseq's ``examples/speech_synthesis/evaluation/eval_f0.py``:
     512-sample windows every 256 samples, 100-500 Hz, harmonicity threshold 0.1, frame time =
     frame start / sr. Re-implemented here with numpy, vectorised over frames.
+``pyworld-dio-60-400`` (alias ``pyworld``), ``pyworld-harvest-60-400``
+    WORLD DIO+StoneMask / Harvest searching 60-400 Hz (YAAPT's range), 5 ms frame period: the
+    vocoder training extractors.
 
 Time stamps. ``F0Track.times`` is in seconds of the *input* signal:
 
@@ -46,34 +52,25 @@ pYAAPT quirks (AMFM-decompy 1.0.12.2), kept as-is because the paper numbers incl
 """
 from __future__ import annotations
 
-import difflib
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
-from resyn_bench.metrics.base import MetricError
 
-
-@dataclass(frozen=True)
-class PitchPreset:
-    """A pitch extractor plus every parameter that affects its output."""
-
-    name: str
-    extractor: str                 # "yaapt" | "harvest" | "dio" | "yin"
-    params: dict[str, Any] = field(default_factory=dict)
-    hop_s: float = 0.005           # nominal frame hop (yin: at 16 kHz)
-    description: str = ""
-
-    def __post_init__(self):
-        # read-only view: a preset's parameters are part of every cache key and manifest
-        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "extractor": self.extractor, "params": dict(self.params),
-                "hop_s": self.hop_s, "description": self.description}
+from resyn_bench.core.errors import MetricError
+from resyn_bench.dsp.presets import (  # noqa: F401 - the names table, re-exported
+    ALIASES,
+    NAMES,
+    PRESETS,
+    TRAINING_HOP_S,
+    TRAINING_PRESETS,
+    PitchPreset,
+    get_preset,
+    preset_names,
+    training_names,
+    training_preset,
+)
 
 
 @dataclass
@@ -94,53 +91,6 @@ class F0Track:
     @property
     def voiced(self) -> np.ndarray:
         return self.f0 > 0
-
-
-PRESETS: dict[str, PitchPreset] = {p.name: p for p in (
-    PitchPreset(
-        name="yaapt", extractor="yaapt",
-        params={"frame_length": 20.0, "frame_space": 5.0, "nccf_thresh1": 0.25,
-                "tda_frame_length": 25.0,
-                # pYAAPT defaults, stated so the manifest shows the search range:
-                "f0_min": 60.0, "f0_max": 400.0,
-                # zero padding: int(pad_window_ms/1000 * sr) // 2 samples on each side
-                "pad_window_ms": 20.0},
-        hop_s=0.005,
-        description="pYAAPT (AMFM-decompy) as in speech-resynthesis get_yaapt_f0: 20 ms frames, "
-                    "5 ms hop, nccf_thresh1=0.25, tda_frame_length=25 ms, 60-400 Hz, "
-                    "zero-padded by int(0.020*sr)//2 samples each side; samp_values"),
-    PitchPreset(
-        name="harvest", extractor="harvest",
-        params={"f0_floor": 50.0, "f0_ceil": 800.0, "frame_period": 5.0},
-        hop_s=0.005,
-        description="WORLD Harvest (pyworld), 50-800 Hz, 5 ms frame period"),
-    PitchPreset(
-        name="dio", extractor="dio",
-        params={"f0_floor": 50.0, "f0_ceil": 800.0, "frame_period": 5.0},
-        hop_s=0.005,
-        description="dio+stonemask (pyworld WORLD), 50-800 Hz, 5 ms frame period"),
-    PitchPreset(
-        name="yin-fairseq", extractor="yin",
-        params={"w_len": 512, "w_step": 256, "f0_min": 100.0, "f0_max": 500.0,
-                "harmo_thresh": 0.1},
-        hop_s=256 / 16000,
-        description="YIN as in fairseq eval_f0 (compute_yin): 512/256-sample window/step, "
-                    "100-500 Hz, CMND threshold 0.1, frame time = frame start / sr, no "
-                    "interpolation; numpy-vectorised re-implementation"),
-)}
-
-
-def get_preset(name: str | PitchPreset) -> PitchPreset:
-    """Look a preset up by name; unknown names raise ``KeyError`` with a suggestion."""
-    if isinstance(name, PitchPreset):
-        return name
-    try:
-        return PRESETS[name]
-    except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), list(PRESETS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise KeyError(f"unknown pitch preset {name!r}{hint}; valid presets: "
-                       f"{', '.join(sorted(PRESETS))}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,4 +247,5 @@ _EXTRACTORS: dict[str, Callable[[np.ndarray, int, dict], tuple[np.ndarray, np.nd
     "yaapt": _yaapt, "harvest": _harvest, "dio": _dio, "yin": _yin,
 }
 
-__all__ = ["PitchPreset", "F0Track", "PRESETS", "get_preset", "extract_f0", "yin_frames"]
+__all__ = ["PitchPreset", "F0Track", "PRESETS", "TRAINING_PRESETS", "ALIASES", "NAMES", "get_preset", "preset_names",
+           "training_preset", "training_names", "extract_f0", "import_pyworld", "yin_frames"]

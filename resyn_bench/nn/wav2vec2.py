@@ -16,7 +16,7 @@ with ``dict.ltr.txt``, load too: :func:`read_fairseq_ctc`). A folder holds ``con
 and ``vocab.json``; ``preprocessor_config.json``, ``special_tokens_map.json`` and
 ``tokenizer_config.json`` are read when present.
 
-The encoder is :class:`systems.encoders.hubert.HubertModel`: wav2vec 2.0 and HuBERT share the
+The encoder is :class:`resyn_bench.nn.hubert.HubertModel`: wav2vec 2.0 and HuBERT share the
 conv front end, feature projection, convolutional positional embedding and transformer blocks
 (the same parameter layout under a ``wav2vec2.`` instead of ``hubert.`` prefix). The CTC head
 is ``lm_head`` (Linear hidden -> vocabulary) on the last encoder output.
@@ -40,13 +40,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from resyn_bench.systems.encoders.hubert import (
+from torch import nn
+
+from resyn_bench.nn.hubert import (
     HubertArch,
     HubertModel,
     arch_from_hf_config,
     hf_to_fairseq_state_dict,
 )
-from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def read_vocab(folder: str | Path, config: dict | None = None) -> CTCVocab:
                          f"special_tokens_map.json/tokenizer_config.json, no pad_token_id in "
                          f"config.json, no '<pad>' in vocab.json)")
     special = {blank}
-    for key, default in zip(("bos_token", "eos_token", "unk_token"), _SPECIAL_DEFAULTS[1:]):
+    for key, default in zip(("bos_token", "eos_token", "unk_token"), _SPECIAL_DEFAULTS[1:], strict=True):
         tok = special_names.get(key, default)
         if tok in index:
             special.add(index[tok])
@@ -188,7 +189,7 @@ def read_wav2vec2_folder(path: str | Path, trusted_sha256: Iterable[str] | str =
                          ) -> tuple[HubertArch, dict, dict, CTCVocab, bool, dict]:
     """(arch, encoder state dict in fairseq names, lm_head tensors, vocabulary, do_normalize,
     config) of a Hugging Face ``Wav2Vec2ForCTC`` folder."""
-    from resyn_bench.systems.encoders.features import load_checkpoint_object, read_safetensors
+    from resyn_bench.safeload import load_checkpoint_object, read_safetensors
 
     folder = Path(path)
     if not folder.is_dir():
@@ -318,8 +319,8 @@ def read_fairseq_ctc(path: str | Path, dict_path: str | Path | None = None,
     ``w2v_encoder.w2v_model.*`` (the encoder, fairseq names), ``w2v_encoder.proj`` (the CTC
     head) and the pre-training sizes in ``cfg.model.w2v_args`` (or legacy ``args``). The
     official files are full pickles: they are read only when their sha256 is trusted."""
-    from resyn_bench.systems.encoders.features import load_checkpoint_object, plain
-    from resyn_bench.systems.encoders.hubert import arch_from_fairseq_cfg
+    from resyn_bench.nn.hubert import arch_from_fairseq_cfg
+    from resyn_bench.safeload import load_checkpoint_object, plain
 
     path = Path(path)
     obj, _ = load_checkpoint_object(path, trusted_sha256, what="fairseq wav2vec2 CTC checkpoint")

@@ -3,7 +3,7 @@
 Used as the front end of the WavLM + ECAPA-TDNN speaker verifier (UniSpeech). Parameter names
 are those of the unilm/s3prl ``WavLM`` module (the layout inside ``wavlm_large_finetune.pth``
 under ``feature_extract.model.``); the conv front end, feature projection and convolutional
-positional embedding are :mod:`systems.encoders.hubert`'s.
+positional embedding are :mod:`resyn_bench.nn.hubert`'s.
 
 Differences from HuBERT, as in the WavLM paper and its code:
 
@@ -28,14 +28,15 @@ import re
 from dataclasses import dataclass
 
 import torch
-from resyn_bench.systems.encoders.hubert import (
+from torch import nn
+from torch.nn import functional as F
+
+from resyn_bench.nn.hubert import (
     HubertArch,
     _DropLast,
     _FeatureExtractor,
     _WeightNormConv1d,
 )
-from torch import nn
-from torch.nn import functional as F
 
 __all__ = ["WavLMArch", "WavLMModel", "legacy_weight_norm_names", "relative_position_buckets",
            "wavlm_arch_from_tensors"]
@@ -212,7 +213,7 @@ def wavlm_arch_from_tensors(sd: dict) -> WavLMArch:
                        if (m := re.match(r"encoder\.layers\.(\d+)\.", k)))
     layer_norm_mode = "feature_extractor.conv_layers.0.2.1.weight" in sd
     return WavLMArch(
-        conv_layers=tuple((c, k, s) for (c, k), (_, _, s) in zip(convs, _BASE_CONV)),
+        conv_layers=tuple((c, k, s) for (c, k), (_, _, s) in zip(convs, _BASE_CONV, strict=True)),
         extractor_mode="layer_norm" if layer_norm_mode else "default",
         conv_bias="feature_extractor.conv_layers.0.0.bias" in sd,
         embed_dim=d, num_layers=n_layers, num_heads=int(rel.shape[1]),

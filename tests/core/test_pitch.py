@@ -1,14 +1,16 @@
-"""Pitch extractor presets (resyn_bench.metrics.pitch)."""
+"""Pitch extraction and its names table (resyn_bench.dsp.pitch, resyn_bench.dsp.presets)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 import numpy as np
 import pytest
 from conftest import DUR, SEGMENTS, SR, contour, harmonic_signal  # noqa: E402,F401
-from resyn_bench.metrics.base import MetricError
-from resyn_bench.metrics.pitch import PRESETS, F0Track, PitchPreset, extract_f0, get_preset, yin_frames
+
+from resyn_bench.core.errors import MetricError
+from resyn_bench.dsp.pitch import PRESETS, F0Track, PitchPreset, extract_f0, get_preset, yin_frames
 
 
 def frame_centres(track: F0Track, preset: PitchPreset) -> np.ndarray:
@@ -48,7 +50,7 @@ def test_preset_names_and_dicts():
         (20.0, 5.0, 0.25, 25.0)
     assert PRESETS["yin-fairseq"].params == {"w_len": 512, "w_step": 256, "f0_min": 100.0,
                                              "f0_max": 500.0, "harmo_thresh": 0.1}
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         PRESETS["dio"].name = "x"  # frozen
     with pytest.raises(TypeError):
         PRESETS["dio"].params["f0_floor"] = 10.0  # read-only parameters
@@ -245,3 +247,71 @@ def test_extract_f0_accepts_float32_and_int_like_inputs(glide):
     wide = np.repeat(glide[:, None], 2, axis=1)[:, 0]
     assert not wide.flags["C_CONTIGUOUS"]
     np.testing.assert_array_equal(extract_f0(wide, SR, "dio").f0, a.f0)
+
+
+# --------------------------------------------------------------------------------------------
+# One vocabulary: --f0-preset, --f0-extractor, -o f0_extractor= and the training config
+# --------------------------------------------------------------------------------------------
+
+def test_every_f0_option_reads_the_one_names_table():
+    import argparse
+
+    from resyn_bench.metrics.f0 import F0Metrics
+    from resyn_bench.systems.vocoder.config import F0_EXTRACTORS, ConfigError, load_config
+    from resyn_bench.systems.vocoder.data import F0_METHODS, DataError, f0_method_params
+
+    from resyn_bench.cli_train import _f0_extractor
+    from resyn_bench.dsp.presets import preset_names, training_names
+
+    names = preset_names()
+    assert set(PRESETS) < set(names) and "pyworld" in names and len(set(names)) == len(names)
+    for name in names:                                  # --f0-preset / -m f0.preset=
+        assert F0Metrics(preset=name).preset is get_preset(name)
+    usable = training_names()
+    assert list(F0_EXTRACTORS) == list(F0_METHODS) == usable
+    assert set(usable) == set(names) - {"yin-fairseq"}   # the one preset without a 5 ms hop
+    for name in usable:                                 # --f0-extractor, -o f0_extractor=, --set
+        assert _f0_extractor(name) == name
+        assert f0_method_params(name)["hop_s"] == 0.005
+        assert load_config("tiny", [f"f0_extractor={name}"]).f0_extractor == name
+
+    # an unknown name gets the same suggestion from every option
+    with pytest.raises(KeyError, match="did you mean 'pyworld'"):
+        F0Metrics(preset="pywrld")
+    with pytest.raises(argparse.ArgumentTypeError, match="did you mean 'pyworld'"):
+        _f0_extractor("pywrld")
+    with pytest.raises(DataError, match="did you mean 'pyworld'"):
+        f0_method_params("pywrld")                      # what -o f0_extractor= runs first
+    with pytest.raises(ConfigError, match="did you mean 'pyworld'"):
+        load_config("tiny", ["f0_extractor=pywrld"])
+    # a known name that cannot drive training says why, and what can
+    with pytest.raises(DataError, match="16 ms.*5 ms: use one of yaapt"):
+        f0_method_params("yin-fairseq")
+
+
+def test_training_names_keep_their_meaning():
+    """The training extractors' presets are the ones checkpoints were trained with (their
+    parameters are in the F0 cache keys): pyworld = dio and harvest = Harvest over 60-400 Hz,
+    5 ms; yaapt = the reference settings, the metric preset of the same name."""
+    from resyn_bench.systems.vocoder.data import f0_method_params
+
+    world = {"f0_floor": 60.0, "f0_ceil": 400.0, "frame_period": 5.0}
+    assert f0_method_params("pyworld") == {
+        "name": "pyworld-dio-60-400", "extractor": "dio", "params": world, "hop_s": 0.005,
+        "description": "dio + stonemask (pyworld), 60-400 Hz, 5 ms"}
+    assert f0_method_params("harvest") == {
+        "name": "pyworld-harvest-60-400", "extractor": "harvest", "params": world,
+        "hop_s": 0.005, "description": "harvest (pyworld), 60-400 Hz, 5 ms"}
+    assert f0_method_params("yaapt") == PRESETS["yaapt"].to_dict()
+    # the metrics' harvest is the 50-800 Hz preset, as before
+    assert get_preset("harvest").params["f0_floor"] == 50.0
+
+
+def test_train_cli_refuses_an_unknown_extractor_with_a_suggestion(capsys):
+    from resyn_bench.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["train", "vocoder", "--config", "tiny", "--out", "unused", "--f0-extractor",
+              "yapt"])
+    assert info.value.code == 2
+    assert "did you mean 'yaapt'" in capsys.readouterr().err
