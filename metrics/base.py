@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from resyn_bench.errors import UserError
+
 
 @dataclass(frozen=True)
 class MetricSpec:
@@ -75,7 +77,7 @@ class Score:
     extra: dict[str, Any] = field(default_factory=dict)     # JSON-able details (notes, texts)
 
 
-class MetricError(RuntimeError):
+class MetricError(UserError, RuntimeError):
     """A metric could not be computed for one utterance (recorded, never scored as 0/1)."""
 
 

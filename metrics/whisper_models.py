@@ -31,6 +31,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from resyn_bench.errors import UserError
+
 __all__ = ["WhisperModelError", "EmbeddedModel", "EMBEDDED", "CATALOGUED", "MODEL_NAMES",
            "embedded_folder", "assemble", "ensure_model", "describe_model", "file_sha256",
            "cached_sha256"]
@@ -38,7 +40,7 @@ __all__ = ["WhisperModelError", "EmbeddedModel", "EMBEDDED", "CATALOGUED", "MODE
 CHUNK = 1 << 20
 
 
-class WhisperModelError(RuntimeError):
+class WhisperModelError(UserError, RuntimeError):
     """A Whisper model cannot be found, assembled or verified (the message says what to do)."""
 
 

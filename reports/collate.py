@@ -17,6 +17,7 @@ import numpy as np
 from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.stats import CI
 
+from resyn_bench.errors import UsageError
 from resyn_bench.store import read_manifest, read_records
 
 RESYNTHESIS = "resynthesis"
@@ -460,7 +461,7 @@ def rename_runs(summaries: list[RunSummary], renames: dict[str, str]) -> None:
     missing = [old for old in renames if old not in known]
     if missing:
         labels = sorted({s.system_label or s.system for s in summaries})
-        raise ValueError(f"--rename: no run labelled {', '.join(map(repr, missing))}; labels of "
+        raise UsageError(f"--rename: no run labelled {', '.join(map(repr, missing))}; labels of "
                          f"these runs: {', '.join(map(repr, labels))} (a run folder's name works too)")
     for old, new in renames.items():
         for s in known[old]:

@@ -45,6 +45,8 @@ from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.collate import RunSummary
 from resyn_bench.reports.html_assets import SCRIPT, STYLE
 
+from resyn_bench.errors import UsageError
+
 AUDIO_MODES = ("link", "embed")
 _MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
          ".opus": "audio/ogg", ".m4a": "audio/mp4", ".aac": "audio/aac", ".webm": "audio/webm"}
@@ -181,7 +183,7 @@ class _AudioTable:
 
     def __init__(self, mode: str, out_dir: Path):
         if mode not in AUDIO_MODES:
-            raise ValueError(f"audio must be one of {AUDIO_MODES}, got {mode!r}")
+            raise UsageError(f"audio must be one of {AUDIO_MODES}, got {mode!r}")
         self.mode = mode
         self.out_dir = os.path.abspath(out_dir)
         self.files = _Files()
@@ -641,7 +643,7 @@ def write_html(summaries: Sequence[RunSummary], out_path: str | Path, *, audio: 
     for no marks). ``worst_k``: utterances listed per metric and system. ``page_size``: drill-down
     rows per page."""
     if audio not in AUDIO_MODES:
-        raise ValueError(f"audio must be one of {AUDIO_MODES}, got {audio!r}")
+        raise UsageError(f"audio must be one of {AUDIO_MODES}, got {audio!r}")
     if not summaries:
         raise ValueError("write_html needs at least one run summary")
     out = Path(out_path)

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from resyn_bench.reports.collate import RunSummary
 
+from resyn_bench.errors import MissingDependencyError
+
 log = logging.getLogger("resyn_bench.reports")
 
 FORMATS = ("png", "pdf")
@@ -41,7 +43,7 @@ def _figure(width: float, height: float):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError("plots need matplotlib: pip install matplotlib (or "
+        raise MissingDependencyError("plots need matplotlib: pip install matplotlib (or "
                           "pip install 'resyn-bench[reports]'), or pass --no-plots") from exc
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)

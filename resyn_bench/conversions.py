@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from resyn_bench.datasets import Utterance
+from resyn_bench.errors import UserError
 
 #: seconds of reference speech under which a target's embedding is called unstable
 MIN_ENROL_S = 10.0
@@ -45,7 +46,7 @@ REQUIRED = ("output", "source", "target")
 OPTIONAL = ("target_ref", "f0_edit")
 
 
-class ConversionListError(ValueError):
+class ConversionListError(UserError, ValueError):
     """The conversion list cannot be used at all (unreadable, columns missing, duplicates)."""
 
 

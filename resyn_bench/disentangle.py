@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resyn_bench.errors import UsageError
+
 log = logging.getLogger("resyn_bench.disentangle")
 
 EPILOG = """examples:
@@ -91,16 +93,16 @@ def plan_runs(systems: list[str], out: Path, metrics: str, vc_targets: int = 2,
 
     groups = resolve_metric_names(metrics)
     if not groups:
-        raise ValueError("--metrics selects no metric group")
+        raise UsageError("--metrics selects no metric group")
     if vc_targets < 1:
-        raise ValueError("--vc-targets must be >= 1 (the summary needs converted speech)")
+        raise UsageError("--vc-targets must be >= 1 (the summary needs converted speech)")
     labels = list(labels or [])
     if labels and len(labels) != len(systems):
-        raise ValueError(f"--label given {len(labels)} times for {len(systems)} --system; give "
+        raise UsageError(f"--label given {len(labels)} times for {len(systems)} --system; give "
                          "one label per system, in the same order")
     options = dict(options or {})
     if "f0_edit" in options or "speaker" in options:
-        raise ValueError("-o f0_edit= and -o speaker= are chosen by disentangle itself (--shift, "
+        raise UsageError("-o f0_edit= and -o speaker= are chosen by disentangle itself (--shift, "
                          "--scale, --vc-targets); drop them")
     plan: list[PlannedRun] = []
     seen: dict[str, str] = {}
@@ -108,7 +110,7 @@ def plan_runs(systems: list[str], out: Path, metrics: str, vc_targets: int = 2,
         label = labels[i] if labels else system_row_label(spec)
         folder = _folder_name(label)
         if folder in seen:
-            raise ValueError(f"systems {seen[folder]!r} and {spec!r} would share the run folder "
+            raise UsageError(f"systems {seen[folder]!r} and {spec!r} would share the run folder "
                              f"{out / folder}; give each a --label")
         seen[folder] = spec
         root = out / folder
@@ -172,7 +174,7 @@ def execute(plan: list[PlannedRun], dataset: dict[str, Any], metric_options: dic
 # --------------------------------------------------------------------------------------------
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    from resyn_bench.cli_args import add_dataset_args, parse_option
+    from resyn_bench.cli.args import add_dataset_args, parse_option
 
     p.epilog = EPILOG
     p.add_argument("--system", action="append", default=[], metavar="SPEC",
@@ -228,32 +230,32 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run_command(args) -> int:
-    from resyn_bench.cli_score import check_out_dir, metric_options_from_args
+    from resyn_bench.cli.common import check_out_dir, metric_options_from_args
     from resyn_bench.reports import disentangle as summary
 
     if args.n_boot < 0:
-        raise ValueError("--n-boot must be >= 0")
+        raise UsageError("--n-boot must be >= 0")
     if bool(args.system) == bool(args.runs):
-        raise ValueError("give --system (run and summarise) or --runs (summarise existing run "
+        raise UsageError("give --system (run and summarise) or --runs (summarise existing run "
                          "folders), not both and not neither")
     if args.runs:
         if not args.report:
-            raise ValueError("--runs needs --report FOLDER for the tables and plots")
+            raise UsageError("--runs needs --report FOLDER for the tables and plots")
         groups = summary.collect_runs(args.runs)
         report = Path(args.report)
     else:
         if not args.dataset:
-            raise ValueError("--system needs --dataset (and usually --data-root)")
+            raise UsageError("--system needs --dataset (and usually --data-root)")
         if not args.out:
-            raise ValueError("--system needs --out ROOT (the run folders go under it)")
+            raise UsageError("--system needs --out ROOT (the run folders go under it)")
         check_out_dir(args.out)
         if args.scale is not None and args.scale < 0:
-            raise ValueError(f"--scale must be >= 0, got {args.scale:g}")
+            raise UsageError(f"--scale must be >= 0, got {args.scale:g}")
         out = Path(args.out)
         plan = plan_runs(args.system, out, args.metrics, args.vc_targets, args.shift, args.scale,
                          dict(args.option), args.label)
         dataset = {"dataset": args.dataset, "data_root": args.data_root, "split": args.split,
-                   "limit": args.limit, "dataset_options": dict(args.dataset_option)}
+                   "limit": args.limit, "dataset_options": dict(args.dataset_options)}
         metric_options = metric_options_from_args(args.metric_option)
         if args.enroll_dataset:
             metric_options.setdefault("spk", {}).update(
@@ -261,7 +263,7 @@ def run_command(args) -> int:
                                    ("enroll_root", args.enroll_root),
                                    ("enroll_split", args.enroll_split)) if v is not None})
         elif args.enroll_root or args.enroll_split:
-            raise ValueError("--enroll-root/--enroll-split need --enroll-dataset NAME")
+            raise UsageError("--enroll-root/--enroll-split need --enroll-dataset NAME")
         outcomes = execute(plan, dataset, metric_options,
                            args.f0_preset, jobs=args.jobs, progress=not args.quiet,
                            vc_seed=args.vc_seed, use_cache=args.use_cache)

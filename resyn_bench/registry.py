@@ -15,10 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from resyn_bench.errors import UserError
 
-class RegistryError(KeyError):
+
+class RegistryError(UserError, KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; we want it readable
         return str(self.args[0])
+
+
+class OptionValueError(UserError, ValueError):
+    """A system or metric group refused the value of one of its options (-o / -m)."""
 
 
 @dataclass(frozen=True)
@@ -218,7 +224,13 @@ def _instantiate(what: str, factory: Callable[..., Any], args: tuple, options: d
         signature.bind(*args, **options)
     except TypeError as exc:
         raise RegistryError(f"{what}: {exc}; its options are: {', '.join(params) or 'none'}") from None
-    return factory(*args, **options)
+    try:
+        return factory(*args, **options)
+    except ValueError as exc:
+        if isinstance(exc, UserError):
+            raise
+        # a system or metric group refusing an option value it was given: the user's to fix
+        raise OptionValueError(str(exc)) from exc
 
 
 def make_system(spec: str, **options: Any):

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from resyn_bench.errors import UserError
+
 __all__ = ["UnsafeCheckpointError", "load_trusted_pickle", "safe_torch_load", "sha256_file"]
 
 _CHUNK = 1 << 20
@@ -34,7 +36,7 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
-class UnsafeCheckpointError(RuntimeError):
+class UnsafeCheckpointError(UserError, RuntimeError):
     """A file needs arbitrary (code-executing) unpickling and was not explicitly trusted."""
 
     def __init__(self, path, sha256: str, reason: str = ""):

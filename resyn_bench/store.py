@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from resyn_bench.errors import UserError
 from resyn_bench.safe_io import DiskFull, append_line, write_file_atomic
 
 RECORDS = "records.jsonl"
@@ -41,11 +42,11 @@ QUARANTINE = "records.quarantine.jsonl"
 log_ = logging.getLogger("resyn_bench.store")
 
 
-class RecordsError(ValueError):
+class RecordsError(UserError, ValueError):
     """A run file is damaged in a way the suite cannot read past (names the file and line)."""
 
 
-class RecordsWriteError(OSError):
+class RecordsWriteError(UserError, OSError):
     """The record log cannot be written (other than a full disk): the run has to stop."""
 
 

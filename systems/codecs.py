@@ -29,6 +29,7 @@ import numpy as np
 from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure, as_float32, bitstream_record
 
 from resyn_bench.audio import Audio
+from resyn_bench.errors import MissingDependencyError
 
 CODEC2_MODES = ("3200", "2400", "1600", "1400", "1300", "1200", "700C")
 OPUS_RATES = (6000, 9000, 12000, 16000, 24000)      # the study's settings (any 500..512000 works)
@@ -37,7 +38,7 @@ OPUS_APPLICATIONS = ("voip", "audio", "lowdelay")
 
 
 def _missing(package: str, extra: str = "codecs") -> ImportError:
-    return ImportError(f"the {package!r} package is not installed: pip install {package} "
+    return MissingDependencyError(f"the {package!r} package is not installed: pip install {package} "
                        f"(or pip install 'resyn-bench[{extra}]')")
 
 
@@ -57,7 +58,7 @@ def _import_av():
     try:
         av.codec.Codec("libopus", "w")
     except Exception as exc:  # a PyAV built against an FFmpeg without libopus
-        raise ImportError(f"this PyAV ({av.__version__}) has no libopus encoder ({exc}); install "
+        raise MissingDependencyError(f"this PyAV ({av.__version__}) has no libopus encoder ({exc}); install "
                           "the PyPI wheel (pip install --force-reinstall av), which bundles "
                           "libopus") from None
     return av

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from resyn_bench.errors import UserError
 from resyn_bench.named_systems import NamedSystem, get_named_system
 
 
-class NamedSystemError(FileNotFoundError):
+class NamedSystemError(UserError, FileNotFoundError):
     """A named system's files are not there yet (the message says how to get them)."""
 
 

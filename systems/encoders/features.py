@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from resyn_bench.errors import UserError
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -48,11 +50,11 @@ FEATURE_NAMES = ("logmel", "hubert", "cpc")
 _CATALOGUE_NAMES = {"hubert": "hubert-base-ls960", "cpc": "cpc-big-ll6kh"}
 
 
-class MissingCheckpointError(FileNotFoundError):
+class MissingCheckpointError(UserError, FileNotFoundError):
     """A feature extractor's checkpoint is not on disk; the message says where to put it."""
 
 
-class CheckpointReadError(ValueError):
+class CheckpointReadError(UserError, ValueError):
     """A trusted checkpoint could not be read; the message names the file and what to do."""
 
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from resyn_bench.errors import UserError
+
 __all__ = [
     "F0_EXTRACTORS",
     "PRESETS",
@@ -57,7 +59,7 @@ F0_HOP = 80
 F0_CODE_HOP = 1280
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value or key is invalid; the message says which and what is expected."""
 
 

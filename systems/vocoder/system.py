@@ -51,6 +51,7 @@ from resyn_bench.systems.base import (
 from resyn_bench.systems.vocoder.config import F0_CODE_HOP
 
 from resyn_bench.audio import Audio
+from resyn_bench.errors import UserError
 
 __all__ = ["CheckpointSystem", "CheckpointSystemError", "parse_f0_edit", "edit_f0_hz"]
 
@@ -99,7 +100,7 @@ def edit_f0_hz(f0: np.ndarray, kind: str, value: float) -> np.ndarray:
 
 
 
-class CheckpointSystemError(FileNotFoundError):
+class CheckpointSystemError(UserError, FileNotFoundError):
     """The checkpoint folder cannot be used (no generator, no unit encoder, missing stats...)."""
 
 

@@ -55,6 +55,7 @@ from resyn_bench.distributed import (
     local_batch_size,
     setup_distributed,
 )
+from resyn_bench.errors import UserError
 
 log = logging.getLogger("resyn_bench.train")
 
@@ -81,7 +82,7 @@ _RESUMABLE_CHANGES = {"training_steps", "training_epochs", "checkpoint_interval"
                       "num_gpus", "dist_config", "extra"}
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot start or go on (missing input, inconsistent resume...)."""
 
 
