@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from resyn_bench.cli.common import add_max_failed_argument, metric_options_from_args, report_outcome
+from resyn_bench.cli.common import add_max_failed_argument, report_outcome
 
 SCORE_EPILOG = """examples:
   resyn-bench score runs/demo-world --metrics intrusive        # add PESQ/STOI/MCD
@@ -24,23 +24,26 @@ them). Exit status: 0, 2 (bad command), 3 (nothing scored or more than --max-fai
 """
 
 
+#: the RunConfig fields ``score`` sets (the others come from the run's manifest)
+SCORE_OPTIONS = ("metrics", "f0_preset", "metric_options", "retry_failed", "jobs", "use_cache")
+
+
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    from resyn_bench.cli.args import parse_option
+    from resyn_bench.cli.run_options import add_run_options
 
     p.description = ("Add metric groups to a finished run: score only the groups (or group "
                      "settings) it has no records for, on its stored outputs.")
     p.epilog = SCORE_EPILOG
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("run_dir", metavar="RUN", help="an existing run folder")
-    p.add_argument("--metrics", required=True,
-                   help="metric groups or suites to add, comma-separated (see `resyn-bench ls metrics`)")
-    p.add_argument("--f0-preset", help="pitch extractor preset of the f0 group")
-    p.add_argument("-m", "--metric-option", action="append", type=parse_option, default=[],
-                   metavar="GROUP.KEY=VALUE", help="metric option, e.g. -m asr.backend=whisper")
-    p.add_argument("--retry-failed", action="store_true", help="score failed metric parts again")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument("--no-cache", dest="use_cache", action="store_false",
-                   help="do not read or write the reference-analysis cache")
+    # RunConfig's options (resyn_bench.run_config), with the help of adding to a run
+    add_run_options(p, SCORE_OPTIONS, required=("metrics",),
+                    defaults={"retry_failed": False, "jobs": 1, "use_cache": True},
+                    helps={"metrics": "metric groups or suites to add, comma-separated (see "
+                                      "`resyn-bench ls metrics`)",
+                           "f0_preset": "pitch extractor preset of the f0 group",
+                           "metric_options": "metric option, e.g. -m asr.backend=whisper",
+                           "retry_failed": "score failed metric parts again"})
     add_max_failed_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -48,6 +51,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from resyn_bench.cli.run_options import given_values
     from resyn_bench.runner import RunConfig, RunError
     from resyn_bench.runner import run as run_benchmark
     from resyn_bench.store import read_manifest
@@ -60,11 +64,10 @@ def run(args: argparse.Namespace) -> int:
     base = {k: v for k, v in stored.items() if k in fields}
     if "system" not in base or "dataset" not in base:
         raise RunError(f"{run_dir}/manifest.json has no system/dataset config; not a resyn-bench run")
-    config = RunConfig(**{**base, "out": str(run_dir), "metrics": args.metrics,
-                          "f0_preset": args.f0_preset,
-                          "metric_options": metric_options_from_args(args.metric_option),
-                          "resume": True, "overwrite": False, "retry_failed": args.retry_failed,
-                          "use_cache": args.use_cache, "jobs": args.jobs})
+    # the run's own settings, with the metric selection and the switches of this command
+    config = RunConfig(**{**base, "out": str(run_dir), "f0_preset": None, "metric_options": {},
+                          **given_values(args, SCORE_OPTIONS),
+                          "resume": True, "overwrite": False})
     result = run_benchmark(config, progress=not args.quiet, score_only=True)
     print(f"{result.run_dir}: {result.n_metric_parts} metric parts scored on stored outputs "
           f"({result.wall_s:.1f} s)")

@@ -137,3 +137,20 @@ def test_dataset_options_of_other_commands_are_the_runconfig_ones():
         for name in ("dataset", "data_root", "split", "limit", "dataset_options"):
             assert by_dest[name].option_strings == list(spec(fields[name]).flags), (command, name)
         assert by_dest["dataset"].required
+
+
+def test_score_options_are_runconfig_options():
+    from resyn_bench.cli.run_options import given_values
+    from resyn_bench.cli.score import SCORE_OPTIONS
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    score = sub.choices["score"]
+    by_dest = {a.dest: a for a in score._actions}
+    fields = {f.name: f for f in run_options()}
+    for name in SCORE_OPTIONS:
+        assert by_dest[name].option_strings == list(spec(fields[name]).flags), name
+    args = score.parse_args(["RUN", "--metrics", "f0", "-m", "f0.voicing_threshold=0.4",
+                             "--no-cache"])
+    assert given_values(args, SCORE_OPTIONS) == {
+        "metrics": "f0", "metric_options": {"f0": {"voicing_threshold": 0.4}},
+        "retry_failed": False, "jobs": 1, "use_cache": False}
