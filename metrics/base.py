@@ -157,3 +157,16 @@ class MetricGroup(ABC):
     def pool(self, counts: dict[str, float]) -> dict[str, float | None]:
         """Corpus-level values from counts summed over utterances (default: none)."""
         return {}
+
+    def replicates(self, entries: list[dict[str, Any]], weight_blocks
+                   ) -> list[dict[str, float | None]] | None:
+        """Optional fast path for bootstrap confidence intervals: ``aggregate`` of every
+        bootstrap replicate of ``entries`` at once. ``weight_blocks`` yields ``block x
+        len(entries)`` multiplicity matrices (row = one replicate, ``w[i]`` = times entry ``i``
+        was drawn; :func:`resyn_bench.reports.stats.bootstrap_weights`); the result is one dict
+        per row, in order, equal to ``aggregate`` on the resampled entries.
+
+        The default returns None: the report's statistics then sum counts (groups with the
+        default ``aggregate``) or call ``aggregate`` on each resampled list. Groups whose corpus
+        values are not count sums (the speaker group's EER from trial scores) override it."""
+        return None

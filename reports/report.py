@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from resyn_bench.reports.collate import RunSummary, rename_runs, summarize_run
+from resyn_bench.reports.labels import summary_label
 from resyn_bench.reports.layouts import Layout, resolve_layouts
 from resyn_bench.reports.tables import (
     CI_MODES,
     UNFINISHED_MARK,
-    _SigCache,
+    SignificanceCache,
     build_table,
     format_value,
     render_csv,
@@ -63,7 +64,13 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str 
         if s.unfinished:
             log.warning("report: WARNING: run %s (%s) is not finished: %s - its rows (marked %s) "
                         "cover only the utterances done so far", s.run_dir,
-                        s.system_label or s.system, s.unfinished, UNFINISHED_MARK)
+                        summary_label(s), s.unfinished, UNFINISHED_MARK)
+        if s.manifest is not None:
+            from resyn_bench.runfiles import pooling_warning
+
+            pooled = pooling_warning(s.manifest, s.run_dir)
+            if pooled:
+                log.warning("report: WARNING: %s", pooled)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"report --out {out} is a file, not a folder: name a folder")
@@ -71,7 +78,7 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str 
     previous = _read_index(out)
     paths: dict[str, Path] = {}
     files: list[Path] = []       # every file this report writes, for the index
-    sig = _SigCache(summaries)  # paired tests once per statistic, shared by every table
+    sig = SignificanceCache(summaries)  # paired tests once per statistic, shared by every table
     first = True
     for layout in resolve_layouts(layouts):
         table = build_table(summaries, layout, stat, sig)
@@ -221,10 +228,10 @@ def terminal_safe_json(text: str) -> str:
 
 def _overlap_note(run_dir) -> str | None:
     """The run's training-set overlap warning (manifest ``training_overlap.note``), if any."""
-    from resyn_bench.store import read_manifest
+    from resyn_bench.runfiles import read_manifest
 
     try:
-        return (read_manifest(run_dir).get("training_overlap") or {}).get("note")
+        return read_manifest(run_dir).overlap_note
     except (OSError, ValueError):
         return None
 

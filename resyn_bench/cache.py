@@ -3,19 +3,24 @@
 A key is the sha256 of (audio content hash, metric group, its settings, the analysis rate and
 the resampler version), so a second system evaluated on the same dataset reuses the reference F0
 tracks (and later transcripts, embeddings) instead of recomputing them. Entries are ``.npz``
-files written atomically; a corrupt entry is treated as a miss and rewritten.
+files written atomically (a temporary file named by host and process, then a rename), so the
+shards of a sharded run may share one cache, on one host or several: a hit holds the arrays a
+miss computes. A corrupt entry is treated as a miss and rewritten.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from resyn_bench.paths import resyn_bench_home
+
+_HOST = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())[:40] or "host"
 
 
 def audio_hash(samples: np.ndarray, sample_rate: int) -> str:
@@ -61,7 +66,8 @@ class AnalysisCache:
         if not self.enabled:
             return
         path = self._path(key)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        # host and pid in the temporary name: shards on several hosts may share one cache
+        tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as fh:

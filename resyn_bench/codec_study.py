@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resyn_bench.core.bitrate import F0_CODE_RATE, F0_CODE_VOCAB
 from resyn_bench.errors import UserError
 from resyn_bench.metrics.bitrate import StreamRates, raw_bps, speaker_rates, stream_rates
 
@@ -46,7 +47,7 @@ PAPER_STREAMS = {
     "vqvae256": (100.0, 256, 800.0),
 }
 #: the F0 codes: 12.5 Hz (F0 at 200 Hz, x16 down-sampling), K'=20; the paper states 65 bps
-F0_RATE, F0_VOCAB, F0_PAPER_BPS = 12.5, 20, 65.0
+F0_RATE, F0_VOCAB, F0_PAPER_BPS = F0_CODE_RATE, F0_CODE_VOCAB, 65.0
 F0_NOTE = ("F0 codes: not in the unit files; 12.5 Hz x ceil(log2 20) = 5 bits gives 62.5 bps by "
            "the formula, the paper states 65 bps; totals add 62.5.")
 #: speaker ids in file names: VCTK p225_001 / s5_001, LJSpeech LJ001-0001 (one voice)
@@ -237,19 +238,20 @@ def discover(paths: list[str | Path]) -> tuple[list[tuple[Path, Path | None, str
 
 def run_rows(run_dirs: list[Path]) -> list[dict[str, Any]]:
     """One row per run directory: its bitrate as the reports compute it, with the source."""
-    from resyn_bench.reports.collate import dataset_label, measured_bitrate, run_bitrate, system_label
-    from resyn_bench.store import read_manifest, read_records
+    from resyn_bench.reports.collate import dataset_label, measured_bitrate, run_bitrate
+    from resyn_bench.reports.labels import run_label
+    from resyn_bench.runfiles import iter_records, read_manifest
 
     rows = []
     for d in run_dirs:
-        manifest = read_manifest(d)
-        records = read_records(d)
+        manifest = read_manifest(d).to_json()
+        records = [r.to_dict() for r in iter_records(d)]
         bps, source = run_bitrate(manifest, records)
         measured = measured_bitrate(records)
         nominal = sorted({r["bitstream"].get("nominal_bps") for r in records
                           if isinstance(r.get("bitstream"), dict)
                           and isinstance(r["bitstream"].get("nominal_bps"), (int, float))})
-        rows.append({"run_dir": str(d), "system": system_label(manifest),
+        rows.append({"run_dir": str(d), "system": run_label(manifest),
                      "dataset": dataset_label(manifest), "bitrate": bps, "source": source,
                      "nominal_bps": nominal[0] if len(nominal) == 1 else (nominal or None),
                      "n_utterances": measured[2]["n_utterances"] if measured else None,

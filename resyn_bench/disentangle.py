@@ -37,6 +37,8 @@ EPILOG = """examples:
       --data-root VCTK-Corpus-0.92 --limit 100 --out runs/disent
   resyn-bench disentangle --system ckpt:a --system ckpt:b --dataset manifest \\
       --data-root corpus/manifest.tsv --metrics spk,f0 --shift 4 --scale 0.5 --out runs/disent
+  resyn-bench disentangle --system outputs:mytool/out --conversions mytool/pairs.tsv \
+      --dataset vctk --data-root VCTK-Corpus-0.92 --label mytool --out runs/disent
   resyn-bench disentangle --runs runs/disent/*/* runs/mytool-vc --report rep/
 
 Per system: resynthesis, voice conversion (--vc-targets random targets per utterance), and F0
@@ -77,9 +79,9 @@ def _folder_name(label: str) -> str:
 def system_row_label(spec: str) -> str:
     """The row label of a system spec, as reports label its runs (``ckpt:/x/run7`` ->
     ``ckpt:run7``); the shared ``-o`` options are not part of it."""
-    from resyn_bench.reports.collate import _path_system_label
+    from resyn_bench.reports.labels import path_system_label
 
-    return _path_system_label(spec) or spec
+    return path_system_label(spec) or spec
 
 
 def plan_runs(systems: list[str], out: Path, metrics: str, vc_targets: int = 2,
@@ -126,6 +128,69 @@ def plan_runs(systems: list[str], out: Path, metrics: str, vc_targets: int = 2,
             for exp, edit in edits:
                 plan.append(PlannedRun(spec, label, exp, root / exp,
                                        {**options, "f0_edit": edit}, "f0"))
+    return plan
+
+
+def plan_conversions(listing: str | Path, system: str, out: Path, metrics: str, utterances,
+                     options: dict[str, Any] | None = None, label: str | None = None
+                     ) -> list[PlannedRun]:
+    """The runs of another tool's conversion list (``--system outputs:DIR --conversions LIST``):
+    its rows split by experiment - an ``f0_edit`` makes the row part of ``f0_flat``/``f0_shift``/
+    ``f0_scale`` (scored ``f0`` only, as built-in edits), a row whose target is the source's own
+    speaker is ``resynthesis``, any other ``vc``. Each experiment's rows are written to
+    ``OUT/<label>/lists/<experiment>.jsonl`` (reference paths made absolute, the original line
+    numbers kept for messages) and run as ``outputs:DIR --conversions`` that list. A list that
+    cannot be used is a ConversionListError (ValueError) before any work."""
+    import json
+
+    from resyn_bench.conversions import EDIT_EXPERIMENTS, ConversionListError, edit_kind, read_rows, row_edit
+    from resyn_bench.systems.vocoder.checkpoint import atomic_write
+
+    if not system.startswith("outputs:"):
+        raise UsageError(f"--conversions lists another tool's outputs: give --system outputs:DIR "
+                         f"(got {system!r})")
+    groups = [g for g in metrics.split(",") if g]
+    options = dict(options or {})
+    if "f0_edit" in options or "speaker" in options or "conversions" in options:
+        raise UsageError("-o f0_edit=, -o speaker= and -o conversions= come from the list itself; "
+                         "drop them")
+    listing = Path(listing).expanduser().resolve()
+    base = listing.parent
+    speaker_of = {u.utt_id: u.speaker for u in utterances}
+    by_exp: dict[str, list[dict[str, Any]]] = {}
+    for row in read_rows(listing):
+        edit, _ = row_edit(row)   # an invalid edit stays in its experiment and fails its row
+        kind = edit_kind(edit)
+        if kind is None and not (row.get("f0_edit") or "").strip():
+            own = speaker_of.get(row["source"].strip())
+            exp = "resynthesis" if own is not None and own == row["target"].strip() else "vc"
+        else:
+            exp = EDIT_EXPERIMENTS.get(kind, "vc")
+        refs = [str((base / r.strip()).resolve()) for r in (row.get("target_ref") or "").split(";")
+                if r.strip()]
+        entry = {k: v for k, v in row.items() if k not in ("_line", "target_ref")}
+        entry.update(_line=row["_line"], **({"target_ref": refs} if refs else {}))
+        by_exp.setdefault(exp, []).append(entry)
+    if not by_exp:
+        raise ConversionListError(f"--conversions {listing}: no rows")
+    label = label or system_row_label(system)
+    root = out / _folder_name(label)
+    plan = []
+    for exp in ("resynthesis", "vc", "f0_flat", "f0_shift", "f0_scale"):
+        rows = by_exp.get(exp)
+        if not rows:
+            continue
+        if exp.startswith("f0_") and "f0" not in groups:
+            log.warning("%s: %d %s rows left out (--metrics has no f0)", listing, len(rows), exp)
+            continue
+        derived = root / "lists" / f"{exp}.jsonl"
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        if not derived.is_file() or derived.read_text(encoding="utf-8") != text:
+            derived.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(derived, lambda f, text=text: f.write(text), binary=False)
+        plan.append(PlannedRun(system, label, exp, root / exp,
+                               {**options, "conversions": str(derived)},
+                               "f0" if exp.startswith("f0_") else metrics))
     return plan
 
 
@@ -184,6 +249,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="summarise these existing run folders instead of running systems "
                         "(grouped by row label; each run's role from its experiment: "
                         "resynthesis, vc, f0_flat, f0_shift, f0_scale)")
+    p.add_argument("--conversions", metavar="LIST",
+                   help="with one --system outputs:DIR: another tool's conversion list (the "
+                        "columns of `resyn-bench run --conversions`); its rows are split by "
+                        "experiment - f0_edit rows into f0_flat/f0_shift/f0_scale, rows whose "
+                        "target is the source's own speaker into resynthesis, the others into "
+                        "vc - and each part is run (--vc-targets, --shift, --scale do not apply)")
     p.add_argument("--label", action="append", default=[],
                    help="row label of each --system, in order (default: the system name)")
     add_dataset_args(p)
@@ -252,10 +323,22 @@ def run_command(args) -> int:
         if args.scale is not None and args.scale < 0:
             raise UsageError(f"--scale must be >= 0, got {args.scale:g}")
         out = Path(args.out)
-        plan = plan_runs(args.system, out, args.metrics, args.vc_targets, args.shift, args.scale,
-                         dict(args.option), args.label)
         dataset = {"dataset": args.dataset, "data_root": args.data_root, "split": args.split,
                    "limit": args.limit, "dataset_options": dict(args.dataset_options)}
+        if args.conversions:
+            from resyn_bench.datasets import load_dataset
+
+            if len(args.system) != 1 or len(args.label) > 1:
+                raise UsageError("--conversions goes with exactly one --system outputs:DIR (and "
+                                 "at most one --label)")
+            utterances = load_dataset(args.dataset, args.data_root, args.split, args.limit,
+                                      **dict(args.dataset_options)).utterances
+            plan = plan_conversions(args.conversions, args.system[0], out, args.metrics,
+                                    utterances, dict(args.option),
+                                    args.label[0] if args.label else None)
+        else:
+            plan = plan_runs(args.system, out, args.metrics, args.vc_targets, args.shift,
+                             args.scale, dict(args.option), args.label)
         metric_options = metric_options_from_args(args.metric_option)
         if args.enroll_dataset:
             metric_options.setdefault("spk", {}).update(
@@ -296,4 +379,4 @@ def run_command(args) -> int:
     return 0 if any_value else 3
 
 
-__all__ = ["plan_runs", "execute", "PlannedRun", "RunOutcome", "configure_parser", "run_command"]
+__all__ = ["plan_runs", "plan_conversions", "execute", "PlannedRun", "RunOutcome", "configure_parser", "run_command"]

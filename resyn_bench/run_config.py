@@ -66,6 +66,9 @@ class OptionSpec:
     metavar: str | None = None
     #: settable in a study file (resyn-bench run --config); False for per-invocation switches
     study: bool = True
+    #: False: the command line resolves the value before it reaches the field (``--shard auto``
+    #: becomes this process's shard, set by resyn_bench.sharding.run_shard)
+    direct: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -176,6 +179,13 @@ class RunConfig:
         MAX_DURATION_S, help="fail utterances (reference or output) longer than this, checked "
                              "from the file header before decoding (default 600; 0 = no limit)",
         flags=("--max-duration",), type=float, metavar="SECONDS")
+    # "i/N": evaluate only shard i of N of the work list (resyn_bench.sharding); None = all
+    shard: str | None = option(
+        None, help="evaluate one shard of the utterances into OUT/shards/ (merge them with "
+                   "`resyn-bench merge --out OUT`); auto: from torchrun (RANK/WORLD_SIZE, the "
+                   "default under torchrun: rank 0 merges) or a SLURM array",
+        flags=("--shard",), metavar="INDEX/COUNT|auto", identity=True, legacy=None,
+        study=False, direct=False)
 
     def identity(self) -> dict[str, Any]:
         """Fields that must match for a run directory to be resumed (those whose spec says

@@ -32,6 +32,7 @@ import numpy as np
 
 from resyn_bench import __version__
 from resyn_bench.audio import (
+    Audio,
     AudioError,
     ResampleLog,
     ensure_rate,
@@ -43,6 +44,7 @@ from resyn_bench.audio import (
 from resyn_bench.cache import AnalysisCache, audio_hash
 from resyn_bench.errors import UserError
 from resyn_bench.run_config import RunConfig, legacy_defaults
+from resyn_bench.runfiles import SCHEMA_VERSION, RunFileError, check_schema_version
 from resyn_bench.runfolder import (
     LOCK_FILE,
     RunFolderError,
@@ -102,6 +104,18 @@ def _resampler_id() -> str:
         return "soxr-HQ"
 
 
+def load_reference(path, limit: float | None) -> Audio:
+    """The reference as the synthesis stage accepts it: AudioError (the part's stage
+    "reference") when it lasts over ``limit`` seconds by its header (checked before decoding),
+    cannot be read, or is not scorable. Sharded runs apply the same test to the utterances of
+    the other shards, so the corpus models see the same recordings (resyn_bench.sharding)."""
+    seconds = header_duration(path) if limit else None
+    if seconds is not None and seconds > limit:
+        raise AudioError("too_long", f"reference audio lasts {seconds:.1f} s, over "
+                         f"--max-duration {limit:g} s (raise it, or split the file)")
+    return validate(load_audio(path), what="reference audio")
+
+
 class Synthesizer:
     """Phase 1, per utterance: load + validate the reference, run the system, validate and
     store the output. Holds the system only (no metric models)."""
@@ -133,12 +147,8 @@ class Synthesizer:
             return fail("input", utt.problem, "bad_row")
         limit = self.config.max_duration
         t = time.perf_counter()
-        seconds = header_duration(utt.path) if limit else None  # before decoding the file
-        if seconds is not None and seconds > limit:
-            return fail("reference", f"too_long: reference audio lasts {seconds:.1f} s, over "
-                        f"--max-duration {limit:g} s (raise it, or split the file)", "too_long")
         try:
-            ref = validate(load_audio(utt.path), what="reference audio")
+            ref = load_reference(utt.path, limit)
         except AudioError as exc:
             return fail("reference", str(exc), exc.kind)
         record["duration_s"] = ref.duration
@@ -161,6 +171,8 @@ class Synthesizer:
         target = getattr(utt, "target_speaker", None) or getattr(self.system, "target_speaker", None)
         if target is not None:  # voice conversion: speaker metrics judge the output as this voice
             record["target_speaker"] = str(target)
+        if getattr(utt, "f0_edit", None):  # a listed conversion's requested F0 edit
+            record["f0_edit"] = str(utt.f0_edit)
 
         t = time.perf_counter()
         try:
@@ -321,6 +333,10 @@ def _prepare_run_dir(config: RunConfig, store: RecordStore) -> dict[str, Any] | 
         raise RunError(f"{run_dir} already holds a run; resume it (drop --no-resume), "
                        "choose a new --out, or pass --overwrite to start again")
     previous = read_manifest(run_dir)
+    try:   # a run of a newer schema is refused, not rewritten in the old layout
+        check_schema_version(previous, manifest_path)
+    except RunFileError as exc:
+        raise RunError(str(exc)) from None
     mine, theirs = config.identity(), previous.get("config", {}).get("identity", {})
     # runs written before a field existed hold its legacy value (declared on the field)
     defaults = legacy_defaults()
@@ -374,17 +390,27 @@ def conversion_utterances(utterances, system, n_targets: int, seed: int = 0) -> 
 def _listed_conversions(config: RunConfig, utterances) -> list:
     """The work list of ``--conversions`` (:mod:`resyn_bench.conversions`); RunError for a list
     that cannot be used (before any work)."""
-    from resyn_bench.conversions import ConversionListError, conversion_work
+    from resyn_bench.conversions import ConversionListError, conversion_work, list_experiment
 
     if config.vc_targets:
         raise RunError("--conversions lists the conversions to evaluate; --vc-targets chooses "
                        "them: use one or the other")
     extra = any((opts or {}).get("enroll_dataset") for opts in config.metric_options.values())
+    listing = config.system_options["conversions"]
     try:
-        return conversion_work(config.system_options["conversions"], utterances,
-                               extra_speakers=extra)
+        expected = list_experiment(listing)
+        work = conversion_work(listing, utterances, extra_speakers=extra)
     except ConversionListError as exc:
         raise RunError(str(exc)) from None
+    # the rows' F0 edits decide what the run measures; a run labelled otherwise would be
+    # summarised as the wrong experiment (unedited rows may be a vc or a resynthesis run)
+    edited = expected.startswith("f0_")
+    if (edited and config.experiment != expected) or (not edited and config.experiment.startswith("f0_")):
+        raise RunError(f"--conversions {listing}: its rows make a {expected} run, not "
+                       f"--experiment {config.experiment}; give --experiment {expected}"
+                       if edited else f"--conversions {listing}: its rows ask for no F0 edit, so "
+                       f"it cannot be an {config.experiment} run (give f0_edit in the list)")
+    return work
 
 
 def _with_target_refs(config: RunConfig, work) -> RunConfig:
@@ -489,6 +515,7 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
     # build everything now, so configuration errors surface before any work
     synthesizer = None if score_only else Synthesizer(config)
     groups = [make_metric(n, **_metric_options(config, n)) for n in resolve_metric_names(config.metrics)]
+    sharded = None   # config.shard: this shard of the work list (resyn_bench.sharding)
     if not score_only:
         # what the system is run on: the dataset's utterances, or (voice conversion) each of
         # them once per target speaker; corpus models (speaker ID) still fit on the real
@@ -498,6 +525,11 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
         if listed is not None:
             work = listed
         check_unique_names(u.utt_id for u in work)
+        if config.shard:
+            from resyn_bench.sharding import take_shard
+
+            sharded = take_shard(config.shard, work, dataset.utterances)
+            work = sharded.work
         _precheck(synthesizer.system, work)
     run_dir = Path(config.out)
     store = RecordStore(run_dir)
@@ -513,6 +545,11 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
         work = _stored_work(dataset, done_synth, bool(config.vc_targets
                                                       or config.system_options.get("conversions")))
         check_unique_names(u.utt_id for u in work)
+        if config.shard:
+            from resyn_bench.sharding import take_shard
+
+            sharded = take_shard(config.shard, work, dataset.utterances)
+            work = sharded.work
     from resyn_bench.overlap import check_overlap
 
     overlap = None if score_only else check_overlap(synthesizer.system, dataset.utterances,
@@ -547,7 +584,11 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     log = ResampleLog(dict((previous or {}).get("resampling", {})))
     sessions = list((previous or {}).get("sessions", []))
+    from resyn_bench.reports.collate import POOLING_VERSION
+
     manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,        # the layout (resyn_bench.runfiles)
+        "pooling_version": POOLING_VERSION,      # the pooling code the counts are meant for
         "resyn_bench_version": __version__,
         "created": (previous or {}).get("created", started),
         "config": {**dataclasses.asdict(config), "identity": config.identity()},
@@ -566,6 +607,9 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
     manifest["config"]["metrics"] = ",".join(all_metrics)
     if legacy:
         manifest["legacy_metric_keys"] = legacy
+    if sharded is not None:   # score-only keeps the full selection recorded by synthesis
+        manifest["shard"] = ((previous or {}).get("shard") if score_only else None) \
+            or sharded.manifest
     if overlap is not None:   # the system's training set holds evaluated utterances
         manifest["training_overlap"] = overlap
     elif score_only and "training_overlap" in (previous or {}):
@@ -613,11 +657,20 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
         # phase 2: one metric group at a time (its models loaded once, then released)
         scorable = [u for u in work
                     if done_synth.get(u.utt_id, {}).get("status") == "ok"]
+        corpus_view = None
         for group in groups:
             todo = [u for u in scorable if (u.utt_id, entries[group.name]["key"]) not in done_metric]
             if not todo:
                 continue
-            _score_group(config, group, dataset, done_synth, todo, store, log, stats, progress)
+            synthesis = done_synth
+            if group.needs_corpus and sharded is not None and sharded.outside:
+                # a shard's corpus model sees the recordings an unsharded run's would
+                from resyn_bench.sharding import corpus_synthesis
+
+                if corpus_view is None:
+                    corpus_view = corpus_synthesis(sharded.outside, done_synth, config.max_duration)
+                synthesis = corpus_view
+            _score_group(config, group, dataset, synthesis, todo, store, log, stats, progress)
     except KeyboardInterrupt:
         interrupted = True
     except DiskFull as exc:

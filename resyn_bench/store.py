@@ -209,8 +209,13 @@ class RecordStore:
         keys = groups if isinstance(groups, dict) else None
         legacy: dict[str, str] = {}
         if groups is not None and keys is None and (self.run_dir / MANIFEST).is_file():
+            from resyn_bench.runfiles import NewerSchemaError, check_schema_version
+
             try:
                 manifest = read_manifest(self.run_dir)
+                check_schema_version(manifest, self.run_dir / MANIFEST)
+            except NewerSchemaError:
+                raise   # a newer layout is not read as if it were this one
             except (OSError, ValueError):
                 manifest = {}
             # a manifest written before records were keyed has one setting per group: any part
@@ -330,6 +335,8 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    """The manifest as stored (a raw JSON object, any schema version). Readers of a run's
+    settings and results use :func:`resyn_bench.runfiles.read_manifest` (typed, upgraded)."""
     path = Path(run_dir) / MANIFEST
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no {MANIFEST})")

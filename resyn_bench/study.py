@@ -184,10 +184,24 @@ def merge_values(base: dict[str, Any], override: dict[str, Any]) -> dict[str, An
     return out
 
 
+def implied_experiment(conversions: str | None, vc_targets: int | None) -> str:
+    """The experiment of a run that names none: a conversion list's own (vc, or f0_<kind> when
+    its rows ask for F0 edits; an unusable list is reported by the run), vc with
+    ``vc_targets``, else resynthesis."""
+    if conversions:
+        from resyn_bench.conversions import ConversionListError, list_experiment
+
+        try:
+            return list_experiment(conversions)
+        except ConversionListError:
+            return "vc"
+    return "vc" if vc_targets else "resynthesis"
+
+
 def run_config(values: dict[str, Any]) -> RunConfig:
     """The RunConfig of one run from its values (RunConfig fields + :data:`RUN_EXTRAS`), with
-    the command line's derived defaults: ``out`` = runs/<dataset>-<system>; ``experiment`` =
-    vc with ``vc_targets`` or ``conversions``, else resynthesis; ``max_duration`` 0 = no limit;
+    the command line's derived defaults: ``out`` = runs/<dataset>-<system>; ``experiment``:
+    :func:`implied_experiment`; ``max_duration`` 0 = no limit;
     ``outputs_pattern`` and ``conversions`` become options of an ``outputs:DIR`` system."""
     values = dict(values)
     system = values.get("system")
@@ -206,7 +220,7 @@ def run_config(values: dict[str, Any]) -> RunConfig:
     if values.get("out") is None:
         values["out"] = default_out(str(system), str(values.get("dataset")))
     if values.get("experiment") is None:
-        values["experiment"] = "vc" if values.get("vc_targets") or conversions else "resynthesis"
+        values["experiment"] = implied_experiment(conversions, values.get("vc_targets"))
     # None = not given: the field's default (RunConfig's own, e.g. the isolation setting)
     values = {k: v for k, v in values.items() if v is not None}
     if "max_duration" in values:

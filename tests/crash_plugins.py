@@ -1,5 +1,5 @@
 """Test-only fault injection: a system and metric groups that crash (SIGSEGV), hang or raise on
-chosen utterances. tests/test_crash_isolation.py registers them; worker processes import this
+chosen utterances. tests/core/test_crash_isolation.py registers them; worker processes import this
 module by name (tests/ is on the runner's sys.path, which workers inherit).
 
 Setting CRASH_PLUGINS_DISARM=1 in the runner's environment turns every fault off (workers take

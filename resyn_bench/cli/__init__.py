@@ -35,7 +35,7 @@ Errors the user can fix are one line (exit 2); --traceback shows where any error
 
 #: the command modules of this package, in the order ``resyn-bench --help`` lists them
 COMMAND_MODULES = ("run", "summary", "report", "ls", "demo", "train", "score", "f0_stats",
-                   "fetch", "validate", "encode", "disentangle", "codec")
+                   "fetch", "validate", "encode", "disentangle", "merge", "codec")
 
 BUG_LINE = ("this is a bug in resyn-bench, please report it with the command line above "
             "(and the traceback)")

@@ -12,6 +12,18 @@ def register(subparsers) -> None:
     p.set_defaults(handler=run)
 
 
+def _print_system_options(entry) -> None:
+    """The ``-o`` options of a system, from its options dataclass (plugins: not imported)."""
+    from resyn_bench import registry
+    from resyn_bench.systems.options import describe_options
+
+    if registry.SYSTEMS.get(entry.name) is not entry:
+        return
+    option_class = entry.option_class()
+    if option_class is not None:
+        print("\n".join(describe_options(option_class, indent=" " * 16)))
+
+
 def run(args: argparse.Namespace) -> int:
     from resyn_bench import registry
 
@@ -23,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             shown = f"{name}:{entry.takes_argument}" if entry.takes_argument else name
             print(f"{shown:16s}{entry.description}")
+            _print_system_options(entry)
         print("\nnamed unit systems (encoder, layer, quantizer, vocabulary, vocoder); "
               "bitrate = units + F0 codes:")
         header = f"{'name':26s}{'units':22s}{'streams':24s}{'bps':>7s}  status"
@@ -35,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
                 " + speaker" if ns.speaker != "none" else "")
             print(f"{name:26s}{units:21s} {streams:24s}{ns.bitrate():7.1f}  {ns.status()}")
         print("aliases: " + ", ".join(f"{a} = {t}" for a, t in ALIASES.items()))
+        print("options of every named system:")
+        _print_system_options(registry.SYSTEMS[next(iter(NAMED_SYSTEMS))])
         print("a system that needs files says how to get them when run; "
               "see `resyn-bench fetch --list` and `resyn-bench train --help`")
     elif args.what == "metrics":

@@ -34,7 +34,7 @@ utterances failed; 130 interrupted.
 
 def register(subparsers) -> None:
     from resyn_bench.cli.run_options import add_run_options
-    from resyn_bench.run_config import field_default, run_options, spec
+    from resyn_bench.run_config import _seconds, field_default, run_options, spec
 
     p = subparsers.add_parser("run", help="evaluate a system on a dataset", epilog=EPILOG_RUN,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,8 +50,14 @@ def register(subparsers) -> None:
     p.add_argument("--conversions", metavar="LIST",
                    help="for outputs:DIR: another tool's voice conversions, a .tsv/.csv/.jsonl "
                         "list with the columns output (file in DIR, or id), source (utterance id "
-                        "of the dataset), target (speaker); each row is evaluated as the "
-                        "conversion SOURCE__to_TARGET (implies --experiment vc)")
+                        "of the dataset), target (speaker), optional target_ref (recordings of a "
+                        "target outside the dataset), f0_edit (flat, shift:+N, scale:X) and bytes "
+                        "(transmitted size: a measured bitrate); each row is evaluated as the "
+                        "conversion SOURCE__to_TARGET (implies --experiment vc, or f0_<kind> when "
+                        "the rows ask for F0 edits)")
+    p.add_argument("--shard-wait", type=_seconds, default=None, metavar="SECONDS",
+                   help="under torchrun: how long rank 0 waits for the other shards (default "
+                        "48 h; 0 = no limit)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_max_failed_argument(p)
     p.set_defaults(handler=run, parser=p)
@@ -84,19 +90,34 @@ def configs_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from resyn_bench.sharding import resolve_shard
+
     study, configs = configs_from_args(args)
     for config in configs:
         check_out_dir(config.out)
+    # --shard (or torchrun / a SLURM array): this process evaluates one shard of every run
+    shard = resolve_shard(args.shard)
     if study is not None and study.title:
         print(study.title)
     status = 0
     for i, config in enumerate(configs, 1):
         if study is not None:
             print(f"[{i}/{len(configs)}] {config.system} on {config.dataset} -> {config.out}")
+        if shard is not None:   # one shard into OUT/shards/ (torchrun: rank 0 then merges)
+            status = max(status, run_one_shard(config, shard, args))
+            continue
         status = max(status, run_one(config, args))
     if study is not None and study.report is not None:
         status = max(status, write_study_report(study, configs))
     return status
+
+
+def run_one_shard(config, shard, args: argparse.Namespace) -> int:
+    from resyn_bench.sharding import DEFAULT_WAIT_S, run_shard
+
+    return run_shard(config, *shard, progress=not args.quiet, max_failed=args.max_failed,
+                     wait_s=DEFAULT_WAIT_S if args.shard_wait is None
+                     else args.shard_wait or 365 * 86400.0)
 
 
 def run_one(config, args: argparse.Namespace) -> int:

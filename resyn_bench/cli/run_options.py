@@ -79,9 +79,12 @@ def convert(name: str, value: Any) -> Any:
 
 
 def given_values(args: argparse.Namespace, names: Iterable[str] | None = None) -> dict[str, Any]:
-    """{field: value} of the run options given on the command line (not None), converted."""
+    """{field: value} of the run options given on the command line (not None), converted.
+    Fields the command resolves itself (``direct=False``: ``--shard``) are left out."""
     out = {}
     for f in _fields(names):
+        if not spec(f).direct:
+            continue
         value = getattr(args, f.name, None)
         if value is not None:
             out[f.name] = convert(f.name, value)

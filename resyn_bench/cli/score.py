@@ -52,14 +52,14 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from resyn_bench.cli.run_options import given_values
+    from resyn_bench.runfiles import read_manifest
     from resyn_bench.runner import RunConfig, RunError
     from resyn_bench.runner import run as run_benchmark
-    from resyn_bench.store import read_manifest
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise RunError(f"{run_dir} is not a run folder")
-    stored = dict(read_manifest(run_dir).get("config") or {})
+    stored = read_manifest(run_dir).config.to_json()
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     base = {k: v for k, v in stored.items() if k in fields}
     if "system" not in base or "dataset" not in base:

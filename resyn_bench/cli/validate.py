@@ -8,7 +8,9 @@ fields, ``resyn-bench report --layout``) is built; a training config (``.json``,
 format or ours, ``resyn-bench train ... --config``) is parsed and its values checked. Exit 0
 valid, 1 problems found (printed, one per line).
 
-A run folder: checks the manifest (readable, a run manifest), every line of ``records.jsonl`` (see
+A run folder: checks the manifest (readable, a run manifest, every field of the run-file
+schema of :mod:`resyn_bench.runfiles`; a run of a newer schema is named as such), every line of
+``records.jsonl`` (see
 :func:`resyn_bench.store.scan_records`), that the outputs the records name exist, and leftover
 temporary files. ``--repair`` (under the run lock, so never during a run) moves every damaged or
 torn line to ``records.quarantine.jsonl`` - one JSON object per line with the line number, the
@@ -74,6 +76,13 @@ def validate_run(run_dir: str | Path) -> tuple[list[str], list]:
         messages.append(f"{manifest}: missing (not a run folder, or a run that never started)")
     elif not is_run_manifest(manifest):
         messages.append(f"{manifest}: damaged or not a resyn-bench run manifest")
+    else:   # every field against the run-file schema (resyn_bench.runfiles)
+        from resyn_bench.runfiles import RunFileError, read_manifest
+
+        try:
+            read_manifest(run_dir)
+        except RunFileError as exc:
+            messages.append(str(exc))
     records = run_dir / RECORDS
     events, problems = scan_records(records)
     for p in problems:

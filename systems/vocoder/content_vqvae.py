@@ -25,7 +25,6 @@ the codebook, so the state dict has exactly the reference keys (no ``dict.weight
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,6 +36,8 @@ from resyn_bench.systems.vocoder.f0_quantizer import Bottleneck, JukeboxEncoder
 from resyn_bench.systems.vocoder.generator import CodeGenerator
 from torch import nn
 from torch.nn import functional as F
+
+from resyn_bench.core.bitrate import stream_bps
 
 __all__ = [
     "REFERENCE_LIBRILIGHT_VQVAE_CONFIG",
@@ -338,7 +339,7 @@ class VQVAEUnitEncoder:
         return {"name": self.name, "source": self.source, "kind": "vqvae",
                 "sample_rate": self.sample_rate, "hop_size": self.hop_size,
                 "frame_rate": self.frame_rate, "vocab_size": self.vocab_size,
-                "bitrate_bps": self.frame_rate * math.ceil(math.log2(max(self.vocab_size, 2))),
+                "bitrate_bps": stream_bps(self.frame_rate, self.vocab_size),
                 "checkpoint": dict(self.checkpoint),
                 "encoder": copy.deepcopy(self.config.get("code_encoder_params")),
                 "codebook": copy.deepcopy(self.config.get("code_vq_params"))}

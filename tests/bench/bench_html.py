@@ -11,7 +11,7 @@ utterances, short real WAV files for the audio links), so no model runs. Prints,
 * the total (summaries with CIs + significance + HTML), and the file size.
 
 Usage: python tests/bench/bench_html.py [--utts 1000] [--systems 3] [--keep DIR]
-(also imported by tests/test_html_report.py for its synthetic runs)
+(also imported by tests/reports/test_html_report.py for its synthetic runs)
 """
 from __future__ import annotations
 

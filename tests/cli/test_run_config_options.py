@@ -46,6 +46,8 @@ def test_every_runconfig_field_is_a_run_option_that_reaches_the_config():
         s = spec(f)
         assert s.flags and all(flag in flags for flag in s.flags), f.name
         assert s.help, f.name
+        if not s.direct:    # resolved by the command first (--shard): see the test below
+            continue
         argv, expected = _argv_for(f)
         words = base
         if f.name in ("system", "dataset", "out"):   # the field's own words replace the base's
@@ -58,6 +60,22 @@ def test_every_runconfig_field_is_a_run_option_that_reaches_the_config():
         if f.name == "max_duration":
             expected = 7.0
         assert got == expected, (f.name, got, expected)
+
+
+def test_shard_reaches_the_config_through_the_sharding_code(monkeypatch, tmp_path):
+    """--shard is resolved first (auto: torchrun / SLURM); run_shard sets RunConfig.shard."""
+    import resyn_bench.sharding as sharding
+
+    seen = []
+    monkeypatch.setattr(sharding, "run_shard", lambda config, shard, launcher, **kw:
+                        seen.append((config, shard.label, launcher, kw["wait_s"])) or 0)
+    from resyn_bench.cli import main
+
+    assert main(["run", "--system", "copy", "--dataset", "demo", "--out", str(tmp_path / "r"),
+                 "--shard", "1/3", "--shard-wait", "5"]) == 0
+    (config, label, _, wait_s), = seen
+    assert label == "1/3" and wait_s == 5 and config.shard is None   # run_shard sets it
+    assert config.out == str(tmp_path / "r")
 
 
 def test_unset_options_keep_the_runconfig_defaults():
@@ -77,7 +95,7 @@ def test_identity_holds_exactly_the_fields_whose_spec_says_so():
     assert set(config.identity()) == declared
     # the resume check compares these; the metric selection stays out (groups are additive)
     assert declared == {"system", "dataset", "data_root", "split", "dataset_options",
-                        "system_options", "experiment", "vc_targets", "vc_seed"}
+                        "system_options", "experiment", "vc_targets", "vc_seed", "shard"}
     for name in ("metrics", "f0_preset", "metric_options", "jobs", "out", "label"):
         assert name not in declared
     changed = dataclasses.replace(config, vc_seed=3)
@@ -85,7 +103,8 @@ def test_identity_holds_exactly_the_fields_whose_spec_says_so():
 
 
 def test_legacy_defaults_come_from_the_fields():
-    assert legacy_defaults() == {"experiment": "resynthesis", "vc_targets": 0, "vc_seed": 0}
+    assert legacy_defaults() == {"experiment": "resynthesis", "vc_targets": 0, "vc_seed": 0,
+                                 "shard": None}
     for f in run_options():
         if spec(f).legacy is not NO_LEGACY:
             assert spec(f).identity, f"{f.name}: a legacy value only matters for identity fields"

@@ -214,6 +214,10 @@ def test_page_is_self_contained_and_script_pinned(real_runs, tmp_path):
     assert len(script) == 1
     digest = base64.b64encode(hashlib.sha256(script[0].encode()).digest()).decode()
     assert f"script-src 'sha256-{digest}'" in csp
+    # the inlined stylesheet and script are the package's asset files, verbatim
+    assets = Path(__file__).resolve().parents[2] / "reports" / "assets"
+    assert script[0] == "\n" + (assets / "report.js").read_text(encoding="utf-8")
+    assert "<style>\n" + (assets / "report.css").read_text(encoding="utf-8") + "</style>" in text
 
 
 def test_manifest_section_has_versions_settings_and_checksums(real_runs, tmp_path):
@@ -294,10 +298,11 @@ def test_same_system_on_two_datasets_gets_distinct_labels(synthetic, tmp_path):
 
     s = [summarize_run(r, n_boot=0) for r in synthetic]
     s[1].system = s[1].system_label = "copy"  # system_label: the row label, where collate has it
-    s[1].dataset = "other"
-    assert _labels(s) == ["copy · synthetic", "copy · other"]
-    s[1].dataset = "synthetic"
-    assert _labels(s) == ["copy · synthetic #1", "copy · synthetic #2"]
+    s[1].dataset = s[1].dataset_key = "other"
+    # the report's one naming rule (reports.labels.run_titles), as in the plots
+    assert _labels(s) == ["synthetic/copy", "other/copy"]
+    s[1].dataset, s[1].dataset_key = s[0].dataset, s[0].dataset_key
+    assert _labels(s) == ["copy [copy]", "copy [hubert]"]   # + the run folder, as in the tables
 
 
 def test_rendering_imports_no_torch_or_model_code(synthetic, tmp_path):

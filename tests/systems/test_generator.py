@@ -3,7 +3,7 @@ written here with torch.nn.functional from the raw state dict, alignment, speake
 duration predictor, inference preparation.
 
 The helpers ``spec_state_dict`` and ``reference_forward`` are also used by
-tests/test_checkpoint_layout.py; they know nothing of the model classes (keys and shapes come
+tests/systems/test_checkpoint_layout.py; they know nothing of the model classes (keys and shapes come
 from reference-system.md §8.2/§8.4).
 """
 from __future__ import annotations
