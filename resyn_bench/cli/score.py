@@ -38,7 +38,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN", help="an existing run folder")
     # RunConfig's options (resyn_bench.run_config), with the help of adding to a run
     add_run_options(p, SCORE_OPTIONS, required=("metrics",),
-                    defaults={"retry_failed": False, "jobs": 1, "use_cache": True},
+                    defaults=True,
                     helps={"metrics": "metric groups or suites to add, comma-separated (see "
                                       "`resyn-bench ls metrics`)",
                            "f0_preset": "pitch extractor preset of the f0 group",
