@@ -26,7 +26,7 @@ EPILOG_MAIN = """examples:
   resyn-bench run --system world --dataset manifest --data-root ../shared/corpora/vctk_againvc_48k
   resyn-bench run --system outputs:gen/ --outputs-pattern '{stem}_gen.wav' --dataset ljspeech \\
       --data-root LJSpeech-1.1 --split test.txt
-  resyn-bench run --config docs/examples/table1.toml # the runs of a study file
+  resyn-bench run --config docs/examples/table1_ljspeech.toml  # a study file
   resyn-bench summary runs/demo-world
   resyn-bench report runs/demo-copy runs/demo-world --out report/
 

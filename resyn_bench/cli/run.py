@@ -16,7 +16,7 @@ EPILOG_RUN = """examples:
   resyn-bench run --system world -o f0_method=dio -o mcep_dims=40 --dataset demo --out runs/world-mcep40
   resyn-bench run --system outputs:/data/gen --outputs-pattern '{stem}_gen.wav' --dataset manifest \\
       --data-root corpus/manifest.tsv --f0-preset yaapt
-  resyn-bench run --config docs/examples/table1.toml --limit 20   # a study file, every run
+  resyn-bench run --config docs/examples/table1_ljspeech.toml --limit 20   # a study file
 
 An existing run directory is resumed: finished utterances are skipped (failed ones too, unless
 --retry-failed). Per-utterance records go to OUT/records.jsonl, provenance to OUT/manifest.json,

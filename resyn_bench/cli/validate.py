@@ -42,7 +42,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                      "found, 2 not readable.")
     p.epilog = ("examples:\n  resyn-bench validate runs/demo-world\n"
                 "  resyn-bench validate runs/demo-world --repair\n"
-                "  resyn-bench validate docs/examples/table1.toml      # a study file\n"
+                "  resyn-bench validate docs/examples/table1_ljspeech.toml  # a study file\n"
                 "  resyn-bench validate my_table.toml --kind layout\n"
                 "  resyn-bench validate ckpt/hubert100_vctk/config.json # a training config")
     p.formatter_class = argparse.RawDescriptionHelpFormatter

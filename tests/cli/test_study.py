@@ -229,3 +229,20 @@ def test_the_readme_study_example_validates(tmp_path, capsys):
     path = _write(tmp_path / "readme.toml", block.group(1))
     assert main(["validate", str(path)]) == 0
     assert "3 runs" in capsys.readouterr().out
+
+
+def test_help_texts_name_example_files_that_exist():
+    import argparse
+    import re
+
+    from resyn_bench.cli import build_parser
+
+    parser = build_parser()
+    texts = [parser.format_help()]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            texts += [p.format_help() for p in action.choices.values()]
+    named = set(re.findall(r"docs/examples/[\w.-]+", "\n".join(texts)))
+    assert named, "the help texts show an example study file"
+    for rel in named:
+        assert (REPO / rel).is_file(), rel
