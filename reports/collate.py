@@ -19,7 +19,7 @@ from resyn_bench.reports.stats import CI, group_cis
 
 from resyn_bench.core.bitrate import bitrate_bps  # the one bitrate formula (manifest streams)
 from resyn_bench.errors import UsageError
-from resyn_bench.runfiles import Manifest, read_manifest
+from resyn_bench.runfiles import Manifest, parse_manifest, read_manifest
 
 RESYNTHESIS = "resynthesis"
 
@@ -164,13 +164,18 @@ def group_entries(records: list[dict[str, Any]], group: str) -> list[dict[str, A
     return out
 
 
-def dataset_key(manifest: dict[str, Any]) -> tuple:
-    cfg = manifest.get("config", {})
-    return (cfg.get("dataset"), manifest.get("dataset", {}).get("root") or cfg.get("data_root"),
-            cfg.get("split"), cfg.get("limit"))
+def as_manifest(manifest: Manifest | dict[str, Any]) -> Manifest:
+    """A typed manifest (a dict, as stored or partial, is upgraded and validated)."""
+    return manifest if isinstance(manifest, Manifest) else parse_manifest(manifest)
 
 
-def dataset_label(manifest: dict[str, Any], with_split: bool = True) -> str:
+def dataset_key(manifest: Manifest | dict[str, Any]) -> tuple:
+    """(dataset name, root, split, limit): runs comparable utterance by utterance."""
+    m = as_manifest(manifest)
+    return (m.config.dataset, m.dataset.root or m.config.data_root, m.config.split, m.config.limit)
+
+
+def dataset_label(manifest: Manifest | dict[str, Any], with_split: bool = True) -> str:
     """A table label for the data: the dataset name, or for a generic manifest the corpus
     folder's name; a split file's name is appended (unless ``with_split=False``)."""
     name, root, split, _ = dataset_key(manifest)
@@ -185,10 +190,10 @@ def dataset_label(manifest: dict[str, Any], with_split: bool = True) -> str:
     return label
 
 
-def experiment_label(manifest: dict[str, Any]) -> str:
+def experiment_label(manifest: Manifest | dict[str, Any]) -> str:
     """The run's experiment: ``config.experiment`` (a name, or a table with ``name``/``kind``);
     runs written before experiments existed are resynthesis runs."""
-    exp = manifest.get("config", {}).get("experiment")
+    exp = as_manifest(manifest).config.experiment
     if isinstance(exp, dict):
         exp = exp.get("name") or exp.get("kind")
     return str(exp) if exp else RESYNTHESIS
@@ -221,14 +226,14 @@ def measured_bitrate(records: list[dict[str, Any]]) -> tuple[float, str, dict[st
     return bits / seconds, source, {"bits": bits, "seconds": seconds, "n_utterances": n}
 
 
-def run_bitrate(manifest: dict[str, Any], records: list[dict[str, Any]]
+def run_bitrate(manifest: Manifest | dict[str, Any], records: list[dict[str, Any]]
                 ) -> tuple[float | None, str | None]:
     """A run's bitrate and its source: a measured (or declared) per-utterance rate takes
     precedence over the one computed from the stream specs."""
     measured = measured_bitrate(records)
     if measured is not None:
         return measured[0], measured[1]
-    spec = bitrate_bps((manifest.get("system") or {}).get("streams"))
+    spec = bitrate_bps(as_manifest(manifest).streams)
     return spec, ("streams" if spec is not None else None)
 
 
@@ -296,31 +301,30 @@ def _failure_key(rec: dict[str, Any]) -> str:
 
 def summarize_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> RunSummary:
     """Collate one run. ``n_boot=0`` skips the bootstrap CIs."""
-    from resyn_bench.runfiles import iter_records
+    from resyn_bench.runfiles import RunFileError, iter_records
 
     run_dir = Path(run_dir)
     typed = read_manifest(run_dir)
     if typed.config.system is None:
-        raise ValueError(f"{run_dir / 'manifest.json'}: field 'config.system' is missing; "
+        raise RunFileError(f"{run_dir / 'manifest.json'}: field 'config.system' is missing; "
                          "not a resyn-bench run")
-    manifest = typed.to_json()   # the label helpers take the manifest as a dict
     typed_records = sorted(iter_records(run_dir, list(typed.metrics)), key=lambda r: r.utt_id)
     records = [r.to_dict() for r in typed_records]
     status = Counter(r.status for r in typed_records)
     summary = RunSummary(run_dir=run_dir, system=typed.config.system,
-                         dataset=dataset_label(manifest), dataset_key=dataset_key(manifest),
+                         dataset=dataset_label(typed), dataset_key=dataset_key(typed),
                          n_total=typed.dataset.n_utterances if typed.dataset.n_utterances is not None
                          else len(records),
                          n_records=len(records), n_ok=status["ok"], n_partial=status["partial"],
                          n_failed=status["failed"], records=records,
                          failures=Counter(_failure_key(r) for r in records if r.get("status") == "failed"),
                          losses=utterance_losses(records),
-                         experiment=experiment_label(manifest), system_label=run_label(manifest),
+                         experiment=experiment_label(typed), system_label=run_label(typed),
                          status=typed.status,
-                         dataset_name=dataset_label(manifest, with_split=False),
-                         split=Path(str(dataset_key(manifest)[2])).stem
-                         if dataset_key(manifest)[2] else None, manifest=typed)
-    summary.bitrate, summary.bitrate_source = run_bitrate(manifest, records)
+                         dataset_name=dataset_label(typed, with_split=False),
+                         split=Path(typed.config.split).stem if typed.config.split else None,
+                         manifest=typed)
+    summary.bitrate, summary.bitrate_source = run_bitrate(typed, records)
     for group, info in typed.metrics.items():
         summary.settings[group] = info.settings
         specs = [MetricSpec.from_dict(s) for s in info.specs]

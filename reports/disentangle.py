@@ -450,7 +450,7 @@ def collect_runs(run_dirs) -> dict[str, dict[str, Path]]:
     for d in run_dirs:
         d = Path(d)
         try:
-            manifest = read_manifest(d).to_json()
+            manifest = read_manifest(d)
         except (OSError, ValueError) as exc:
             raise UsageError(f"--runs: {exc}") from None
         exp = experiment_label(manifest)

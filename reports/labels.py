@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from resyn_bench.runfiles import Manifest
+
 __all__ = ["run_label", "path_system_label", "summary_label", "run_names", "run_titles"]
 
 
@@ -34,10 +36,10 @@ def path_system_label(system: str) -> str | None:
     return folder if name == "outputs" else f"{name}:{folder}"
 
 
-def run_label(manifest: dict[str, Any]) -> str:
+def run_label(manifest: Manifest | dict[str, Any]) -> str:
     """The label of a run: ``config.label`` if set, else the system name with its options
     (``world (f0_method=dio)``) so two settings of one system stay apart."""
-    cfg = manifest.get("config", {})
+    cfg = manifest.config.data if isinstance(manifest, Manifest) else manifest.get("config", {})
     if cfg.get("label"):
         return str(cfg["label"])
     opts = cfg.get("system_options") or {}

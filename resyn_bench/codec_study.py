@@ -244,7 +244,7 @@ def run_rows(run_dirs: list[Path]) -> list[dict[str, Any]]:
 
     rows = []
     for d in run_dirs:
-        manifest = read_manifest(d).to_json()
+        manifest = read_manifest(d)
         records = [r.to_dict() for r in iter_records(d)]
         bps, source = run_bitrate(manifest, records)
         measured = measured_bitrate(records)

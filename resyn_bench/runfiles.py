@@ -124,6 +124,10 @@ def _list(d: dict, key: str, source, prefix: str = "") -> list[Any]:
     return value
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _rest(d: dict, known: Iterable[str]) -> dict[str, Any]:
     known = set(known)
     return {k: v for k, v in d.items() if k not in known}
@@ -170,11 +174,12 @@ class MetricEntry:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        _put(out, "key", self.key, self.present)
+        present = self.present or frozenset(self.FIELDS)   # built here: every field
+        _put(out, "key", self.key, present)
         for name in ("settings", "specs", "options"):
-            if getattr(self, name) or name in self.present or not self.present:
+            if getattr(self, name) or name in present:
                 out[name] = getattr(self, name)
-        _put(out, "analysis_sample_rate", self.analysis_sample_rate, self.present)
+        _put(out, "analysis_sample_rate", self.analysis_sample_rate, present)
         out.update(self.other)
         return out
 
@@ -205,8 +210,9 @@ class SystemInfo:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        _put(out, "name", self.name, self.present)
-        if self.streams or "streams" in self.present:
+        present = self.present or frozenset(("name", "streams"))   # built here: every field
+        _put(out, "name", self.name, present)
+        if self.streams or "streams" in present:
             out["streams"] = self.streams
         out.update(self.other)
         return out
@@ -235,7 +241,7 @@ class DatasetInfo:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in self.FIELDS:
-            _put(out, name, getattr(self, name), self.present)
+            _put(out, name, getattr(self, name), self.present or frozenset(self.FIELDS))
         out.update(self.info)
         return out
 
@@ -353,21 +359,25 @@ class Session:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        # a session built here (not read) writes every field the runner writes
+        present = self.present or frozenset(("started", "finished", *self.INTS, "wall_s", "stage_s",
+                                             "reference_cache", "interrupted"))
         for name in ("started", "finished", *self.INTS, "wall_s"):
-            _put(out, name, getattr(self, name), self.present)
+            _put(out, name, getattr(self, name), present)
         for name in ("stage_s", "reference_cache"):
-            if getattr(self, name) or name in self.present:
+            if getattr(self, name) or name in present:
                 out[name] = getattr(self, name)
-        if self.interrupted or "interrupted" in self.present:
+        if self.interrupted or "interrupted" in present:
             out["interrupted"] = self.interrupted
-        _put(out, "stopped", self.stopped, self.present)
+        _put(out, "stopped", self.stopped, present)
         out.update(self.other)
         return out
 
 
 _MANIFEST_FIELDS = ("schema_version", "pooling_version", "resyn_bench_version", "created", "config",
                     "system", "dataset", "metrics", "metric_sets", "environment", "resampling",
-                    "sessions", "status", "legacy_metric_keys", "training_overlap")
+                    "sessions", "status", "legacy_metric_keys", "training_overlap", "shard",
+                    "merged_from")
 
 
 @dataclass
@@ -394,6 +404,10 @@ class Manifest:
     #: group -> key of parts written before records carried keys (their run's one setting)
     legacy_metric_keys: dict[str, str] = field(default_factory=dict)
     training_overlap: dict[str, Any] | None = None   # the system's training set meets the data
+    #: a shard of a sharded run (``run --shard i/N``): index, count, membership, selection
+    shard: dict[str, Any] | None = None
+    #: a run merged from shards (``resyn-bench merge``): count, selection, the shards
+    merged_from: dict[str, Any] | None = None
     other: dict[str, Any] = field(default_factory=dict)
     present: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
@@ -421,6 +435,12 @@ class Manifest:
         overlap = d.get("training_overlap")
         if overlap is not None and not isinstance(overlap, dict):
             raise _bad(source, "training_overlap", "an object", overlap)
+        shard, merged = d.get("shard"), d.get("merged_from")
+        if shard is not None and not (isinstance(shard, dict) and _whole(shard.get("index"))
+                                      and _whole(shard.get("count"))):
+            raise _bad(source, "shard", "an object with whole numbers 'index' and 'count'", shard)
+        if merged is not None and not isinstance(merged, dict):
+            raise _bad(source, "merged_from", "an object", merged)
         system = d.get("system")
         if system is not None and not isinstance(system, dict):
             raise _bad(source, "system", "an object", system)
@@ -437,11 +457,15 @@ class Manifest:
                    sessions=[Session.from_json(i, s, source)
                              for i, s in enumerate(_list(d, "sessions", source))],
                    status=_str(d, "status", source), legacy_metric_keys=legacy,
-                   training_overlap=overlap, other=_rest(d, _MANIFEST_FIELDS),
+                   training_overlap=overlap, shard=shard, merged_from=merged,
+                   other=_rest(d, _MANIFEST_FIELDS),
                    present=frozenset(d))
 
     def to_json(self) -> dict[str, Any]:
-        p = self.present
+        # a manifest built here (not read) writes every field the runner always writes
+        p = self.present or frozenset(("pooling_version", "resyn_bench_version", "created", "system",
+                                       "metric_sets", "environment", "resampling", "sessions",
+                                       "status"))
         out: dict[str, Any] = {"schema_version": self.schema_version}
         _put(out, "pooling_version", self.pooling_version, p)
         _put(out, "resyn_bench_version", self.resyn_bench_version, p)
@@ -458,6 +482,8 @@ class Manifest:
             out["sessions"] = [s.to_json() for s in self.sessions]
         _put(out, "status", self.status, p)
         _put(out, "training_overlap", self.training_overlap, p)
+        _put(out, "shard", self.shard, p)
+        _put(out, "merged_from", self.merged_from, p)
         out.update(self.other)
         return out
 
@@ -668,44 +694,105 @@ def parse_part(d: Any, source: str | Path | None = None, lineno: int | None = No
                       present=frozenset(d) - {"part"})
 
 
-@dataclass
 class Record:
     """One utterance of a run: its synthesis part and its metric parts, merged
     (:func:`resyn_bench.store.merge_events` is the rule). ``status``: ok, partial (a metric
     group failed), failed (synthesis failed, or every metric did), incomplete (a wanted group
-    has no part yet). :meth:`to_dict` gives the merged dict the tables and reports take."""
+    has no part yet). :meth:`to_dict` gives the merged dict the tables and reports take.
 
-    utt_id: str
-    status: str | None
-    synthesis: SynthesisPart | None          # None: no synthesis part yet
-    scores: dict[str, MetricPart]            # group -> its part (under the wanted settings)
-    metrics: dict[str, float | None]         # every ok group's values, full keys ("f0.gpe")
-    counts: dict[str, float | None]          # namespaced counts ("f0.n_frames")
-    extra: dict[str, Any]                    # the synthesis extra, plus extra[group]
-    errors: dict[str, str | None]            # group -> reason, for failed groups
-    skipped: dict[str, str | None]           # group -> reason, for skipped groups
-    stage: str | None = None                 # where a failed utterance failed ("metrics": all groups)
-    reason: str | None = None
-    merged: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    The typed parts (:attr:`synthesis`, :attr:`scores`) are built when first asked for, so a
+    reader that needs only the merged values pays nothing for them."""
 
-    @classmethod
-    def from_merged(cls, merged: dict[str, Any], parts: dict[tuple[str, str | None], Part],
-                    legacy: dict[str, str] | None = None) -> Record:
-        """``parts``: the typed synthesis parts by (utt_id, None); ``legacy``: group -> the key
-        of parts written before parts carried one."""
-        uid = merged["utt_id"]
-        synth = parts.get((uid, None))
-        scores = {}
-        for group, ev in (merged.get("scores") or {}).items():
-            part = parse_part(ev)
-            if part.key is None and legacy and group in legacy:
-                part.key = legacy[group]
-            scores[group] = part
-        return cls(utt_id=uid, status=merged.get("status"),
-                   synthesis=synth if isinstance(synth, SynthesisPart) else None, scores=scores,
-                   metrics=merged["metrics"], counts=merged["counts"], extra=merged["extra"],
-                   errors=merged["errors"], skipped=merged["skipped"], stage=merged.get("stage"),
-                   reason=merged.get("reason"), merged=merged)
+    def __init__(self, merged: dict[str, Any], synthesis: dict[str, Any] | None = None,
+                 legacy: dict[str, str] | None = None, source: str | Path | None = None):
+        """``merged``: one value of :func:`~resyn_bench.store.merge_events`; ``synthesis``: the
+        utterance's synthesis part as stored (None: none yet); ``legacy``: group -> the key of
+        parts written before parts carried one."""
+        self.merged = merged
+        self._synthesis_raw = synthesis
+        self._legacy = legacy or {}
+        self._source = source
+        self._synthesis: SynthesisPart | None = None
+        self._scores: dict[str, MetricPart] | None = None
+
+    def __repr__(self) -> str:
+        return f"Record({self.utt_id!r}, status={self.status!r}, groups={list(self.merged['scores'])})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Record) and self.merged == other.merged
+
+    # ---- the merged values
+    @property
+    def utt_id(self) -> str:
+        return self.merged["utt_id"]
+
+    @property
+    def status(self) -> str | None:
+        return self.merged.get("status")
+
+    @property
+    def stage(self) -> str | None:
+        """Where a failed utterance failed: input, reference, system, output, or metrics (every
+        group failed)."""
+        return self.merged.get("stage")
+
+    @property
+    def reason(self) -> str | None:
+        return self.merged.get("reason")
+
+    @property
+    def error_kind(self) -> str | None:
+        return self.merged.get("error_kind")
+
+    @property
+    def metrics(self) -> dict[str, float | None]:
+        """Every ok group's values, full keys ("f0.gpe")."""
+        return self.merged["metrics"]
+
+    @property
+    def counts(self) -> dict[str, float | None]:
+        """Every ok group's counts, namespaced ("f0.n_frames")."""
+        return self.merged["counts"]
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The synthesis part's extra, plus ``extra[group]`` of each ok group."""
+        return self.merged["extra"]
+
+    @property
+    def errors(self) -> dict[str, str | None]:
+        """group -> reason, for the groups that failed."""
+        return self.merged["errors"]
+
+    @property
+    def skipped(self) -> dict[str, str | None]:
+        """group -> reason, for the groups that did not apply."""
+        return self.merged["skipped"]
+
+    # ---- the typed parts
+    @property
+    def synthesis(self) -> SynthesisPart | None:
+        """The synthesis part (None: the utterance has none yet)."""
+        if self._synthesis is None and self._synthesis_raw is not None:
+            part = parse_part(self._synthesis_raw, self._source)
+            assert isinstance(part, SynthesisPart)
+            self._synthesis = part
+        return self._synthesis
+
+    @property
+    def scores(self) -> dict[str, MetricPart]:
+        """group -> its metric part (under the settings the reader asked for); a part written
+        before parts carried keys gets its group's legacy key."""
+        if self._scores is None:
+            scores = {}
+            for group, ev in (self.merged.get("scores") or {}).items():
+                part = parse_part(ev, self._source)
+                assert isinstance(part, MetricPart)
+                if part.key is None and group in self._legacy:
+                    part.key = self._legacy[group]
+                scores[group] = part
+            self._scores = scores
+        return self._scores
 
     @property
     def speaker(self) -> str | None:
@@ -714,10 +801,6 @@ class Record:
     @property
     def target_speaker(self) -> str | None:
         return self.synthesis.target_speaker if self.synthesis else None
-
-    @property
-    def error_kind(self) -> str | None:
-        return self.merged.get("error_kind")
 
     @property
     def bitstream(self) -> dict[str, Any] | None:
@@ -796,12 +879,10 @@ def iter_records(run_dir: str | Path, groups: Iterable[str] | None = None) -> It
         dict(keys) if groups is None else {g: keys.get(g) for g in groups})
     if manifest is None and groups is None:
         wanted = None
-    synth: dict[tuple[str, str | None], Part] = {}
-    for ev in events:
-        if ev.get("part", "synthesis") == "synthesis":
-            synth[(ev["utt_id"], None)] = parse_part(ev, run_dir / RECORDS)
+    synth = {ev["utt_id"]: ev for ev in events if ev.get("part", "synthesis") == "synthesis"}
+    source = run_dir / RECORDS
     for merged in merge_events(events, wanted, legacy).values():
-        yield Record.from_merged(merged, synth, legacy)
+        yield Record(merged, synth.get(merged["utt_id"]), legacy, source)
 
 
 def pooling_warning(manifest: Manifest, run_dir: str | Path | None = None) -> str | None:
@@ -813,8 +894,7 @@ def pooling_warning(manifest: Manifest, run_dir: str | Path | None = None) -> st
     if stored is None or stored == POOLING_VERSION:
         return None
     where = f"{run_dir}: " if run_dir is not None else ""
-    newer = "newer" if stored > POOLING_VERSION else "older"
-    return (f"{where}the run was scored with pooling code version {stored}, this resyn-bench "
-            f"pools with version {POOLING_VERSION} ({newer} run): its pooled numbers may differ "
-            f"from a fresh scoring of the same outputs; score them again in a new run folder "
-            f"(`resyn-bench run --system outputs:DIR ...`) to compare like with like")
+    return (f"{where}the run was scored under pooling code version {stored}, this resyn-bench "
+            f"pools with version {POOLING_VERSION}: its pooled numbers may differ from a fresh "
+            f"scoring of the same outputs; to compare like with like, run it again with this "
+            f"version into a new --out")

@@ -239,6 +239,8 @@ def _fields(manifest: dict[str, Any]) -> dict[str, tuple[str, Any]]:
     out["shard.count"] = ("dataset selection", (manifest.get("shard") or {}).get("count"))
     env = manifest.get("environment") or {}
     out["resyn_bench_version"] = ("code version", manifest.get("resyn_bench_version"))
+    for key in ("schema_version", "pooling_version"):   # run-file layout, pooling code
+        out[key] = ("code version", manifest.get(key))
     out["environment.python"] = ("code version", env.get("python"))
     out["environment.git"] = ("code version", env.get("git"))
     for name, version in sorted((env.get("packages") or {}).items()):
@@ -270,6 +272,7 @@ class _Shard:
 
 
 def _read_shards(dirs: list[Path]) -> list[_Shard]:
+    from resyn_bench.runfiles import RunFileError, parse_manifest
     from resyn_bench.store import MANIFEST, read_manifest
 
     shards = []
@@ -278,6 +281,10 @@ def _read_shards(dirs: list[Path]) -> list[_Shard]:
             raise ShardError(f"{d} is not a run folder (no {MANIFEST}): give the shard folders "
                              f"that `resyn-bench run --shard i/N` made (RUN/{SHARDS_DIR}/shard-*)")
         manifest = read_manifest(d)
+        try:   # every field against the run-file schema; a newer schema is refused
+            parse_manifest(manifest, d / MANIFEST)
+        except RunFileError as exc:
+            raise ShardError(str(exc)) from None
         entry = manifest.get("shard")
         if not isinstance(entry, dict) or "index" not in entry or "count" not in entry:
             raise ShardError(f"{d} is a run made without --shard: merge takes the shards of one "

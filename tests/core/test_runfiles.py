@@ -285,8 +285,8 @@ def test_pooling_version_warning(runner_run, tmp_path, caplog):
     assert pooling_warning(old) is None                      # before versions were recorded
     other = Manifest.from_json({**m.to_json(), "pooling_version": POOLING_VERSION + 1})
     msg = pooling_warning(other, "RUN")
-    assert msg and "RUN" in msg and f"version {POOLING_VERSION + 1}" in msg \
-        and f"version {POOLING_VERSION} " in msg
+    assert msg and msg.startswith("RUN: ") and f"pooling code version {POOLING_VERSION + 1}," in msg \
+        and f"pools with version {POOLING_VERSION}:" in msg
 
     run_dir = tmp_path / "pooled-elsewhere"
     shutil.copytree(runner_run, run_dir)
@@ -313,3 +313,95 @@ def test_validate_names_a_damaged_manifest_field_and_a_newer_schema(runner_run, 
     _set_manifest(run_dir, dataset={}, schema_version=SCHEMA_VERSION + 5)
     messages, _ = validate_run(run_dir)
     assert len(messages) == 1 and "upgrade resyn-bench" in messages[0]
+
+
+def test_a_manifest_built_in_code_writes_the_runner_fields(tmp_path):
+    """What a tool that makes runs (a shard merge) builds: every field the runner writes."""
+    from resyn_bench.runfiles import DatasetInfo, MetricEntry, RunSettings, Session, SystemInfo
+
+    m = Manifest(config=RunSettings({"system": "copy", "dataset": "demo"}),
+                 system=SystemInfo("copy", [{"name": "waveform", "kind": "waveform"}]),
+                 dataset=DatasetInfo("demo", None, 2, 2),
+                 metrics={"f0": MetricEntry("f0", key="f0@x", settings={"preset": "dio"})},
+                 pooling_version=POOLING_VERSION, status="complete",
+                 sessions=[Session(started="t0", finished="t1", n_processed=2, wall_s=1.5)])
+    data = m.to_json()
+    assert data["schema_version"] == SCHEMA_VERSION and data["status"] == "complete"
+    assert data["dataset"] == {"name": "demo", "root": None, "n_utterances": 2, "n_source_utterances": 2}
+    assert data["metrics"]["f0"] == {"key": "f0@x", "settings": {"preset": "dio"}, "specs": [],
+                                     "options": {}, "analysis_sample_rate": None}
+    assert data["sessions"][0]["interrupted"] is False and data["sessions"][0]["n_failed"] is None
+    assert "legacy_metric_keys" not in data and "training_overlap" not in data
+    write_manifest(tmp_path, m)
+    assert read_manifest(tmp_path) == Manifest.from_json(data)
+    assert read_manifest(tmp_path).to_json() == data
+
+
+def test_the_html_report_names_the_pooling_version(runner_run):
+    from resyn_bench.reports.html import _manifest_entry
+
+    facts = dict(_manifest_entry(summarize_run(runner_run, n_boot=0))["facts"])
+    assert facts["pooling code"] == f"version {POOLING_VERSION}"
+    assert facts["status"] == "complete"
+
+
+def test_shards_and_their_merge_are_typed_run_files(runner_run, tmp_path):
+    import os
+
+    from resyn_bench.sharding import Shard, ShardError, merge_runs, shard_dir
+    from resyn_bench.store import write_json_atomic
+
+    corpus = runner_run.parent / "corpus" / "manifest.tsv"
+    old_home = os.environ.get("RESYN_BENCH_HOME")
+    os.environ["RESYN_BENCH_HOME"] = str(tmp_path / "home")
+    try:
+        dirs = [shard_dir(tmp_path / "sharded", Shard(i, 2)) for i in range(2)]
+        for i, d in enumerate(dirs):
+            run(RunConfig(system="copy", dataset="manifest", data_root=str(corpus), out=str(d),
+                          metrics="pitch", f0_preset="dio", isolate=False, shard=f"{i}/2"),
+                progress=False)
+    finally:
+        if old_home is None:
+            os.environ.pop("RESYN_BENCH_HOME", None)
+        else:
+            os.environ["RESYN_BENCH_HOME"] = old_home
+    for i, d in enumerate(dirs):
+        m = read_manifest(d)
+        assert (m.shard["index"], m.shard["count"]) == (i, 2) and m.merged_from is None
+        assert m.to_json() == _raw(d)
+    merged = tmp_path / "merged"
+    merge_runs(dirs, merged)
+    m = read_manifest(merged)
+    assert m.shard is None and m.merged_from["count"] == 2 and m.to_json() == _raw(merged)
+    assert m.schema_version == SCHEMA_VERSION and m.pooling_version == POOLING_VERSION
+    assert [r.to_dict() for r in iter_records(merged)] == read_records(merged, ["f0"])
+    assert sorted(r.utt_id for r in iter_records(merged)) == ["u0", "u1", "u2"]
+
+    # a shard of another pooling code, or of a newer schema, is not merged
+    def edit(d, **fields):
+        data = _raw(d)
+        data.update(fields)
+        write_json_atomic(d / "manifest.json", data)
+
+    edit(dirs[1], pooling_version=POOLING_VERSION + 1)
+    with pytest.raises(ShardError, match="code version differs: pooling_version"):
+        merge_runs(dirs, tmp_path / "m2")
+    edit(dirs[1], pooling_version=POOLING_VERSION, schema_version=SCHEMA_VERSION + 1)
+    with pytest.raises(ShardError, match="upgrade resyn-bench"):
+        merge_runs(dirs, tmp_path / "m2")
+    edit(dirs[1], schema_version=SCHEMA_VERSION, shard={"index": "one", "count": 2})
+    with pytest.raises(ShardError, match="field 'shard' must be an object with whole numbers"):
+        merge_runs(dirs, tmp_path / "m2")
+
+
+def test_a_record_parses_its_parts_when_asked_and_names_a_bad_field(tmp_path):
+    write_manifest(tmp_path, {"config": {"system": "copy"}, "metrics": {}})
+    store = RecordStore(tmp_path)
+    store.append({"part": "synthesis", "utt_id": "u1", "status": "ok", "speaker": "a"})
+    store.append({"part": "metric", "group": "f0", "utt_id": "u1", "status": "ok",
+                  "values": {"f0.gpe": 0.1}, "counts": {}, "cache": 7})
+    (rec,) = list(iter_records(tmp_path, ["f0"]))
+    assert rec.status == "ok" and rec.metrics == {"f0.gpe": 0.1} and rec.speaker == "a"
+    with pytest.raises(RunFileError, match=r"records.jsonl: metric part of 'u1': field 'cache' must be "
+                                           r"a string, got a number 7"):
+        _ = rec.scores
