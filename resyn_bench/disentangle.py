@@ -238,8 +238,14 @@ def execute(plan: list[PlannedRun], dataset: dict[str, Any], metric_options: dic
 # command line
 # --------------------------------------------------------------------------------------------
 
+#: the RunConfig fields disentangle sets on every run it makes (with its own defaults)
+DISENTANGLE_RUN_OPTIONS = ("metrics", "metric_options", "f0_preset", "system_options",
+                           "vc_targets", "vc_seed")
+
+
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    from resyn_bench.cli.args import add_dataset_args, parse_option
+    from resyn_bench.cli.args import add_dataset_args
+    from resyn_bench.cli.run_options import add_run_options
 
     p.epilog = EPILOG
     p.add_argument("--system", action="append", default=[], metavar="SPEC",
@@ -266,17 +272,18 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                                  "with --system")
     p.add_argument("--report", help="folder for the summary tables and plots (default "
                                     "OUT/summary; with --runs: required)")
-    p.add_argument("--metrics", default="asr,spk,f0",
-                   help="metric groups of the resynthesis and VC runs (default asr,spk,f0: "
-                        "content, speaker, F0; e.g. spk,f0 skips ASR)")
-    p.add_argument("-m", "--metric-option", action="append", type=parse_option, default=[],
-                   metavar="GROUP.KEY=VALUE", help="metric option, e.g. -m asr.backend=whisper")
-    p.add_argument("--f0-preset", help="pitch extractor preset of the f0 group")
-    p.add_argument("-o", "--option", action="append", type=parse_option, default=[],
-                   metavar="KEY=VALUE", help="system option for every run, e.g. -o device=cuda")
-    p.add_argument("--vc-targets", type=int, default=2, metavar="N",
-                   help="target voices per utterance in the VC run (default 2; the paper: 5)")
-    p.add_argument("--vc-seed", type=int, default=0, help="seed of the target choice")
+    # RunConfig's options (resyn_bench.run_config) with disentangle's defaults and help
+    add_run_options(p, DISENTANGLE_RUN_OPTIONS,
+                    defaults={"metrics": "asr,spk,f0", "metric_options": [], "system_options": [],
+                              "vc_targets": 2, "vc_seed": 0},
+                    helps={"metrics": "metric groups of the resynthesis and VC runs (default "
+                                      "asr,spk,f0: content, speaker, F0; e.g. spk,f0 skips ASR)",
+                           "metric_options": "metric option, e.g. -m asr.backend=whisper",
+                           "f0_preset": "pitch extractor preset of the f0 group",
+                           "system_options": "system option for every run, e.g. -o device=cuda",
+                           "vc_targets": "target voices per utterance in the VC run (default 2; "
+                                         "the paper: 5)",
+                           "vc_seed": "seed of the target choice"})
     p.add_argument("--shift", type=float, default=2.0, metavar="SEMITONES",
                    help="requested F0 shift of the shift run (default +2)")
     p.add_argument("--scale", type=float, default=0.5, metavar="X",
@@ -292,9 +299,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--enroll-root", metavar="DIR", help="data root of --enroll-dataset")
     p.add_argument("--enroll-split", metavar="FILE", help="split file of --enroll-dataset")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default 1000)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes per run")
-    p.add_argument("--no-cache", dest="use_cache", action="store_false",
-                   help="do not read or write the reference-analysis cache")
+    add_run_options(p, ("jobs", "use_cache"), defaults=True,
+                    helps={"jobs": "worker processes per run"})
     p.add_argument("--no-plots", dest="plots", action="store_false", help="no bar plots")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -334,12 +340,12 @@ def run_command(args) -> int:
             utterances = load_dataset(args.dataset, args.data_root, args.split, args.limit,
                                       **dict(args.dataset_options)).utterances
             plan = plan_conversions(args.conversions, args.system[0], out, args.metrics,
-                                    utterances, dict(args.option),
+                                    utterances, dict(args.system_options),
                                     args.label[0] if args.label else None)
         else:
             plan = plan_runs(args.system, out, args.metrics, args.vc_targets, args.shift,
-                             args.scale, dict(args.option), args.label)
-        metric_options = metric_options_from_args(args.metric_option)
+                             args.scale, dict(args.system_options), args.label)
+        metric_options = metric_options_from_args(args.metric_options)
         if args.enroll_dataset:
             metric_options.setdefault("spk", {}).update(
                 {k: v for k, v in (("enroll_dataset", args.enroll_dataset),

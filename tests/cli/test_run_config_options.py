@@ -173,3 +173,19 @@ def test_score_options_are_runconfig_options():
     assert given_values(args, SCORE_OPTIONS) == {
         "metrics": "f0", "metric_options": {"f0": {"voicing_threshold": 0.4}},
         "retry_failed": False, "jobs": 1, "use_cache": False}
+
+
+def test_disentangle_run_options_are_runconfig_options():
+    from resyn_bench.disentangle import DISENTANGLE_RUN_OPTIONS
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    p = sub.choices["disentangle"]
+    by_dest = {a.dest: a for a in p._actions}
+    fields = {f.name: f for f in run_options()}
+    for name in (*DISENTANGLE_RUN_OPTIONS, "jobs", "use_cache"):
+        assert by_dest[name].option_strings == list(spec(fields[name]).flags), name
+    args = p.parse_args(["--runs", "a", "--report", "r"])
+    # disentangle's own defaults where they differ from a single run's
+    assert (args.metrics, args.vc_targets, args.vc_seed, args.jobs, args.use_cache) == (
+        "asr,spk,f0", 2, 0, 1, True)
+    assert args.system_options == [] and args.metric_options == []
