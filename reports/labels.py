@@ -68,10 +68,10 @@ def run_names(summaries: Sequence[Any]) -> list[str]:
     and ``[run folder]`` after it when another run of the same data and experiment has the
     same label."""
     labels = [summary_label(s) for s in summaries]
-    keys = [(_data_key(s), s.experiment, label) for s, label in zip(summaries, labels)]
+    keys = [(_data_key(s), s.experiment, label) for s, label in zip(summaries, labels, strict=True)]
     count = Counter(keys)
     return [f"{label} [{s.run_dir.name}]" if count[k] > 1 else label
-            for s, label, k in zip(summaries, labels, keys)]
+            for s, label, k in zip(summaries, labels, keys, strict=True)]
 
 
 def run_titles(summaries: Sequence[Any]) -> list[str]:
@@ -80,7 +80,7 @@ def run_titles(summaries: Sequence[Any]) -> list[str]:
     ``(experiment)`` when that is not resynthesis."""
     several = len({s.dataset for s in summaries}) > 1
     out = []
-    for s, name in zip(summaries, run_names(summaries)):
+    for s, name in zip(summaries, run_names(summaries), strict=True):
         if s.experiment != "resynthesis":
             name += f" ({s.experiment})"
         out.append(f"{s.dataset}/{name}" if several else name)

@@ -593,7 +593,7 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
         parts += list(dict.fromkeys(c.column.note for c in table.columns if c.column.note))
         parts.append(_measured_bitrate_note(table))
     n = "; ".join(f"{title}: {s.n_ok + s.n_partial}/{s.n_total} scored"
-                  for s, title in zip(summaries, run_titles(summaries)))
+                  for s, title in zip(summaries, run_titles(summaries), strict=True))
     from resyn_bench.reports.model_notes import models_note
 
     if table is not None:

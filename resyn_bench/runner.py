@@ -64,6 +64,7 @@ from resyn_bench.store import (
     RecordStore,
     RecordsWriteError,
     event_key,
+    iter_events,
     manifest_metric_keys,
     metric_key,
     read_manifest,
@@ -308,7 +309,8 @@ class RunResult:
     n_failed: int
     wall_s: float
     interrupted: bool = False
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # merged, every group
+    # merged, every group, without per-utterance details (store.lean_part): read those from the run
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
     work_ids: list[str] = field(default_factory=list)
     n_metric_parts: int = 0         # metric parts scored this session
     dataset_info: dict[str, Any] = field(default_factory=dict)
@@ -539,7 +541,10 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
         log_.info("removed the leftover temporary file %s", name)
     if store.repair():
         log_.warning("%s: cut a torn last line (a killed write); that part is redone", store.path)
-    events = store.events()
+    # read line by line; of a metric part only what says it is done (not its contours etc.):
+    # memory does not grow with the parts' details
+    events = [_synthesis_mark(e) if e.get("part", "synthesis") == "synthesis" else _done_mark(e)
+              for e in iter_events(store.path)]
     done_synth = {e["utt_id"]: e for e in events if e.get("part", "synthesis") == "synthesis"}
     if score_only:   # the stored outputs, without the system
         work = _stored_work(dataset, done_synth, bool(config.vc_targets
@@ -577,6 +582,7 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
     all_metrics = {**before, **entries}
     done_metric = {(e["utt_id"], event_key(e, legacy)) for e in events if e.get("part") == "metric"
                    and (e.get("status") != "failed" or not config.retry_failed)}
+    del events   # what resuming needs is in done_synth and done_metric now
     if config.retry_failed and not score_only:
         done_synth = {k: e for k, e in done_synth.items() if e.get("status") == "ok"}
     pending = [] if score_only else [u for u in work if u.utt_id not in done_synth]
@@ -634,7 +640,7 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
         def accept_synthesis(record, counts):
             store.append(record)
             log.merge(counts)
-            done_synth[record["utt_id"]] = record
+            done_synth[record["utt_id"]] = _synthesis_mark(record)
             stats.add("synthesis", record)
             if bar is not None:
                 bar.update(1)
@@ -704,12 +710,27 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
                          + ("Free space on that device" if stopped == "disk full"
                             else f"Make {store.path} writable")
                          + " and run the same command again to resume")
-    merged = store.load(list(all_metrics))
+    merged = store.load(list(all_metrics), lean=True)   # outcome counts: no per-utterance details
     n_failed = sum(merged[u.utt_id]["status"] == "failed" for u in work
                    if u.utt_id in merged)
     return RunResult(run_dir, len(work), len(work) - len(pending),
                      stats.n_synth, n_failed, wall, records=merged, work_ids=[u.utt_id for u in work],
                      n_metric_parts=stats.n_metric, dataset_info=manifest["dataset"])
+
+
+#: what scoring needs of a synthesis part (the runner keeps one per utterance; the rest of the
+#: part - texts, timings, bitstreams - stays in the record log)
+_SYNTHESIS_FIELDS = ("part", "utt_id", "status", "stage", "reference_hash", "output_path",
+                     "target_speaker", "duration_s", "output_duration_s")
+
+
+def _synthesis_mark(part: dict[str, Any]) -> dict[str, Any]:
+    return {k: part[k] for k in _SYNTHESIS_FIELDS if k in part}
+
+
+def _done_mark(part: dict[str, Any]) -> dict[str, Any]:
+    """What resuming needs of a metric part: whose, which group and settings, its status."""
+    return {k: part[k] for k in ("part", "utt_id", "group", "key", "status") if k in part}
 
 
 @dataclass

@@ -53,6 +53,7 @@ import shutil
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -192,12 +193,40 @@ class MergeResult:
     n_utterances: int
     n_parts: int
     n_outputs: int
-    manifest: dict[str, Any]
+    manifest: Any          # resyn_bench.runfiles.Manifest of the merged run
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """A shard run's ``manifest["shard"]``: which shard, of how many, of which selection."""
+    index: int
+    count: int
+    fingerprint: str
+    n_selected: int
+    membership: str = MEMBERSHIP
+
+    @classmethod
+    def from_json(cls, d: Any, source: Path) -> ShardInfo:
+        from resyn_bench.runfiles import RunFileError
+
+        sel = d.get("selection") if isinstance(d, dict) else None
+        try:
+            return cls(int(d["index"]), int(d["count"]), str(sel["fingerprint"]),
+                       int(sel["n_utterances"]), str(d.get("membership", MEMBERSHIP)))
+        except (TypeError, KeyError, ValueError):
+            raise RunFileError(f"{source}: field 'shard' must hold index, count and selection "
+                               f"(fingerprint, n_utterances), got {_short(d)}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "count": self.count, "membership": self.membership,
+                "selection": {"fingerprint": self.fingerprint, "n_utterances": self.n_selected}}
 
 
 def _iter_parts(path: Path) -> Iterator[tuple[bytes, dict[str, Any]]]:
-    """(raw line, part) of a record log, one line at a time (memory flat in its length). A
-    torn line (not JSON: a killed write, redone later) is skipped; a damaged one raises."""
+    """(raw line, part) of a record log, one line at a time (memory flat in its length), each
+    part checked against the run-file schema (:func:`resyn_bench.runfiles.parse_part`). A torn
+    line (not JSON: a killed write, redone later) is skipped; a damaged one raises."""
+    from resyn_bench.runfiles import parse_part
     from resyn_bench.store import RecordsError, record_problem
 
     if not path.exists():
@@ -215,35 +244,34 @@ def _iter_parts(path: Path) -> Iterator[tuple[bytes, dict[str, Any]]]:
             if problem:
                 raise RecordsError(f"{path} line {lineno}: {problem}. Check it with "
                                    f"`resyn-bench validate {path.parent}`")
+            parse_part(part, path, lineno)
             yield (raw if raw.endswith(b"\n") else raw + b"\n"), part
 
 
-def _fields(manifest: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+def _fields(shard: _Shard) -> dict[str, tuple[str, Any]]:
     """The manifest fields that must be equal across shards: {field: (kind, value)}."""
-    cfg = manifest.get("config") or {}
+    m = shard.manifest
     out: dict[str, tuple[str, Any]] = {}
-    for key, value in (cfg.get("identity") or {}).items():
+    for key, value in m.config.identity.items():
         if key != "shard":
             out[f"config.identity.{key}"] = ("configuration", value)
     for key in ("label", "max_duration", "f0_preset"):
-        out[f"config.{key}"] = ("configuration", cfg.get(key))
-    out["config.limit"] = ("dataset selection", cfg.get("limit"))
-    for group, entry in sorted((manifest.get("metrics") or {}).items()):
-        out[f"metrics.{group}.key"] = ("configuration", (entry or {}).get("key"))
-    out["system"] = ("configuration", manifest.get("system"))
-    for key, value in (manifest.get("dataset") or {}).items():
+        out[f"config.{key}"] = ("configuration", m.config.data.get(key))
+    for group, key in sorted(m.metric_keys().items()):
+        out[f"metrics.{group}.key"] = ("configuration", key)
+    out["system"] = ("configuration", m.system.to_json() if m.system is not None else None)
+    out["config.limit"] = ("dataset selection", m.config.limit)
+    for key, value in m.dataset.to_json().items():
         if key != "n_utterances":
             out[f"dataset.{key}"] = ("dataset selection", value)
-    selection = (manifest.get("shard") or {}).get("selection") or {}
-    out["shard.selection.fingerprint"] = ("dataset selection", selection.get("fingerprint"))
-    out["shard.count"] = ("dataset selection", (manifest.get("shard") or {}).get("count"))
-    env = manifest.get("environment") or {}
-    out["resyn_bench_version"] = ("code version", manifest.get("resyn_bench_version"))
-    for key in ("schema_version", "pooling_version"):   # run-file layout, pooling code
-        out[key] = ("code version", manifest.get(key))
-    out["environment.python"] = ("code version", env.get("python"))
-    out["environment.git"] = ("code version", env.get("git"))
-    for name, version in sorted((env.get("packages") or {}).items()):
+    out["shard.selection.fingerprint"] = ("dataset selection", shard.info.fingerprint)
+    out["shard.count"] = ("dataset selection", shard.info.count)
+    out["resyn_bench_version"] = ("code version", m.resyn_bench_version)
+    out["pooling_version"] = ("code version", m.pooling_version)
+    out["schema_version"] = ("code version", m.schema_version)
+    out["environment.python"] = ("code version", m.environment.get("python"))
+    out["environment.git"] = ("code version", m.environment.get("git"))
+    for name, version in sorted((m.environment.get("packages") or {}).items()):
         out[f"environment.packages.{name}"] = ("code version", version)
     return out
 
@@ -256,15 +284,16 @@ def _short(value: Any) -> str:
 @dataclass
 class _Shard:
     path: Path
-    manifest: dict[str, Any]
+    manifest: Any      # resyn_bench.runfiles.Manifest
+    info: ShardInfo
 
     @property
     def index(self) -> int:
-        return int(self.manifest["shard"]["index"])
+        return self.info.index
 
     @property
     def count(self) -> int:
-        return int(self.manifest["shard"]["count"])
+        return self.info.count
 
     @property
     def tag(self) -> str:
@@ -272,24 +301,23 @@ class _Shard:
 
 
 def _read_shards(dirs: list[Path]) -> list[_Shard]:
-    from resyn_bench.runfiles import RunFileError, parse_manifest
-    from resyn_bench.store import MANIFEST, read_manifest
+    from resyn_bench.runfiles import RunFileError, read_manifest
+    from resyn_bench.store import MANIFEST
 
     shards = []
     for d in dirs:
         if not (d / MANIFEST).is_file():
             raise ShardError(f"{d} is not a run folder (no {MANIFEST}): give the shard folders "
                              f"that `resyn-bench run --shard i/N` made (RUN/{SHARDS_DIR}/shard-*)")
-        manifest = read_manifest(d)
         try:   # every field against the run-file schema; a newer schema is refused
-            parse_manifest(manifest, d / MANIFEST)
+            manifest = read_manifest(d)
         except RunFileError as exc:
             raise ShardError(str(exc)) from None
-        entry = manifest.get("shard")
-        if not isinstance(entry, dict) or "index" not in entry or "count" not in entry:
+        entry = manifest.shard
+        if entry is None:
             raise ShardError(f"{d} is a run made without --shard: merge takes the shards of one "
                              f"sharded run (`resyn-bench run ... --shard i/N`)")
-        shards.append(_Shard(d, manifest))
+        shards.append(_Shard(d, manifest, ShardInfo.from_json(entry, d / MANIFEST)))
     return shards
 
 
@@ -297,12 +325,12 @@ def check_shards(shards: list[_Shard]) -> None:
     """ShardError when the shards are not one complete set of one configuration: differing
     fields (named), duplicate indices, missing indices."""
     first = min(shards, key=lambda s: s.index)
-    ref = _fields(first.manifest)
+    ref = _fields(first)
     problems: list[str] = []
     for shard in shards:
         if shard is first:
             continue
-        mine = _fields(shard.manifest)
+        mine = _fields(shard)
         for key in sorted(set(ref) | set(mine)):
             a, b = ref.get(key, ("", None)), mine.get(key, ("", None))
             if a[1] != b[1]:
@@ -335,7 +363,8 @@ def _scan(shard: _Shard) -> tuple[int, set[str], list[str]]:
     """(parts, ids with a synthesis part, what is incomplete) of a shard's record log."""
     from resyn_bench.store import RECORDS, event_key
 
-    keys = {g: (e or {}).get("key") for g, e in (shard.manifest.get("metrics") or {}).items()}
+    keys = shard.manifest.metric_keys()
+    legacy = shard.manifest.legacy_metric_keys
     synth_ok: set[str] = set()
     synth_any: set[str] = set()
     scored: dict[str, set[str]] = {g: set() for g in keys}
@@ -349,13 +378,13 @@ def _scan(shard: _Shard) -> tuple[int, set[str], list[str]]:
                 synth_ok.add(uid)
             else:
                 synth_ok.discard(uid)
-        elif part["group"] in keys and event_key(part) == keys[part["group"]]:
+        elif part["group"] in keys and event_key(part, legacy) == keys[part["group"]]:
             scored[part["group"]].add(uid)
     problems = []
-    status = shard.manifest.get("status")
+    status = shard.manifest.status
     if status != "complete":
         problems.append(f"status {status!r}")
-    expected = int((shard.manifest.get("dataset") or {}).get("n_utterances") or 0)
+    expected = shard.manifest.dataset.n_utterances or 0
     if len(synth_any) < expected:
         problems.append(f"{expected - len(synth_any)} of {expected} utterances not synthesized")
     for group, ids in scored.items():
@@ -384,8 +413,9 @@ def merge_runs(shard_dirs: Iterable[str | Path], out: str | Path, overwrite: boo
     """One run folder ``out`` from the complete shards of one sharded run (see the module
     notes). A folder ``out`` that holds a run is replaced only when it is an earlier merge of
     the same selection (merging again after resuming a shard), or with ``overwrite``."""
+    from resyn_bench.runfiles import read_manifest, write_manifest
     from resyn_bench.runfolder import RunFolderError, RunLock, clear_run
-    from resyn_bench.store import MANIFEST, OUTPUTS, QUARANTINE, RECORDS, read_manifest, write_json_atomic
+    from resyn_bench.store import MANIFEST, OUTPUTS, QUARANTINE, RECORDS
 
     out = Path(out)
     dirs = [Path(d) for d in shard_dirs]
@@ -396,12 +426,10 @@ def merge_runs(shard_dirs: Iterable[str | Path], out: str | Path, overwrite: boo
             raise ShardError(f"--out {out} is one of the shards; merge into another folder")
     shards = sorted(_read_shards(dirs), key=lambda s: s.index)
     check_shards(shards)
-    scans = {}
     owner: dict[str, int] = {}
     incomplete = []
     for shard in shards:
-        n, ids, problems = _scan(shard)
-        scans[shard.index] = n
+        _n, ids, problems = _scan(shard)
         for uid in ids:
             other = owner.setdefault(uid, shard.index)
             if other != shard.index:
@@ -415,14 +443,13 @@ def merge_runs(shard_dirs: Iterable[str | Path], out: str | Path, overwrite: boo
     n_utts = len(owner)
     del owner
 
-    first = shards[0].manifest
-    selection = first["shard"]["selection"]
+    selection = shards[0].info.to_json()["selection"]
     try:
         with RunLock(out):
             if (out / MANIFEST).is_file():
                 previous = read_manifest(out)
-                again = ((previous.get("merged_from") or {}).get("selection") == selection)
-                if again and not set(previous.get("metrics") or {}) <= set(first.get("metrics") or {}):
+                again = (previous.merged_from or {}).get("selection") == selection
+                if again and not set(previous.metrics) <= set(shards[0].manifest.metrics):
                     again = False   # scored further after the merge: do not drop those records
                 if overwrite:
                     clear_run(out, (MANIFEST, RECORDS, QUARANTINE), OUTPUTS)
@@ -454,44 +481,50 @@ def merge_runs(shard_dirs: Iterable[str | Path], out: str | Path, overwrite: boo
                 os.replace(tmp, out / RECORDS)
             finally:
                 tmp.unlink(missing_ok=True)
-            manifest = merged_manifest([s.manifest for s in shards], [s.path for s in shards],
-                                       out, n_utts)
-            write_json_atomic(out / MANIFEST, manifest)
+            manifest = merged_manifest(shards, out, n_utts)
+            write_manifest(out, manifest)
     except RunFolderError as exc:
         raise ShardError(str(exc)) from None
     return MergeResult(out, len(shards), n_utts, n_parts, n_outputs, manifest)
 
 
-def merged_manifest(manifests: list[dict[str, Any]], paths: list[Path], out: Path,
-                    n_utterances: int) -> dict[str, Any]:
-    """The manifest of a merged run: shard 0's, with the whole selection's counts, every
-    shard's sessions (tagged with the shard), summed resampling counts and ``merged_from``."""
-    base = copy.deepcopy(manifests[0])
-    entry = base.pop("shard")
-    base["config"]["out"] = str(out)
-    base["config"]["shard"] = None
-    if isinstance(base["config"].get("identity"), dict):
-        base["config"]["identity"]["shard"] = None
-    base["dataset"]["n_utterances"] = n_utterances
+def merged_manifest(shards: list[_Shard], out: Path, n_utterances: int):
+    """The typed manifest of a merged run: shard 0's, with the whole selection's count,
+    every shard's sessions (tagged with the shard), summed resampling counts, the union of
+    the metric sets, and ``merged_from`` in place of ``shard``."""
+    from resyn_bench.runfiles import RunSettings
+
+    base = copy.deepcopy(shards[0].manifest)
+    config = base.config.to_json()
+    config.update(out=str(out), shard=None)
+    if isinstance(config.get("identity"), dict):
+        config["identity"] = {**config["identity"], "shard": None}
+    base.config = RunSettings(config)
+    base.dataset.n_utterances = n_utterances
     resampling: dict[str, int] = {}
     sessions = []
-    sets: dict[str, Any] = {}
-    for m in manifests:
-        for k, v in (m.get("resampling") or {}).items():
+    for shard in shards:
+        m = shard.manifest
+        for k, v in m.resampling.items():
             resampling[k] = resampling.get(k, 0) + int(v)
-        sessions += [{**s, "shard": m["shard"]["index"]} for s in m.get("sessions") or []]
-        sets.update(m.get("metric_sets") or {})
-    base["resampling"] = resampling
-    base["sessions"] = sessions
-    base["metric_sets"] = sets
-    base["created"] = min(str(m.get("created", "")) for m in manifests) or base.get("created")
-    base["status"] = "complete"
-    base["merged_from"] = {
-        "count": entry["count"], "membership": entry.get("membership", MEMBERSHIP),
-        "selection": entry["selection"],
-        "shards": [{"index": m["shard"]["index"], "path": str(p),
-                    "n_utterances": (m.get("dataset") or {}).get("n_utterances")}
-                   for m, p in zip(manifests, paths)]}
+        for session in m.sessions:
+            session = copy.deepcopy(session)
+            session.other["shard"] = shard.index
+            sessions.append(session)
+        base.metric_sets.update(m.metric_sets)
+    base.resampling = resampling
+    base.sessions = sessions
+    base.created = min((s.manifest.created for s in shards if s.manifest.created),
+                       default=base.created)
+    base.status = "complete"
+    info = shards[0].info
+    base.shard = None
+    base.present = base.present - {"shard"}
+    base.merged_from = {
+        "count": info.count, "membership": info.membership,
+        "selection": info.to_json()["selection"],
+        "shards": [{"index": s.index, "path": str(s.path),
+                    "n_utterances": s.manifest.dataset.n_utterances} for s in shards]}
     return base
 
 
@@ -569,8 +602,11 @@ class _Group:
             import torch.distributed as dist
 
             local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
             kwargs: dict[str, Any] = {}
-            if torch.cuda.is_available() and local < torch.cuda.device_count():
+            # every rank must pick the same backend: nccl only when each rank of a node has
+            # its own GPU (NCCL refuses two ranks on one device)
+            if torch.cuda.is_available() and per_node <= torch.cuda.device_count():
                 backend = "nccl"
                 kwargs["device_id"] = torch.device(f"cuda:{local}")
                 torch.cuda.set_device(local)
@@ -598,9 +634,12 @@ class _Group:
             self.dist.destroy_process_group()
 
 
-def wait_for_shards(dirs: list[Path], timeout_s: float, poll_s: float = 5.0) -> None:
+def wait_for_shards(dirs: list[Path], timeout_s: float, poll_s: float = 5.0,
+                    since: str | None = None) -> None:
     """Wait until every shard folder's manifest says the shard stopped running (complete,
-    interrupted or stopped); ShardError naming the ones still running after ``timeout_s``."""
+    interrupted or stopped) in a session that finished at or after ``since`` (ISO UTC time:
+    a manifest left by an earlier launch does not count); ShardError naming the ones still
+    running after ``timeout_s``."""
     from resyn_bench.store import MANIFEST, read_manifest
 
     deadline = time.monotonic() + timeout_s
@@ -608,11 +647,15 @@ def wait_for_shards(dirs: list[Path], timeout_s: float, poll_s: float = 5.0) -> 
         waiting = []
         for d in dirs:
             try:
-                status = read_manifest(d).get("status") if (d / MANIFEST).is_file() else None
+                manifest = read_manifest(d) if (d / MANIFEST).is_file() else {}
             except (OSError, ValueError):
-                status = None
+                manifest = {}
+            status = manifest.get("status")
+            finished = str(((manifest.get("sessions") or [{}])[-1] or {}).get("finished") or "")
             if status in (None, "running"):
                 waiting.append(f"{d} ({status or 'not started'})")
+            elif since is not None and finished < since:
+                waiting.append(f"{d} (not started in this launch)")
         if not waiting:
             return
         if time.monotonic() >= deadline:
@@ -636,6 +679,9 @@ def run_shard(config, shard: Shard, launcher: str, progress: bool = True,
     max_failed = DEFAULT_MAX_FAILED if max_failed is None else max_failed
     base = Path(config.out)
     mine = dataclasses.replace(config, out=str(shard_dir(base, shard)), shard=shard.label)
+    # sessions that end after this moment belong to this launch (a minute of slack for ranks
+    # that start earlier): the file-based wait must not take an earlier launch's shards
+    launched = (datetime.now(timezone.utc) - timedelta(seconds=60)).isoformat(timespec="seconds")
     group = _Group(wait_s) if launcher == "torchrun" else None
     try:
         result = run(mine, progress=progress)
@@ -650,7 +696,7 @@ def run_shard(config, shard: Shard, launcher: str, progress: bool = True,
             group.barrier()
         elif shard.index == 0:
             wait_for_shards([shard_dir(base, Shard(i, shard.count)) for i in range(shard.count)],
-                            wait_s)
+                            wait_s, since=launched)
         if shard.index != 0:
             return 0
         merged = merge_runs([shard_dir(base, Shard(i, shard.count)) for i in range(shard.count)],
@@ -668,8 +714,8 @@ def report_merge(result: MergeResult, max_failed: float) -> int:
 
     print(f"merged {result.n_shards} shards into {result.run_dir}: {result.n_utterances} "
           f"utterances, {result.n_parts} record parts, {result.n_outputs} output files")
-    records = RecordStore(result.run_dir).load(list(result.manifest.get("metrics") or {}))
-    outcome = _Outcome(result.run_dir, records, list(records), result.manifest.get("dataset") or {})
+    records = RecordStore(result.run_dir).load(list(result.manifest.metrics), lean=True)
+    outcome = _Outcome(result.run_dir, records, list(records), result.manifest.dataset.to_json())
     status = report_outcome(outcome, max_failed)
     print(f"next: resyn-bench summary {result.run_dir}")
     return status

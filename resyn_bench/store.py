@@ -25,7 +25,7 @@ import json
 import logging
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,31 +116,70 @@ def scan_records(path: str | Path) -> tuple[list[dict[str, Any]], list[LineProbl
     events: list[dict[str, Any]] = []
     problems: list[LineProblem] = []
     for i, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            text = raw.decode("utf-8")
-            utf8 = None
-        except UnicodeDecodeError as exc:
-            text = raw.decode("utf-8", errors="replace")
-            utf8 = f"invalid UTF-8 at byte {exc.start}"
-        try:
-            ev = json.loads(text)
-        except json.JSONDecodeError:
-            last = i == len(lines)  # no newline after it
-            what = f"not JSON ({utf8})" if utf8 else "torn line (incomplete JSON)"
-            problems.append(LineProblem(i, what + (" at the end of the file" if last else ""),
-                                        raw, torn=True))
-            continue
-        except RecursionError:
-            problems.append(LineProblem(i, "JSON nested too deeply", raw))
-            continue
-        reason = utf8 or record_problem(ev)
-        if reason:
-            problems.append(LineProblem(i, reason, raw))
-        else:
-            events.append(ev)
+        item = _parse_line(i, raw, last=i == len(lines))  # the last has no newline after it
+        if isinstance(item, LineProblem):
+            problems.append(item)
+        elif item is not None:
+            events.append(item)
     return events, problems
+
+
+def _parse_line(i: int, raw: bytes, last: bool) -> dict[str, Any] | LineProblem | None:
+    """One line of a record log (without its newline): the part, a problem, or None (blank)."""
+    if not raw.strip():
+        return None
+    try:
+        text = raw.decode("utf-8")
+        utf8 = None
+    except UnicodeDecodeError as exc:
+        text = raw.decode("utf-8", errors="replace")
+        utf8 = f"invalid UTF-8 at byte {exc.start}"
+    try:
+        ev = json.loads(text)
+    except json.JSONDecodeError:
+        what = f"not JSON ({utf8})" if utf8 else "torn line (incomplete JSON)"
+        return LineProblem(i, what + (" at the end of the file" if last else ""), raw, torn=True)
+    except RecursionError:
+        return LineProblem(i, "JSON nested too deeply", raw)
+    reason = utf8 or record_problem(ev)
+    return LineProblem(i, reason, raw) if reason else ev
+
+
+def iter_events(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The good parts of a record log, read one line at a time (memory flat in the log's
+    length), with the checks of :meth:`RecordStore.events`: a torn line is skipped with a
+    warning; damaged lines raise :class:`RecordsError` (naming the first, after the last line
+    was read, so the message is the one :meth:`RecordStore.events` gives)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    damaged: list[LineProblem] = []
+    with open(path, "rb") as fh:
+        for i, raw in enumerate(fh, 1):
+            last = not raw.endswith(b"\n")
+            item = _parse_line(i, raw[:-1] if not last else raw, last)
+            if isinstance(item, LineProblem):
+                if item.torn:
+                    log_.warning("%s line %d: %s; skipped (that part is redone on resume)",
+                                 path, item.lineno, item.reason)
+                else:
+                    damaged.append(item)
+            elif item is not None:
+                yield item
+    if damaged:
+        raise RecordsError(damaged_message(path, damaged))
+
+
+#: what :func:`lean_part` keeps of a part: enough to count outcomes and failures
+LEAN_FIELDS = frozenset({"part", "utt_id", "status", "stage", "reason", "error_kind", "speaker",
+                         "target_speaker", "output_path", "group", "key", "values", "cache"})
+
+
+def lean_part(part: dict[str, Any]) -> dict[str, Any]:
+    """A record part without its per-utterance details (``extra``: F0 contours, transcripts,
+    trial scores; ``counts``, ``timings``, texts and paths): statuses, failure reasons and
+    metric values, what counting outcomes needs, at a fraction of the memory."""
+    return {k: v for k, v in part.items() if k in LEAN_FIELDS}
 
 
 def damaged_message(path: Path, problems: list[LineProblem]) -> str:
@@ -201,11 +240,13 @@ class RecordStore:
                          self.path, p.lineno, p.reason)
         return events
 
-    def load(self, groups: Iterable[str] | dict[str, str | None] | None = None
-             ) -> dict[str, dict[str, Any]]:
+    def load(self, groups: Iterable[str] | dict[str, str | None] | None = None,
+             lean: bool = False) -> dict[str, dict[str, Any]]:
         """Merged records. ``groups`` names the metric groups wanted; given as names, each
         group's record key (its settings, see :func:`metric_key`) comes from the run's manifest
-        when it has one, so parts scored under other settings of the same group stay apart."""
+        when it has one, so parts scored under other settings of the same group stay apart.
+        ``lean``: the log is read line by line and each part loses its details
+        (:func:`lean_part`): statuses, failure reasons and metric values only."""
         keys = groups if isinstance(groups, dict) else None
         legacy: dict[str, str] = {}
         if groups is not None and keys is None and (self.run_dir / MANIFEST).is_file():
@@ -222,7 +263,8 @@ class RecordStore:
             entries = manifest.get("metrics") or {}
             keys = {g: (entries.get(g) or {}).get("key") for g in groups}
             legacy = dict(manifest.get("legacy_metric_keys") or {})
-        return merge_events(self.events(), groups if keys is None else keys, legacy)
+        events = map(lean_part, iter_events(self.path)) if lean else self.events()
+        return merge_events(events, groups if keys is None else keys, legacy)
 
     def append(self, record: dict[str, Any]) -> None:
         """Append one part as one complete line (checked write + fsync; raises

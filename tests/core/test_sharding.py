@@ -165,6 +165,11 @@ def test_two_shards_merged_equal_the_single_process_run(corpus, tmp_path, home, 
     assert manifest["config"]["identity"]["shard"] is None
     assert manifest["dataset"]["n_utterances"] == read_manifest(single)["dataset"]["n_utterances"]
     assert manifest["resampling"] == read_manifest(single)["resampling"]
+    from resyn_bench import runfiles
+
+    typed = runfiles.read_manifest(base)         # a valid run file of the current schema
+    assert typed.schema_version == runfiles.SCHEMA_VERSION and typed.status == "complete"
+    assert sorted(s.other["shard"] for s in typed.sessions) == [0, 1]
     # merging again (after resuming a shard, say) replaces the earlier merge
     merge_runs(dirs, base)
     assert _summary(base) == a
@@ -275,6 +280,10 @@ def test_cli_shards_and_merge(corpus, tmp_path, home, fakes, capsys):  # noqa: F
     assert main(["summary", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_total"] == 3 * N_PER_SPEAKER + 1 and summary["n_failed"] == 1
+    assert main(["report", str(out), "--out", str(tmp_path / "rep"), "--format", "md,html",
+                 "--no-plots"]) == 0
+    html = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+    assert "outputs/spkB_0.wav" in html          # the merged run's own (linked) outputs
     assert main([*common, "--shard", "2/2"]) == 2
     assert "shard index 2 is outside 0..1" in capsys.readouterr().err
 
@@ -344,6 +353,11 @@ def test_wait_for_shards_names_the_ones_still_running(tmp_path):
         d.mkdir()
         write_json_atomic(d / "manifest.json", {"status": status})
     wait_for_shards([done], timeout_s=0)
+    write_json_atomic(done / "manifest.json", {"status": "complete", "sessions": [
+        {"finished": "2026-01-01T10:00:00+00:00"}]})
+    wait_for_shards([done], timeout_s=0, since="2026-01-01T09:59:00+00:00")
+    with pytest.raises(ShardError, match=r"a \(not started in this launch\)"):
+        wait_for_shards([done], timeout_s=0, since="2026-01-01T10:01:00+00:00")
     with pytest.raises(ShardError, match=r"still running: .*b \(running\), .*c \(not started\)"):
         wait_for_shards([done, running, tmp_path / "c"], timeout_s=0.2, poll_s=0.05)
 
@@ -395,3 +409,53 @@ def test_the_slurm_example_shards_and_merges(corpus, tmp_path, home):
     run(_config(corpus, single, system="copy", metrics="f0"), progress=False)
     assert _summary(out) == _summary(single)
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["shard-0-of-2", "shard-1-of-2"]
+
+
+# ---- memory: the runner reads its record log line by line, without the parts' details -----------
+
+def test_iter_events_reads_as_events_does(tmp_path, caplog):
+    from resyn_bench.store import RecordsError, RecordStore, iter_events, lean_part
+
+    store = RecordStore(tmp_path)
+    good = [{"part": "synthesis", "utt_id": "a", "status": "ok", "timings": {"load": 0.1},
+             "text": "hello", "output_path": "outputs/a.wav"},
+            {"part": "metric", "group": "f0", "utt_id": "a", "status": "ok", "key": "f0@1",
+             "values": {"f0.gpe": 0.5}, "counts": {"n": 3.0}, "extra": {"contour": [1.0] * 50}}]
+    store.path.write_text(json.dumps(good[0]) + "\n" + '{"utt_id": "b", "sta\n'
+                          + json.dumps(good[1]) + "\n" + '{"utt_id": "c"')   # torn, torn at end
+    assert list(iter_events(store.path)) == store.events() == good
+    assert caplog.text.count("torn line") >= 2
+    assert lean_part(good[1]) == {"part": "metric", "group": "f0", "utt_id": "a", "status": "ok",
+                                  "key": "f0@1", "values": {"f0.gpe": 0.5}}
+    lean = store.load(["f0"], lean=True)["a"]
+    assert lean["metrics"] == {"f0.gpe": 0.5} and lean["status"] == "ok"
+    assert "text" not in lean and lean["extra"] == {} and lean["counts"] == {}
+    store.path.write_text(json.dumps(good[0]) + "\n[1, 2]\n7\n")
+    with pytest.raises(RecordsError) as events_error:
+        store.events()
+    with pytest.raises(RecordsError) as iter_error:
+        list(iter_events(store.path))
+    assert str(iter_error.value) == str(events_error.value)
+    assert "line 2" in str(iter_error.value) and "1 more damaged" in str(iter_error.value)
+
+
+def test_groups_added_to_shards_later_merge_like_a_single_run(corpus, two_shards, tmp_path):
+    """`score` on a shard folder (score-only: the system is not run) scores its own utterances
+    with the speaker models of the whole selection and keeps the shard's selection; until
+    every shard has the group, merge names the difference."""
+    import dataclasses
+
+    base = two_shards[0].parent.parent
+    run(dataclasses.replace(_config(corpus, two_shards[0], shard="0/2"), metrics="spk"),
+        progress=False, score_only=True)
+    assert read_manifest(two_shards[0])["shard"]["selection"] == \
+        read_manifest(two_shards[1])["shard"]["selection"]
+    with pytest.raises(ShardError, match=r"configuration differs: metrics\.spk\.key"):
+        merge_runs(two_shards, base)
+    run(dataclasses.replace(_config(corpus, two_shards[1], shard="1/2"), metrics="spk"),
+        progress=False, score_only=True)
+    merge_runs(two_shards, base)
+    single = tmp_path / "single"
+    run(_config(corpus, single), progress=False)      # f0 and spk in one go
+    assert _summary(base) == _summary(single)
+    assert _scores(base) == _scores(single)

@@ -65,5 +65,5 @@ def test_table_html_and_plot_name_a_run_the_same(runs, tmp_path, monkeypatch):
     for title in titles:
         assert f"{title}: " in note
     # a title is the run's name with its context, never another name
-    for s, name, title in zip(runs, names, titles):
+    for s, name, title in zip(runs, names, titles, strict=True):
         assert name in title and (s.experiment == "resynthesis" or s.experiment in title)
