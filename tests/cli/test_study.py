@@ -102,7 +102,7 @@ def test_command_line_options_override_the_file_per_key(tmp_path, tiny_corpus):
      r"unknown key 'layouts'. Did you mean 'layout'"),
     ('[[run]]\nsystem = "wrold"\ndataset = "demo"', r"#1: unknown system 'wrold'. Did you mean 'world'"),
     ('[[run]]\nsystem = "copy"\ndataset = "ljspeeh"', r"unknown dataset 'ljspeeh'. Did you mean 'ljspeech'"),
-    ('[[run]]\nsystem = "copy"\ndataset = "demo"\nf0_preset = "yapt"', r"Did you mean 'yaapt'"),
+    ('[[run]]\nsystem = "copy"\ndataset = "demo"\nf0_preset = "yapt"', r"did you mean 'yaapt'"),
     ('[[run]]\nsystem = "copy"\ndataset = "demo"\n[[run]]\nsystem = "copy"\ndataset = "demo"\n'
      'label = "again"', r"runs #1 and #2 would share the run folder runs/demo-copy"),
     ('[[run]\nsystem = "copy"', r"not valid TOML"),
