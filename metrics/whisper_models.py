@@ -34,6 +34,7 @@ from pathlib import Path
 
 from resyn_bench.core.atomic import atomic_open
 from resyn_bench.core.hashing import sha256_file, sha256_file_cached
+from resyn_bench.errors import UserError
 
 __all__ = ["WhisperModelError", "EmbeddedModel", "EMBEDDED", "CATALOGUED", "MODEL_NAMES",
            "embedded_folder", "assemble", "ensure_model", "describe_model", "file_sha256",
@@ -42,7 +43,7 @@ __all__ = ["WhisperModelError", "EmbeddedModel", "EMBEDDED", "CATALOGUED", "MODE
 CHUNK = 1 << 20
 
 
-class WhisperModelError(RuntimeError):
+class WhisperModelError(UserError, RuntimeError):
     """A Whisper model cannot be found, assembled or verified (the message says what to do)."""
 
 

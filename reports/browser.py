@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from resyn_bench.errors import UserError
+
 #: binary names tried on PATH, in order
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
@@ -44,7 +46,7 @@ _FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usag
           "--remote-debugging-pipe")
 
 
-class BrowserError(RuntimeError):
+class BrowserError(UserError, RuntimeError):
     """Chromium is missing, did not start, or a DevTools command failed."""
 
 

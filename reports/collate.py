@@ -18,6 +18,7 @@ from resyn_bench.reports.labels import run_label, summary_label
 from resyn_bench.reports.stats import CI, group_cis
 
 from resyn_bench.core.bitrate import bitrate_bps  # the one bitrate formula (manifest streams)
+from resyn_bench.errors import UsageError
 from resyn_bench.runfiles import Manifest, parse_manifest, read_manifest
 
 RESYNTHESIS = "resynthesis"
@@ -286,7 +287,7 @@ def rename_runs(summaries: list[RunSummary], renames: dict[str, str]) -> None:
     missing = [old for old in renames if old not in known]
     if missing:
         labels = sorted({summary_label(s) for s in summaries})
-        raise ValueError(f"--rename: no run labelled {', '.join(map(repr, missing))}; labels of "
+        raise UsageError(f"--rename: no run labelled {', '.join(map(repr, missing))}; labels of "
                          f"these runs: {', '.join(map(repr, labels))} (a run folder's name works too)")
     for old, new in renames.items():
         for s in known[old]:
@@ -300,12 +301,12 @@ def _failure_key(rec: dict[str, Any]) -> str:
 
 def summarize_run(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> RunSummary:
     """Collate one run. ``n_boot=0`` skips the bootstrap CIs."""
-    from resyn_bench.runfiles import iter_records
+    from resyn_bench.runfiles import RunFileError, iter_records
 
     run_dir = Path(run_dir)
     typed = read_manifest(run_dir)
     if typed.config.system is None:
-        raise ValueError(f"{run_dir / 'manifest.json'}: field 'config.system' is missing; "
+        raise RunFileError(f"{run_dir / 'manifest.json'}: field 'config.system' is missing; "
                          "not a resyn-bench run")
     typed_records = sorted(iter_records(run_dir, list(typed.metrics)), key=lambda r: r.utt_id)
     records = [r.to_dict() for r in typed_records]

@@ -67,6 +67,7 @@ from resyn_bench.reports.collate import RunSummary, summarize_run
 from resyn_bench.reports.stats import CI, bootstrap_ci_mean
 from resyn_bench.reports.tables import latex_escape, markdown_escape
 
+from resyn_bench.errors import UsageError
 from resyn_bench.runfiles import Manifest
 
 #: run experiments this summary reads
@@ -450,14 +451,14 @@ def collect_runs(run_dirs) -> dict[str, dict[str, Path]]:
         try:
             manifest = read_manifest(d)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"--runs: {exc}") from None
+            raise UsageError(f"--runs: {exc}") from None
         exp = experiment_label(manifest)
         if exp not in EXPERIMENTS:
             continue
         label = run_label(manifest)
         runs = out.setdefault(label, {})
         if exp in runs:
-            raise ValueError(f"two {exp} runs labelled {label!r}: {runs[exp]} and {d}; give "
+            raise UsageError(f"two {exp} runs labelled {label!r}: {runs[exp]} and {d}; give "
                              "one of them another label (`resyn-bench run --label`)")
         runs[exp] = d
     return out

@@ -49,6 +49,7 @@ from resyn_bench.reports.labels import run_names, run_titles
 
 from resyn_bench.core.atomic import write_text_atomic
 from resyn_bench.core.hashing import sha256_file_or_none
+from resyn_bench.errors import UsageError
 
 AUDIO_MODES = ("link", "embed")
 _MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
@@ -186,7 +187,7 @@ class _AudioTable:
 
     def __init__(self, mode: str, out_dir: Path):
         if mode not in AUDIO_MODES:
-            raise ValueError(f"audio must be one of {AUDIO_MODES}, got {mode!r}")
+            raise UsageError(f"audio must be one of {AUDIO_MODES}, got {mode!r}")
         self.mode = mode
         self.out_dir = os.path.abspath(out_dir)
         self.files = _Files()
@@ -633,7 +634,7 @@ def write_html(summaries: Sequence[RunSummary], out_path: str | Path, *, audio: 
     for no marks). ``worst_k``: utterances listed per metric and system. ``page_size``: drill-down
     rows per page."""
     if audio not in AUDIO_MODES:
-        raise ValueError(f"audio must be one of {AUDIO_MODES}, got {audio!r}")
+        raise UsageError(f"audio must be one of {AUDIO_MODES}, got {audio!r}")
     if not summaries:
         raise ValueError("write_html needs at least one run summary")
     out = Path(out_path)

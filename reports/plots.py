@@ -29,6 +29,8 @@ import numpy as np
 from resyn_bench.reports.collate import RunSummary
 from resyn_bench.reports.labels import run_titles
 
+from resyn_bench.errors import MissingDependencyError
+
 log = logging.getLogger("resyn_bench.reports")
 
 FORMATS = ("png", "pdf")
@@ -45,7 +47,7 @@ def new_figure(width: float, height: float):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError("plots need matplotlib: pip install matplotlib (or "
+        raise MissingDependencyError("plots need matplotlib: pip install matplotlib (or "
                           "pip install 'resyn-bench[reports]'), or pass --no-plots") from exc
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)

@@ -21,6 +21,7 @@ from resyn_bench.reports.tables import (
 )
 
 from resyn_bench.core.atomic import write_json_atomic
+from resyn_bench.errors import UsageError
 
 log = logging.getLogger("resyn_bench.reports")
 
@@ -53,9 +54,9 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str 
     formats = [f.strip().lower() for f in formats if f.strip()]
     bad = sorted(set(formats) - set(FORMATS))
     if bad:
-        raise ValueError(f"unknown report format(s) {bad}: choose from {', '.join(FORMATS)}")
+        raise UsageError(f"unknown report format(s) {bad}: choose from {', '.join(FORMATS)}")
     if ci not in CI_MODES:
-        raise ValueError(f"ci must be one of {CI_MODES}, got {ci!r}")
+        raise UsageError(f"ci must be one of {CI_MODES}, got {ci!r}")
     summaries = list(summaries) if summaries is not None else \
         [summarize_run(r, n_boot=n_boot) for r in run_dirs]
     if rename:
@@ -73,7 +74,7 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str 
                 log.warning("report: WARNING: %s", pooled)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"report --out {out} is a file, not a folder: name a folder")
+        raise UsageError(f"report --out {out} is a file, not a folder: name a folder")
     out.mkdir(parents=True, exist_ok=True)
     previous = _read_index(out)
     paths: dict[str, Path] = {}

@@ -33,6 +33,8 @@ from resyn_bench.reports.collate import RunSummary
 from resyn_bench.reports.labels import run_names, run_titles, summary_label
 from resyn_bench.reports.layouts import ALL, BITRATE_NOTE, Column, Layout, load_layout
 
+from resyn_bench.errors import UsageError
+
 CI_MODES = ("pm", "siunitx", "none")
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
@@ -332,7 +334,7 @@ def build_table(summaries: Sequence[RunSummary], layout: Layout | str = "paper",
 
     layout = load_layout(layout)
     if stat not in STATS:
-        raise ValueError(f"stat must be one of {STATS}, got {stat!r}")
+        raise UsageError(f"stat must be one of {STATS}, got {stat!r}")
     summaries = list(summaries)
     index = {id(s): i for i, s in enumerate(summaries)}
     cache = sig if isinstance(sig, SignificanceCache) else SignificanceCache(summaries, sig, stat)
@@ -641,7 +643,7 @@ def _check_ci(ci: str | bool) -> str:
     if ci is False:
         return "none"
     if ci not in CI_MODES:
-        raise ValueError(f"ci must be one of {CI_MODES}, got {ci!r}")
+        raise UsageError(f"ci must be one of {CI_MODES}, got {ci!r}")
     return ci
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from resyn_bench.errors import UserError
+
 #: Shortest audio the harness will score. Pitch trackers need several analysis windows and
 #: the 20 ms YAAPT frame plus padding; anything under 100 ms is not speech worth scoring.
 MIN_DURATION_S = 0.1
@@ -18,7 +20,7 @@ MIN_DURATION_S = 0.1
 SILENCE_PEAK = 3.0e-5
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """A problem with one audio file or signal. ``kind`` is a short machine-readable code
     (``unreadable``, ``empty``, ``silent``, ``too_short``, ``non_finite``, ``missing``)."""
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from resyn_bench.core.suggest import did_you_mean
+from resyn_bench.errors import UserError
 from resyn_bench.paths import resyn_bench_home
 
 __all__ = ["CatalogueEntry", "CatalogueError", "CATALOGUE", "ALIASES", "checkpoints_root",
@@ -45,7 +46,7 @@ _FAIRSEQ_LICENCE = ("released by Meta AI with fairseq / textless-lib (MIT licenc
                     "upstream repositories); check the upstream terms before redistributing")
 
 
-class CatalogueError(RuntimeError):
+class CatalogueError(UserError, RuntimeError):
     """A catalogue file is missing, cannot be downloaded or does not match its hash.
 
     The message always says what to do (the URL, the expected SHA-256 and the path to use)."""

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from resyn_bench.core.bitrate import F0_CODE_RATE, F0_CODE_VOCAB
+from resyn_bench.errors import UserError
 from resyn_bench.metrics.bitrate import StreamRates, raw_bps, speaker_rates, stream_rates
 
 #: (frame rate Hz, vocabulary, the paper's stated bps) of the published streams, by code key
@@ -54,7 +55,7 @@ DEFAULT_SPEAKER_PATTERN = r"^(p\d+|s\d+)_|^(LJ)\d+-\d+"
 STREAM_NAMES = {"hubert": "HuBERT", "cpc": "CPC", "cpc_km100": "CPC", "vqvae256": "VQ-VAE"}
 
 
-class CodecStudyError(ValueError):
+class CodecStudyError(UserError, ValueError):
     """Bad input to the codec study (the message names the file or option)."""
 
 

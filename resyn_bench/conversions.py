@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from resyn_bench.datasets import Utterance
+from resyn_bench.errors import UserError
 
 #: seconds of reference speech under which a target's embedding is called unstable
 MIN_ENROL_S = 10.0
@@ -57,7 +58,7 @@ OPTIONAL = ("target_ref", "f0_edit", "bytes")
 EDIT_EXPERIMENTS = {None: "vc", "flat": "f0_flat", "shift": "f0_shift", "scale": "f0_scale"}
 
 
-class ConversionListError(ValueError):
+class ConversionListError(UserError, ValueError):
     """The conversion list cannot be used at all (unreadable, columns missing, duplicates)."""
 
 

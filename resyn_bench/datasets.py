@@ -40,13 +40,14 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, NamedTuple
 
 from resyn_bench.core.suggest import did_you_mean
+from resyn_bench.errors import UserError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".sph")
 #: How many example ids error messages and ``info`` lists show.
 N_EXAMPLES = 5
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset cannot be loaded as asked (unknown name, wrong layout, bad split file...)."""
 
 

@@ -48,6 +48,7 @@ import numpy as np
 
 from resyn_bench.audio import Audio, resample, write_audio
 from resyn_bench.core.atomic import write_text_atomic
+from resyn_bench.errors import UserError
 from resyn_bench.paths import resyn_bench_home
 
 #: Bump when voices, sentences or processing change: a new version builds into a new folder.
@@ -107,7 +108,7 @@ SENTENCES: tuple[tuple[str, str], ...] = (
 )
 
 
-class DemoCorpusError(RuntimeError):
+class DemoCorpusError(UserError, RuntimeError):
     """The synthetic corpus could not be built or read."""
 
 

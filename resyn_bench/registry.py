@@ -15,11 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from resyn_bench.core.suggest import did_you_mean
+from resyn_bench.errors import UserError
 
 
-class RegistryError(KeyError):
+class RegistryError(UserError, KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; we want it readable
         return str(self.args[0])
+
+
+class OptionValueError(UserError, ValueError):
+    """A system or metric group refused the value of one of its options (-o / -m)."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,16 @@ def _option_error(what: str, flag: str, key: str, valid: list[str]) -> RegistryE
                          f"its options are: {', '.join(valid) or 'none'}")
 
 
+def _call(factory: Callable[..., Any], args: tuple, options: dict[str, Any]):
+    try:
+        return factory(*args, **options)
+    except ValueError as exc:
+        if isinstance(exc, UserError):
+            raise
+        # a system or metric group refusing an option value it was given: the user's to fix
+        raise OptionValueError(str(exc)) from exc
+
+
 def _instantiate(what: str, factory: Callable[..., Any], args: tuple, options: dict[str, Any],
                  flag: str = "{key}=VALUE", option_class: type | None = None):
     """Call ``factory``, turning a wrong option name into a clear error listing the valid ones
@@ -202,12 +217,12 @@ def _instantiate(what: str, factory: Callable[..., Any], args: tuple, options: d
         for key in options:
             if key not in valid:
                 raise _option_error(what, flag, key, valid)
-        return factory(*args, **options)
+        return _call(factory, args, options)
 
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):  # no signature available (C callables): let the call check
-        return factory(*args, **options)
+        return _call(factory, args, options)
     params = [n for n, p in signature.parameters.items() if n != "self"
               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     named = [n for n, p in signature.parameters.items() if p.kind in (p.KEYWORD_ONLY,
@@ -229,7 +244,7 @@ def _instantiate(what: str, factory: Callable[..., Any], args: tuple, options: d
         signature.bind(*args, **options)
     except TypeError as exc:
         raise RegistryError(f"{what}: {exc}; its options are: {', '.join(params) or 'none'}") from None
-    return factory(*args, **options)
+    return _call(factory, args, options)
 
 
 def make_system(spec: str, **options: Any):

@@ -43,6 +43,8 @@ from resyn_bench.audio import (
 )
 from resyn_bench.cache import AnalysisCache, audio_hash
 from resyn_bench.core.atomic import DiskFull, is_disk_full
+from resyn_bench.errors import UserError
+from resyn_bench.run_config import RunConfig, legacy_defaults
 from resyn_bench.runfiles import SCHEMA_VERSION, RunFileError, check_schema_version
 from resyn_bench.runfolder import (
     LOCK_FILE,
@@ -73,65 +75,12 @@ from resyn_bench.systems.base import transmit
 log_ = logging.getLogger("resyn_bench.runner")
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """The run as a whole cannot start (bad configuration, incompatible existing run dir)."""
 
 
 class RunStopped(RunError):
     """The run stopped cleanly part way (disk full, record log unwritable); resumable."""
-
-
-#: default --max-duration (seconds): an order of magnitude above any utterance corpus
-#: (LibriSpeech test-clean's longest is 35 s, VCTK's ~15 s, LJSpeech's ~10 s), and small enough
-#: that one utterance's analysis stays under ~1 GB (a 2-hour file took 10 GB with one F0 metric)
-MAX_DURATION_S = 600.0
-
-
-@dataclass
-class RunConfig:
-    system: str
-    dataset: str
-    out: str
-    data_root: str | None = None
-    split: str | None = None
-    limit: int | None = None
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    metrics: str = "fast"
-    f0_preset: str | None = None
-    metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # group -> options
-    system_options: dict[str, Any] = field(default_factory=dict)
-    resume: bool = True
-    overwrite: bool = False
-    retry_failed: bool = False
-    use_cache: bool = True
-    cache_dir: str | None = None
-    jobs: int = 1
-    # crash isolation (resyn_bench.supervisor): the system and each metric group run in
-    # supervised worker processes; False runs them in this process (debugging: a native crash
-    # then ends the run; default False when RESYN_BENCH_ISOLATION=0). Seconds one utterance may
-    # take in one worker: None = automatic, max(60 s, 10 x its duration); 0 = no limit. Neither
-    # is part of the run's identity.
-    isolate: bool = field(default_factory=lambda: os.environ.get("RESYN_BENCH_ISOLATION", "1") != "0")
-    utt_timeout: float | None = None
-    # what the run measures, for the report layouts: resynthesis | vc | f0_flat | codec | ...
-    experiment: str = "resynthesis"
-    label: str | None = None    # row label in reports (default: the system name and options)
-    # voice conversion (the paper's protocol): each utterance converted to this many target
-    # speakers of the system, drawn without replacement, seeded per utterance; 0 = off
-    vc_targets: int = 0
-    vc_seed: int = 0
-    # longest reference/output (seconds) evaluated; longer ones fail ("too_long"). None/0 = no limit
-    max_duration: float | None = MAX_DURATION_S
-    # "i/N": evaluate only shard i of N of the work list (resyn_bench.sharding); None = all
-    shard: str | None = None
-
-    def identity(self) -> dict[str, Any]:
-        """Fields that must match for a run directory to be resumed. The metric selection
-        (metrics, f0_preset, metric_options) is not among them: metric groups are additive,
-        each group's records are kept apart by its settings (see :func:`metric_key`)."""
-        return {k: getattr(self, k) for k in ("system", "dataset", "data_root", "split",
-                                              "dataset_options", "system_options", "experiment",
-                                              "vc_targets", "vc_seed", "shard")}
 
 
 def _metric_options(config: RunConfig, name: str) -> dict[str, Any]:
@@ -391,8 +340,8 @@ def _prepare_run_dir(config: RunConfig, store: RecordStore) -> dict[str, Any] | 
     except RunFileError as exc:
         raise RunError(str(exc)) from None
     mine, theirs = config.identity(), previous.get("config", {}).get("identity", {})
-    # runs written before a field existed hold its default
-    defaults = {"experiment": "resynthesis", "vc_targets": 0, "vc_seed": 0, "shard": None}
+    # runs written before a field existed hold its legacy value (declared on the field)
+    defaults = legacy_defaults()
     diff = {k: (theirs.get(k, defaults.get(k)), v) for k, v in mine.items()
             if theirs.get(k, defaults.get(k)) != v}
     if diff:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from resyn_bench.core.hashing import sha256_file
+from resyn_bench.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ __all__ = ["CheckpointReadError", "PickledObject", "UnsafeCheckpointError", "ine
            "safe_torch_load", "sha256_file"]
 
 
-class UnsafeCheckpointError(RuntimeError):
+class UnsafeCheckpointError(UserError, RuntimeError):
     """A file needs arbitrary (code-executing) unpickling and was not explicitly trusted."""
 
     def __init__(self, path, sha256: str, reason: str = ""):
@@ -357,7 +358,7 @@ def inert_torch_load(path) -> Any:
 # --------------------------------------------------------------------------------------------
 # One entry point for checkpoints of any of these kinds
 
-class CheckpointReadError(ValueError):
+class CheckpointReadError(UserError, ValueError):
     """A trusted checkpoint could not be read; the message names the file and what to do."""
 
 

@@ -666,7 +666,7 @@ def run_shard(config, shard: Shard, launcher: str, progress: bool = True,
     a non-zero rank exit would make torchrun stop rank 0 while it merges)."""
     import dataclasses
 
-    from resyn_bench.cli_score import report_outcome
+    from resyn_bench.cli.common import report_outcome
     from resyn_bench.run_outcome import DEFAULT_MAX_FAILED
     from resyn_bench.runner import run
 
@@ -703,7 +703,7 @@ def run_shard(config, shard: Shard, launcher: str, progress: bool = True,
 
 def report_merge(result: MergeResult, max_failed: float) -> int:
     """Print what a merge made; the exit status of the merged run's outcome (0 or 3)."""
-    from resyn_bench.cli_score import report_outcome
+    from resyn_bench.cli.common import report_outcome
     from resyn_bench.store import RecordStore
 
     print(f"merged {result.n_shards} shards into {result.run_dir}: {result.n_utterances} "

@@ -39,6 +39,7 @@ from typing import Any
 
 from resyn_bench.core.atomic import DiskFull, append_line
 from resyn_bench.core.atomic import write_json_atomic as core_write_json_atomic
+from resyn_bench.errors import UserError
 
 RECORDS = "records.jsonl"
 MANIFEST = "manifest.json"
@@ -49,11 +50,11 @@ QUARANTINE = "records.quarantine.jsonl"
 log_ = logging.getLogger("resyn_bench.store")
 
 
-class RecordsError(ValueError):
+class RecordsError(UserError, ValueError):
     """A run file is damaged in a way the suite cannot read past (names the file and line)."""
 
 
-class RecordsWriteError(OSError):
+class RecordsWriteError(UserError, OSError):
     """The record log cannot be written (other than a full disk): the run has to stop."""
 
 

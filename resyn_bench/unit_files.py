@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from resyn_bench.errors import UserError
+
 __all__ = ["CODE_KEYS", "UnitEntry", "UnitFileError", "read_unit_file", "parse_unit_line",
            "write_unit_file", "format_reference_line", "format_jsonl_line", "audio_stem",
            "index_by_stem"]
@@ -48,7 +50,7 @@ _TAB_CODES = re.compile(r"^\s*-?\d+(\s*,\s*-?\d+)*\s*,?\s*$")
 _SPACE_CODES = re.compile(r"^\s*(-?\d+(\s+-?\d+)*)?\s*$")
 
 
-class UnitFileError(ValueError):
+class UnitFileError(UserError, ValueError):
     """A unit file (or one of its lines) cannot be parsed; the message names file:line."""
 
 

@@ -32,6 +32,7 @@ from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure,
 from resyn_bench.systems.options import option, parse_options
 
 from resyn_bench.audio import Audio
+from resyn_bench.errors import MissingDependencyError
 
 CODEC2_MODES = ("3200", "2400", "1600", "1400", "1300", "1200", "700C")
 OPUS_RATES = (6000, 9000, 12000, 16000, 24000)      # the study's settings (any 500..512000 works)
@@ -40,7 +41,7 @@ OPUS_APPLICATIONS = ("voip", "audio", "lowdelay")
 
 
 def _missing(package: str, extra: str = "codecs") -> ImportError:
-    return ImportError(f"the {package!r} package is not installed: pip install {package} "
+    return MissingDependencyError(f"the {package!r} package is not installed: pip install {package} "
                        f"(or pip install 'resyn-bench[{extra}]')")
 
 
@@ -60,7 +61,7 @@ def _import_av():
     try:
         av.codec.Codec("libopus", "w")
     except Exception as exc:  # a PyAV built against an FFmpeg without libopus
-        raise ImportError(f"this PyAV ({av.__version__}) has no libopus encoder ({exc}); install "
+        raise MissingDependencyError(f"this PyAV ({av.__version__}) has no libopus encoder ({exc}); install "
                           "the PyPI wheel (pip install --force-reinstall av), which bundles "
                           "libopus") from None
     return av

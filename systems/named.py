@@ -14,10 +14,11 @@ from pathlib import Path
 from resyn_bench.systems.options import option, parse_options
 from resyn_bench.systems.vocoder.system import CheckpointOptions
 
+from resyn_bench.errors import UserError
 from resyn_bench.named_systems import NamedSystem, get_named_system
 
 
-class NamedSystemError(FileNotFoundError):
+class NamedSystemError(UserError, FileNotFoundError):
     """A named system's files are not there yet (the message says how to get them)."""
 
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from resyn_bench.errors import UserError
+
 __all__ = ["OptionError", "OptionSpec", "option", "option_specs", "option_names",
            "parse_options", "describe_options"]
 
@@ -28,7 +30,7 @@ T = TypeVar("T")
 _TYPES = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
 
 
-class OptionError(ValueError):
+class OptionError(UserError, ValueError):
     """A system option has an unknown name, a value of the wrong type, or an unknown choice."""
 
 

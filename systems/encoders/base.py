@@ -31,12 +31,13 @@ import numpy as np
 from resyn_bench.systems.encoders.kmeans import KMeansError, KMeansModel
 
 from resyn_bench.core.bitrate import stream_bps
+from resyn_bench.errors import UserError
 
 __all__ = ["UnitEncoder", "UnitEncoderError", "load_unit_encoder", "parse_catalogue_spec",
            "resolve_extractor_checkpoint", "CATALOGUE_ENCODERS", "CATALOGUE_KMEANS"]
 
 
-class UnitEncoderError(ValueError):
+class UnitEncoderError(UserError, ValueError):
     """A unit-encoder spec cannot be resolved, or its parts do not fit together."""
 
 

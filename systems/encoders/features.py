@@ -26,6 +26,8 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+from resyn_bench.errors import UserError
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -42,7 +44,7 @@ FEATURE_NAMES = ("logmel", "hubert", "cpc")
 _CATALOGUE_NAMES = {"hubert": "hubert-base-ls960", "cpc": "cpc-big-ll6kh"}
 
 
-class MissingCheckpointError(FileNotFoundError):
+class MissingCheckpointError(UserError, FileNotFoundError):
     """A feature extractor's checkpoint is not on disk; the message says where to put it."""
 
 

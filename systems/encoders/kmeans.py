@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from resyn_bench.errors import UserError
+
 __all__ = ["KMeansModel", "KMeansError", "FrameReservoir", "train_kmeans", "convert_km_bin",
            "converted_path", "FORMAT", "FORMAT_VERSION"]
 
@@ -38,7 +40,7 @@ FORMAT_VERSION = 1
 PREDICT_CHUNK = 4096
 
 
-class KMeansError(ValueError):
+class KMeansError(UserError, ValueError):
     """A k-means file or model cannot be used as asked (wrong format, shape mismatch...)."""
 
 

@@ -34,6 +34,7 @@ from typing import Any, Union
 
 from resyn_bench.core.suggest import did_you_mean
 from resyn_bench.dsp.presets import training_names, training_preset
+from resyn_bench.errors import UserError
 
 __all__ = [
     "F0_EXTRACTORS",
@@ -60,7 +61,7 @@ F0_HOP = 80
 F0_CODE_HOP = 1280
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value or key is invalid; the message says which and what is expected."""
 
 

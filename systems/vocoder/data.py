@@ -56,6 +56,7 @@ from resyn_bench.systems.vocoder.f0_stats import (
 from torch.utils.data import Dataset as TorchDataset
 
 from resyn_bench.dsp.presets import training_names, training_preset
+from resyn_bench.errors import UserError
 
 __all__ = ["SAMPLE_RATE", "F0_HOP", "F0_CODE_HOP", "VOCODER_SEGMENT", "F0_SEGMENT",
            "F0_METHODS", "DataError", "peak_normalize", "load_training_audio", "extract_f0",
@@ -75,7 +76,7 @@ _KEY_HOPS = {"hubert": 320, "cpc_km100": 160, "cpc": 160, "vqvae256": 160}
 _MIC_SUFFIX = re.compile(r"_mic\d$")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Training data cannot be assembled (missing units, too-short audio, bad settings)."""
 
 

@@ -34,13 +34,15 @@ from typing import Any
 
 import numpy as np
 
+from resyn_bench.errors import UserError
+
 __all__ = ["SpeakerF0", "F0Stats", "F0StatsError", "load_f0_stats", "load_speaker_ids",
            "speaker_ids_from_names", "compute_f0_stats", "FORMAT"]
 
 FORMAT = "resyn-bench-f0-stats/1"
 
 
-class F0StatsError(ValueError):
+class F0StatsError(UserError, ValueError):
     """F0 statistics are missing, malformed or do not cover a speaker."""
 
 

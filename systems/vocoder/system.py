@@ -53,6 +53,7 @@ from resyn_bench.systems.options import option, parse_options
 from resyn_bench.systems.vocoder.config import F0_CODE_HOP
 
 from resyn_bench.audio import Audio
+from resyn_bench.errors import UserError
 
 __all__ = ["CheckpointSystem", "CheckpointOptions", "CheckpointSystemError", "parse_f0_edit", "edit_f0_hz"]
 
@@ -101,7 +102,7 @@ def edit_f0_hz(f0: np.ndarray, kind: str, value: float) -> np.ndarray:
 
 
 
-class CheckpointSystemError(FileNotFoundError):
+class CheckpointSystemError(UserError, FileNotFoundError):
     """The checkpoint folder cannot be used (no generator, no unit encoder, missing stats...)."""
 
 

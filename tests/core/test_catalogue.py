@@ -329,7 +329,7 @@ def test_fetch_brings_required_files(home, tmp_path, monkeypatch):
 # -------------------------------------------------------------------------------- the CLI
 
 def _fetch_args(*argv):
-    from resyn_bench.cli_units import configure_fetch_parser
+    from resyn_bench.cli.fetch import configure_parser as configure_fetch_parser
 
     p = argparse.ArgumentParser()
     configure_fetch_parser(p)
@@ -337,7 +337,7 @@ def _fetch_args(*argv):
 
 
 def test_cli_fetch_list_and_download(home, tmp_path, monkeypatch, capsys):
-    from resyn_bench.cli_units import run_fetch
+    from resyn_bench.cli.fetch import run as run_fetch
 
     assert run_fetch(_fetch_args("--list")) == 0
     out = capsys.readouterr().out
@@ -363,7 +363,7 @@ def test_cli_fetch_list_and_download(home, tmp_path, monkeypatch, capsys):
 
 def test_list_shows_a_kmeans_left_only_as_its_converted_npz(home):
     from resyn_bench import catalogue
-    from resyn_bench.cli_units import _list_table
+    from resyn_bench.cli.fetch import _list_table
 
     npz = catalogue.catalogue_path("hubert-l6-km100").with_suffix(".npz")
     npz.parent.mkdir(parents=True)

@@ -106,7 +106,8 @@ def code_map_modules() -> list[str]:
     text = (DOCS / "architecture.md").read_text(encoding="utf-8")
     section = text.split("\n## Code map", 1)[1].split("\n## ", 1)[0]
     folders = "|".join(PACKAGE_FOLDERS)
-    return re.findall(rf"`((?:{folders})/[\w/]+\.py)`", section)
+    # the module is the first cell of a table row; the role may name other files
+    return re.findall(rf"^\| `((?:{folders})/[\w/]+\.py)` \|", section, re.M)
 
 
 def package_modules() -> list[str]:

@@ -260,7 +260,7 @@ def test_every_f0_option_reads_the_one_names_table():
     from resyn_bench.systems.vocoder.config import F0_EXTRACTORS, ConfigError, load_config
     from resyn_bench.systems.vocoder.data import F0_METHODS, DataError, f0_method_params
 
-    from resyn_bench.cli_train import _f0_extractor
+    from resyn_bench.cli.train import _f0_extractor
     from resyn_bench.dsp.presets import preset_names, training_names
 
     names = preset_names()

@@ -302,7 +302,7 @@ def test_pooling_version_warning(runner_run, tmp_path, caplog):
 def test_validate_names_a_damaged_manifest_field_and_a_newer_schema(runner_run, tmp_path):
     import shutil
 
-    from resyn_bench.cli_validate import validate_run
+    from resyn_bench.cli.validate import validate_run
 
     assert validate_run(runner_run)[0] == []
     run_dir = tmp_path / "v"

@@ -267,7 +267,8 @@ def test_encode_cli_writes_vqvae_units(trained, tmp_path):
 
     from resyn_bench.systems.encoders.base import load_unit_encoder
 
-    from resyn_bench.cli_units import configure_encode_parser, run_encode
+    from resyn_bench.cli.encode import configure_parser as configure_encode_parser
+    from resyn_bench.cli.encode import run as run_encode
     from resyn_bench.unit_files import read_unit_file
 
     p = argparse.ArgumentParser()

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from resyn_bench.errors import UserError
+
 __all__ = ["CONFIG_FILE", "F0_STATS_FILE", "LOG_FILE", "SPEAKERS_FILE", "PATH_KEYS",
            "RESUMABLE_CHANGES", "TrainResult", "TrainingError", "TrainingInterrupted",
            "check_resume_config", "cpu_state", "gather_rng_states", "latest_step", "mix_seed",
@@ -32,7 +34,7 @@ RESUMABLE_CHANGES = {"training_steps", "training_epochs", "checkpoint_interval",
                      "num_gpus", "dist_config", "extra"}
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot start or go on (missing input, inconsistent resume...)."""
 
 

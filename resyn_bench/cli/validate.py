@@ -1,7 +1,16 @@
-"""``resyn-bench validate RUN [--repair]``: check a run folder's files, quarantine damaged lines.
+"""``resyn-bench validate PATH``: check a run folder, a study file, a report layout or a
+training config before using it.
 
-Checks the manifest (readable, a run manifest, every field of the run-file schema of
-:mod:`resyn_bench.runfiles`; a run of a newer schema is named as such), every line of ``records.jsonl`` (see
+A file is recognised by its content (``--kind`` names it): a study file (``resyn-bench run
+--config``: TOML with ``[[run]]`` tables) is read with its keys, value types and the names of
+its systems, datasets and metric groups checked; a report layout (``.json``/``.toml`` of layout
+fields, ``resyn-bench report --layout``) is built; a training config (``.json``, reference
+format or ours, ``resyn-bench train ... --config``) is parsed and its values checked. Exit 0
+valid, 1 problems found (printed, one per line).
+
+A run folder: checks the manifest (readable, a run manifest, every field of the run-file
+schema of :mod:`resyn_bench.runfiles`; a run of a newer schema is named as such), every line of
+``records.jsonl`` (see
 :func:`resyn_bench.store.scan_records`), that the outputs the records name exist, and leftover
 temporary files. ``--repair`` (under the run lock, so never during a run) moves every damaged or
 torn line to ``records.quarantine.jsonl`` - one JSON object per line with the line number, the
@@ -20,16 +29,29 @@ import os
 import sys
 from pathlib import Path
 
+from resyn_bench.errors import UsageError
 from resyn_bench.store import MANIFEST, OUTPUTS, QUARANTINE, RECORDS, RecordsError, scan_records
 
+KINDS = ("run", "study", "layout", "training")
 
-def configure_validate_parser(p: argparse.ArgumentParser) -> None:
-    p.description = ("Check a run folder: the manifest, every line of records.jsonl, the outputs "
-                     "the records name, leftover temporary files. Exit 0 clean (or repaired), "
-                     "1 problems found, 2 not readable.")
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.description = ("Check a run folder (the manifest, every line of records.jsonl, the outputs "
+                     "the records name, leftover temporary files), a study file, a report "
+                     "layout or a training config. Exit 0 clean (or repaired), 1 problems "
+                     "found, 2 not readable.")
     p.epilog = ("examples:\n  resyn-bench validate runs/demo-world\n"
-                "  resyn-bench validate runs/demo-world --repair")
-    p.add_argument("run_dir", metavar="RUN", help="run folder (holds manifest.json, records.jsonl)")
+                "  resyn-bench validate runs/demo-world --repair\n"
+                "  resyn-bench validate docs/examples/table1_ljspeech.toml  # a study file\n"
+                "  resyn-bench validate my_table.toml --kind layout\n"
+                "  resyn-bench validate ckpt/hubert100_vctk/config.json # a training config")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("run_dir", metavar="PATH",
+                   help="run folder (holds manifest.json, records.jsonl), or a study, layout "
+                        "or training config file")
+    p.add_argument("--kind", choices=KINDS,
+                   help="what PATH is (default: a folder is a run; a file is recognised by its "
+                        "content)")
     p.add_argument("--repair", action="store_true",
                    help=f"move damaged lines to {QUARANTINE} (never deleted) and rewrite "
                         f"{RECORDS} without them")
@@ -102,10 +124,91 @@ def repair_records(run_dir: str | Path, problems) -> Path:
     return quarantine
 
 
-def run_validate(args) -> int:
+def detect_kind(path: Path) -> str:
+    """run (a folder), study, layout or training: what a validate PATH is."""
+    if path.is_dir():
+        return "run"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    data = _read_table(path)
+    if "run" in data or "defaults" in data:
+        return "study"
+    from dataclasses import fields
+
+    from resyn_bench.reports.layouts import Layout
+
+    layout_keys = {f.name for f in fields(Layout)} | {"extends"}
+    if set(data) <= layout_keys:
+        return "layout"
+    return "training" if path.suffix.lower() == ".json" else "study"
+
+
+def _parse(path: Path):
+    """The JSON (.json) or TOML (other) content of ``path``; a UsageError when unparseable."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"not valid JSON: {exc}") from None
+    from resyn_bench.study import _tomllib
+
+    tomllib = _tomllib(path)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"not valid TOML: {exc}") from None
+
+
+def _read_table(path: Path) -> dict:
+    try:
+        data = _parse(path)
+    except UsageError:   # not parseable: the kind's own reader says why
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def validate_file(path: Path, kind: str) -> str:
+    """Check a study, layout or training config file: a one-line description when valid; a
+    UserError naming the problem otherwise."""
+    if kind == "study":
+        from resyn_bench.study import load_study
+
+        study = load_study(path)
+        runs = "; ".join(f"{c.system} on {c.dataset} -> {c.out}" for c in study.configs)
+        report = f", report -> {study.report['out']}" if study.report else ""
+        return f"study file, {len(study.configs)} runs: {runs}{report}"
+    if kind == "layout":
+        from resyn_bench.reports.layouts import load_layout
+
+        _parse(path)   # a syntax error in the file's own words, before the layout reader
+        layout = load_layout(path)
+        return f"report layout {layout.name!r}, {len(layout.columns)} columns"
+    from resyn_bench.systems.vocoder.config import load_config
+
+    cfg = load_config(path)
+    return f"{cfg.kind} training config"
+
+
+def run(args) -> int:
+    from resyn_bench.errors import UserError
     from resyn_bench.runfolder import RunFolderError, RunLock
 
     run_dir = Path(args.run_dir)
+    kind = args.kind or detect_kind(run_dir)
+    if kind != "run":
+        if args.repair:
+            raise UsageError("--repair applies to run folders only")
+        if not run_dir.is_file():
+            raise FileNotFoundError(f"{run_dir} is not a file")
+        try:
+            what = validate_file(run_dir, kind)
+        except UserError as exc:
+            # a bad key or value in the file is what validate is for: report it, exit 1
+            print(_printable(f"{run_dir}: {kind}: {exc}"))
+            return 1
+        print(_printable(f"{run_dir}: ok ({what})"))
+        return 0
     try:
         messages, problems = validate_run(run_dir)
     except (OSError, RecordsError) as exc:
@@ -135,3 +238,10 @@ def run_validate(args) -> int:
     print(f"moved {len(problems)} lines to {quarantine}; run the same `resyn-bench run` command "
           "again to redo those parts")
     return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("validate", help="check a run folder's records and manifest; "
+                                               "--repair quarantines bad lines")
+    configure_parser(p)
+    p.set_defaults(handler=run)

@@ -16,9 +16,10 @@ Exit status: 0; 2 (shards that cannot be merged); 3 (more than --max-failed fail
 """
 
 
-def configure_merge_parser(p: argparse.ArgumentParser) -> None:
-    from resyn_bench.cli_score import add_max_failed_argument
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    from resyn_bench.cli.common import add_max_failed_argument
 
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.description = "Merge the shards of a sharded run (`run --shard i/N`) into one run folder."
     p.epilog = MERGE_EPILOG
     p.add_argument("shard_dirs", nargs="*", metavar="SHARD_DIR",
@@ -30,8 +31,8 @@ def configure_merge_parser(p: argparse.ArgumentParser) -> None:
     add_max_failed_argument(p)
 
 
-def run_merge(args: argparse.Namespace) -> int:
-    from resyn_bench.cli_score import check_out_dir
+def run(args: argparse.Namespace) -> int:
+    from resyn_bench.cli.common import check_out_dir
     from resyn_bench.sharding import SHARDS_DIR, ShardError, default_shard_dirs, merge_runs, report_merge
 
     check_out_dir(args.out)
@@ -39,3 +40,10 @@ def run_merge(args: argparse.Namespace) -> int:
     if not dirs:
         raise ShardError(f"no shard folders given, and {Path(args.out) / SHARDS_DIR} holds none")
     return report_merge(merge_runs(dirs, args.out, overwrite=args.overwrite), args.max_failed)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("merge", help="merge the shards of a sharded run (run --shard i/N) "
+                                            "into one run")
+    configure_parser(p)
+    p.set_defaults(handler=run)

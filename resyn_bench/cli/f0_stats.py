@@ -1,4 +1,4 @@
-"""Data-preparation commands for the vocoder (wired into ``resyn-bench`` by resyn_bench.cli).
+"""Data preparation for the vocoder.
 
 ``resyn-bench f0-stats --dataset D --data-root R [--split S] [--limit N]
 [--extractor yaapt|pyworld|harvest] --out FILE.json``
@@ -7,7 +7,7 @@
     has no script to make them: issue #10). Prints a table; writes our JSON format (and,
     with ``--torch-out``, the reference's torch dict keyed by integer speaker id).
 
-Heavy imports (numpy, torch, pitch trackers) happen inside :func:`run_f0_stats`.
+Heavy imports (numpy, torch, pitch trackers) happen inside :func:`run`.
 """
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ vocoder training (same key: audio hash + extractor).
 """
 
 
-def configure_f0_stats_parser(p: argparse.ArgumentParser) -> None:
+def configure_parser(p: argparse.ArgumentParser) -> None:
     """Arguments of ``resyn-bench f0-stats``."""
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG_F0_STATS
-    from resyn_bench.cli_args import add_dataset_args
+    from resyn_bench.cli.args import add_dataset_args
 
     add_dataset_args(p, split_help="file listing the utterances to use (ids, paths, or a unit "
                                    "file such as the reference train.txt)")
@@ -59,18 +59,14 @@ def _table(stats) -> str:
     return "\n".join(lines)
 
 
-def run_f0_stats(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Compute, print and save F0 statistics; returns the exit code."""
-    from resyn_bench.datasets import DatasetError, load_dataset
+    from resyn_bench.datasets import load_dataset
     from resyn_bench.systems.vocoder.f0_stats import F0StatsError, compute_f0_stats, load_speaker_ids
 
-    try:
-        dataset = load_dataset(args.dataset, args.data_root, args.split, args.limit,
-                               **dict(args.dataset_option))
-        ids = load_speaker_ids(args.speaker_ids)
-    except (DatasetError, F0StatsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    dataset = load_dataset(args.dataset, args.data_root, args.split, args.limit,
+                           **dict(args.dataset_options))
+    ids = load_speaker_ids(args.speaker_ids)
 
     def progress(i: int, n: int, utt_id: str) -> None:
         if not args.quiet and (i == n or i % 50 == 0):
@@ -81,8 +77,8 @@ def run_f0_stats(args: argparse.Namespace) -> int:
         stats = compute_f0_stats(dataset, args.extractor, speaker_ids=ids,
                                  cache_dir=args.cache_dir, progress=progress,
                                  jobs=max(1, args.jobs))
-    except F0StatsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except F0StatsError as exc:   # nothing to compute statistics from: exit 1, not 2
+        print(f"resyn-bench f0-stats: error: {exc}", file=sys.stderr)
         return 1
     path = stats.save(args.out)
     print(_table(stats))
@@ -105,3 +101,10 @@ def run_f0_stats(args: argparse.Namespace) -> int:
         torch.save(stats.to_reference_dict(), out)
         print(f"wrote {out} (reference layout, integer speaker ids)")
     return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("f0-stats", help="per-speaker F0 mean/std (for F0 normalisation) "
+                                               "of a dataset")
+    configure_parser(p)
+    p.set_defaults(handler=run)

@@ -1,9 +1,9 @@
-"""``resyn-bench train vocoder`` and ``resyn-bench train f0-quantizer``.
+"""``resyn-bench train vocoder|f0-quantizer|kmeans``.
 
-Parsers and runners for the lead's CLI (``configure_*_parser(p)`` / ``run_*(args) -> int``);
-also runnable on its own, which is handy under torchrun::
+This module registers the ``train`` group with its ``vocoder`` and ``f0-quantizer`` commands
+(``kmeans`` is :mod:`resyn_bench.cli.kmeans`). Under torchrun, run the whole command line::
 
-    torchrun --nproc-per-node 2 -m resyn_bench.cli_train vocoder --config tiny ...
+    torchrun --nproc-per-node 2 -m resyn_bench.cli train vocoder --config tiny ...
 
 Heavy imports (torch, models) happen inside the ``run_*`` functions only.
 """
@@ -174,23 +174,14 @@ def _build_config(args: argparse.Namespace, kind: str):
 def _run(args: argparse.Namespace, kind: str) -> int:
     import logging
 
-    from resyn_bench.datasets import DatasetError
-    from resyn_bench.distributed import DistributedError
-    from resyn_bench.systems.vocoder.config import ConfigError
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = _build_config(args, kind)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = _build_config(args, kind)
     if args.print_config:
         print(cfg.to_json())
         return 0
     import torch
 
     from resyn_bench.systems.vocoder.train import (
-        TrainingError,
         TrainingInterrupted,
         train_f0_quantizer,
         train_vocoder,
@@ -202,9 +193,6 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     try:
         result = train(cfg, args.out, max_steps=args.max_steps, resume=args.resume,
                        device=args.device, progress=not args.quiet)
-    except (ConfigError, TrainingError, DatasetError, DistributedError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except TrainingInterrupted as exc:
         saved = f"checkpoint {exc.checkpoint} saved" if exc.checkpoint else "no step finished, nothing saved"
         print(f"interrupted at step {exc.step}; {saved}. Run the same command again to resume "
@@ -262,15 +250,19 @@ def run_train_f0_quantizer(args: argparse.Namespace) -> int:
     return _run(args, "f0-quantizer")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m resyn_bench.cli_train {vocoder,f0-quantizer} ...``."""
-    parser = argparse.ArgumentParser(prog="resyn-bench train")
-    sub = parser.add_subparsers(dest="what", required=True)
-    configure_train_vocoder_parser(sub.add_parser("vocoder", help="train a unit vocoder"))
-    configure_train_f0_quantizer_parser(sub.add_parser("f0-quantizer", help="train the F0 quantizer"))
-    args = parser.parse_args(argv)
-    return run_train_vocoder(args) if args.what == "vocoder" else run_train_f0_quantizer(args)
+def register(subparsers) -> None:
+    """The ``train`` group: vocoder, f0-quantizer, kmeans."""
+    from resyn_bench.cli import kmeans
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    g = subparsers.add_parser("train", help="train a vocoder, an F0 quantizer or a k-means",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = g.add_subparsers(dest="subcommand", required=True, metavar="WHAT")
+    p = group.add_parser("vocoder", help="train a unit HiFi-GAN vocoder (presets: "
+                                         "hubert100-vctk, ..., tiny)")
+    configure_train_vocoder_parser(p)
+    p.set_defaults(handler=run_train_vocoder)
+    p = group.add_parser("f0-quantizer", help="train the F0 quantizer (VQ-VAE on "
+                                              "speaker-normalised F0)")
+    configure_train_f0_quantizer_parser(p)
+    p.set_defaults(handler=run_train_f0_quantizer)
+    kmeans.register(group)
