@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "list with the columns output (file in DIR, or id), source (utterance id "
                         "of the dataset), target (speaker); each row is evaluated as the "
                         "conversion SOURCE__to_TARGET (implies --experiment vc)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--jobs", type=jobs_arg, default="auto", help=JOBS_HELP)
     p.add_argument("--utt-timeout", type=_timeout, default=None, metavar="SECONDS",
                    help="time one utterance may take in the system or one metric group before "
                         "its worker is killed and the utterance recorded as timed out (default: "
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--systems", default="copy,world", help="comma-separated systems")
     p.add_argument("--f0-preset", help="pitch extractor preset")
     p.add_argument("--metrics", default="all", help="metric groups or suites (default: all)")
-    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--jobs", type=jobs_arg, default="auto", help=JOBS_HELP)
     p.add_argument("--limit", type=int, help="only the first N utterances (a quick look)")
     p.add_argument("--quiet", action="store_true")
 
@@ -211,6 +211,20 @@ def _add_model_commands(sub) -> None:
                                            formatter_class=argparse.RawDescriptionHelpFormatter)
         getattr(importlib.import_module(module), configure)(p)
         p.set_defaults(model_command=(command, subcommand))
+
+
+def jobs_arg(text: str) -> int:
+    """``--jobs N`` or ``--jobs auto`` (one worker per usable CPU, at most 4)."""
+    from resyn_bench.runner import parse_jobs
+
+    try:
+        return parse_jobs(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+JOBS_HELP = ("worker processes, or 'auto' (default): one per usable CPU, at most 4; the numbers "
+             "do not depend on it")
 
 
 def _timeout(text: str) -> float:

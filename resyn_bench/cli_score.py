@@ -101,7 +101,9 @@ def configure_score_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--metric-option", action="append", type=parse_option, default=[],
                    metavar="GROUP.KEY=VALUE", help="metric option, e.g. -m asr.backend=whisper")
     p.add_argument("--retry-failed", action="store_true", help="score failed metric parts again")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    from resyn_bench.cli import JOBS_HELP, jobs_arg
+
+    p.add_argument("--jobs", type=jobs_arg, default="auto", help=JOBS_HELP)
     p.add_argument("--no-cache", dest="use_cache", action="store_false",
                    help="do not read or write the reference-analysis cache")
     add_max_failed_argument(p)

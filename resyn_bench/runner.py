@@ -84,6 +84,40 @@ class RunStopped(RunError):
 MAX_DURATION_S = 600.0
 
 
+#: most worker processes ``--jobs auto`` (the command line's default) starts: each worker holds
+#: its own copy of a group's models (Whisper base: about 0.3 GB), so many cores do not mean
+#: many workers unless asked for (``--jobs N``)
+MAX_AUTO_JOBS = 4
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; os.cpu_count() where there is none)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_jobs() -> int:
+    """``--jobs auto``: one worker per usable CPU, at most :data:`MAX_AUTO_JOBS`. The numbers do
+    not depend on it (only the runner process writes records; workers run one thread each)."""
+    return min(usable_cpus(), MAX_AUTO_JOBS)
+
+
+def parse_jobs(value: str | int) -> int:
+    """``--jobs`` value: a positive integer or ``auto`` (:func:`default_jobs`)."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return default_jobs()
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise ValueError(f"--jobs takes a number of worker processes or 'auto', got {value!r}") from None
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1 (or 'auto'), got {value!r}")
+    return jobs
+
+
 @dataclass
 class RunConfig:
     system: str
@@ -102,6 +136,7 @@ class RunConfig:
     retry_failed: bool = False
     use_cache: bool = True
     cache_dir: str | None = None
+    # worker processes; the command line's default is ``auto`` (:func:`default_jobs`)
     jobs: int = 1
     # crash isolation (resyn_bench.supervisor): the system and each metric group run in
     # supervised worker processes; False runs them in this process (debugging: a native crash
@@ -646,6 +681,8 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
 
         from resyn_bench.supervisor import synthesize_isolated
 
+        t_synth = time.perf_counter()
+
         if config.isolate and synthesize_isolated(config, pending, accept_synthesis):
             pass  # done in supervised worker processes: a crash or a hang costs one utterance
         elif config.jobs == 1 or len(pending) <= 1:
@@ -656,6 +693,8 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
                           accept_synthesis)
         if bar is not None:
             bar.close()
+        if pending:
+            stats.group_wall_s["synthesis"] = time.perf_counter() - t_synth
 
         del synthesizer  # the system's models are not needed any more: free them first
 
@@ -666,7 +705,9 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
             todo = [u for u in scorable if (u.utt_id, entries[group.name]["key"]) not in done_metric]
             if not todo:
                 continue
+            t_group = time.perf_counter()
             _score_group(config, group, dataset, done_synth, todo, store, log, stats, progress)
+            stats.group_wall_s[group.name] = time.perf_counter() - t_group
     except KeyboardInterrupt:
         interrupted = True
     except DiskFull as exc:
@@ -684,6 +725,8 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
                          "n_failed": stats.n_synth_failed, "metric_parts": stats.n_metric,
                          "wall_s": round(wall, 3), "jobs": config.jobs,
                          "stage_s": {k: round(v, 3) for k, v in stats.stage_s.items()},
+                         # wall seconds of the synthesis phase and of each metric group
+                         "group_wall_s": {k: round(v, 3) for k, v in stats.group_wall_s.items()},
                          "reference_cache": {"hits": stats.hits, "misses": stats.misses},
                          "interrupted": interrupted,
                          **({"stopped": f"{stopped}: {stop_reason}"} if stopped else {})})
@@ -716,6 +759,7 @@ class _SessionStats:
     hits: int = 0
     misses: int = 0
     stage_s: dict[str, float] = field(default_factory=dict)
+    group_wall_s: dict[str, float] = field(default_factory=dict)
 
     def add(self, prefix: str, record: dict[str, Any]) -> None:
         if record.get("part") == "synthesis":
