@@ -9,7 +9,8 @@ output against the text, resemblyzer cosine similarity of output and reference, 
 DNSMOS of the output, PESQ (wb) and STOI of the pair.
 
 The *suite* is ``resyn_bench.runner.run`` with the same metric groups (f0 with the harvest
-preset, asr, spk, dnsmos, intrusive) and its DEFAULT settings (``--jobs`` only when given). It
+preset, asr, spk, dnsmos, intrusive) and the command line's DEFAULT settings (``--jobs auto``;
+``--jobs N`` here to compare). It
 computes more than the script (CER and PER, speaker-ID accuracy and EER, ESTOI and MCD, the
 reference cache, crash isolation): that is part of its value, and part of its cost.
 
@@ -198,10 +199,11 @@ def naive(utterances: list[dict], outputs: Path) -> dict:
 # ------------------------------------------------------------------------------------------
 
 def suite(args, outputs: Path, out: Path, cache: Path) -> dict:
-    from resyn_bench.runner import RunConfig, run
+    from resyn_bench.runner import RunConfig, default_jobs, run
     from resyn_bench.store import read_manifest
 
-    kwargs = {} if args.jobs is None else {"jobs": args.jobs}
+    # the command line's default (--jobs auto) unless --jobs is given
+    kwargs = {"jobs": args.jobs if args.jobs is not None else default_jobs()}
     dataset = "manifest" if args.dataset_root else "demo"
     cfg = RunConfig(system=f"outputs:{outputs}", dataset=dataset, data_root=args.dataset_root,
                     out=str(out), limit=args.limit, metrics=GROUPS, f0_preset="harvest",
@@ -270,7 +272,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset-root", default=str(SHARED_VCTK) if SHARED_VCTK.exists() else None)
     ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--jobs", type=int, default=None, help="suite --jobs (default: the suite's default)")
+    ap.add_argument("--jobs", type=int, default=None, help="suite --jobs (default: auto, the CLI's default)")
     ap.add_argument("--skip-naive", action="store_true", help="suite rows only (ratios omitted)")
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
