@@ -164,6 +164,10 @@ class CheckpointSystem(System):
                       quantizer's codebook cannot represent is clipped: ``resyn-bench
                       disentangle`` measures the shift and range actually achieved.
     ``style``         the style of a multi-style vocoder (a name of its styles.txt).
+    ``precision``     "fp32" (default) or "bf16": the HiFi-GAN body in bfloat16 (about 1.9x
+                      faster on one CPU core with AVX512-BF16, waveform about 50 dB SNR against
+                      fp32; see ``generator.prepare_for_inference``). It changes the output, so
+                      it is part of the system's description (and of the run's identity).
     """
 
     input_sample_rate = 16000
@@ -171,17 +175,22 @@ class CheckpointSystem(System):
     def __init__(self, ckpt_dir: str, units: str | None = None, speaker: str | None = None,
                  f0_stats: str | None = None, f0_extractor: str | None = None,
                  step: int | None = None, device: str = "cpu", trust_sha256: str | None = None,
-                 f0_edit: str | None = None, style: str | None = None):
+                 f0_edit: str | None = None, style: str | None = None, precision: str = "fp32"):
         import torch
         from resyn_bench.systems.vocoder.checkpoint import (
             latest_checkpoint,
             load_generator,
         )
         from resyn_bench.systems.vocoder.generator import (
+            PRECISIONS,
             DurationCodeGenerator,
             prepare_for_inference,
         )
 
+        if precision not in PRECISIONS:
+            raise CheckpointSystemError(f"-o precision={precision}: choose one of "
+                                        f"{', '.join(PRECISIONS)}")
+        self.precision = precision
         path = Path(ckpt_dir).expanduser()
         if not path.exists():
             raise CheckpointSystemError(f"checkpoint folder {path} does not exist; {_train_hint(path)}")
@@ -224,7 +233,7 @@ class CheckpointSystem(System):
                 "encoding audio for it needs the F0 extraction and quantization it was trained "
                 "with, which this system does not know: synthesize from your own units and F0 with "
                 "load_generator(...).model(code, f0=... or f0_codes=...)")
-        self.model = prepare_for_inference(loaded.model.to(device))
+        self.model = prepare_for_inference(loaded.model.to(device), precision=precision)
         self.hop = int(cfg.code_hop_size)
         self.block = math.lcm(self.hop, F0_CODE_HOP) if cfg.f0 else self.hop
         self._torch = torch
@@ -510,6 +519,7 @@ class CheckpointSystem(System):
                                "step": cfg.extra.get("f0_quantizer_step")} if cfg.f0 else None,
                  speakers=len(self.speaker_map) if self.speaker_map else None,
                  target_speaker=self.target_speaker, f0_edit=self.f0_edit, device=self.device,
+                 precision=self.precision,
                  style=self.style, styles=len(self.style_map) if self.style_map else None,
                  duration_prediction=self.duration_prediction,
                  layout="fairseq code_hifigan (duration predictor)" if self.duration_prediction
