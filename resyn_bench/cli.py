@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time one utterance may take in the system or one metric group before "
                         "its worker is killed and the utterance recorded as timed out (default: "
                         "max(60, 10 x its duration) s; 0 = no limit)")
+    p.add_argument("--device", default=None, metavar="cuda|cpu", help=DEVICE_HELP)
     p.add_argument("--no-isolation", dest="isolate", action="store_false",
                    help="run the system and metrics in this process instead of supervised "
                         "worker processes (debugging; a native crash then ends the run)")
@@ -223,6 +224,9 @@ def jobs_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+DEVICE_HELP = ("device of every model-backed metric and system (Whisper/wav2vec2 ASR, speaker "
+               "embeddings, MOS models, unit encoders, vocoders): cuda, cuda:N or cpu (default: "
+               "cuda when torch sees a GPU, else cpu); -m GROUP.device= / -o device= override it")
 JOBS_HELP = ("worker processes, or 'auto' (default): one per usable CPU, at most 4; the numbers "
              "do not depend on it")
 
@@ -264,6 +268,7 @@ def cmd_run(args) -> int:
                        f0_preset=args.f0_preset, system_options=options, resume=args.resume,
                        overwrite=args.overwrite, retry_failed=args.retry_failed,
                        use_cache=args.use_cache, jobs=args.jobs, isolate=args.isolate,
+                       device=args.device,
                        utt_timeout=args.utt_timeout,
                        experiment=args.experiment or ("vc" if args.vc_targets or args.conversions
                                                       else "resynthesis"),

@@ -101,9 +101,10 @@ def configure_score_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--metric-option", action="append", type=parse_option, default=[],
                    metavar="GROUP.KEY=VALUE", help="metric option, e.g. -m asr.backend=whisper")
     p.add_argument("--retry-failed", action="store_true", help="score failed metric parts again")
-    from resyn_bench.cli import JOBS_HELP, jobs_arg
+    from resyn_bench.cli import DEVICE_HELP, JOBS_HELP, jobs_arg
 
     p.add_argument("--jobs", type=jobs_arg, default="auto", help=JOBS_HELP)
+    p.add_argument("--device", default=None, metavar="cuda|cpu", help=DEVICE_HELP)
     p.add_argument("--no-cache", dest="use_cache", action="store_false",
                    help="do not read or write the reference-analysis cache")
     add_max_failed_argument(p)
@@ -128,7 +129,8 @@ def run_score(args: argparse.Namespace) -> int:
                           "f0_preset": args.f0_preset,
                           "metric_options": metric_options_from_args(args.metric_option),
                           "resume": True, "overwrite": False, "retry_failed": args.retry_failed,
-                          "use_cache": args.use_cache, "jobs": args.jobs})
+                          "use_cache": args.use_cache, "jobs": args.jobs,
+                          "device": args.device})
     result = run(config, progress=not args.quiet, score_only=True)
     print(f"{result.run_dir}: {result.n_metric_parts} metric parts scored on stored outputs "
           f"({result.wall_s:.1f} s)")

@@ -138,6 +138,11 @@ class RunConfig:
     cache_dir: str | None = None
     # worker processes; the command line's default is ``auto`` (:func:`default_jobs`)
     jobs: int = 1
+    # device of every model-backed metric group and system that takes one ("cuda", "cpu",
+    # "cuda:1"); None: cuda when torch sees a GPU, else cpu (resyn_bench.distributed.resolve_device).
+    # Not part of the run's identity; where it can change the numbers (Whisper's compute type,
+    # a vocoder's kernels) the group's settings / the system's description record it.
+    device: str | None = None
     # crash isolation (resyn_bench.supervisor): the system and each metric group run in
     # supervised worker processes; False runs them in this process (debugging: a native crash
     # then ends the run; default False when RESYN_BENCH_ISOLATION=0). Seconds one utterance may
@@ -171,6 +176,42 @@ def _metric_options(config: RunConfig, name: str) -> dict[str, Any]:
     return options
 
 
+def group_options(config: RunConfig, name: str) -> dict[str, Any]:
+    """The options a metric group is built with: its ``-m`` options, plus ``device`` (from
+    ``config.device`` or :func:`resolve_device`) when the group takes one and ``-m
+    GROUP.device=`` was not given. Record keys use :func:`_metric_options` (without the device):
+    a group whose numbers depend on the device says so in its ``settings()``."""
+    from resyn_bench import registry
+
+    options = _metric_options(config, name)
+    if "device" not in options and name in registry.METRIC_GROUPS:
+        factory = registry.METRIC_GROUPS[name].load()
+        if registry.takes_option(factory, "device", options):
+            from resyn_bench.distributed import resolve_device
+
+            options["device"] = resolve_device(config.device)
+    return options
+
+
+def system_options(config: RunConfig) -> dict[str, Any]:
+    """The options the system is built with: ``-o`` options, plus ``device`` when the system
+    takes one (vocoders, unit encoders) and ``-o device=`` was not given."""
+    from resyn_bench import registry
+
+    options = dict(config.system_options)
+    if "device" not in options:
+        try:
+            entry, _arg = registry.system_entry(config.system)
+            factory = entry.load()
+        except Exception:  # noqa: BLE001 - make_system reports a bad system itself
+            return options
+        if registry.takes_option(factory, "device", options):
+            from resyn_bench.distributed import resolve_device
+
+            options["device"] = resolve_device(config.device)
+    return options
+
+
 def metric_entry(config: RunConfig, group) -> dict[str, Any]:
     """A metric group's manifest entry (its record key is a hash of settings/options/rate)."""
     return {"settings": group.settings(), "specs": [s.to_dict() for s in group.specs],
@@ -194,7 +235,7 @@ class Synthesizer:
         from resyn_bench.registry import make_system
 
         self.config = config
-        self.system = make_system(config.system, **config.system_options)
+        self.system = make_system(config.system, **system_options(config))
         self.outputs_dir = Path(config.out) / OUTPUTS
 
     def synthesize(self, utt) -> tuple[dict[str, Any], dict[str, int]]:
@@ -361,7 +402,7 @@ def _init_score_worker(config: RunConfig, group_name: str) -> None:
     from resyn_bench.registry import make_metric
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    group = make_metric(group_name, **_metric_options(config, group_name))
+    group = make_metric(group_name, **group_options(config, group_name))
     group.load()
     _WORKER = Scorer(config, group)
 
@@ -572,7 +613,7 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
         config = _with_target_refs(config, listed)
     # build everything now, so configuration errors surface before any work
     synthesizer = None if score_only else Synthesizer(config)
-    groups = [make_metric(n, **_metric_options(config, n)) for n in resolve_metric_names(config.metrics)]
+    groups = [make_metric(n, **group_options(config, n)) for n in resolve_metric_names(config.metrics)]
     if not score_only:
         # what the system is run on: the dataset's utterances, or (voice conversion) each of
         # them once per target speaker; corpus models (speaker ID) still fit on the real

@@ -318,7 +318,15 @@ class CheckpointSystem(System):
                 "kmeans`, or a catalogue name such as hubert-l6-km100 / cpc-km100)")
         from resyn_bench.systems.encoders.base import load_unit_encoder
 
-        self.encoder = load_unit_encoder(self.unit_spec)
+        # the unit encoder (HuBERT, CPC, VQ-VAE) runs on the vocoder's device; logmel features
+        # have no model (and no device option)
+        on_device = {} if str(device) == "cpu" else {"device": device}
+        try:
+            self.encoder = load_unit_encoder(self.unit_spec, **on_device)
+        except TypeError:
+            if not on_device:
+                raise
+            self.encoder = load_unit_encoder(self.unit_spec)
         if int(self.encoder.hop_size) != self.hop:
             raise CheckpointSystemError(
                 f"unit encoder {self.unit_spec!r} has a hop of {self.encoder.hop_size} samples, "
