@@ -274,6 +274,8 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--jobs", type=int, default=None, help="suite --jobs (default: auto, the CLI's default)")
     ap.add_argument("--skip-naive", action="store_true", help="suite rows only (ratios omitted)")
+    ap.add_argument("--also-jobs", type=int, default=None, metavar="N",
+                    help="also run the suite cold and warm with --jobs N (its own cache), e.g. 1")
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     ap.add_argument("tag", nargs="*", help=argparse.SUPPRESS)
@@ -285,14 +287,15 @@ def main(argv=None) -> int:
         if args.phase == "naive":
             info = naive(utts, work / "outputs_a")
         else:
-            folder = args.tag[0]
-            info = suite(args, work / folder, work / f"run_{folder}", work / "cache")
+            folder, cache = args.tag[0], args.tag[1] if len(args.tag) > 1 else "cache"
+            info = suite(args, work / folder, work / f"run_{folder}_{cache}", work / cache)
         (work / f"{args.phase}-{'-'.join(args.tag) or 'x'}.json").write_text(json.dumps(info))
         return 0
 
     work = Path(tempfile.mkdtemp(prefix="resyn-bench-naive-"))
     os.environ.setdefault("RESYN_BENCH_HOME", str(work / "home"))
     try:
+        load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
         utts = prepare(args, work)
         audio_s = sum(u["seconds"] for u in utts)
         # warm-up (numba caches, imports) so that neither side pays a first-use cost
@@ -304,19 +307,30 @@ def main(argv=None) -> int:
             rows.append(("naive script (one utterance at a time)", run_phase(args, work, "naive")))
         rows.append(("resyn-bench, first system (cold)", run_phase(args, work, "suite", "outputs_a")))
         rows.append(("resyn-bench, second system (warm)", run_phase(args, work, "suite", "outputs_b")))
+        if args.also_jobs:
+            other = argparse.Namespace(**{**vars(args), "jobs": args.also_jobs})
+            tag = f"cache{args.also_jobs}"
+            rows.append((f"resyn-bench --jobs {args.also_jobs}, cold",
+                         run_phase(other, work, "suite", "outputs_a", tag)))
+            rows.append((f"resyn-bench --jobs {args.also_jobs}, warm",
+                         run_phase(other, work, "suite", "outputs_b", tag)))
         base = rows[0][1]["wall"] if not args.skip_naive else None
         print(f"\n{len(utts)} utterances, {audio_s:.1f} s of audio, {os.cpu_count()} CPUs, "
-              f"groups {GROUPS} (f0 harvest); suite jobs: {rows[-1][1].get('jobs')}")
+              f"groups {GROUPS} (f0 harvest); suite jobs (default auto): "
+              f"{rows[1 if not args.skip_naive else 0][1].get('jobs')}; load average before: "
+              f"{load_before}")
         print(f"{'run':<42}{'wall s':>8}{'vs naive':>10}{'CPU s':>8}{'peak RSS sum':>14}{'largest':>9}")
         for name, r in rows:
             ratio = f"{base / r['wall']:.2f}x" if base else "-"
             print(f"{name:<42}{r['wall']:>8.1f}{ratio:>10}{r['cpu']:>8.1f}"
                   f"{r['rss_sum'] / 2**30:>12.2f}GB{r['rss_one'] / 2**30:>7.2f}GB")
         print("\nper group (seconds):")
-        print(f"  {'group':<12}" + "".join(f"{n.split(' (')[0].split(', ')[-1]:>22}" for n, _ in rows))
+        labels = ["naive"] * (not args.skip_naive) + ["cold", "warm"] + (
+            [f"cold -j{args.also_jobs}", f"warm -j{args.also_jobs}"] if args.also_jobs else [])
+        print(f"  {'group':<12}" + "".join(f"{label:>14}" for label in labels))
         groups = list(dict.fromkeys([g for _, r in rows for g in r["group_s"]]))
         for g in groups:
-            print(f"  {g:<12}" + "".join(f"{r['group_s'].get(g, 0.0):>22.1f}" for _, r in rows))
+            print(f"  {g:<12}" + "".join(f"{r['group_s'].get(g, 0.0):>14.1f}" for _, r in rows))
         if not args.skip_naive:
             print(f"\nnaive corpus WER {rows[0][1]['corpus_wer']:.3f}, mean DNSMOS OVRL "
                   f"{rows[0][1]['mean_ovrl']:.3f}")
