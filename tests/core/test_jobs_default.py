@@ -47,3 +47,18 @@ def test_cli_rejects_bad_jobs(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--system", "copy", "--dataset", "demo", "--jobs", "0"])
     assert "--jobs must be >= 1" in capsys.readouterr().err
+
+
+def test_manifest_records_wall_seconds_per_group(tiny_corpus, tmp_path, home):
+    from resyn_bench.runner import RunConfig, run
+    from resyn_bench.store import read_manifest
+
+    out = tmp_path / "run"
+    cfg = RunConfig(system="copy", dataset="manifest", data_root=str(tiny_corpus), out=str(out),
+                    metrics="f0", f0_preset="dio", isolate=False)
+    run(cfg, progress=False)
+    walls = read_manifest(out)["sessions"][-1]["group_wall_s"]
+    assert set(walls) == {"synthesis", "f0"} and all(v > 0 for v in walls.values())
+    # a resumed run with nothing left to do records no group
+    run(cfg, progress=False)
+    assert read_manifest(out)["sessions"][-1]["group_wall_s"] == {}

@@ -1,4 +1,5 @@
-"""The whisper-en text normaliser loads without importing whisper (torch, numba): same output."""
+"""What an ASR worker loads at start, made cheaper with the same results: the whisper-en text
+normaliser without importing whisper (torch, numba); the cmudict parse."""
 from __future__ import annotations
 
 import subprocess
@@ -40,3 +41,25 @@ def test_whisper_already_imported_uses_its_class():
     from resyn_bench.metrics.asr import whisper_english_normalizer_class
 
     assert whisper_english_normalizer_class() is whisper.normalizers.EnglishTextNormalizer
+
+
+def test_cmudict_parse_equals_the_regex_rule(tmp_path):
+    import re
+
+    from resyn_bench.metrics.phones import load_cmudict
+
+    text = (";;; comment\nHELLO  HH AH0 L OW1\nHELLO(2)  HH EH0 L OW1\nREAD  R EH1 D # past\n"
+            "ODD  AA1 D\u0663\nX\n\nTWO  T UW1\n")
+    path = tmp_path / "dict"
+    path.write_text(text, encoding="utf-8")
+    want: dict[str, tuple[str, ...]] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        parts = line.split()
+        if len(parts) < 2 or line.startswith(";;;"):
+            continue
+        word = re.sub(r"\(\d+\)$", "", parts[0].lower())
+        want.setdefault(word, tuple(re.sub(r"\d", "", p).upper() for p in parts[1:]))
+    got = load_cmudict(path)
+    assert got == want
+    assert got["hello"] == ("HH", "AH", "L", "OW") and got["odd"] == ("AA", "D")  # Arabic-Indic 3 too
