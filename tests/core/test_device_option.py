@@ -83,3 +83,37 @@ def test_cli_device_flag():
     assert args.device == "cpu"
     assert build_parser().parse_args(["run", "--system", "copy", "--dataset", "demo"]).device is None
     assert build_parser().parse_args(["score", "x", "--metrics", "f0", "--device", "cuda"]).device == "cuda"
+
+
+@pytest.mark.gpu
+def test_models_on_cuda_agree_with_cpu():
+    """On a GPU machine (not run without one): resemblyzer embeddings on cuda equal the CPU ones,
+    and the bf16 vocoder body on cuda stays within 30 dB SNR of fp32."""
+    import copy
+
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    import numpy as np
+    from resyn_bench.metrics.speaker import ResemblyzerEncoder
+    from resyn_bench.systems.vocoder.generator import CodeGenerator, prepare_for_inference
+
+    t = np.arange(3 * 16000) / 16000
+    x = (0.3 * np.sin(2 * np.pi * (140 + 20 * np.sin(3 * t)) * t)).astype(np.float32)
+    embs = []
+    for device in ("cpu", "cuda"):
+        enc = ResemblyzerEncoder(device=device)
+        enc.load()
+        embs.append(enc.embed(x))
+    assert float(np.dot(embs[0], embs[1])) > 0.999
+    cfg = dict(num_embeddings=12, embedding_dim=8, model_in_dim=8, upsample_rates=[5, 2, 2],
+               upsample_kernel_sizes=[11, 4, 4], upsample_initial_channel=32, resblock="1",
+               resblock_kernel_sizes=[3, 7, 11], resblock_dilation_sizes=[[1, 3, 5]] * 3,
+               code_hop_size=20)
+    torch.manual_seed(0)
+    model = CodeGenerator(cfg).cuda()
+    code = torch.randint(0, 12, (1, 64), device="cuda")
+    y32 = prepare_for_inference(copy.deepcopy(model))(code).double()
+    y16 = prepare_for_inference(copy.deepcopy(model), precision="bf16")(code).double()
+    snr = 10 * torch.log10((y32 ** 2).sum() / ((y32 - y16) ** 2).sum())
+    assert float(snr) >= 30.0
