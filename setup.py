@@ -2,7 +2,7 @@
 but systems/, metrics/ and reports/ ship as sub-packages of resyn_bench.
 
 The package list is generated from the directory tree, so a new sub-package can never be
-silently dropped from the wheel (tests/test_packaging.py checks the built wheel).
+silently dropped from the wheel (tests/core/test_packaging.py checks the built wheel).
 """
 from pathlib import Path
 
@@ -29,4 +29,7 @@ def _packages():
 PACKAGE_DIR, PACKAGES = _packages()
 
 setup(package_dir=PACKAGE_DIR, packages=PACKAGES,
-      package_data={"resyn_bench": ["data/*", "data/**/*"]}, include_package_data=False)
+      package_data={"resyn_bench": ["data/**/*"],
+                    # the HTML report's stylesheet and script (reports/html_assets.py reads them)
+                    "resyn_bench.reports": ["assets/*"]},
+      include_package_data=False)

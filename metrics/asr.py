@@ -16,11 +16,11 @@ Backends
     Protocol (recorded in settings()): English, transcribe, temperature 0, beam
     ``beam_size=5``, no conditioning on previous text, no VAD, no timestamps, each utterance
     decoded on its own. ``compute_type="auto"`` is int8 on CPU (its ground-truth WER is within
-    0.3 points of float32 on the shared VCTK and LJSpeech subsets; README "ASR") and float16 on
+    0.3 points of float32 on the shared VCTK and LJSpeech subsets; docs/metrics.md "asr") and float16 on
     CUDA; ``device="auto"``; ``cpu_threads`` (0 = CTranslate2's default; not part of the
     result).
 
-    Loop guard (``guard=``), chosen by measurement on real and degraded audio (README "ASR"):
+    Loop guard (``guard=``), chosen by measurement on real and degraded audio (docs/metrics.md "asr"):
     ``"length+fallback"`` (default): faster-whisper's temperature fallback, triggered only by a
     transcript whose zlib compression ratio exceeds 2.4 (Whisper's loop statistic; never
     reached on the ground truth, WORLD or codec-like outputs measured, max 1.53), re-decoded
@@ -64,7 +64,6 @@ Backends
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -72,6 +71,8 @@ from typing import Any
 
 import numpy as np
 from resyn_bench.metrics.base import MetricError
+
+from resyn_bench.core.hashing import sha256_file, sha256_file_cached
 
 SAMPLE_RATE = 16000
 
@@ -90,12 +91,9 @@ class ModelMissingError(ASRError):
 
 
 def _package_version(name: str) -> str | None:
-    from importlib import metadata
+    from resyn_bench.core.versions import package_version
 
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
+    return package_version(name)
 
 
 def _as_16k_float(samples: np.ndarray) -> np.ndarray:
@@ -244,26 +242,9 @@ def default_whisper_root() -> Path:
     return resyn_bench_home() / "models" / "whisper"
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def _cached_sha256(path: Path) -> str:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_sha256(path)
-    return _SHA_CACHE[key]
+#: (re-exported under the names this module always had)
+file_sha256 = sha256_file
+_cached_sha256 = sha256_file_cached
 
 
 class OpenAIWhisperBackend(ASRBackend):
@@ -401,11 +382,11 @@ class OpenAIWhisperBackend(ASRBackend):
 # whisper on faster-whisper (CTranslate2): the default
 # --------------------------------------------------------------------------------------------
 
-#: loop guards (see FasterWhisperBackend); measured on real and degraded audio, README "ASR"
+#: loop guards (see FasterWhisperBackend); measured on real and degraded audio, docs/metrics.md "asr"
 GUARDS = ("length", "fallback", "length+fallback", "none")
 #: temperatures of faster-whisper's fallback (openai-whisper's schedule)
 FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-#: compute types by device when compute_type="auto" (chosen by measurement: README "ASR")
+#: compute types by device when compute_type="auto" (chosen by measurement: docs/metrics.md "asr")
 AUTO_COMPUTE_TYPE = {"cpu": "int8", "cuda": "float16"}
 
 

@@ -10,7 +10,12 @@ counts by :meth:`MetricGroup.pool`, so pooled numbers never depend on how uttera
 batched or sharded. The utterance mean is the plain mean of defined per-utterance values.
 
 Reference-side analyses (``analyse_reference``) depend only on the reference audio and the
-group's ``settings()``; the runner caches them by content hash + settings.
+group's ``settings()``; the runner caches them by content hash + settings. An exception from
+``score`` (e.g. :class:`MetricError`) fails that utterance's part with its reason (never scored
+as 0 or 1); :class:`NotApplicable` from ``load`` or ``fit_corpus`` marks the whole group skipped
+with the reason (a one-speaker corpus for speaker ID), any other exception there fails it.
+Reports rebuild groups from their names and stored options to pool counts, so constructors must
+stay cheap (no model loading). How to add a group: docs/adding_a_metric.md.
 """
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from resyn_bench.core.errors import MetricError  # noqa: F401 - the metric groups' error
 
 
 @dataclass(frozen=True)
@@ -69,14 +76,10 @@ class Score:
     """One utterance's result from one metric group."""
 
     values: dict[str, float | None]           # spec.key -> value; None = undefined here
-    # additive statistics for pooling, with group-local names ("n_frames"); run records store
-    # them namespaced by group ("f0.n_frames") and pool() receives the local names again
+    # additive statistics for pooling, with group-local names ("n_frames"), stored so in the
+    # record's metric part; merged records (store.merge_events) namespace them ("f0.n_frames")
     counts: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)     # JSON-able details (notes, texts)
-
-
-class MetricError(RuntimeError):
-    """A metric could not be computed for one utterance (recorded, never scored as 0/1)."""
 
 
 class NotApplicable(MetricError):
@@ -155,3 +158,16 @@ class MetricGroup(ABC):
     def pool(self, counts: dict[str, float]) -> dict[str, float | None]:
         """Corpus-level values from counts summed over utterances (default: none)."""
         return {}
+
+    def replicates(self, entries: list[dict[str, Any]], weight_blocks
+                   ) -> list[dict[str, float | None]] | None:
+        """Optional fast path for bootstrap confidence intervals: ``aggregate`` of every
+        bootstrap replicate of ``entries`` at once. ``weight_blocks`` yields ``block x
+        len(entries)`` multiplicity matrices (row = one replicate, ``w[i]`` = times entry ``i``
+        was drawn; :func:`resyn_bench.reports.stats.bootstrap_weights`); the result is one dict
+        per row, in order, equal to ``aggregate`` on the resampled entries.
+
+        The default returns None: the report's statistics then sum counts (groups with the
+        default ``aggregate``) or call ``aggregate`` on each resampled list. Groups whose corpus
+        values are not count sums (the speaker group's EER from trial scores) override it."""
+        return None

@@ -7,7 +7,7 @@ of a stream is exactly the formula):
 
 ``raw``
     ``frame_rate x ceil(log2 K)``: fixed-length codes, the rate papers state (HuBERT K=100 at
-    50 Hz: 350 bps).
+    50 Hz: 350 bps); the formula is :mod:`resyn_bench.core.bitrate`'s, shared by the reports.
 ``unigram`` entropy
     the plug-in (maximum-likelihood) entropy of the symbol distribution of the sequences, bits per
     symbol x symbols per second: the best memoryless code for *this* data (a lower bound).
@@ -40,28 +40,23 @@ and reported apart from the per-frame streams.
 from __future__ import annotations
 
 import heapq
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from resyn_bench.core.bitrate import bits_per_symbol, stream_bps
+
 __all__ = ["raw_bps", "bits_per_symbol", "entropy_bits", "unigram_entropy", "conditional_entropy",
            "run_length", "HuffmanCode", "ContextHuffman", "elias_gamma", "StreamRates", "stream_rates",
            "speaker_rates"]
 
 
-def bits_per_symbol(vocab_size: int) -> int:
-    """``ceil(log2 K)``: bits of a fixed-length code for K symbols (K=1 carries 0 bits)."""
-    if vocab_size < 1:
-        raise ValueError(f"vocabulary size must be >= 1, got {vocab_size}")
-    return math.ceil(math.log2(vocab_size))
-
-
 def raw_bps(frame_rate: float, vocab_size: int) -> float:
-    """Fixed-length rate: ``frame_rate x ceil(log2 K)`` bits per second."""
-    return float(frame_rate) * bits_per_symbol(vocab_size)
+    """Fixed-length rate: ``frame_rate x ceil(log2 K)`` bits per second (the project's one
+    bitrate formula, :func:`resyn_bench.core.bitrate.stream_bps`)."""
+    return stream_bps(frame_rate, vocab_size)
 
 
 def entropy_bits(counts: Iterable[float]) -> float:
@@ -253,7 +248,7 @@ class HuffmanCode:
         if s.size == 0:
             return 0
         values, counts = np.unique(s, return_counts=True)
-        return int(sum(self.symbol_bits(int(v)) * int(c) for v, c in zip(values, counts)))
+        return int(sum(self.symbol_bits(int(v)) * int(c) for v, c in zip(values, counts, strict=True)))
 
     def encode(self, sequence: Sequence[int]) -> str:
         """The code of ``sequence`` as a '0'/'1' string (see :func:`pack` for bytes)."""
@@ -336,7 +331,7 @@ class ContextHuffman:
         p = {a: (counts.get(a, 0) + alpha) / total for a in symbols}
         pairs: dict[int, Counter] = {a: Counter() for a in symbols}
         for s in seqs:
-            for prev, nxt in zip(s[:-1].tolist(), s[1:].tolist()):
+            for prev, nxt in zip(s[:-1].tolist(), s[1:].tolist(), strict=True):
                 if prev in pairs:
                     pairs[prev][nxt] += 1
         contexts = {}
@@ -460,7 +455,7 @@ def stream_rates(test: Sequence[Sequence[int]], frame_rate: float, vocab_size: i
     bits = bits_u = bits_d = bits_c = 0
     escapes = 0
     ok = True
-    for s, (u, d) in zip(test, rl):
+    for s, (u, d) in zip(test, rl, strict=True):
         enc, enc_u, enc_d = code.encode(s), code_u.encode(u), code_d.encode(d)
         enc_c = code_c.encode(s)
         bits += len(enc)

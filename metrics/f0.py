@@ -1,6 +1,6 @@
 """F0 metrics: GPE, VDE, FFE (fairseq ``eval_f0`` definitions), F0 RMSE in cents, F0 correlation.
 
-Both signals are analysed at 16 kHz with the same pitch preset (:mod:`resyn_bench.metrics.pitch`).
+Both signals are analysed at 16 kHz with the same pitch preset (:mod:`resyn_bench.dsp.pitch`).
 The output's F0 track is put onto the reference's frame times by nearest-neighbour lookup;
 reference frames outside the output track's time span see F0 = 0 (unvoiced), exactly like
 fairseq's ``interp1d(kind="nearest", bounds_error=False, fill_value=0)``: a truncated output
@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 from resyn_bench.metrics.base import MetricGroup, MetricSpec, Score
-from resyn_bench.metrics.pitch import F0Track, PitchPreset, extract_f0, get_preset
+
+from resyn_bench.dsp.pitch import F0Track, PitchPreset, extract_f0, get_preset
 
 #: Default preset. Throughput on real speech (4 VCTK p225 utterances, 24 s of 16 kHz audio,
 #: one core, OMP_NUM_THREADS=1; seconds of audio per second of compute):

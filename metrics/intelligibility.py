@@ -223,17 +223,11 @@ class IntelligibilityMetrics(MetricGroup):
 
     def versions(self) -> dict[str, str | None]:
         if self._versions is None:
-            from importlib import metadata
+            from resyn_bench.core.versions import package_versions
 
-            def v(pkg: str) -> str | None:
-                try:
-                    return metadata.version(pkg)
-                except metadata.PackageNotFoundError:
-                    return None
-
-            self._versions = {p: v(p) for p in ("jiwer", "pocketsphinx", "openai-whisper",
-                                                 "faster-whisper", "ctranslate2",
-                                                 "phonemizer", "espeakng-loader")}
+            self._versions = package_versions(("jiwer", "pocketsphinx", "openai-whisper",
+                                               "faster-whisper", "ctranslate2",
+                                               "phonemizer", "espeakng-loader"))
         return self._versions
 
     def settings(self) -> dict[str, Any]:

@@ -200,7 +200,7 @@ class EspeakG2P:
                 backend = self._load()
                 ipa = backend.phonemize(todo, separator=Separator(phone=" ", word=" | ",
                                                                   syllable=""), strip=True)
-                for word, pron in zip(todo, ipa):
+                for word, pron in zip(todo, ipa, strict=True):
                     unmapped: set[str] = set()
                     phones = [p for tok in pron.replace("|", " ").split()
                               for p in ipa_to_arpabet(tok, unmapped)]
@@ -250,7 +250,7 @@ class PhoneLexicon:
     def convert(self, text: str) -> PhoneConversion:
         words = normalise_words(text)
         prons = [self.lookup(w) for w in words]
-        oov = [w.strip("'") for w, p in zip(words, prons) if p is None]
+        oov = [w.strip("'") for w, p in zip(words, prons, strict=True) if p is None]
         g2p: dict[str, tuple[list[str], frozenset[str]]] = {}
         if oov and self._g2p is not None and self._g2p_error is None:
             try:
@@ -260,7 +260,7 @@ class PhoneLexicon:
         phones: list[str] = []
         skipped: list[str] = []
         unmapped: set[str] = set()
-        for w, p in zip(words, prons):
+        for w, p in zip(words, prons, strict=True):
             if p is not None:
                 phones.extend(p)
                 continue
@@ -294,13 +294,7 @@ def text_to_phones(text: str) -> tuple[list[str], list[str]]:
 
 def phone_source_settings(g2p: bool = True) -> dict[str, object]:
     """What produces reference phones, for a metric's settings()."""
-    from importlib import metadata
-
-    def version(pkg: str) -> str | None:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return None
+    from resyn_bench.core.versions import package_version as version
 
     return {"lexicon": f"pocketsphinx:{CMUDICT_SUBPATH} (first pronunciation, no stress)",
             "g2p": (f"phonemizer {version('phonemizer')} espeak {G2P_LANGUAGE} "

@@ -129,7 +129,6 @@ included and, by default, no DTW.
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import os
 import warnings
@@ -137,9 +136,11 @@ from typing import Any
 
 import numpy as np
 from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, Score
-from resyn_bench.metrics.pitch import extract_f0, get_preset, import_pyworld
 
 from resyn_bench.audio import SILENCE_PEAK, resample
+from resyn_bench.core.hashing import sha256_file_or_none
+from resyn_bench.core.versions import package_versions
+from resyn_bench.dsp.pitch import extract_f0, get_preset, import_pyworld
 
 __all__ = ["MCD_BAND_HZ", "MCD_SCALE", "DNSMOSMetrics", "IntrusiveQualityMetrics",
            "band_mel_cepstrum", "dtw", "dtw_mcd",
@@ -153,20 +154,9 @@ MCD_SCALE = 10.0 / math.log(10.0) * math.sqrt(2.0)
 MCD_BAND_HZ = 7000.0
 
 
-def _version(dist: str) -> str | None:
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover
-        return None
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
-
-
 @functools.cache
 def _versions(*dists: str) -> dict[str, str | None]:
-    return {d: _version(d) for d in dists}
+    return package_versions(dists)
 
 
 def _checked_samples(group: MetricGroup, audio, what: str) -> np.ndarray:
@@ -207,18 +197,6 @@ def _speechmos_dir() -> str | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return next(iter(spec.submodule_search_locations))
-
-
-@functools.cache
-def _file_sha256(path: str) -> str | None:
-    try:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
-    except OSError:
-        return None
 
 
 #: largest difference of a DNSMOS score (MOS points) between batched and per-window model calls
@@ -318,7 +296,7 @@ class DNSMOSMetrics(MetricGroup):
             "out_of_range": "clipped to [-1, 1]" if self.normalize == "none" else "n/a",
             "window_s": 9.01, "hop_s": 1.0,
             "short_clips": "tiled to 9.01 s (speechmos)",
-            "model_sha256": [(_file_sha256(p) or "missing")[:16] for p in paths] if paths else None,
+            "model_sha256": [(sha256_file_or_none(p) or "missing")[:16] for p in paths] if paths else None,
             "versions": _versions("speechmos", "onnxruntime", "librosa"),
         }
 

@@ -43,12 +43,10 @@ Source leakage (voice conversion only: target != ``utterance.speaker``)
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import math
 import warnings
 from collections.abc import Iterable, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +54,8 @@ import numpy as np
 from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, NotApplicable, Score
 
 from resyn_bench.audio import SILENCE_PEAK
+from resyn_bench.core.hashing import sha256_file_or_none
+from resyn_bench.core.versions import package_version
 
 SAMPLE_RATE = 16000
 #: Audio (after VAD trimming) below which an embedding is refused. webrtcvad trimming keeps
@@ -175,7 +175,7 @@ def assign_folds(utt_ids: Iterable[str], speakers: Iterable[str], folds: int,
     if folds < 2:
         raise ValueError(f"folds must be >= 2, got {folds}")
     by_spk: dict[str, list[str]] = {}
-    for uid, spk in zip(utt_ids, speakers):
+    for uid, spk in zip(utt_ids, speakers, strict=True):
         by_spk.setdefault(str(spk), []).append(str(uid))
     rng = np.random.default_rng(seed)
     out: dict[str, int] = {}
@@ -218,24 +218,6 @@ class SpeakerEncoder:
         raise NotImplementedError
 
 
-_WEIGHTS_HASH: dict[tuple, str] = {}
-
-
-def _file_sha256(path: Path) -> str | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _WEIGHTS_HASH:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _WEIGHTS_HASH[key] = h.hexdigest()
-    return _WEIGHTS_HASH[key]
-
-
 class ResemblyzerEncoder(SpeakerEncoder):
     """Resemblyzer ``VoiceEncoder`` on CPU (``preprocess_wav`` + ``embed_utterance``)."""
 
@@ -257,13 +239,10 @@ class ResemblyzerEncoder(SpeakerEncoder):
         return Path(list(spec.submodule_search_locations)[0]) / "pretrained.pt"
 
     def settings(self) -> dict[str, Any]:
-        try:
-            version = metadata.version("resemblyzer")
-        except metadata.PackageNotFoundError:
-            version = None
+        version = package_version("resemblyzer")
         path = self._weights_path()
         return {"backend": self.name, "version": version,
-                "weights_sha256": _file_sha256(path) if path else None,
+                "weights_sha256": sha256_file_or_none(path) if path else None,
                 "preprocess": "preprocess_wav(source_sr=16000): -30 dBFS (increase only), "
                               "webrtcvad long-silence trimming",
                 "embed": "embed_utterance(rate=1.3, min_coverage=0.75)",
@@ -425,6 +404,118 @@ PROTOCOL = ("real utterances dealt to speaker-stratified folds; the output of ut
             "target speaker = utterance.target_speaker if set, else utterance.speaker; "
             "trials: each output vs every enrolled speaker centroid (raw cosine), target trial "
             "= its target speaker; chance = 1 / number of enrolled speakers")
+
+
+class TrialReplicates:
+    """Corpus statistics of a trial-scored group (the speaker metrics: EER and minDCF from every
+    output-vs-speaker trial score, accuracy from counts) on many bootstrap replicates at once.
+
+    A replicate is a multiplicity vector ``w`` over utterances (``bootstrap_weights``); every
+    trial score then counts ``w[utt]`` times. All scores are sorted once; per block of
+    replicates, cumulative weights give FAR/FRR at every distinct score, and EER/minDCF follow
+    with the exact formulas of :func:`eer` / :func:`min_dcf` (extra
+    operating points at scores a replicate did not draw repeat a neighbouring point, so they
+    change neither). Tests check equality with ``group.aggregate`` on indexed replicates.
+    """
+
+    KEYS = ("spk.eer", "spk.min_dcf", "spk.chance", "spk.n_target_trials", "spk.n_nontarget_trials",
+            "spk.source_eer")
+
+    def __init__(self, group, entries: list[dict[str, Any]]):
+        self.group = group
+        n = len(entries)
+        utt, score, is_tar, is_src, has_src = [], [], [], [], []
+        speakers: dict[str, int] = {}
+        enrolled_pairs = []
+        for i, e in enumerate(entries):
+            extra = e.get("extra") or {}
+            trials, target = extra.get("trials"), extra.get("target")
+            if not trials or target is None:
+                continue
+            for spk, value in trials.items():
+                enrolled_pairs.append((i, speakers.setdefault(spk, len(speakers))))
+                if value is None or not math.isfinite(value):
+                    continue
+                utt.append(i)
+                score.append(float(value))
+                is_tar.append(spk == target)
+                # voice conversion: the same trials judged against the source speaker
+                is_src.append(spk == extra.get("source"))
+                has_src.append(extra.get("source") is not None)
+        order = np.argsort(np.asarray(score, dtype=np.float64), kind="stable")
+        self.score = np.asarray(score, dtype=np.float64)[order]
+        self.utt = np.asarray(utt, dtype=np.int64)[order]
+        self.is_tar = np.asarray(is_tar, dtype=bool)[order]
+        self.is_src = np.asarray(is_src, dtype=bool)[order]
+        self.has_src = np.asarray(has_src, dtype=bool)[order]
+        # first position of each distinct score: "scores < threshold" = exclusive cumsum there
+        self.first = np.flatnonzero(np.r_[True, self.score[1:] != self.score[:-1]]) \
+            if self.score.size else np.zeros(0, dtype=np.int64)
+        self.enrolled = np.zeros((n, max(1, len(speakers))), dtype=np.float64)
+        for i, k in enrolled_pairs:
+            self.enrolled[i, k] = 1.0
+        self.has_speakers = bool(speakers)
+        self.count_keys = sorted({k for e in entries for k in (e.get("counts") or {})})
+        self.counts = np.array([[float((e.get("counts") or {}).get(k) or 0.0) for k in self.count_keys]
+                                for e in entries]).reshape(n, len(self.count_keys))
+
+    def block_stats(self, w: np.ndarray) -> dict[str, list[float | None]]:
+        """Trial statistics for each row of a weight block ``w`` (replicates x utterances)."""
+        b = w.shape[0]
+        out: dict[str, list[float | None]] = {k: [None] * b for k in self.KEYS}
+        ws = w[:, self.utt] if self.utt.size else np.zeros((b, 0))
+        n_tar, n_non, ct, cn = self._rates(ws, self.is_tar, np.ones_like(self.is_tar))
+        if self.has_src.any():
+            s_tar, s_non, st, sn = self._rates(ws, self.is_src, self.has_src)
+            for r in range(b):
+                if s_tar[r] > 0 and s_non[r] > 0:
+                    out["spk.source_eer"][r] = self._eer(st[r], sn[r], s_tar[r], s_non[r])[0]
+        enrolled = ((w > 0).astype(np.float64) @ self.enrolled > 0).sum(axis=1) \
+            if self.has_speakers else np.zeros(b)
+        p = self.group.p_target
+        for r in range(b):
+            out["spk.n_target_trials"][r] = float(n_tar[r])
+            out["spk.n_nontarget_trials"][r] = float(n_non[r])
+            out["spk.chance"][r] = 1.0 / enrolled[r] if enrolled[r] else None
+            if n_tar[r] == 0 or n_non[r] == 0:
+                continue
+            out["spk.eer"][r], far, frr = self._eer(ct[r], cn[r], n_tar[r], n_non[r])
+            dcf = 1.0 * p * frr + 1.0 * (1.0 - p) * far
+            out["spk.min_dcf"][r] = float(np.min(dcf) / min(1.0 * p, 1.0 * (1.0 - p)))
+        return out
+
+    def _rates(self, ws: np.ndarray, positive: np.ndarray, used: np.ndarray):
+        """Weighted trial totals and weight strictly below each distinct score (exclusive
+        cumulative sums) of the positive (claimed identity) and negative trials in use."""
+        wt = np.where(positive, ws, 0.0)
+        wn = np.where(used & ~positive, ws, 0.0)
+        ct = (np.cumsum(wt, axis=1) - wt)[:, self.first]
+        cn = (np.cumsum(wn, axis=1) - wn)[:, self.first]
+        return wt.sum(axis=1), wn.sum(axis=1), ct, cn
+
+    @staticmethod
+    def _eer(ct, cn, n_tar, n_non):
+        """EER (as :func:`eer`) with the FAR/FRR curves."""
+        far = np.append(1.0 - cn / n_non, 0.0)
+        frr = np.append(ct / n_tar, 1.0)
+        d = far - frr
+        i = int(np.argmax(d <= 0))
+        if d[i] == 0:
+            return float(far[i]), far, frr
+        t = d[i - 1] / (d[i - 1] - d[i])
+        return float(far[i - 1] + t * (far[i] - far[i - 1])), far, frr
+
+    def replicates(self, weight_blocks) -> list[dict[str, float | None]]:
+        """``group.aggregate`` of every replicate (as dicts), from blocks of weights."""
+        reps: list[dict[str, float | None]] = []
+        for w in weight_blocks:
+            stats = self.block_stats(w)
+            sums = w @ self.counts
+            for r in range(w.shape[0]):
+                d = dict(self.group.pool(dict(zip(self.count_keys, sums[r].tolist(), strict=True))))
+                d.update({k: stats[k][r] for k in self.KEYS})
+                reps.append(d)
+        return reps
 
 
 class SpeakerMetrics(MetricGroup):
@@ -616,7 +707,7 @@ class SpeakerMetrics(MetricGroup):
                   "spk.cos_ref": cosine(emb, reference["embedding"]),
                   "spk.cos_centroid": float(trials[model.index[target]])}
         extra = {"target": target, "predicted": predicted, "fold": fold,
-                 "trials": {s: float(v) for s, v in zip(model.speakers, trials)}}
+                 "trials": {s: float(v) for s, v in zip(model.speakers, trials, strict=True)}}
         counts = {"correct": correct, "trials": 1.0}
         source = str(utterance.speaker)
         if source != target and source in model.index:
@@ -665,7 +756,15 @@ class SpeakerMetrics(MetricGroup):
         out["spk.n_nontarget_trials"] = float(len(non))
         return out
 
+    def replicates(self, entries: list[dict[str, Any]], weight_blocks
+                   ) -> list[dict[str, float | None]] | None:
+        """``aggregate`` of every bootstrap replicate, vectorised over trial scores
+        (:class:`TrialReplicates`); None for a subclass that changes ``aggregate``."""
+        if type(self).aggregate is not SpeakerMetrics.aggregate or not entries:
+            return None
+        return TrialReplicates(self, entries).replicates(weight_blocks)
 
-__all__ = ["SpeakerMetrics", "SpeakerEncoder", "ResemblyzerEncoder", "make_encoder", "eer",
+
+__all__ = ["SpeakerMetrics", "TrialReplicates", "SpeakerEncoder", "ResemblyzerEncoder", "make_encoder", "eer",
            "min_dcf", "cosine", "error_rates", "assign_folds", "l2_normalise", "CLASSIFIERS",
            "DEFAULT_MIN_SPEECH_S", "PROTOCOL"]

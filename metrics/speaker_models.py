@@ -7,7 +7,7 @@ that read the published files (no UniSpeech, s3prl or speechbrain code at run ti
 ``wavlm-ecapa`` - UniSpeech's speaker-verification model (``wavlm_large_finetune.pth``, the SIM
 column of VALL-E-style papers). The file holds ``{"model": state_dict}``:
 
-- ``feature_extract.model.*``: WavLM Large (:mod:`systems.encoders.wavlm`); the waveform is
+- ``feature_extract.model.*``: WavLM Large (:mod:`resyn_bench.nn.wavlm`); the waveform is
   layer-normalised first (WavLM Large's ``normalize``), and all L + 1 hidden states are taken
   as s3prl exposes them (the input of every transformer block, then the final output);
 - ``feature_weight`` [L + 1]: the states are mixed with softmax(feature_weight), +1e-6, then an
@@ -45,6 +45,7 @@ import numpy as np
 from resyn_bench.metrics.base import MetricError
 from resyn_bench.metrics.speaker import SpeakerEncoder
 
+from resyn_bench.core.hashing import sha256_file_or_none
 from resyn_bench.distributed import resolve_device as _default_device
 
 __all__ = ["SpeechBrainECAPAEncoder", "WavLMECAPAEncoder", "read_hyperparams",
@@ -82,9 +83,7 @@ def _catalogue_file(name: str, what: str, path: str | Path | None) -> Path:
 
 
 def _sha(path: Path) -> str:
-    from resyn_bench.metrics.speaker import _file_sha256
-
-    return _file_sha256(path) or ""
+    return sha256_file_or_none(path) or ""
 
 
 def _check_audio(samples: np.ndarray, min_samples: int) -> np.ndarray:
@@ -135,7 +134,7 @@ def _build_unispeech_head(torch, sd: dict):
         def forward(self, x):
             parts = torch.split(x, self.width, 1)
             out, sp = [], None
-            for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
+            for i, (conv, bn) in enumerate(zip(self.convs, self.bns, strict=True)):
                 sp = parts[i] if i == 0 else sp + parts[i]
                 sp = bn(F.relu(conv(sp)))
                 out.append(sp)
@@ -222,7 +221,7 @@ class WavLMECAPAModel:
 
     def __init__(self, state: dict, device: str = "cpu"):
         torch = _torch()
-        from resyn_bench.systems.encoders.wavlm import (
+        from resyn_bench.nn.wavlm import (
             WavLMModel,
             legacy_weight_norm_names,
             wavlm_arch_from_tensors,
@@ -301,9 +300,8 @@ class WavLMECAPAEncoder(SpeakerEncoder):
             if self._model is not None:
                 return
             _torch()
-            from resyn_bench.systems.encoders.features import load_checkpoint_object
-
             from resyn_bench import catalogue
+            from resyn_bench.safeload import load_checkpoint_object
 
             path = self._path()
             trusted = catalogue.trusted_hashes(WAVLM_ECAPA, self.trust_sha256)
@@ -640,7 +638,7 @@ class SpeechBrainECAPAEncoder(SpeakerEncoder):
             if self._model is not None:
                 return
             _torch()
-            from resyn_bench.systems.encoders.features import load_checkpoint_object
+            from resyn_bench.safeload import load_checkpoint_object
 
             ckpt, hp_file = self._files()
             state, _ = load_checkpoint_object(ckpt, (), what="ecapa embedding_model.ckpt")

@@ -7,7 +7,7 @@ UTMOS22 strong learner, MIT licence) into an in-house module; no SpeechMOS or to
 Architecture (the checkpoint's names):
 
 - ``wav2vec2.*``: wav2vec 2.0 Base in fairseq names (group-norm conv front end without bias,
-  post-LN transformer, 12 x 768-d blocks) - :class:`systems.encoders.hubert.HubertModel`, which
+  post-LN transformer, 12 x 768-d blocks) - :class:`resyn_bench.nn.hubert.HubertModel`, which
   shares the layout. The raw 16 kHz waveform goes in (no waveform normalisation), the output of
   the last block comes out. SpeechMOS pads the frame sequence to an even length with a masked
   zero frame and drops it again, which leaves every real frame unchanged, so no padding here.
@@ -50,8 +50,8 @@ def _torch():
 
 def build_utmos(torch, sd: dict):
     """The UTMOS22 strong module for the tensors in ``sd`` (SpeechMOS layout)."""
-    from resyn_bench.systems.encoders.hubert import HubertModel, _arch_from_fairseq_tensors
-    from resyn_bench.systems.encoders.wavlm import legacy_weight_norm_names
+    from resyn_bench.nn.hubert import HubertModel, _arch_from_fairseq_tensors
+    from resyn_bench.nn.wavlm import legacy_weight_norm_names
 
     nn = torch.nn
     ssl_sd = legacy_weight_norm_names(
@@ -137,11 +137,11 @@ class UTMOSMetrics(MetricGroup):
         return p
 
     def settings(self) -> dict[str, Any]:
-        from resyn_bench.metrics.speaker import _file_sha256
+        from resyn_bench.core.hashing import sha256_file_or_none
 
         try:
             p = self._path()
-            name, sha = p.name, _file_sha256(p)
+            name, sha = p.name, sha256_file_or_none(p)
         except MetricError:
             name, sha = CATALOGUE_NAME, None
         return {"model": "UTMOS22 strong learner (SpeechMOS utmos22_strong layout, in-house "
@@ -154,7 +154,7 @@ class UTMOSMetrics(MetricGroup):
             if self._model is not None:
                 return
             torch = _torch()
-            from resyn_bench.systems.encoders.features import load_checkpoint_object
+            from resyn_bench.safeload import load_checkpoint_object
 
             obj, _ = load_checkpoint_object(self._path(), (), what="utmos checkpoint")
             if not isinstance(obj, dict):

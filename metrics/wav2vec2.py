@@ -2,7 +2,7 @@
 
 ``wav2vec2`` ASR backend (``-m asr.backend=wav2vec2``)
     Greedy CTC transcription with a Hugging Face ``Wav2Vec2ForCTC`` folder, run by the in-house
-    model of :mod:`resyn_bench.systems.encoders.wav2vec2` (no ``transformers`` at run time).
+    model of :mod:`resyn_bench.nn.wav2vec2` (no ``transformers`` at run time).
     Options: ``model`` - a catalogue name (``wav2vec2-large-960h-lv60-self``, the default and
     the paper's ASR, or ``wav2vec2-base-960h``), the path of a local folder, or a fairseq
     fine-tuned CTC checkpoint file (``dict_path`` = its ``dict.ltr.txt``, default beside it;
@@ -76,7 +76,7 @@ def resolve_ctc_folder(model: str | Path, what: str) -> tuple[Path, str]:
 
 
 def _weights_file(folder: Path) -> Path | None:
-    from resyn_bench.systems.encoders.wav2vec2 import WEIGHT_FILES
+    from resyn_bench.nn.wav2vec2 import WEIGHT_FILES
 
     if folder.is_file():
         return folder
@@ -144,7 +144,7 @@ class _CTCHolder:
                 except ImportError as exc:
                     raise MetricError(f"{self.what} needs torch ({exc}); pip install "
                                       f"'resyn-bench[models]'") from None
-                from resyn_bench.systems.encoders.wav2vec2 import load_wav2vec2_ctc
+                from resyn_bench.nn.wav2vec2 import load_wav2vec2_ctc
 
                 folder, _ = self.folder()
                 self.rec = load_wav2vec2_ctc(folder, device=self.device,

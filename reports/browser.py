@@ -9,7 +9,7 @@ Playwright), and opens no TCP port.
 Typical use::
 
     from resyn_bench.reports.browser import screenshot
-    screenshot("report/index.html", "docs/report.png", width=1280, height=900)
+    screenshot("report/index.html", "shots/report.png", width=1280, height=900)
 
     with Browser() as browser:
         page = browser.open("report/index.html")
@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from resyn_bench.errors import UserError
+
 #: binary names tried on PATH, in order
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
@@ -44,7 +46,7 @@ _FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usag
           "--remote-debugging-pipe")
 
 
-class BrowserError(RuntimeError):
+class BrowserError(UserError, RuntimeError):
     """Chromium is missing, did not start, or a DevTools command failed."""
 
 
@@ -324,7 +326,7 @@ class Page:
 
 def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1280, height: int = 900,
                full_page: bool = False, binary: str | None = None) -> Path:
-    """Load a page from disk in headless Chromium and save a PNG of it (e.g. the README's
+    """Load a page from disk in headless Chromium and save a PNG of it (e.g. docs/reports.md's
     report screenshot). Raises :class:`BrowserError` when no browser is available."""
     with Browser(binary) as browser:
         page = browser.open(html_path, width, height)
@@ -335,7 +337,7 @@ def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1280, h
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m resyn_bench.reports.browser REPORT.html OUT.png [--width W --height H --full]``:
-    the README's report screenshot, made by the project itself."""
+    the report screenshot of docs/reports.md, made by the project itself."""
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)

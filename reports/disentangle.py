@@ -16,7 +16,8 @@ same. A run's role comes from its manifest:
 ``f0_scale``              ``-o f0_edit=scale:X``: achieved vs requested range factor
 ========================  =========================================================
 
-The requested edit is read from ``config.system_options.f0_edit`` of the run.
+The requested edit is read from ``config.system_options.f0_edit`` of the run, or (another tool's
+conversions, ``--conversions`` lists with an ``f0_edit`` column) from its records' ``f0_edit``.
 
 Figures (``Figure``; rates as fractions, shown in %):
 
@@ -65,6 +66,9 @@ import numpy as np
 from resyn_bench.reports.collate import RunSummary, summarize_run
 from resyn_bench.reports.stats import CI, bootstrap_ci_mean
 from resyn_bench.reports.tables import latex_escape, markdown_escape
+
+from resyn_bench.errors import UsageError
+from resyn_bench.runfiles import Manifest
 
 #: run experiments this summary reads
 EXPERIMENTS = ("resynthesis", "vc", "f0_flat", "f0_shift", "f0_scale")
@@ -176,21 +180,19 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
 ENROL_REGISTER_MAX = 50
 
 
-def enrolment_registers(manifest: dict[str, Any]) -> dict[str, tuple[float, float, int]]:
+def enrolment_registers(manifest: Manifest) -> dict[str, tuple[float, float, int]]:
     """F0 registers of the speakers a run enrolled from another dataset (its ``spk`` options
     ``enroll_dataset`` / ``enroll_root`` / ``enroll_split``), analysed with the run's own f0
     preset on up to :data:`ENROL_REGISTER_MAX` recordings per speaker; {} when the run
     enrolled none. A recording that cannot be analysed is left out."""
-    from resyn_bench.metrics.base import MetricError
-    from resyn_bench.metrics.pitch import extract_f0
-
     from resyn_bench.audio import AudioError, ensure_rate, load_audio
+    from resyn_bench.core.errors import MetricError
     from resyn_bench.datasets import load_dataset
+    from resyn_bench.dsp.pitch import extract_f0
 
-    metrics = manifest.get("metrics") or {}
-    options = (metrics.get("spk") or {}).get("options") or {}
-    f0 = metrics.get("f0") or {}
-    preset = (f0.get("options") or {}).get("preset") or (f0.get("settings") or {}).get("preset")
+    spk, f0 = manifest.metrics.get("spk"), manifest.metrics.get("f0")
+    options = spk.options if spk is not None else {}
+    preset = (f0.options.get("preset") or f0.settings.get("preset")) if f0 is not None else None
     if not options.get("enroll_dataset") or not preset:
         return {}
     data = load_dataset(options["enroll_dataset"], options.get("enroll_root"),
@@ -254,7 +256,9 @@ def edit_values(edit_records: list[dict[str, Any]], base_records: list[dict[str,
         if c is None:
             continue
         if base_records is not None:
-            b = base.get(r["utt_id"])
+            # the same id, else the source utterance's (an external edit of UTT__to_SPK
+            # against a resynthesis of UTT)
+            b = base.get(r["utt_id"], base.get(source_id(r["utt_id"])))
             if b is None or len(b["out"]) != len(c["out"]):
                 continue   # no resynthesis of this utterance to compare with
             ref = semitones(b["out"])
@@ -317,7 +321,7 @@ def paired_count_delta(group, base_entries, other_entries, key: str, n_boot: int
     mb = np.array([[other[u].get(k, 0.0) for k in keys] for u in common])
 
     def pool(vec):
-        return group.pool(dict(zip(keys, np.asarray(vec, dtype=float).tolist()))).get(key)
+        return group.pool(dict(zip(keys, np.asarray(vec, dtype=float).tolist(), strict=True))).get(key)
 
     return paired_bootstrap_counts(ma, mb, pool, [base[u].get("speaker") for u in common],
                                    n_boot=max(n_boot, 1), seed=seed)
@@ -346,11 +350,17 @@ def _metric(summary: RunSummary | None, key: str, label: str, group: str, **kw) 
 
 
 def _edit_request(summary: RunSummary) -> str | None:
-    from resyn_bench.store import read_manifest
+    from resyn_bench.runfiles import read_manifest
 
-    cfg = read_manifest(summary.run_dir).get("config") or {}
-    edit = (cfg.get("system_options") or {}).get("f0_edit")
-    return None if edit is None else str(edit)
+    manifest = summary.manifest or read_manifest(summary.run_dir)
+    edit = manifest.config.system_options.get("f0_edit")
+    if edit is not None:
+        return str(edit)
+    # another tool's conversions: each record carries the edit its list row asked for
+    asked = sorted({str(r["f0_edit"]) for r in summary.records if r.get("f0_edit")})
+    if not asked:
+        return None
+    return asked[0] if len(asked) == 1 else "mixed (" + ", ".join(asked) + ")"
 
 
 def build_row(label: str, runs: dict[str, RunSummary], n_boot: int = 1000, seed: int = 0
@@ -384,9 +394,9 @@ def build_row(label: str, runs: dict[str, RunSummary], n_boot: int = 1000, seed:
              _metric(vc, "spk.chance", "chance acc", "source")]
     # prosody of the converted speech
     if vc is not None and "f0" in vc.groups:
-        from resyn_bench.store import read_manifest
+        from resyn_bench.runfiles import read_manifest
 
-        p = prosody_values(vc.records, enrolment_registers(read_manifest(vc.run_dir)))
+        p = prosody_values(vc.records, enrolment_registers(vc.manifest or read_manifest(vc.run_dir)))
         sp = p["speakers"]
         figs += [_mean_figure("prosody.to_target_st", "|ΔF0| to target (st)", "prosody",
                               p["to_target"], sp, n_boot, seed, unit="st"),
@@ -403,7 +413,7 @@ def build_row(label: str, runs: dict[str, RunSummary], n_boot: int = 1000, seed:
     figs += [_metric(flat, "f0.vde", "VDE (flat)", "f0"), _metric(flat, "f0.ffe", "FFE (flat)", "f0"),
              _metric(res, "f0.vde", "VDE (resyn.)", "f0"), _metric(res, "f0.ffe", "FFE (resyn.)", "f0")]
     if flat is not None and res is not None and res.groups.get("f0") is not None:
-        from resyn_bench.reports.uncertainty import compare
+        from resyn_bench.reports.stats import compare
 
         for key in ("f0.vde", "f0.ffe"):
             a, b = res.entries.get("f0", []), flat.entries.get("f0", [])
@@ -430,9 +440,10 @@ def build_row(label: str, runs: dict[str, RunSummary], n_boot: int = 1000, seed:
 def collect_runs(run_dirs) -> dict[str, dict[str, Path]]:
     """Run folders grouped by row label, then experiment (a label with two runs of one
     experiment is an error naming both)."""
-    from resyn_bench.reports.collate import experiment_label, system_label
+    from resyn_bench.reports.collate import experiment_label
+    from resyn_bench.reports.labels import run_label
 
-    from resyn_bench.store import read_manifest
+    from resyn_bench.runfiles import read_manifest
 
     out: dict[str, dict[str, Path]] = {}
     for d in run_dirs:
@@ -440,14 +451,14 @@ def collect_runs(run_dirs) -> dict[str, dict[str, Path]]:
         try:
             manifest = read_manifest(d)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"--runs: {exc}") from None
+            raise UsageError(f"--runs: {exc}") from None
         exp = experiment_label(manifest)
         if exp not in EXPERIMENTS:
             continue
-        label = system_label(manifest)
+        label = run_label(manifest)
         runs = out.setdefault(label, {})
         if exp in runs:
-            raise ValueError(f"two {exp} runs labelled {label!r}: {runs[exp]} and {d}; give "
+            raise UsageError(f"two {exp} runs labelled {label!r}: {runs[exp]} and {d}; give "
                              "one of them another label (`resyn-bench run --label`)")
         runs[exp] = d
     return out
@@ -585,7 +596,7 @@ def render_csv(rows: list[DisentangleRow]) -> str:
 def plot_rows(rows: list[DisentangleRow], folder: Path) -> list[Path]:
     """A horizontal bar chart per system: the rate figures (%) with their CIs, the chance
     level as a dashed line on the speaker-ID bars."""
-    from resyn_bench.reports.plots import _figure, _save
+    from resyn_bench.reports.plots import new_figure, save_figure
 
     written = []
     for r in rows:
@@ -593,7 +604,7 @@ def plot_rows(rows: list[DisentangleRow], folder: Path) -> list[Path]:
                 and f.key != "spk.chance" and not f.key.endswith("#delta")]
         if not figs:
             continue
-        fig = _figure(7.0, 0.35 * len(figs) + 1.2)
+        fig = new_figure(7.0, 0.35 * len(figs) + 1.2)
         ax = fig.add_subplot(1, 1, 1)
         y = np.arange(len(figs))[::-1]
         vals = np.array([100 * f.value for f in figs])
@@ -613,7 +624,7 @@ def plot_rows(rows: list[DisentangleRow], folder: Path) -> list[Path]:
         ax.set_xlabel("% (95 % bootstrap CI)")
         ax.set_title(f"Disentanglement: {r.label}")
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in r.label).strip("_") or "system"
-        written += _save(fig, folder / f"disentangle_{safe}")
+        written += save_figure(fig, folder / f"disentangle_{safe}")
     return written
 
 
@@ -632,7 +643,7 @@ def write_outputs(rows: list[DisentangleRow], folder: str | Path, plots: bool = 
                                         ensure_ascii=False,
                                         default=lambda o: None), encoding="utf-8")
     if plots:
-        for i, p in enumerate(plot_rows(rows, folder / "plots")):
+        for p in plot_rows(rows, folder / "plots"):
             if p.suffix == ".png":
                 paths[f"plot {p.stem}"] = p
     return paths

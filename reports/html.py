@@ -1,6 +1,7 @@
 """A self-contained HTML report: one file, no network, readable from disk or as a mail attachment.
 
-What it shows (built in the browser by the inline script of :mod:`.html_assets`):
+What it shows (built in the browser by the inline script, ``assets/report.js``, that
+:mod:`.html_assets` loads):
 
 * summary table (sortable; value ± 95 % CI half-width, significance marks, a stat switch) and a
   per-metric comparison plot with CI whiskers;
@@ -43,7 +44,12 @@ from typing import Any
 
 from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.collate import RunSummary
-from resyn_bench.reports.html_assets import SCRIPT, STYLE
+from resyn_bench.reports.html_assets import script, style
+from resyn_bench.reports.labels import run_names, run_titles
+
+from resyn_bench.core.atomic import write_text_atomic
+from resyn_bench.core.hashing import sha256_file_or_none
+from resyn_bench.errors import UsageError
 
 AUDIO_MODES = ("link", "embed")
 _MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",
@@ -181,7 +187,7 @@ class _AudioTable:
 
     def __init__(self, mode: str, out_dir: Path):
         if mode not in AUDIO_MODES:
-            raise ValueError(f"audio must be one of {AUDIO_MODES}, got {mode!r}")
+            raise UsageError(f"audio must be one of {AUDIO_MODES}, got {mode!r}")
         self.mode = mode
         self.out_dir = os.path.abspath(out_dir)
         self.files = _Files()
@@ -240,64 +246,49 @@ def _ci(ci) -> list[float | None] | None:
 
 
 def _labels(summaries: Sequence[RunSummary]) -> list[str]:
-    """System names, qualified by the dataset when one name appears on several datasets."""
-    names = [getattr(s, "system_label", "") or s.system for s in summaries]
-    labels = [f"{n} · {s.dataset}" if names.count(n) > 1 else n for n, s in zip(names, summaries)]
-    dupes = {label for label in labels if labels.count(label) > 1}
-    seen: dict[str, int] = {}
-    out = []
-    for label in labels:  # still ambiguous (same system on the same data twice): number them
-        if label in dupes:
-            seen[label] = seen.get(label, 0) + 1
-            label = f"{label} #{seen[label]}"
-        out.append(label)
-    return out
-
-
-def _sha256(path: Path) -> str | None:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    except OSError:
-        return None
-    return h.hexdigest()
+    """Run names where no column shows data or experiment (the report's one naming rule:
+    labels.run_titles, as in the plots)."""
+    return run_titles(summaries)
 
 
 def _manifest_entry(summary: RunSummary) -> dict[str, Any]:
-    from resyn_bench.store import MANIFEST, RECORDS, read_manifest
+    from resyn_bench.runfiles import Manifest, load_manifest_dict, parse_manifest
+    from resyn_bench.store import MANIFEST, RECORDS
 
     run_dir = Path(summary.run_dir)
-    try:
-        manifest = read_manifest(run_dir)
+    try:   # the stored manifest is shown as written; the facts come from its typed reading
+        manifest = load_manifest_dict(run_dir)
+        typed = parse_manifest(manifest, run_dir / MANIFEST)
     except (OSError, ValueError) as exc:
         manifest = {"error": f"manifest unreadable: {exc}"}
-    env = manifest.get("environment") or {}
+        typed = Manifest()
+    env = typed.environment
     git = env.get("git") or {}
-    cfg = manifest.get("config") or {}
+    cfg = typed.config
     packages = env.get("packages") or {}
     facts = [
         ("run directory", str(run_dir)),
-        ("system", f"{summary.system} {json.dumps(cfg.get('system_options') or {}, sort_keys=True)}"),
-        ("dataset", (f"{summary.dataset} (root {manifest.get('dataset', {}).get('root')}, split "
-                     f"{cfg.get('split')}, limit {cfg.get('limit')})")),
+        ("system", f"{summary.system} {json.dumps(cfg.system_options, sort_keys=True)}"),
+        ("dataset", (f"{summary.dataset} (root {typed.dataset.root}, split "
+                     f"{cfg.split}, limit {cfg.limit})")),
         ("utterances", (f"{summary.n_records}/{summary.n_total} recorded: ok {summary.n_ok}, "
                         f"partial {summary.n_partial}, failed {summary.n_failed}")),
         ("metrics", str(cfg.get("metrics"))),
-        ("resyn-bench", str(manifest.get("resyn_bench_version"))),
+        ("resyn-bench", str(typed.resyn_bench_version)),
         ("git", f"{git.get('commit')}{' (dirty)' if git.get('dirty') else ''}" if git else "not a git checkout"),
         ("python / platform", f"{env.get('python')} / {env.get('platform')}"),
         ("packages", ", ".join(f"{k} {v}" for k, v in packages.items() if v)),
-        ("created", str(manifest.get("created"))),
-        ("status", str(manifest.get("status"))),
+        ("created", str(typed.created)),
+        ("status", str(typed.status)),
     ]
+    if typed.pooling_version is not None:
+        facts.append(("pooling code", f"version {typed.pooling_version}"))
     for group, settings in summary.settings.items():
         facts.append((f"{group} settings", json.dumps(settings, sort_keys=True, ensure_ascii=False)))
-    if manifest.get("resampling"):
-        facts.append(("resampling", json.dumps(manifest["resampling"], sort_keys=True)))
+    if typed.resampling:
+        facts.append(("resampling", json.dumps(typed.resampling, sort_keys=True)))
     for name in (MANIFEST, RECORDS):
-        facts.append((f"sha256 {name}", str(_sha256(run_dir / name))))
+        facts.append((f"sha256 {name}", str(sha256_file_or_none(run_dir / name))))
     return {"facts": [[k, v] for k, v in facts], "manifest": manifest}
 
 
@@ -336,6 +327,7 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
     """The report's data blob (JSON-able) and the audio table (embedded payloads)."""
     audio_table = _AudioTable(audio, Path(out_dir).resolve())
     labels = _labels(summaries)
+    row_labels = run_names(summaries)
     # metric columns: every metric of any run, in first-seen order
     specs: dict[str, Any] = {}
     for s in summaries:
@@ -353,7 +345,7 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
                          "ci_mean": _ci(m.ci_mean), "ci_pooled": _ci(m.ci_pooled),
                          "sig": sigs.get((i, key))}
         systems.append({"system": s.system, "dataset": s.dataset, "label": labels[i],
-                        "row_label": getattr(s, "system_label", "") or s.system,
+                        "row_label": row_labels[i],
                         "run_dir": str(s.run_dir), "n_total": s.n_total, "n_records": s.n_records,
                         "n_ok": s.n_ok, "n_partial": s.n_partial, "n_failed": s.n_failed,
                         "failures": dict(s.failures), "summary": summ, "worst": {},
@@ -416,7 +408,7 @@ def build_data(summaries: Sequence[RunSummary], out_dir: Path, audio: str = "lin
             u["s"][si] = entry
 
     # worst-k utterances per system and metric
-    for si, s in enumerate(summaries):
+    for si in range(len(summaries)):
         for mi, key in enumerate(keys):
             spec = specs[key]
             scored = [(u["s"][si]["v"][mi], ui) for ui, u in enumerate(utts)
@@ -541,7 +533,7 @@ def _static_tables(data: dict[str, Any]) -> dict[str, str]:
             drill_rows.append([u["id"], u.get("spk") or "", data["systems"][si]["label"],
                                entry.get("st", "?")]
                               + ["–" if v is None else _static_value(m, v)
-                                 for m, v in zip(metrics, vals)]
+                                 for m, v in zip(metrics, vals, strict=True)]
                               + [text if len(text) <= 80 else text[:79] + "…"])
     drill = ("<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead><tbody>"
              + "".join("<tr>" + "".join(
@@ -572,7 +564,8 @@ def _unfinished_banner(data: dict[str, Any]) -> str:
 
 
 def render_html(data: dict[str, Any], audio_table: _AudioTable, audio_note: str) -> str:
-    if "</script" in SCRIPT.lower():
+    js, css = script(), style()          # the package's asset files
+    if "</script" in js.lower():
         raise AssertionError("the inline script must not contain a closing script tag")
     title = data["title"]
     e = html.escape
@@ -582,11 +575,11 @@ def render_html(data: dict[str, Any], audio_table: _AudioTable, audio_note: str)
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{e(_csp(SCRIPT), quote=False)}">
+<meta http-equiv="Content-Security-Policy" content="{e(_csp(js), quote=False)}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="resyn-bench">
 <title>{e(title)}</title>
-<style>{STYLE}</style>
+<style>{css}</style>
 </head>
 <body>
 <header>
@@ -624,7 +617,7 @@ switch, the charts and the per-utterance drill-down need it.</p></noscript>
 </footer>
 <script type="application/json" id="report-data">{_json_for_script(data)}</script>
 {audio_table.payloads()}
-<script>{SCRIPT}</script>
+<script>{js}</script>
 </body>
 </html>
 """
@@ -641,7 +634,7 @@ def write_html(summaries: Sequence[RunSummary], out_path: str | Path, *, audio: 
     for no marks). ``worst_k``: utterances listed per metric and system. ``page_size``: drill-down
     rows per page."""
     if audio not in AUDIO_MODES:
-        raise ValueError(f"audio must be one of {AUDIO_MODES}, got {audio!r}")
+        raise UsageError(f"audio must be one of {AUDIO_MODES}, got {audio!r}")
     if not summaries:
         raise ValueError("write_html needs at least one run summary")
     out = Path(out_path)
@@ -657,10 +650,7 @@ def write_html(summaries: Sequence[RunSummary], out_path: str | Path, *, audio: 
         note = (f"audio linked relative to this file (embedding would add "
                 f"{_format_bytes(table.base64_size())})")
     data["audio"] = {"mode": audio, "note": note}
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(render_html(data, table, note), encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return write_text_atomic(out, render_html(data, table, note))
 
 
 __all__ = ["write_html", "estimate_audio_size", "align_words", "build_data", "render_html",

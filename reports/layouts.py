@@ -43,6 +43,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from resyn_bench.errors import UserError
+
 ROW_FIELDS = ("dataset", "experiment", "system")
 SPECIAL_COLUMNS = ("bitrate", "n")
 STATS = ("auto", "mean", "pooled")
@@ -51,7 +53,7 @@ REFERENCE_SYSTEMS = ("copy", "gt", "ground_truth", "groundtruth", "topline")
 RESYNTHESIS = "resynthesis"
 
 
-class LayoutError(ValueError):
+class LayoutError(UserError, ValueError):
     """A layout file or preset name is wrong (the message says what is allowed)."""
 
 

@@ -6,8 +6,10 @@ paths written, or ``[]`` when the runs hold nothing to draw:
 
 * :func:`plot_metric_bars`: one panel per metric, a bar per run with its 95 % CI;
 * :func:`plot_quality_vs_bitrate`: a quality metric against transmitted bits/s (codec view);
-* :func:`plot_f0_contours`: the reference F0 and every run's output F0 of one utterance
-  (re-analysed from the stored audio with a fast pitch preset; nothing else is recomputed);
+* :func:`plot_f0_contours`: the reference F0 and every run's output F0 of one utterance, drawn
+  from the contours the f0 group stored at scoring time (``extra.f0.contour`` of the records:
+  the two tracks it compared, decimated to ~50 Hz); runs scored before contours were stored
+  are re-analysed from their audio with a fast pitch preset, and the figure says so;
 * :func:`plot_speaker_similarity`: voice conversion, mean cosine similarity of the output to the
   target speaker's centroid, source speaker x target speaker;
 * :func:`plot_distributions`: per-utterance values of each metric, one box per run.
@@ -25,6 +27,9 @@ from typing import Any
 
 import numpy as np
 from resyn_bench.reports.collate import RunSummary
+from resyn_bench.reports.labels import run_titles
+
+from resyn_bench.errors import MissingDependencyError
 
 log = logging.getLogger("resyn_bench.reports")
 
@@ -36,19 +41,22 @@ DEFAULT_KEYS = ("asr.per", "asr.dper", "asr.wer", "asr.dwer", "f0.vde", "f0.ffe"
                 "spk.cos_centroid", "dnsmos.ovrl", "intrusive.pesq", "intrusive.mcd")
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
+    """A matplotlib Figure with an Agg canvas (no pyplot state), ``width`` x ``height`` inches."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError("plots need matplotlib: pip install matplotlib (or "
+        raise MissingDependencyError("plots need matplotlib: pip install matplotlib (or "
                           "pip install 'resyn-bench[reports]'), or pass --no-plots") from exc
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig, stem: str | Path, tight: bool = True) -> list[Path]:
+def save_figure(fig, stem: str | Path, tight: bool = True) -> list[Path]:
+    """Write ``fig`` as ``stem.<fmt>`` for every format in :data:`FORMATS` (byte-stable
+    metadata); returns the paths written."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     if tight:   # multi-panel figures set their margins by hand: tight_layout costs ~1 s each
@@ -63,21 +71,14 @@ def _save(fig, stem: str | Path, tight: bool = True) -> list[Path]:
     return paths
 
 
-def run_label(s: RunSummary, with_dataset: bool = True) -> str:
-    label = s.system_label or s.system
-    if s.experiment != "resynthesis":
-        label += f" ({s.experiment})"
-    return f"{s.dataset}/{label}" if with_dataset else label
-
-
 def _mpl(text: str) -> str:
     """Text shown literally by matplotlib (a ``$`` would start mathtext)."""
     return str(text).replace("$", r"\$")
 
 
 def _labels(summaries: Sequence[RunSummary]) -> list[str]:
-    with_dataset = len({s.dataset for s in summaries}) > 1
-    return [_mpl(run_label(s, with_dataset)) for s in summaries]
+    """Legend names: the report's one naming rule (labels.run_titles, as in the HTML)."""
+    return [_mpl(title) for title in run_titles(summaries)]
 
 
 def _scale(spec) -> float:
@@ -109,7 +110,7 @@ def _panels(n_panels: int, labels: Sequence[str]):
     rows, cols = _grid(n_panels)
     legend_rows = math.ceil(len(labels) / 3)
     height = 2.3 * rows + 0.18 * legend_rows + 0.3
-    fig = _figure(3.0 * cols, height)
+    fig = new_figure(3.0 * cols, height)
     bottom = (0.18 * legend_rows + 0.3) / height
     fig.subplots_adjust(left=0.08, right=0.98, top=1 - 0.3 / height, bottom=bottom,
                         wspace=0.35, hspace=0.45)
@@ -155,7 +156,7 @@ def plot_metric_bars(summaries: Sequence[RunSummary], stem: str | Path, keys: Se
     labels = _labels(summaries)
     fig, axes, _ = _panels(len(keys), labels)
     x = np.arange(len(summaries))
-    for ax, key in zip(axes, keys):
+    for ax, key in zip(axes, keys, strict=True):
         spec = next(s.metrics[key].spec for s in summaries if key in s.metrics)
         vals, lo, hi = metric_bar_data(summaries, key, stat)
         err = [lo, hi]
@@ -164,7 +165,7 @@ def plot_metric_bars(summaries: Sequence[RunSummary], stem: str | Path, keys: Se
         ax.set_xticks([])
         ax.tick_params(axis="y", labelsize=7)
     _legend(fig, labels)
-    return _save(fig, stem, tight=False)
+    return save_figure(fig, stem, tight=False)
 
 
 def plot_quality_vs_bitrate(summaries: Sequence[RunSummary], stem: str | Path,
@@ -186,10 +187,10 @@ def plot_quality_vs_bitrate(summaries: Sequence[RunSummary], stem: str | Path,
     spec = next((s.metrics[key].spec for s in runs if key in s.metrics), None)
     if spec is None:
         return []
-    fig = _figure(5.0, 3.6)
+    fig = new_figure(5.0, 3.6)
     ax = fig.add_subplot(1, 1, 1)
     labels = _labels(summaries)
-    for j, (s, label) in enumerate(zip(summaries, labels)):   # colours as in the other plots
+    for j, (s, label) in enumerate(zip(summaries, labels, strict=True)):   # colours as in the other plots
         if not s.bitrate:
             continue
         m = s.metrics.get(key)
@@ -218,7 +219,7 @@ def plot_quality_vs_bitrate(summaries: Sequence[RunSummary], stem: str | Path,
     ax.set_ylabel(_axis_label(spec))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, stem)
+    return save_figure(fig, stem)
 
 
 def _audio_path(s: RunSummary, rec: dict[str, Any], which: str) -> Path | None:
@@ -230,24 +231,85 @@ def _audio_path(s: RunSummary, rec: dict[str, Any], which: str) -> Path | None:
 
 
 def _f0(path: Path, preset: str):
-    from resyn_bench.metrics.pitch import extract_f0
-
     from resyn_bench.audio import load_audio
+    from resyn_bench.dsp.pitch import extract_f0
 
     audio = load_audio(path)
     x = audio.samples if audio.samples.ndim == 1 else audio.samples.mean(axis=-1)
     return extract_f0(x, audio.sample_rate, preset)
 
 
-def common_utterance(summaries: Sequence[RunSummary]) -> str | None:
-    """The first utterance id (sorted) that every run on the first run's data synthesised."""
+def common_utterance(summaries: Sequence[RunSummary], with_contour: bool = False) -> str | None:
+    """The first utterance id (sorted) that every run on the first run's data synthesised; with
+    ``with_contour``, the first of those whose F0 contour every such run stored, when one has
+    (else the first common one)."""
     if not summaries:
         return None
     key0 = summaries[0].dataset_key or summaries[0].dataset
     runs = [s for s in summaries if (s.dataset_key or s.dataset) == key0]
     ids = [{r["utt_id"] for r in s.records if r.get("status") in ("ok", "partial")} for s in runs]
     common = set.intersection(*ids)
+    if with_contour and common:
+        stored = set.intersection(*({r["utt_id"] for r in s.records if stored_contour(r)}
+                                    for s in runs)) & common
+        if stored:
+            return min(stored)
     return min(common) if common else None
+
+
+class Contour:
+    """An F0 track to draw: frame ``times`` (s) and ``f0`` (Hz, 0 = unvoiced)."""
+
+    def __init__(self, times: np.ndarray, f0: np.ndarray):
+        self.times, self.f0 = times, f0
+
+
+def stored_contour(rec: dict[str, Any]) -> dict[str, Any] | None:
+    """The f0 group's stored display contour of a record (``{"t0", "dt", "ref", "out"}``, see
+    :func:`resyn_bench.metrics.f0.display_contour`), or None when the record has none (runs
+    scored before contours were stored, f0 not scored, malformed)."""
+    c = ((rec.get("extra") or {}).get("f0") or {}).get("contour")
+    if not isinstance(c, dict) or not isinstance(c.get("ref"), list) \
+            or not isinstance(c.get("out"), list) or len(c["ref"]) != len(c["out"]):
+        return None
+    return c
+
+
+def _contour_track(c: dict[str, Any], side: str) -> Contour:
+    f0 = np.array([np.nan if v is None else v for v in c[side]], dtype=np.float64)
+    t0, dt = float(c.get("t0") or 0.0), float(c.get("dt") or 0.02)
+    return Contour(t0 + dt * np.arange(f0.size), np.nan_to_num(f0, nan=0.0))
+
+
+def stored_f0_contours(summaries: Sequence[RunSummary], utt_id: str
+                       ) -> tuple[list[tuple[str, Contour, str]], list[str]]:
+    """([(label, Contour, colour)], labels of runs without a stored contour) for ``utt_id``, from
+    the records alone: the reference track of the first run that stored one, then each run's
+    output track (aligned to that run's reference frames, as the f0 group compared them)."""
+    lines: list[tuple[str, Contour, str]] = []
+    missing: list[str] = []
+    labels = _labels(summaries)
+    for j, s in enumerate(summaries):
+        rec = next((r for r in s.records if r["utt_id"] == utt_id
+                    and r.get("status") in ("ok", "partial")), None)
+        if rec is None:
+            continue
+        c = stored_contour(rec)
+        if c is None:
+            missing.append(labels[j])
+            continue
+        if not lines:
+            lines.append(("reference", _contour_track(c, "ref"), "k"))
+        lines.append((labels[j], _contour_track(c, "out"), f"C{j % 10}"))
+    return lines, missing
+
+
+def _f0_preset(summaries: Sequence[RunSummary]) -> str | None:
+    for s in summaries:
+        preset = (s.settings.get("f0") or {}).get("preset")
+        if preset:
+            return str(preset)
+    return None
 
 
 def f0_contours(summaries: Sequence[RunSummary], utt_id: str, preset: str = "dio"
@@ -279,16 +341,33 @@ def f0_contours(summaries: Sequence[RunSummary], utt_id: str, preset: str = "dio
 
 def plot_f0_contours(summaries: Sequence[RunSummary], stem: str | Path, utt_id: str | None = None,
                      preset: str = "dio") -> list[Path]:
-    """F0 of one utterance (default: :func:`common_utterance`) in the reference and in each
-    run's output, re-analysed from the stored audio. Audio missing on disk: that line is left
-    out; nothing to draw: no file."""
-    utt_id = utt_id or common_utterance(summaries)
+    """F0 of one utterance (default: :func:`common_utterance`, preferring one with stored
+    contours) in the reference and in each run's output, drawn from the contours the f0 group
+    stored in the records (no pitch analysis). When no run stored one (runs scored before
+    contours were stored, or without the f0 group), the stored audio is re-analysed with
+    ``preset`` instead, with a warning and a title that says so; audio missing on disk: that
+    line is left out; nothing to draw: no file. Runs without a stored contour next to runs
+    with one are left out, named in a warning and in the title."""
+    utt_id = utt_id or common_utterance(summaries, with_contour=True)
     if utt_id is None:
         return []
-    tracks = f0_contours(summaries, utt_id, preset)
-    if not tracks:
-        return []
-    fig = _figure(7.0, 3.2)
+    tracks, missing = stored_f0_contours(summaries, utt_id)
+    if tracks:
+        source = f"stored, {_f0_preset(summaries) or 'f0 group'}"
+        if missing:
+            log.warning("F0 contours of %s: no stored contour in %s (scored before contours "
+                        "were stored, or without the f0 group); left out", utt_id,
+                        ", ".join(missing))
+            source += f"; {len(missing)} run(s) without a stored contour left out"
+    else:
+        tracks = f0_contours(summaries, utt_id, preset)
+        if not tracks:
+            return []
+        log.warning("F0 contours of %s: the runs hold no stored contour (scored before contours "
+                    "were stored, or without the f0 group); re-analysing their audio with the "
+                    "%s preset", utt_id, preset)
+        source = f"re-analysed from the audio, {preset}: the runs stored no contour"
+    fig = new_figure(7.0, 3.2)
     ax = fig.add_subplot(1, 1, 1)
     for n, (label, track, color) in enumerate(tracks):
         f0 = np.where(track.f0 > 0, track.f0, np.nan)   # gaps where unvoiced
@@ -296,10 +375,10 @@ def plot_f0_contours(summaries: Sequence[RunSummary], stem: str | Path, utt_id: 
                 ls="-" if n == 0 else "--", label=label)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("F0 (Hz)")
-    ax.set_title(_mpl(f"F0 contours: {utt_id} ({preset})"), fontsize=9)
+    ax.set_title(_mpl(f"F0 contours: {utt_id} ({source})"), fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(True, alpha=0.3)
-    return _save(fig, stem)
+    return save_figure(fig, stem)
 
 
 def similarity_matrix(s: RunSummary, key: str = "spk.cos_centroid"
@@ -327,7 +406,7 @@ def plot_speaker_similarity(summaries: Sequence[RunSummary], stem: str | Path,
     """One heat map per voice-conversion run (a run whose outputs have targets other than their
     source speaker): mean cosine similarity of output to target-speaker centroid."""
     panels = []
-    for s, label in zip(summaries, _labels(summaries)):
+    for s, label in zip(summaries, _labels(summaries), strict=True):
         sources, targets, mat = similarity_matrix(s, key)
         if mat.size and (set(targets) - set(sources) or any(a != b for a in sources for b in targets
                                                              if not np.isnan(mat[sources.index(a), targets.index(b)]))):
@@ -337,7 +416,7 @@ def plot_speaker_similarity(summaries: Sequence[RunSummary], stem: str | Path,
     rows, cols = _grid(len(panels), 2)
     side = max(max(len(p[1]), len(p[2])) for p in panels)
     size = min(12.0, 2.5 + 0.3 * side)
-    fig = _figure(size * cols, size * rows * 0.85)
+    fig = new_figure(size * cols, size * rows * 0.85)
     for i, (label, sources, targets, mat) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
         im = ax.imshow(np.ma.masked_invalid(mat), cmap="viridis", vmin=np.nanmin(mat),
@@ -349,7 +428,7 @@ def plot_speaker_similarity(summaries: Sequence[RunSummary], stem: str | Path,
         ax.set_ylabel("source speaker")
         ax.set_title(f"{label}: cosine to target centroid", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
-    return _save(fig, stem)
+    return save_figure(fig, stem)
 
 
 def plot_distributions(summaries: Sequence[RunSummary], stem: str | Path,
@@ -360,7 +439,7 @@ def plot_distributions(summaries: Sequence[RunSummary], stem: str | Path,
         return []
     labels = _labels(summaries)
     fig, axes, _ = _panels(len(keys), labels)
-    for ax, key in zip(axes, keys):
+    for ax, key in zip(axes, keys, strict=True):
         spec = next(s.metrics[key].spec for s in summaries if key in s.metrics)
         k = _scale(spec)
         data, pos = [], []
@@ -376,13 +455,13 @@ def plot_distributions(summaries: Sequence[RunSummary], stem: str | Path,
             continue
         parts = ax.boxplot(data, positions=pos, widths=0.6, showfliers=True, patch_artist=True,
                            flierprops={"markersize": 2}, medianprops={"color": "black"})
-        for j, box in zip(pos, parts["boxes"]):
+        for j, box in zip(pos, parts["boxes"], strict=True):
             box.set_facecolor(f"C{j % 10}")
         ax.set_xticks([])
         ax.set_title(_axis_label(spec), fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
     _legend(fig, labels)
-    return _save(fig, stem, tight=False)
+    return save_figure(fig, stem, tight=False)
 
 
 def write_plots(summaries: Sequence[RunSummary], out_dir: str | Path, f0_contours: bool = True

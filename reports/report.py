@@ -7,17 +7,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from resyn_bench.reports.collate import RunSummary, rename_runs, summarize_run
+from resyn_bench.reports.labels import summary_label
 from resyn_bench.reports.layouts import Layout, resolve_layouts
 from resyn_bench.reports.tables import (
     CI_MODES,
     UNFINISHED_MARK,
-    _SigCache,
+    SignificanceCache,
     build_table,
     format_value,
     render_csv,
     render_latex,
     render_markdown,
 )
+
+from resyn_bench.core.atomic import write_json_atomic
+from resyn_bench.errors import UsageError
 
 log = logging.getLogger("resyn_bench.reports")
 
@@ -50,9 +54,9 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str 
     formats = [f.strip().lower() for f in formats if f.strip()]
     bad = sorted(set(formats) - set(FORMATS))
     if bad:
-        raise ValueError(f"unknown report format(s) {bad}: choose from {', '.join(FORMATS)}")
+        raise UsageError(f"unknown report format(s) {bad}: choose from {', '.join(FORMATS)}")
     if ci not in CI_MODES:
-        raise ValueError(f"ci must be one of {CI_MODES}, got {ci!r}")
+        raise UsageError(f"ci must be one of {CI_MODES}, got {ci!r}")
     summaries = list(summaries) if summaries is not None else \
         [summarize_run(r, n_boot=n_boot) for r in run_dirs]
     if rename:
@@ -61,15 +65,21 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str 
         if s.unfinished:
             log.warning("report: WARNING: run %s (%s) is not finished: %s - its rows (marked %s) "
                         "cover only the utterances done so far", s.run_dir,
-                        s.system_label or s.system, s.unfinished, UNFINISHED_MARK)
+                        summary_label(s), s.unfinished, UNFINISHED_MARK)
+        if s.manifest is not None:
+            from resyn_bench.runfiles import pooling_warning
+
+            pooled = pooling_warning(s.manifest, s.run_dir)
+            if pooled:
+                log.warning("report: WARNING: %s", pooled)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"report --out {out} is a file, not a folder: name a folder")
+        raise UsageError(f"report --out {out} is a file, not a folder: name a folder")
     out.mkdir(parents=True, exist_ok=True)
     previous = _read_index(out)
     paths: dict[str, Path] = {}
     files: list[Path] = []       # every file this report writes, for the index
-    sig = _SigCache(summaries)  # paired tests once per statistic, shared by every table
+    sig = SignificanceCache(summaries)  # paired tests once per statistic, shared by every table
     first = True
     for layout in resolve_layouts(layouts):
         table = build_table(summaries, layout, stat, sig)
@@ -104,9 +114,8 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path, stat: str 
             files += [Path(p) for p in written]
     if "html" in formats:
         html = _write_html(summaries, out / "report.html", audio=audio, sig=sig.get(stat))
-        if html is not None:
-            paths["html"] = html
-            files.append(html)
+        paths["html"] = html
+        files.append(html)
     _finish_folder(out, files, previous, summaries)
     paths["index"] = out / INDEX
     return paths
@@ -166,11 +175,8 @@ def _finish_folder(out: Path, files: list[Path], previous: list[str] | None,
             log.warning("report: %s holds files this report did not write and no index says who "
                         "did (an older report?): %s - delete them or use a fresh --out folder",
                         out, ", ".join(leftovers[:10]) + (" ..." if len(leftovers) > 10 else ""))
-    tmp = out / (INDEX + ".tmp")
-    tmp.write_text(json.dumps({"written_by": "resyn-bench report", "files": written,
-                               "runs": [str(s.run_dir) for s in summaries]},
-                              indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(out / INDEX)
+    write_json_atomic(out / INDEX, {"written_by": "resyn-bench report", "files": written,
+                                    "runs": [str(s.run_dir) for s in summaries]})
     return removed
 
 
@@ -182,12 +188,9 @@ def _render(table, fmt: str, ci: str) -> str:
     return render_csv(table)
 
 
-def _write_html(summaries, path: Path, *, audio: str, sig) -> Path | None:
-    try:
-        from resyn_bench.reports.html import write_html
-    except ImportError as exc:   # the HTML module is optional until it ships
-        log.warning("report: HTML report not written (%s)", exc)
-        return None
+def _write_html(summaries, path: Path, *, audio: str, sig) -> Path:
+    from resyn_bench.reports.html import write_html
+
     return Path(write_html(summaries, path, audio=audio, sig=sig))
 
 
@@ -219,10 +222,10 @@ def terminal_safe_json(text: str) -> str:
 
 def _overlap_note(run_dir) -> str | None:
     """The run's training-set overlap warning (manifest ``training_overlap.note``), if any."""
-    from resyn_bench.store import read_manifest
+    from resyn_bench.runfiles import read_manifest
 
     try:
-        return (read_manifest(run_dir).get("training_overlap") or {}).get("note")
+        return read_manifest(run_dir).overlap_note
     except (OSError, ValueError):
         return None
 

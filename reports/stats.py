@@ -1,4 +1,18 @@
-"""Uncertainty and significance for corpus-level numbers (numpy only).
+"""Uncertainty and significance for corpus-level numbers: the one statistics module of the
+reports (numpy only; metric groups are used through their public methods).
+
+Public API, in three layers:
+
+* resampling: :func:`hierarchical_bootstrap_indices`, :func:`iter_bootstrap_indices`,
+  :func:`bootstrap_weights`;
+* generic intervals and tests: :func:`bootstrap_ci`, :func:`bootstrap_ci_counts`,
+  :func:`bootstrap_ci_mean`, :func:`paired_bootstrap`, :func:`paired_bootstrap_counts`,
+  :func:`paired_permutation_test`, :func:`significant`, :func:`holm`, :func:`replicate_ci`;
+* metric-group corpus numbers (what collate/tables/disentangle call): :func:`group_cis`,
+  :func:`corpus_replicates`, :func:`mean_replicates`, :func:`compare`, :func:`compare_corpus`,
+  :func:`uses_count_path`, :func:`count_matrix`, :func:`group_statistic`,
+  :func:`group_pool_fn`; a group may speed up its replicates with a ``replicates`` hook
+  (:meth:`resyn_bench.metrics.base.MetricGroup.replicates`).
 
 Resampling unit
 ---------------
@@ -58,7 +72,9 @@ __all__ = [
     "bootstrap_ci", "bootstrap_ci_counts", "bootstrap_ci_mean",
     "paired_bootstrap", "paired_bootstrap_counts", "paired_permutation_test",
     "significant", "holm", "count_matrix", "group_statistic", "group_pool_fn",
-    "METHOD_HIERARCHICAL",
+    "METHOD_HIERARCHICAL", "N_BOOT", "LEVEL", "SEED",
+    "uses_count_path", "replicate_ci", "corpus_replicates", "mean_replicates", "group_cis",
+    "compare", "compare_corpus",
 ]
 
 METHOD_HIERARCHICAL = "percentile, speakers then utterances"
@@ -525,5 +541,188 @@ def group_pool_fn(group: Any, keys: Sequence[str], key: str) -> Callable[[np.nda
     keys = list(keys)
 
     def pool_fn(vector: np.ndarray) -> float | None:
-        return group.pool({k: float(v) for k, v in zip(keys, vector)}).get(key)
+        return group.pool({k: float(v) for k, v in zip(keys, vector, strict=True)}).get(key)
     return pool_fn
+
+
+# --------------------------------------------------------------------------------------------
+# Corpus numbers of a metric group (what the report's tables and CIs use)
+# --------------------------------------------------------------------------------------------
+#
+# For one metric group all its keys are resampled together (one set of replicates, speakers then
+# utterances, seeded). Where a replicate's corpus values come from, in order of preference:
+#   1. the group's own ``replicates(entries, weight_blocks)`` hook (vectorised; the speaker
+#      group's EER / minDCF from trial scores);
+#   2. groups with the default, count-summing ``aggregate``: ``W @ counts`` then ``pool``;
+#   3. any other group: ``aggregate`` on each replicate's resampled entries.
+
+#: replicates, interval level and seed of every CI and paired test in the reports
+N_BOOT = 1000
+LEVEL = 0.95
+SEED = 0
+
+
+def uses_count_path(group: Any) -> bool:
+    """True when ``group`` keeps the default ``aggregate`` (sum the counts, then ``pool``), so
+    its corpus values on a replicate follow from the replicate's summed counts."""
+    from resyn_bench.metrics.base import MetricGroup
+
+    return type(group).aggregate is MetricGroup.aggregate
+
+
+def replicate_ci(estimate: Any, replicates: Sequence[float | None], level: float = LEVEL,
+                 n_boot: int = N_BOOT) -> CI:
+    """Percentile CI around ``estimate`` (kept as given) from replicate values; None and
+    non-finite replicates are dropped (``n_valid``)."""
+    valid = np.array([r for r in replicates if r is not None and np.isfinite(r)], dtype=float)
+    if valid.size == 0:
+        return CI(estimate, None, None, level, n_boot, 0)
+    lo, hi = np.quantile(valid, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return CI(estimate, float(lo), float(hi), level, n_boot, int(valid.size), replicates=valid)
+
+
+def _hook_replicates(group: Any, entries: Sequence[Mapping[str, Any]],
+                     weight_blocks) -> list[dict[str, float | None]] | None:
+    hook = getattr(group, "replicates", None)
+    return hook(list(entries), weight_blocks) if callable(hook) and entries else None
+
+
+def corpus_replicates(group: Any, entries: Sequence[Mapping[str, Any]], n_boot: int = N_BOOT,
+                      seed: int = SEED) -> list[dict[str, float | None]]:
+    """Corpus-level values of ``group`` (dicts as ``aggregate`` returns) on each of ``n_boot``
+    hierarchical bootstrap replicates of ``entries`` (see the section comment for the path)."""
+    speakers = [e.get("speaker") for e in entries]
+    fast = _hook_replicates(group, entries, bootstrap_weights(speakers, n_boot, seed))
+    if fast is not None:
+        return fast
+    if uses_count_path(group):
+        keys = sorted({k for e in entries for k in (e.get("counts") or {})})
+        matrix = np.array([[float((e.get("counts") or {}).get(k) or 0.0) for k in keys]
+                           for e in entries])
+        out = []
+        for w in bootstrap_weights(speakers, n_boot, seed):
+            for row in w @ matrix:
+                out.append(group.pool(dict(zip(keys, row.tolist(), strict=True))))
+        return out
+    return [group.aggregate([entries[i] for i in idx])
+            for idx in iter_bootstrap_indices(speakers, n_boot, seed)]
+
+
+def mean_replicates(values: Sequence[float | None], speakers: Sequence[Hashable | None],
+                    n_boot: int = N_BOOT, seed: int = SEED) -> list[float | None]:
+    """Utterance means of ``values`` (None = undefined, excluded) on each replicate (None for a
+    replicate without a defined value)."""
+    x = np.array([0.0 if v is None else float(v) for v in values])
+    defined = np.array([v is not None for v in values], dtype=float)
+    out: list[float | None] = []
+    for w in bootstrap_weights(speakers, n_boot, seed):
+        n = w @ defined
+        s = w @ x
+        out += [float(a / b) if b > 0 else None for a, b in zip(s, n, strict=True)]
+    return out
+
+
+def group_cis(group: Any, entries: Sequence[Mapping[str, Any]], keys: Sequence[str],
+              corpus: Mapping[str, Any], n_boot: int = N_BOOT, level: float = LEVEL,
+              seed: int = SEED) -> tuple[dict[str, CI], dict[str, CI]]:
+    """``(CIs of the corpus values, CIs of the utterance means)`` of each of ``keys`` for one
+    group's entries; ``corpus`` is ``group.aggregate(entries)``. A key gets a corpus CI when
+    its corpus value is defined and a mean CI when some utterance has a value."""
+    if not entries:
+        return {}, {}
+    reps = corpus_replicates(group, entries, n_boot, seed)
+    speakers = [e.get("speaker") for e in entries]
+    corpus_ci, mean_ci = {}, {}
+    for key in keys:
+        if corpus.get(key) is not None:
+            corpus_ci[key] = replicate_ci(corpus[key], [r.get(key) for r in reps], level, n_boot)
+        values = [e["values"].get(key) for e in entries]
+        if any(v is not None for v in values):
+            defined = [v for v in values if v is not None]
+            mean_ci[key] = replicate_ci(float(np.mean(defined)),
+                                        mean_replicates(values, speakers, n_boot, seed),
+                                        level, n_boot)
+    return corpus_ci, mean_ci
+
+
+def _common(entries_a, entries_b):
+    by_a = {e["utt_id"]: e for e in entries_a}
+    by_b = {e["utt_id"]: e for e in entries_b}
+    common = sorted(set(by_a) & set(by_b))
+    return ([by_a[u] for u in common], [by_b[u] for u in common],
+            len(by_a) - len(common), len(by_b) - len(common))
+
+
+def compare(group: Any, entries_a: Sequence[Mapping[str, Any]],
+            entries_b: Sequence[Mapping[str, Any]], key: str, stat: str = "mean",
+            n_boot: int = N_BOOT, seed: int = SEED, level: float = LEVEL) -> PairedResult:
+    """Paired bootstrap of system b minus system a for one key, on the utterances both scored
+    (matched by ``utt_id``, speakers from a; the same replicates resample both systems).
+    ``stat="mean"``: utterance means; otherwise the corpus value. Means and count-pooled values
+    take a vectorised path; other corpus statistics call ``aggregate`` per replicate (for
+    several keys of one such group at once, use :func:`compare_corpus`)."""
+    if stat != "mean" and not uses_count_path(group):
+        return paired_bootstrap(entries_a, entries_b, lambda es: group.aggregate(es).get(key),
+                                n_boot=n_boot, seed=seed, level=level)
+    ea, eb, only_a, only_b = _common(entries_a, entries_b)
+    if not ea:
+        return _paired_result(None, None, [], level, n_boot, 0, only_a, only_b)
+    speakers = [e.get("speaker") for e in ea]
+    if stat == "mean":
+        def columns(es):
+            vals = [e["values"].get(key) for e in es]
+            return np.column_stack([[0.0 if v is None else float(v) for v in vals],
+                                    [float(v is not None) for v in vals]])
+
+        def reduce(sums):
+            return [float(s / n) if n > 0 else None for s, n in sums]
+    else:
+        keys = sorted({k for e in ea + eb for k in (e.get("counts") or {})})
+
+        def columns(es):
+            return np.array([[float((e.get("counts") or {}).get(k) or 0.0) for k in keys]
+                             for e in es])
+
+        def reduce(sums):
+            return [group.pool(dict(zip(keys, row.tolist(), strict=True))).get(key) for row in sums]
+
+    ca, cb = columns(ea).reshape(len(ea), -1), columns(eb).reshape(len(eb), -1)
+    est_a = reduce(ca.sum(axis=0, keepdims=True))[0]
+    est_b = reduce(cb.sum(axis=0, keepdims=True))[0]
+    reps: list[float | None] = []
+    for w in bootstrap_weights(speakers, n_boot, seed):
+        for a, b in zip(reduce(w @ ca), reduce(w @ cb), strict=True):
+            reps.append(None if a is None or b is None else b - a)
+    return _paired_result(est_a, est_b, reps, level, n_boot, len(ea), only_a, only_b)
+
+
+def compare_corpus(group: Any, entries_a: Sequence[Mapping[str, Any]],
+                   entries_b: Sequence[Mapping[str, Any]], keys: Sequence[str],
+                   n_boot: int = N_BOOT, seed: int = SEED, level: float = LEVEL
+                   ) -> dict[str, PairedResult]:
+    """:func:`paired_bootstrap` of ``group.aggregate()[key]`` for several keys at once: the same
+    matching, replicates and p-values as one :func:`paired_bootstrap` per key, with each
+    replicate aggregated once (through the group's ``replicates`` hook when it has one)."""
+    ea, eb, only_a, only_b = _common(entries_a, entries_b)
+    full_a = group.aggregate(ea) if ea else {}
+    full_b = group.aggregate(eb) if eb else {}
+    reps: dict[str, list[float | None]] = {k: [] for k in keys}
+
+    def add(ra, rb):
+        for k in keys:
+            va, vb = _as_value(ra.get(k)), _as_value(rb.get(k))
+            reps[k].append(None if va is None or vb is None else vb - va)
+
+    speakers = [e.get("speaker") for e in ea]
+    # both sides see the same weights: two generators with one seed draw identical blocks
+    fast_a = _hook_replicates(group, ea, bootstrap_weights(speakers, n_boot, seed)) if ea else None
+    fast_b = _hook_replicates(group, eb, bootstrap_weights(speakers, n_boot, seed)) \
+        if fast_a is not None else None
+    if fast_a is not None and fast_b is not None:
+        for ra, rb in zip(fast_a, fast_b, strict=True):
+            add(ra, rb)
+    elif ea:
+        for idx in iter_bootstrap_indices(speakers, n_boot, seed):
+            add(group.aggregate([ea[i] for i in idx]), group.aggregate([eb[i] for i in idx]))
+    return {k: _paired_result(full_a.get(k), full_b.get(k), reps[k], level, n_boot, len(ea),
+                              only_a, only_b) for k in keys}

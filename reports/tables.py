@@ -30,7 +30,10 @@ from typing import Any
 
 from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.collate import RunSummary
+from resyn_bench.reports.labels import run_names, run_titles, summary_label
 from resyn_bench.reports.layouts import ALL, BITRATE_NOTE, Column, Layout, load_layout
+
+from resyn_bench.errors import UsageError
 
 CI_MODES = ("pm", "siunitx", "none")
 
@@ -125,9 +128,10 @@ def significance(summaries: Sequence[RunSummary], stat: str, alpha: float = 0.05
 
     Corpus statistics without a count form (EER, minDCF) are bootstrapped once per metric group
     (each replicate aggregated once, every key read from it) with the same replicates
-    :func:`~resyn_bench.reports.stats.paired_bootstrap` would draw, so the result equals the
-    per-key test at a fraction of the cost."""
-    from resyn_bench.reports.uncertainty import _uses_count_path, compare
+    :func:`~resyn_bench.reports.stats.paired_bootstrap` would draw
+    (:func:`~resyn_bench.reports.stats.compare_corpus`), so the result equals the per-key test
+    at a fraction of the cost."""
+    from resyn_bench.reports.stats import compare, compare_corpus, uses_count_path
 
     results = {}
     baselines: dict[Any, int] = {}
@@ -143,56 +147,18 @@ def significance(summaries: Sequence[RunSummary], stat: str, alpha: float = 0.05
             if obj is None or group not in b.entries or m.value(stat) is None or m.spec.unit == "count":
                 continue
             use = "pooled" if (resolve_stat(m.spec, stat) == "pooled" or m.mean is None) else "mean"
-            if use == "pooled" and not _uses_count_path(obj):
+            if use == "pooled" and not uses_count_path(obj):
                 batched.setdefault(group, []).append(key)
                 continue
             res = compare(obj, b.entries[group], s.entries[group], key, stat=use)
             if res.n_common:
                 results[(i, key)] = res
         for group, keys in batched.items():
-            for key, res in _paired_aggregate(s.groups[group], b.entries[group], s.entries[group],
-                                              keys).items():
+            for key, res in compare_corpus(s.groups[group], b.entries[group], s.entries[group],
+                                           keys).items():
                 if res.n_common:
                     results[(i, key)] = res
     return results
-
-
-def _paired_aggregate(group, entries_a, entries_b, keys: Sequence[str], n_boot: int = 1000,
-                      seed: int = 0, level: float = 0.95) -> dict[str, Any]:
-    """:func:`~resyn_bench.reports.stats.paired_bootstrap` of ``group.aggregate()[key]`` for
-    several keys at once (same matching, same replicates, same p-values)."""
-    from resyn_bench.reports.collate import TrialDesign
-    from resyn_bench.reports.stats import (
-        _as_value,
-        _paired_result,
-        bootstrap_weights,
-        iter_bootstrap_indices,
-    )
-
-    by_a = {e["utt_id"]: e for e in entries_a}
-    by_b = {e["utt_id"]: e for e in entries_b}
-    common = sorted(set(by_a) & set(by_b))
-    ea, eb = [by_a[u] for u in common], [by_b[u] for u in common]
-    full_a = group.aggregate(ea) if common else {}
-    full_b = group.aggregate(eb) if common else {}
-    reps: dict[str, list[float | None]] = {k: [] for k in keys}
-
-    def add(ra, rb):
-        for k in keys:
-            va, vb = _as_value(ra.get(k)), _as_value(rb.get(k))
-            reps[k].append(None if va is None or vb is None else vb - va)
-
-    speakers = [e.get("speaker") for e in ea]
-    da, db = (TrialDesign.maybe(group, ea), TrialDesign.maybe(group, eb)) if common else (None, None)
-    if da is not None and db is not None:      # vectorised, same replicates and numbers
-        for w in bootstrap_weights(speakers, n_boot, seed):
-            for ra, rb in zip(da.replicates([w]), db.replicates([w])):
-                add(ra, rb)
-    elif common:
-        for idx in iter_bootstrap_indices(speakers, n_boot, seed):
-            add(group.aggregate([ea[i] for i in idx]), group.aggregate([eb[i] for i in idx]))
-    return {k: _paired_result(full_a.get(k), full_b.get(k), reps[k], level, n_boot, len(common),
-                              len(by_a) - len(common), len(by_b) - len(common)) for k in keys}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,17 +264,8 @@ def _unit(spec: MetricSpec) -> str:
 
 
 def _labels(summaries: Sequence[RunSummary]) -> list[str]:
-    """Row labels of the systems; two runs of one experiment on the same data with the same
-    label get their run folder's name appended."""
-    labels = [s.system_label or s.system for s in summaries]
-    seen: dict[tuple, int] = {}
-    for i, s in enumerate(summaries):
-        k = (s.dataset_key or s.dataset, s.experiment, labels[i])
-        seen[k] = seen.get(k, 0) + 1
-    for i, s in enumerate(summaries):
-        if seen[(s.dataset_key or s.dataset, s.experiment, labels[i])] > 1:
-            labels[i] = f"{labels[i]} [{s.run_dir.name}]"
-    return labels
+    """Row labels of the systems (the report's one naming rule: labels.run_names)."""
+    return run_names(summaries)
 
 
 def _specs_seen(summaries: Sequence[RunSummary], defined_only: bool = False) -> dict[str, MetricSpec]:
@@ -354,7 +311,7 @@ def _pick_run(row: Row, col: Column, key: str) -> RunSummary | None:
     return runs[0]
 
 
-class _SigCache:
+class SignificanceCache:
     """Paired tests per statistic, computed once per report (they dominate the run time)."""
 
     def __init__(self, summaries: Sequence[RunSummary], given: dict | None = None, stat: str = "auto"):
@@ -370,22 +327,22 @@ class _SigCache:
 
 
 def build_table(summaries: Sequence[RunSummary], layout: Layout | str = "paper", stat: str = "auto",
-                sig: dict | _SigCache | None = None, marks: bool = True, alpha: float = 0.05) -> Table:
+                sig: dict | SignificanceCache | None = None, marks: bool = True, alpha: float = 0.05) -> Table:
     """Collate runs into the rows and columns a layout asks for. ``sig``: precomputed
     :func:`significance` for ``stat`` (or a cache shared by several tables of one report)."""
     from resyn_bench.reports.stats import significant
 
     layout = load_layout(layout)
     if stat not in STATS:
-        raise ValueError(f"stat must be one of {STATS}, got {stat!r}")
+        raise UsageError(f"stat must be one of {STATS}, got {stat!r}")
     summaries = list(summaries)
     index = {id(s): i for i, s in enumerate(summaries)}
-    cache = sig if isinstance(sig, _SigCache) else _SigCache(summaries, sig, stat)
+    cache = sig if isinstance(sig, SignificanceCache) else SignificanceCache(summaries, sig, stat)
     labels = _labels(summaries)
 
     # rows: runs of the layout's experiments, merged by the row fields
     rows: dict[tuple, Row] = {}
-    for s, label in zip(summaries, labels):
+    for s, label in zip(summaries, labels, strict=True):
         if not layout.takes_experiment(s.experiment):
             continue
         dataset = (s.dataset_name or s.dataset) if layout.group_splits else s.dataset
@@ -447,7 +404,7 @@ def build_table(summaries: Sequence[RunSummary], layout: Layout | str = "paper",
     return Table(layout, stat, columns, row_list, shown, used or summaries, marks)
 
 
-def _cell(row: Row, tc: TableColumn, stat: str, cache: _SigCache, marks: bool, alpha: float,
+def _cell(row: Row, tc: TableColumn, stat: str, cache: SignificanceCache, marks: bool, alpha: float,
           index: dict, significant) -> Cell:
     col = tc.column
     run = _pick_run(row, col, col.key)
@@ -485,7 +442,7 @@ def _delta_cell(row: Row, col: Column, run: RunSummary, stat: str, alpha: float,
                 significant) -> Cell:
     """``col.key`` of ``run`` minus the same metric of the row's ``col.delta_from`` run, paired
     over the utterances both scored (a paired bootstrap gives the CI and p-value)."""
-    from resyn_bench.reports.uncertainty import compare
+    from resyn_bench.reports.stats import compare
 
     base = next((r for r in row.runs if fnmatchcase(r.experiment, col.delta_from)
                  and r.metrics.get(col.key) is not None), None)
@@ -618,7 +575,7 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
                      "replicates, seed 0).")
         if table is not None and any(
                 not pm_fits(tc.spec, c) for r in table.rows
-                for tc, c in zip(table.columns, r.cells) if tc.spec is not None):
+                for tc, c in zip(table.columns, r.cells, strict=True) if tc.spec is not None):
             parts.append("[low, high]: the interval's bounds, where ± would leave the metric's "
                          "range (rates in 0-100 %, errors not below 0).")
     if marks:
@@ -635,10 +592,8 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
     if table is not None:
         parts += list(dict.fromkeys(c.column.note for c in table.columns if c.column.note))
         parts.append(_measured_bitrate_note(table))
-    several = len({s.dataset for s in summaries}) > 1
-    n = "; ".join(f"{s.dataset + '/' if several else ''}{s.system_label or s.system}"
-                  f"{'' if s.experiment == 'resynthesis' else ' (' + s.experiment + ')'}: "
-                  f"{s.n_ok + s.n_partial}/{s.n_total} scored" for s in summaries)
+    n = "; ".join(f"{title}: {s.n_ok + s.n_partial}/{s.n_total} scored"
+                  for s, title in zip(summaries, run_titles(summaries), strict=True))
     from resyn_bench.reports.model_notes import models_note
 
     if table is not None:
@@ -649,7 +604,7 @@ def caption(summaries: Sequence[RunSummary], stat: str, ci: bool = True, marks: 
     late = [s for s in summaries if s.unfinished]
     if late:
         parts.append(f"{UNFINISHED_MARK} NOT FINISHED: " + "; ".join(
-            f"{s.system_label or s.system} ({s.run_dir.name}): {s.unfinished}" for s in late)
+            f"{summary_label(s)} ({s.run_dir.name}): {s.unfinished}" for s in late)
             + " - these rows cover only the utterances done so far.")
     return " ".join(p for p in parts if p)
 
@@ -688,7 +643,7 @@ def _check_ci(ci: str | bool) -> str:
     if ci is False:
         return "none"
     if ci not in CI_MODES:
-        raise ValueError(f"ci must be one of {CI_MODES}, got {ci!r}")
+        raise UsageError(f"ci must be one of {CI_MODES}, got {ci!r}")
     return ci
 
 
@@ -702,7 +657,7 @@ def render_markdown(table: Table, ci: str | bool = "pm") -> str:
              "|" + "|".join([":--"] * len(table.shown_fields) + ["--:"] * len(table.columns)) + "|"]
     for row in table.rows:
         out = [markdown_escape(row_label(row, f, table.shown_fields)) for f in table.shown_fields]
-        for tc, cell in zip(table.columns, row.cells):
+        for tc, cell in zip(table.columns, row.cells, strict=True):
             if cell.value is None:
                 out.append(markdown_escape(cell.text) if tc.spec is None else "–")
                 continue
@@ -800,7 +755,7 @@ def render_latex(table: Table, ci: str | bool = "pm", label: str | None = None) 
             show = new_group or f != table.layout.group_by
             text = latex_escape(row_label(row, f, table.shown_fields))
             cells.append(text if show else "")
-        for tc, cell in zip(table.columns, row.cells):
+        for tc, cell in zip(table.columns, row.cells, strict=True):
             cells.append(_latex_cell(tc, cell, ci))
         out.append("    " + " & ".join(cells) + r" \\")
     out += [r"    \bottomrule", r"  \end{tabular}",
@@ -872,7 +827,7 @@ def render_csv(table: Table) -> str:
 
     for row in table.rows:
         line = [csv_text(row.fields[f]) for f in table.layout.rows]
-        for tc, cell in zip(table.columns, row.cells):
+        for tc, cell in zip(table.columns, row.cells, strict=True):
             if tc.spec is None:
                 line.append(csv_text(cell.text))
                 continue

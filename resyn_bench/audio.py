@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from resyn_bench.errors import UserError
+
 #: Shortest audio the harness will score. Pitch trackers need several analysis windows and
 #: the 20 ms YAAPT frame plus padding; anything under 100 ms is not speech worth scoring.
 MIN_DURATION_S = 0.1
@@ -18,7 +20,7 @@ MIN_DURATION_S = 0.1
 SILENCE_PEAK = 3.0e-5
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """A problem with one audio file or signal. ``kind`` is a short machine-readable code
     (``unreadable``, ``empty``, ``silent``, ``too_short``, ``non_finite``, ``missing``)."""
 
@@ -61,13 +63,13 @@ def write_audio(path: str | Path, audio: Audio) -> None:
     """Write 16-bit PCM wav atomically (temp file + rename): a killed run never leaves half a file.
 
     The file is encoded in memory and written with checked writes
-    (:func:`resyn_bench.safe_io.write_file_atomic`): a short write is completed, a failure
-    removes the temporary file and raises (:class:`~resyn_bench.safe_io.DiskFull` for a full disk)."""
+    (:func:`resyn_bench.core.atomic.write_file_atomic`): a short write is completed, a failure
+    removes the temporary file and raises (:class:`~resyn_bench.core.atomic.DiskFull` for a full disk)."""
     import io
 
     import soundfile as sf
 
-    from resyn_bench.safe_io import write_file_atomic
+    from resyn_bench.core.atomic import write_file_atomic
 
     buf = io.BytesIO()
     sf.write(buf, np.clip(audio.samples, -1.0, 1.0), audio.sample_rate, subtype="PCM_16",

@@ -3,18 +3,20 @@
 A key is the sha256 of (audio content hash, metric group, its settings, the analysis rate and
 the resampler version), so a second system evaluated on the same dataset reuses the reference F0
 tracks (and later transcripts, embeddings) instead of recomputing them. Entries are ``.npz``
-files written atomically; a corrupt entry is treated as a miss and rewritten.
+files written atomically (a temporary file named by host and process, then a rename), so the
+shards of a sharded run may share one cache, on one host or several: a hit holds the arrays a
+miss computes. A corrupt entry is treated as a miss and rewritten.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from resyn_bench.core.atomic import atomic_open
 from resyn_bench.paths import resyn_bench_home
 
 
@@ -61,19 +63,15 @@ class AnalysisCache:
         if not self.enabled:
             return
         path = self._path(key)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        # the temporary name holds host, pid and a random part: shards on several hosts may
+        # share one cache
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
+            # not fsynced: a lost entry is recomputed, and a torn one is never visible
+            with atomic_open(path, fsync=False) as fh:
                 np.savez(fh, **arrays)
-            os.replace(tmp, path)
         except OSError as exc:
             # the cache is an optimisation: a full or read-only cache disk must not fail a run
             # (nor leave half an entry behind); the analysis is recomputed next time
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
             if not getattr(self, "_warned", False):
                 import logging
 

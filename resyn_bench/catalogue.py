@@ -22,17 +22,13 @@ Importing this module is cheap (standard library only).
 """
 from __future__ import annotations
 
-import difflib
-import hashlib
-import os
 import re
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from resyn_bench.core.suggest import did_you_mean
+from resyn_bench.errors import UserError
 from resyn_bench.paths import resyn_bench_home
 
 __all__ = ["CatalogueEntry", "CatalogueError", "CATALOGUE", "ALIASES", "checkpoints_root",
@@ -50,7 +46,7 @@ _FAIRSEQ_LICENCE = ("released by Meta AI with fairseq / textless-lib (MIT licenc
                     "upstream repositories); check the upstream terms before redistributing")
 
 
-class CatalogueError(RuntimeError):
+class CatalogueError(UserError, RuntimeError):
     """A catalogue file is missing, cannot be downloaded or does not match its hash.
 
     The message always says what to do (the URL, the expected SHA-256 and the path to use)."""
@@ -329,8 +325,7 @@ def resolve_name(name: str) -> str:
     key = ALIASES.get(key, key)
     if key in CATALOGUE:
         return key
-    close = difflib.get_close_matches(key, list(CATALOGUE) + list(ALIASES), n=1, cutoff=0.6)
-    hint = f" Did you mean {ALIASES.get(close[0], close[0])!r}?" if close else ""
+    hint = did_you_mean(key, [*CATALOGUE, *ALIASES], show=lambda c: ALIASES.get(c, c))
     raise CatalogueError(f"unknown checkpoint {name!r}.{hint} Known names: "
                          f"{', '.join(CATALOGUE)} (see `resyn-bench fetch --list`)")
 
@@ -415,91 +410,27 @@ def missing_file_error(name: str, what: str | None = None) -> CatalogueError:
 # --------------------------------------------------------------------------------------------
 # Download
 
-def _progress_bar(total: int | None, desc: str, enabled: bool):
-    from tqdm import tqdm  # the terminal bar (tqdm.auto would pick a notebook widget)
-
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-                disable=not enabled, file=sys.stderr, leave=True)
-
-
-def _download(url: str, tmp: Path, *, progress: bool, desc: str) -> tuple[str, int, int | None]:
-    """Stream ``url`` into ``tmp``; return (sha256, bytes received, Content-Length or None)."""
-    h = hashlib.sha256()
-    received = 0
-    request = urllib.request.Request(url, headers={"User-Agent": "resyn-bench"})
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
-        length = resp.headers.get("Content-Length")
-        expected = int(length) if length and length.strip().isdigit() else None
-        with open(tmp, "wb") as fh, _progress_bar(expected, desc, progress) as bar:
-            while True:
-                block = resp.read(CHUNK)
-                if not block:
-                    break
-                fh.write(block)
-                h.update(block)
-                received += len(block)
-                bar.update(len(block))
-            fh.flush()
-            os.fsync(fh.fileno())
-    return h.hexdigest(), received, expected
-
-
 def _fetch_one(entry: CatalogueEntry, *, progress: bool, url: str, force: bool) -> Path:
+    """Download one entry with the resumable loop of :mod:`resyn_bench.downloads`: an
+    interrupted transfer keeps ``<file>.part`` and the next ``fetch`` asks for the rest; a
+    complete file with the wrong size or hash is deleted. Errors add how to place it by hand."""
+    from resyn_bench.downloads import DownloadError, download_resumable
+
     path = catalogue_path(entry.name)
     if path.is_file() and not force:
         if entry.sha256:
             _check_existing(entry, path)
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.part")
-    place = f"place the file at {path} by hand"
     try:
-        try:
-            digest, received, expected = _download(url, tmp, progress=progress,
-                                                   desc=entry.name)
-        except urllib.error.HTTPError as exc:
-            raise CatalogueError(
-                f"could not download {entry.name!r}: HTTP {exc.code} {exc.reason} for {url}. "
-                f"If the file moved, {_by_hand(entry, path)}.") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            # URLError: offline / DNS / refused; OSError: reset, timeout, disk full;
-            # http.client.IncompleteRead is an HTTPException -> caught below
-            reason = getattr(exc, "reason", exc)
-            raise CatalogueError(
-                f"could not download {entry.name!r} from {url} ({reason}). If this machine is "
-                f"offline, {_by_hand(entry, path)}.") from None
-        except Exception as exc:  # http.client.HTTPException (IncompleteRead, bad status line)
-            raise CatalogueError(
-                f"download of {entry.name!r} from {url} failed ({type(exc).__name__}: {exc}); "
-                f"try again, or {_by_hand(entry, path)}.") from None
-        if expected is not None and received != expected:
-            raise CatalogueError(
-                f"download of {entry.name!r} from {url} was cut off: {received} of {expected} "
-                f"bytes received. Try again, or {place}.")
-        if entry.size is not None and received != entry.size:
-            raise CatalogueError(
-                f"{url} gave {received} bytes, but {entry.name!r} is {entry.size} bytes; nothing "
-                f"was kept. Try again, or {_by_hand(entry, path)}.")
-        if entry.sha256 and digest != entry.sha256:
-            raise CatalogueError(
-                f"{url} gave a file with sha256 {digest}, but {entry.name!r} must have sha256 "
-                f"{entry.sha256}; nothing was kept. The download was corrupted or the file "
-                f"changed upstream: try again, or {_by_hand(entry, path)}.")
-        if not entry.sha256:
-            # Record what we got (informational, not trusted: see module docstring).
-            side_tmp = tmp.with_name(tmp.name + ".sha256")
-            side_tmp.write_text(f"{digest}  {path.name}\n", encoding="utf-8")
-            os.replace(side_tmp, _sidecar(path))
-        os.replace(tmp, path)
-    except BaseException:
-        # any failure, Ctrl-C included: nothing partial stays behind
-        for leftover in (tmp, tmp.with_name(tmp.name + ".sha256")):
-            try:
-                leftover.unlink()
-            except FileNotFoundError:
-                pass
-        raise
-    return path
+        return download_resumable(url, path, sha256=entry.sha256, size=entry.size,
+                                  progress=progress, desc=entry.name)
+    except DownloadError as exc:
+        hand = _by_hand(entry, path)
+        advice = {"http": f"If the file moved, {hand}.",
+                  "network": f"If this machine is offline, {hand}.",
+                  "stopped": f"The download was cut off; run the same command again to resume, "
+                             f"or {hand}."}.get(exc.kind, f"Try again, or {hand}.")
+        raise CatalogueError(f"{entry.name!r}: {exc}. {advice}") from None
 
 
 def _check_existing(entry: CatalogueEntry, path: Path) -> None:

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resyn_bench.core.bitrate import F0_CODE_RATE, F0_CODE_VOCAB
+from resyn_bench.errors import UserError
 from resyn_bench.metrics.bitrate import StreamRates, raw_bps, speaker_rates, stream_rates
 
 #: (frame rate Hz, vocabulary, the paper's stated bps) of the published streams, by code key
@@ -45,7 +47,7 @@ PAPER_STREAMS = {
     "vqvae256": (100.0, 256, 800.0),
 }
 #: the F0 codes: 12.5 Hz (F0 at 200 Hz, x16 down-sampling), K'=20; the paper states 65 bps
-F0_RATE, F0_VOCAB, F0_PAPER_BPS = 12.5, 20, 65.0
+F0_RATE, F0_VOCAB, F0_PAPER_BPS = F0_CODE_RATE, F0_CODE_VOCAB, 65.0
 F0_NOTE = ("F0 codes: not in the unit files; 12.5 Hz x ceil(log2 20) = 5 bits gives 62.5 bps by "
            "the formula, the paper states 65 bps; totals add 62.5.")
 #: speaker ids in file names: VCTK p225_001 / s5_001, LJSpeech LJ001-0001 (one voice)
@@ -53,7 +55,7 @@ DEFAULT_SPEAKER_PATTERN = r"^(p\d+|s\d+)_|^(LJ)\d+-\d+"
 STREAM_NAMES = {"hubert": "HuBERT", "cpc": "CPC", "cpc_km100": "CPC", "vqvae256": "VQ-VAE"}
 
 
-class CodecStudyError(ValueError):
+class CodecStudyError(UserError, ValueError):
     """Bad input to the codec study (the message names the file or option)."""
 
 
@@ -236,19 +238,20 @@ def discover(paths: list[str | Path]) -> tuple[list[tuple[Path, Path | None, str
 
 def run_rows(run_dirs: list[Path]) -> list[dict[str, Any]]:
     """One row per run directory: its bitrate as the reports compute it, with the source."""
-    from resyn_bench.reports.collate import dataset_label, measured_bitrate, run_bitrate, system_label
-    from resyn_bench.store import read_manifest, read_records
+    from resyn_bench.reports.collate import dataset_label, measured_bitrate, run_bitrate
+    from resyn_bench.reports.labels import run_label
+    from resyn_bench.runfiles import iter_records, read_manifest
 
     rows = []
     for d in run_dirs:
         manifest = read_manifest(d)
-        records = read_records(d)
+        records = [r.to_dict() for r in iter_records(d)]
         bps, source = run_bitrate(manifest, records)
         measured = measured_bitrate(records)
         nominal = sorted({r["bitstream"].get("nominal_bps") for r in records
                           if isinstance(r.get("bitstream"), dict)
                           and isinstance(r["bitstream"].get("nominal_bps"), (int, float))})
-        rows.append({"run_dir": str(d), "system": system_label(manifest),
+        rows.append({"run_dir": str(d), "system": run_label(manifest),
                      "dataset": dataset_label(manifest), "bitrate": bps, "source": source,
                      "nominal_bps": nominal[0] if len(nominal) == 1 else (nominal or None),
                      "n_utterances": measured[2]["n_utterances"] if measured else None,
@@ -390,8 +393,8 @@ def render(result: dict[str, Any], fmt: str = "text") -> str:
             parts.append(buf.getvalue().rstrip("\n"))
         else:
             widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-            line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                           for i, (c, w) in enumerate(zip(cells, widths)))
+            line = lambda cells, widths=widths: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+                                           for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
             parts += [title, line(head), "-" * len(line(head))] + [line(r) for r in rows] + [""]
     if fmt == "md":
         parts.append("\n\n".join("_" + markdown_escape(n) + "_" for n in notes(result)))
@@ -463,7 +466,7 @@ def run_codec(args) -> int:
     text = json.dumps(result, indent=2) + "\n" if args.json else render(result, args.format)
     print(text, end="")
     if args.out:
-        from resyn_bench.safe_io import write_file_atomic
+        from resyn_bench.core.atomic import write_file_atomic
 
         write_file_atomic(args.out, text.encode("utf-8"))
     bad = [s["label"] for s in result["streams"] if s["rates"].get("round_trip") is False]

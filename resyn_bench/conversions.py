@@ -19,7 +19,17 @@ one object per line) with the columns
     JSONL). The speaker metrics enrol the target from them (the rows of one target pool their
     recordings); the run logs how many seconds each such target has and warns under
     :data:`MIN_ENROL_S`. A missing or unreadable reference fails the rows that name it.
-``f0_edit`` (optional, not supported yet: a non-empty value fails that row)
+``f0_edit`` (optional)
+    the F0 edit the tool was asked for, in the vocabulary of ``-o f0_edit=``: ``flat``,
+    ``shift:+N`` (semitones) or ``scale:X`` (range factor); empty = none. The records carry it
+    and the disentanglement summary measures the achieved shift or range against it. One run
+    holds one experiment (:func:`list_experiment`): a list mixing edit kinds, or edited and
+    unedited rows, is split by ``resyn-bench disentangle --conversions LIST``, which runs each
+    experiment on its rows.
+``bytes`` (optional)
+    the size in bytes of the bitstream the tool transmitted for this output: the record then
+    carries a *measured* bitrate (8 x bytes over the source's seconds), as ``-o bitstreams=DIR``
+    gives from files. A value that is not a whole number >= 0 fails that row.
 
 Each row becomes one work item with the id ``<source>__to_<target>`` and ``target_speaker`` set,
 exactly like the built-in conversions of ``--vc-targets``, so the speaker metrics judge the
@@ -38,14 +48,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from resyn_bench.datasets import Utterance
+from resyn_bench.errors import UserError
 
 #: seconds of reference speech under which a target's embedding is called unstable
 MIN_ENROL_S = 10.0
 REQUIRED = ("output", "source", "target")
-OPTIONAL = ("target_ref", "f0_edit")
+OPTIONAL = ("target_ref", "f0_edit", "bytes")
+#: experiment of a run by the kind of its rows' F0 edit (None: no edit)
+EDIT_EXPERIMENTS = {None: "vc", "flat": "f0_flat", "shift": "f0_shift", "scale": "f0_scale"}
 
 
-class ConversionListError(ValueError):
+class ConversionListError(UserError, ValueError):
     """The conversion list cannot be used at all (unreadable, columns missing, duplicates)."""
 
 
@@ -57,6 +70,8 @@ class ConversionItem(Utterance):
     row: int = 0
     problem: str | None = None
     target_ref: tuple[str, ...] = ()    # absolute paths of the target's reference recordings
+    f0_edit: str | None = None          # the requested F0 edit (``shift:+2``), normalised
+    bits: int | None = None             # the transmitted size of this output (column bytes)
 
 
 def read_rows(path: str | Path) -> list[dict[str, str]]:
@@ -85,7 +100,9 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
                                           "with keys output, source, target")
             row = {k: ("" if v is None else ";".join(map(str, v)) if isinstance(v, list)
                        else str(v)) for k, v in obj.items()}
-            row["_line"] = str(i)
+            # the line of the list the row came from (a list split by `resyn-bench disentangle
+            # --conversions` keeps the original's numbers for its messages)
+            row["_line"] = row.get("_line") or str(i)
             rows.append(row)
     elif suffix in (".tsv", ".csv", ".txt"):
         reader = csv.DictReader(text.splitlines(), delimiter="," if suffix == ".csv" else "\t")
@@ -95,7 +112,7 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
             raise ConversionListError(
                 f"--conversions {path}: the header lacks the column(s) {', '.join(missing)}; it "
                 f"has {', '.join(header) or 'nothing'}. Columns: output, source, target "
-                "(required), target_ref, f0_edit (optional)")
+                "(required), target_ref, f0_edit, bytes (optional)")
         for i, raw in enumerate(reader, 2):
             row = {(k or "").strip(): (v or "").strip() if isinstance(v, str) else ""
                    for k, v in raw.items()}
@@ -160,13 +177,71 @@ def conversion_work(path: str | Path, utterances, extra_speakers: bool = False
                     ref_problem[ref] = _ref_problem(ref)
                 if ref_problem[ref]:
                     problem = f"line {line}: target_ref {ref_problem[ref]}"
-        if problem is None and (row.get("f0_edit") or "").strip():
-            problem = f"line {line}: the column f0_edit is not supported yet"
+        edit, edit_problem = row_edit(row)
+        bits, size_problem = _row_bits(row)
+        problem = problem or (f"line {line}: {edit_problem or size_problem}"
+                              if edit_problem or size_problem else None)
         work.append(ConversionItem(**{f.name: getattr(utt, f.name)
                                       for f in dataclasses.fields(Utterance)} | {
             "utt_id": uid, "target_speaker": target, "output": output or None,
-            "row": int(line), "problem": problem, "target_ref": refs}))
+            "row": int(line), "problem": problem, "target_ref": refs, "f0_edit": edit,
+            "bits": bits}))
     return work
+
+
+def row_edit(row: dict[str, str]) -> tuple[str | None, str | None]:
+    """The row's requested F0 edit, normalised (``shift:+2``), or its problem."""
+    from resyn_bench.systems.vocoder.system import parse_f0_edit
+
+    text = (row.get("f0_edit") or "").strip()
+    try:
+        parsed = parse_f0_edit(text)
+    except ValueError as exc:
+        return None, f"f0_edit: {exc}"
+    return (None if parsed is None else format_edit(*parsed)), None
+
+
+def format_edit(kind: str, value: float) -> str:
+    """The canonical text of a parsed F0 edit: ``flat``, ``shift:+2``, ``scale:0.5``."""
+    if kind == "flat":
+        return "flat"
+    return f"shift:{value:+g}" if kind == "shift" else f"scale:{value:g}"
+
+
+def _row_bits(row: dict[str, str]) -> tuple[int | None, str | None]:
+    text = (row.get("bytes") or "").strip()
+    if not text:
+        return None, None
+    try:
+        size = int(text)
+    except ValueError:
+        size = -1
+    if size < 0:
+        return None, f"bytes {text!r}: not a whole number of bytes >= 0"
+    return 8 * size, None
+
+
+def edit_kind(text: str | None) -> str | None:
+    """``flat``/``shift``/``scale`` of a normalised edit text, None for none."""
+    return None if not text else text.partition(":")[0]
+
+
+def list_experiment(path: str | Path) -> str:
+    """The experiment of a run over the whole list: ``vc`` without F0 edits, ``f0_<kind>`` when
+    every row asks for an edit of one kind (an invalid edit counts as none here: its row fails
+    with the reason). ConversionListError for a list mixing kinds, or edited and unedited
+    rows: one run is one experiment (``resyn-bench disentangle --conversions`` splits it)."""
+    kinds: dict[str | None, str] = {}
+    for row in read_rows(path):
+        edit, _ = row_edit(row)
+        kinds.setdefault(edit_kind(edit), row["_line"])
+    if len(kinds) > 1:
+        found = ", ".join(f"{k or 'no edit'} (line {line})" for k, line in kinds.items())
+        raise ConversionListError(
+            f"--conversions {path}: one run evaluates one experiment, but the rows ask for "
+            f"different F0 edits: {found}; split the list, or give it to `resyn-bench disentangle "
+            "--conversions`, which runs each experiment on its rows")
+    return EDIT_EXPERIMENTS[next(iter(kinds))]
 
 
 def _ref_problem(path: str) -> str | None:

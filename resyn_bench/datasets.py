@@ -28,7 +28,6 @@ manifest (a root folder line, then ``relpath<TAB>nframes``).
 from __future__ import annotations
 
 import ast
-import difflib
 import inspect
 import json
 import numbers
@@ -40,12 +39,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, NamedTuple
 
+from resyn_bench.core.suggest import did_you_mean
+from resyn_bench.errors import UserError
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".sph")
 #: How many example ids error messages and ``info`` lists show.
 N_EXAMPLES = 5
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset cannot be loaded as asked (unknown name, wrong layout, bad split file...)."""
 
 
@@ -294,7 +296,7 @@ def _load_manifest(root: Path) -> tuple[list[Utterance], dict]:
                                "header columns")
         row = row + [""] * (len(header) - len(row))  # trailing empty fields may be cut off
 
-        def get(name: str) -> str:
+        def get(name: str, row=row) -> str:
             return row[col[name]].strip() if name in col else ""
 
         utt_id, rel = get("utt_id"), get("path")
@@ -414,8 +416,7 @@ def _resolve_name(name: str) -> str:
     for known in DATASETS:
         if squashed == known:
             return known
-    close = difflib.get_close_matches(squashed or key, list(DATASETS), n=1, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(squashed or key, DATASETS, cutoff=0.5)
     raise DatasetError(f"unknown dataset {name!r}.{hint} Valid names: {', '.join(DATASETS)}")
 
 

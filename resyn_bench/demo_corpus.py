@@ -47,6 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from resyn_bench.audio import Audio, resample, write_audio
+from resyn_bench.core.atomic import write_text_atomic
+from resyn_bench.errors import UserError
 from resyn_bench.paths import resyn_bench_home
 
 #: Bump when voices, sentences or processing change: a new version builds into a new folder.
@@ -106,7 +108,7 @@ SENTENCES: tuple[tuple[str, str], ...] = (
 )
 
 
-class DemoCorpusError(RuntimeError):
+class DemoCorpusError(UserError, RuntimeError):
     """The synthetic corpus could not be built or read."""
 
 
@@ -344,12 +346,8 @@ def _write_corpus(dest: Path, utterances: int = DEFAULT_UTTERANCES) -> None:
         "| speaker | espeak voice | rate (wpm) | pitch | range | description |\n"
         "|---|---|---|---|---|---|\n" + voices + "\n")
     (dest / "SOURCE.md").write_text(source, encoding="utf-8")
-    tmp = dest / ".manifest.tsv.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write("\t".join(MANIFEST_COLUMNS) + "\n")
-        for row in rows:
-            fh.write("\t".join(row) + "\n")
-    os.replace(tmp, dest / "manifest.tsv")
+    write_text_atomic(dest / "manifest.tsv",
+                      "".join("\t".join(row) + "\n" for row in [MANIFEST_COLUMNS, *rows]))
 
 
 def _child_main(argv: list[str]) -> int:

@@ -19,13 +19,15 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from resyn_bench.errors import UserError
+
 #: Bump when the selection or processing changes (recorded in every run's dataset info).
 DEMO_VERSION = "speech-v1"
 #: The files that make the corpus besides the audio.
 METADATA_FILES = ("manifest.tsv", "ATTRIBUTION.md", "PROVENANCE.tsv")
 
 
-class DemoSpeechError(RuntimeError):
+class DemoSpeechError(UserError, RuntimeError):
     """The embedded demo corpus is missing or damaged in this installation."""
 
 

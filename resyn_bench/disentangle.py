@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resyn_bench.errors import UsageError
+
 log = logging.getLogger("resyn_bench.disentangle")
 
 EPILOG = """examples:
@@ -35,6 +37,8 @@ EPILOG = """examples:
       --data-root VCTK-Corpus-0.92 --limit 100 --out runs/disent
   resyn-bench disentangle --system ckpt:a --system ckpt:b --dataset manifest \\
       --data-root corpus/manifest.tsv --metrics spk,f0 --shift 4 --scale 0.5 --out runs/disent
+  resyn-bench disentangle --system outputs:mytool/out --conversions mytool/pairs.tsv \
+      --dataset vctk --data-root VCTK-Corpus-0.92 --label mytool --out runs/disent
   resyn-bench disentangle --runs runs/disent/*/* runs/mytool-vc --report rep/
 
 Per system: resynthesis, voice conversion (--vc-targets random targets per utterance), and F0
@@ -75,9 +79,9 @@ def _folder_name(label: str) -> str:
 def system_row_label(spec: str) -> str:
     """The row label of a system spec, as reports label its runs (``ckpt:/x/run7`` ->
     ``ckpt:run7``); the shared ``-o`` options are not part of it."""
-    from resyn_bench.reports.collate import _path_system_label
+    from resyn_bench.reports.labels import path_system_label
 
-    return _path_system_label(spec) or spec
+    return path_system_label(spec) or spec
 
 
 def plan_runs(systems: list[str], out: Path, metrics: str, vc_targets: int = 2,
@@ -91,16 +95,16 @@ def plan_runs(systems: list[str], out: Path, metrics: str, vc_targets: int = 2,
 
     groups = resolve_metric_names(metrics)
     if not groups:
-        raise ValueError("--metrics selects no metric group")
+        raise UsageError("--metrics selects no metric group")
     if vc_targets < 1:
-        raise ValueError("--vc-targets must be >= 1 (the summary needs converted speech)")
+        raise UsageError("--vc-targets must be >= 1 (the summary needs converted speech)")
     labels = list(labels or [])
     if labels and len(labels) != len(systems):
-        raise ValueError(f"--label given {len(labels)} times for {len(systems)} --system; give "
+        raise UsageError(f"--label given {len(labels)} times for {len(systems)} --system; give "
                          "one label per system, in the same order")
     options = dict(options or {})
     if "f0_edit" in options or "speaker" in options:
-        raise ValueError("-o f0_edit= and -o speaker= are chosen by disentangle itself (--shift, "
+        raise UsageError("-o f0_edit= and -o speaker= are chosen by disentangle itself (--shift, "
                          "--scale, --vc-targets); drop them")
     plan: list[PlannedRun] = []
     seen: dict[str, str] = {}
@@ -108,7 +112,7 @@ def plan_runs(systems: list[str], out: Path, metrics: str, vc_targets: int = 2,
         label = labels[i] if labels else system_row_label(spec)
         folder = _folder_name(label)
         if folder in seen:
-            raise ValueError(f"systems {seen[folder]!r} and {spec!r} would share the run folder "
+            raise UsageError(f"systems {seen[folder]!r} and {spec!r} would share the run folder "
                              f"{out / folder}; give each a --label")
         seen[folder] = spec
         root = out / folder
@@ -124,6 +128,68 @@ def plan_runs(systems: list[str], out: Path, metrics: str, vc_targets: int = 2,
             for exp, edit in edits:
                 plan.append(PlannedRun(spec, label, exp, root / exp,
                                        {**options, "f0_edit": edit}, "f0"))
+    return plan
+
+
+def plan_conversions(listing: str | Path, system: str, out: Path, metrics: str, utterances,
+                     options: dict[str, Any] | None = None, label: str | None = None
+                     ) -> list[PlannedRun]:
+    """The runs of another tool's conversion list (``--system outputs:DIR --conversions LIST``):
+    its rows split by experiment - an ``f0_edit`` makes the row part of ``f0_flat``/``f0_shift``/
+    ``f0_scale`` (scored ``f0`` only, as built-in edits), a row whose target is the source's own
+    speaker is ``resynthesis``, any other ``vc``. Each experiment's rows are written to
+    ``OUT/<label>/lists/<experiment>.jsonl`` (reference paths made absolute, the original line
+    numbers kept for messages) and run as ``outputs:DIR --conversions`` that list. A list that
+    cannot be used is a ConversionListError (ValueError) before any work."""
+    import json
+
+    from resyn_bench.conversions import EDIT_EXPERIMENTS, ConversionListError, edit_kind, read_rows, row_edit
+    from resyn_bench.core.atomic import write_text_atomic
+
+    if not system.startswith("outputs:"):
+        raise UsageError(f"--conversions lists another tool's outputs: give --system outputs:DIR "
+                         f"(got {system!r})")
+    groups = [g for g in metrics.split(",") if g]
+    options = dict(options or {})
+    if "f0_edit" in options or "speaker" in options or "conversions" in options:
+        raise UsageError("-o f0_edit=, -o speaker= and -o conversions= come from the list itself; "
+                         "drop them")
+    listing = Path(listing).expanduser().resolve()
+    base = listing.parent
+    speaker_of = {u.utt_id: u.speaker for u in utterances}
+    by_exp: dict[str, list[dict[str, Any]]] = {}
+    for row in read_rows(listing):
+        edit, _ = row_edit(row)   # an invalid edit stays in its experiment and fails its row
+        kind = edit_kind(edit)
+        if kind is None and not (row.get("f0_edit") or "").strip():
+            own = speaker_of.get(row["source"].strip())
+            exp = "resynthesis" if own is not None and own == row["target"].strip() else "vc"
+        else:
+            exp = EDIT_EXPERIMENTS.get(kind, "vc")
+        refs = [str((base / r.strip()).resolve()) for r in (row.get("target_ref") or "").split(";")
+                if r.strip()]
+        entry = {k: v for k, v in row.items() if k not in ("_line", "target_ref")}
+        entry.update(_line=row["_line"], **({"target_ref": refs} if refs else {}))
+        by_exp.setdefault(exp, []).append(entry)
+    if not by_exp:
+        raise ConversionListError(f"--conversions {listing}: no rows")
+    label = label or system_row_label(system)
+    root = out / _folder_name(label)
+    plan = []
+    for exp in ("resynthesis", "vc", "f0_flat", "f0_shift", "f0_scale"):
+        rows = by_exp.get(exp)
+        if not rows:
+            continue
+        if exp.startswith("f0_") and "f0" not in groups:
+            log.warning("%s: %d %s rows left out (--metrics has no f0)", listing, len(rows), exp)
+            continue
+        derived = root / "lists" / f"{exp}.jsonl"
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        if not derived.is_file() or derived.read_text(encoding="utf-8") != text:
+            write_text_atomic(derived, text)
+        plan.append(PlannedRun(system, label, exp, root / exp,
+                               {**options, "conversions": str(derived)},
+                               "f0" if exp.startswith("f0_") else metrics))
     return plan
 
 
@@ -171,8 +237,14 @@ def execute(plan: list[PlannedRun], dataset: dict[str, Any], metric_options: dic
 # command line
 # --------------------------------------------------------------------------------------------
 
+#: the RunConfig fields disentangle sets on every run it makes (with its own defaults)
+DISENTANGLE_RUN_OPTIONS = ("metrics", "metric_options", "f0_preset", "system_options",
+                           "vc_targets", "vc_seed")
+
+
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    from resyn_bench.cli_args import add_dataset_args, parse_option
+    from resyn_bench.cli.args import add_dataset_args
+    from resyn_bench.cli.run_options import add_run_options
 
     p.epilog = EPILOG
     p.add_argument("--system", action="append", default=[], metavar="SPEC",
@@ -182,6 +254,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="summarise these existing run folders instead of running systems "
                         "(grouped by row label; each run's role from its experiment: "
                         "resynthesis, vc, f0_flat, f0_shift, f0_scale)")
+    p.add_argument("--conversions", metavar="LIST",
+                   help="with one --system outputs:DIR: another tool's conversion list (the "
+                        "columns of `resyn-bench run --conversions`); its rows are split by "
+                        "experiment - f0_edit rows into f0_flat/f0_shift/f0_scale, rows whose "
+                        "target is the source's own speaker into resynthesis, the others into "
+                        "vc - and each part is run (--vc-targets, --shift, --scale do not apply)")
     p.add_argument("--label", action="append", default=[],
                    help="row label of each --system, in order (default: the system name)")
     add_dataset_args(p)
@@ -193,17 +271,18 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                                  "with --system")
     p.add_argument("--report", help="folder for the summary tables and plots (default "
                                     "OUT/summary; with --runs: required)")
-    p.add_argument("--metrics", default="asr,spk,f0",
-                   help="metric groups of the resynthesis and VC runs (default asr,spk,f0: "
-                        "content, speaker, F0; e.g. spk,f0 skips ASR)")
-    p.add_argument("-m", "--metric-option", action="append", type=parse_option, default=[],
-                   metavar="GROUP.KEY=VALUE", help="metric option, e.g. -m asr.backend=whisper")
-    p.add_argument("--f0-preset", help="pitch extractor preset of the f0 group")
-    p.add_argument("-o", "--option", action="append", type=parse_option, default=[],
-                   metavar="KEY=VALUE", help="system option for every run, e.g. -o device=cuda")
-    p.add_argument("--vc-targets", type=int, default=2, metavar="N",
-                   help="target voices per utterance in the VC run (default 2; the paper: 5)")
-    p.add_argument("--vc-seed", type=int, default=0, help="seed of the target choice")
+    # RunConfig's options (resyn_bench.run_config) with disentangle's defaults and help
+    add_run_options(p, DISENTANGLE_RUN_OPTIONS,
+                    defaults={"metrics": "asr,spk,f0", "metric_options": [], "system_options": [],
+                              "vc_targets": 2, "vc_seed": 0},
+                    helps={"metrics": "metric groups of the resynthesis and VC runs (default "
+                                      "asr,spk,f0: content, speaker, F0; e.g. spk,f0 skips ASR)",
+                           "metric_options": "metric option, e.g. -m asr.backend=whisper",
+                           "f0_preset": "pitch extractor preset of the f0 group",
+                           "system_options": "system option for every run, e.g. -o device=cuda",
+                           "vc_targets": "target voices per utterance in the VC run (default 2; "
+                                         "the paper: 5)",
+                           "vc_seed": "seed of the target choice"})
     p.add_argument("--shift", type=float, default=2.0, metavar="SEMITONES",
                    help="requested F0 shift of the shift run (default +2)")
     p.add_argument("--scale", type=float, default=0.5, metavar="X",
@@ -219,49 +298,60 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--enroll-root", metavar="DIR", help="data root of --enroll-dataset")
     p.add_argument("--enroll-split", metavar="FILE", help="split file of --enroll-dataset")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (default 1000)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes per run")
-    p.add_argument("--no-cache", dest="use_cache", action="store_false",
-                   help="do not read or write the reference-analysis cache")
+    add_run_options(p, ("jobs", "use_cache"), defaults=True,
+                    helps={"jobs": "worker processes per run"})
     p.add_argument("--no-plots", dest="plots", action="store_false", help="no bar plots")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run_command(args) -> int:
-    from resyn_bench.cli_score import check_out_dir, metric_options_from_args
+    from resyn_bench.cli.common import check_out_dir, metric_options_from_args
     from resyn_bench.reports import disentangle as summary
 
     if args.n_boot < 0:
-        raise ValueError("--n-boot must be >= 0")
+        raise UsageError("--n-boot must be >= 0")
     if bool(args.system) == bool(args.runs):
-        raise ValueError("give --system (run and summarise) or --runs (summarise existing run "
+        raise UsageError("give --system (run and summarise) or --runs (summarise existing run "
                          "folders), not both and not neither")
     if args.runs:
         if not args.report:
-            raise ValueError("--runs needs --report FOLDER for the tables and plots")
+            raise UsageError("--runs needs --report FOLDER for the tables and plots")
         groups = summary.collect_runs(args.runs)
         report = Path(args.report)
     else:
         if not args.dataset:
-            raise ValueError("--system needs --dataset (and usually --data-root)")
+            raise UsageError("--system needs --dataset (and usually --data-root)")
         if not args.out:
-            raise ValueError("--system needs --out ROOT (the run folders go under it)")
+            raise UsageError("--system needs --out ROOT (the run folders go under it)")
         check_out_dir(args.out)
         if args.scale is not None and args.scale < 0:
-            raise ValueError(f"--scale must be >= 0, got {args.scale:g}")
+            raise UsageError(f"--scale must be >= 0, got {args.scale:g}")
         out = Path(args.out)
-        plan = plan_runs(args.system, out, args.metrics, args.vc_targets, args.shift, args.scale,
-                         dict(args.option), args.label)
         dataset = {"dataset": args.dataset, "data_root": args.data_root, "split": args.split,
-                   "limit": args.limit, "dataset_options": dict(args.dataset_option)}
-        metric_options = metric_options_from_args(args.metric_option)
+                   "limit": args.limit, "dataset_options": dict(args.dataset_options)}
+        if args.conversions:
+            from resyn_bench.datasets import load_dataset
+
+            if len(args.system) != 1 or len(args.label) > 1:
+                raise UsageError("--conversions goes with exactly one --system outputs:DIR (and "
+                                 "at most one --label)")
+            utterances = load_dataset(args.dataset, args.data_root, args.split, args.limit,
+                                      **dict(args.dataset_options)).utterances
+            plan = plan_conversions(args.conversions, args.system[0], out, args.metrics,
+                                    utterances, dict(args.system_options),
+                                    args.label[0] if args.label else None)
+        else:
+            plan = plan_runs(args.system, out, args.metrics, args.vc_targets, args.shift,
+                             args.scale, dict(args.system_options), args.label)
+        metric_options = metric_options_from_args(args.metric_options)
         if args.enroll_dataset:
             metric_options.setdefault("spk", {}).update(
                 {k: v for k, v in (("enroll_dataset", args.enroll_dataset),
                                    ("enroll_root", args.enroll_root),
                                    ("enroll_split", args.enroll_split)) if v is not None})
         elif args.enroll_root or args.enroll_split:
-            raise ValueError("--enroll-root/--enroll-split need --enroll-dataset NAME")
+            raise UsageError("--enroll-root/--enroll-split need --enroll-dataset NAME")
         outcomes = execute(plan, dataset, metric_options,
                            args.f0_preset, jobs=args.jobs, progress=not args.quiet,
                            vc_seed=args.vc_seed, use_cache=args.use_cache)
@@ -294,4 +384,4 @@ def run_command(args) -> int:
     return 0 if any_value else 3
 
 
-__all__ = ["plan_runs", "execute", "PlannedRun", "RunOutcome", "configure_parser", "run_command"]
+__all__ = ["plan_runs", "plan_conversions", "execute", "PlannedRun", "RunOutcome", "configure_parser", "run_command"]

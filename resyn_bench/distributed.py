@@ -17,6 +17,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from resyn_bench.errors import UserError
+
 __all__ = [
     "ENV_VARS",
     "DistInfo",
@@ -33,7 +35,7 @@ __all__ = [
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
-class DistributedError(RuntimeError):
+class DistributedError(UserError, RuntimeError):
     """The distributed environment is incomplete or inconsistent."""
 
 

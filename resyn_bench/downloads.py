@@ -4,6 +4,9 @@
 into ``$RESYN_BENCH_HOME/datasets/.downloads/``, checks its size and SHA-256, extracts it into
 ``$RESYN_BENCH_HOME/datasets/<folder>/`` and returns the folder to pass as ``--data-root``.
 
+The download loop here is the package's only one: ``resyn-bench fetch`` of a catalogue
+checkpoint (:func:`resyn_bench.catalogue.fetch`) goes through :func:`download_resumable` too.
+
 Resume. Bytes arrive in ``<archive>.part``; beside it ``<archive>.part.json`` records the URL
 and the server's validators (ETag, Last-Modified). A download that stops for any reason (network
 drop, Ctrl-C, a killed process) keeps the part, and the next ``fetch`` asks for the rest with an
@@ -40,16 +43,30 @@ from resyn_bench.catalogue import (
     datasets_root,
     get_dataset_archive,
 )
+from resyn_bench.core.atomic import write_json_atomic, write_text_atomic
+from resyn_bench.core.hashing import sha256_hasher
 
 #: name of the marker file written into a completely extracted folder
 COMPLETE = ".resyn-bench-complete.json"
 
 
 def _progress_bar(total: int | None, initial: int, desc: str, enabled: bool):
-    from tqdm import tqdm
+    from tqdm import tqdm  # the terminal bar (tqdm.auto would pick a notebook widget)
 
     return tqdm(total=total, initial=initial, desc=desc, unit="B", unit_scale=True,
                 unit_divisor=1024, disable=not enabled, file=sys.stderr, leave=True)
+
+
+class DownloadError(CatalogueError):
+    """A download that did not give the expected file. ``kind`` says why, so a caller can add
+    its own advice: ``"http"`` (an HTTP error status), ``"network"`` (offline, refused, DNS),
+    ``"stopped"`` (the transfer broke off; the part is kept for resuming), ``"range"`` (the
+    server broke the resume protocol; the part was deleted), ``"size"`` / ``"sha256"`` (the
+    file is not the expected one; nothing was kept)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
 
 
 def _read_meta(path: Path) -> dict:
@@ -57,20 +74,6 @@ def _read_meta(path: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-
-
-def _write_meta(path: Path, meta: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(meta), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _sha256_prefix(path: Path) -> hashlib._Hash:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h
 
 
 def _content_range_start(value: str | None) -> tuple[int | None, int | None]:
@@ -89,9 +92,11 @@ def download_resumable(url: str, dest: Path, *, sha256: str | None = None,
                        desc: str | None = None) -> Path:
     """Download ``url`` to ``dest``, resuming ``dest.part`` where a previous call stopped.
 
+    The one download loop of the package (test-set archives and catalogue checkpoints).
     Returns ``dest`` once the file is complete and matches ``size`` and ``sha256`` (where
-    given). Raises :class:`CatalogueError`; an interrupted transfer keeps its part for the next
-    call, a complete file with the wrong hash or size is deleted."""
+    given); without ``sha256`` the digest received is recorded beside it in ``dest.sha256``.
+    Raises :class:`DownloadError`; an interrupted transfer keeps its part for the next call,
+    a complete file with the wrong hash or size is deleted."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -119,37 +124,39 @@ def download_resumable(url: str, dest: Path, *, sha256: str | None = None,
             if size is None or have == size:
                 return _finish(part, meta_path, dest, None, sha256, size, url)
             part.unlink()
-            raise CatalogueError(f"{url} refused the resume range at byte {have}; the partial "
-                                 "download was deleted, run the same command again") from None
-        raise CatalogueError(f"could not download {url}: HTTP {exc.code} {exc.reason}") from None
+            raise DownloadError("range", f"{url} refused the resume range at byte {have}; the "
+                                "partial download was deleted, run the same command again"
+                                ) from None
+        raise DownloadError("http", f"could not download {url}: HTTP {exc.code} {exc.reason}"
+                            ) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         kept = f" ({have} bytes kept in {part}; run again to resume)" if have else ""
-        raise CatalogueError(f"could not download {url} ({reason}){kept}") from None
+        raise DownloadError("network", f"could not download {url} ({reason}){kept}") from None
     with resp:
         status = getattr(resp, "status", None)
         first, total = _content_range_start(resp.headers.get("Content-Range"))
         length = resp.headers.get("Content-Length")
         length = int(length) if length and length.strip().isdigit() else None
         if have and status == 206 and first == have:
-            mode, h = "ab", _sha256_prefix(part)
+            mode, h = "ab", sha256_hasher(part)
             total = total if total is not None else (have + length if length is not None
                                                      else None)
         elif status == 206:  # a range we did not ask for: never splice it
             part.unlink(missing_ok=True)
-            raise CatalogueError(f"{url} answered with bytes from {first}, not {have}; the "
-                                 "partial download was deleted, run the same command again")
+            raise DownloadError("range", f"{url} answered with bytes from {first}, not {have}; "
+                                "the partial download was deleted, run the same command again")
         else:  # a fresh download, or the server ignored the range: start over
             have, mode, h = 0, "wb", hashlib.sha256()
             total = length
         if mode == "wb":
             meta = {"url": url, "etag": resp.headers.get("ETag"),
                     "last_modified": resp.headers.get("Last-Modified")}
-            _write_meta(meta_path, meta)
+            write_json_atomic(meta_path, meta, indent=None, ensure_ascii=True)
         if size is not None and total is not None and total != size:
-            raise CatalogueError(f"{url} is {total} bytes, but the catalogue says {size}; "
-                                 "nothing was changed. The file moved or changed upstream: "
-                                 "fetch it by hand and check it, or use --url with a mirror")
+            raise DownloadError("size", f"{url} is {total} bytes, but the catalogue says {size}; "
+                                "nothing was changed. The file moved or changed upstream: "
+                                "fetch it by hand and check it, or use --url with a mirror")
         received = have
         with open(part, mode) as fh, _progress_bar(total, have, desc, progress) as bar:
             try:
@@ -163,38 +170,38 @@ def download_resumable(url: str, dest: Path, *, sha256: str | None = None,
                     bar.update(len(block))
             except Exception as exc:  # reset, timeout, IncompleteRead: keep what arrived
                 fh.flush()
-                raise CatalogueError(
-                    f"download of {url} stopped at {received} of {total or '?'} bytes "
-                    f"({type(exc).__name__}: {exc}); run the same command again to resume "
+                raise DownloadError(
+                    "stopped", f"download of {url} stopped at {received} of {total or '?'} "
+                    f"bytes ({type(exc).__name__}: {exc}); run the same command again to resume "
                     f"from {part}") from None
             fh.flush()
             os.fsync(fh.fileno())
     if total is not None and received < total:
-        raise CatalogueError(f"download of {url} stopped at {received} of {total} bytes; run "
-                             f"the same command again to resume from {part}")
+        raise DownloadError("stopped", f"download of {url} stopped at {received} of {total} "
+                            f"bytes; run the same command again to resume from {part}")
     return _finish(part, meta_path, dest, h, sha256, size, url)
 
 
 def _finish(part: Path, meta_path: Path, dest: Path, h, sha256: str | None, size: int | None,
             url: str) -> Path:
     got = part.stat().st_size
-    digest = (h or _sha256_prefix(part)).hexdigest()
+    digest = (h or sha256_hasher(part)).hexdigest()
     if size is not None and got != size:
         part.unlink()
         meta_path.unlink(missing_ok=True)
-        raise CatalogueError(f"{url} gave {got} bytes, expected {size}; the download was "
-                             "deleted. Try again, or fetch it by hand")
+        raise DownloadError("size", f"{url} gave {got} bytes, expected {size}; the download was "
+                            "deleted. Try again, or fetch it by hand")
     if sha256 and digest != sha256:
         part.unlink()
         meta_path.unlink(missing_ok=True)
-        raise CatalogueError(f"{url} gave a file with sha256 {digest}, but it must have sha256 "
-                             f"{sha256}; the download was deleted. It was corrupted in transit "
-                             "or changed upstream: try again, or use --url with a mirror")
-    os.replace(part, dest)
-    meta_path.unlink(missing_ok=True)
+        raise DownloadError("sha256", f"{url} gave a file with sha256 {digest}, but it must have "
+                            f"sha256 {sha256}; the download was deleted. It was corrupted in "
+                            "transit or changed upstream: try again, or use --url with a mirror")
     if not sha256:
-        dest.with_name(dest.name + ".sha256").write_text(f"{digest}  {dest.name}\n",
-                                                         encoding="utf-8")
+        # what we got, recorded before the file appears (informational, not trusted)
+        write_text_atomic(dest.with_name(dest.name + ".sha256"), f"{digest}  {dest.name}\n")
+    os.replace(part, dest)  # the completed part becomes the file: the download's commit
+    meta_path.unlink(missing_ok=True)
     return dest
 
 
@@ -302,7 +309,7 @@ def fetch_dataset(name: str, *, progress: bool = True, url_override: str | None 
         download_resumable(url, archive, sha256=entry.sha256, size=entry.size,
                            progress=progress, desc=entry.name)
     elif entry.sha256:
-        digest = _sha256_prefix(archive).hexdigest()
+        digest = sha256_hasher(archive).hexdigest()
         if digest != entry.sha256:
             archive.unlink()
             raise CatalogueError(f"{archive} had sha256 {digest}, not {entry.sha256}; it was "

@@ -10,12 +10,12 @@ Pure data: importing this module imports no torch, so ``resyn-bench ls systems``
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
-F0_CODE_RATE = 16000 / 1280      # 12.5 Hz: one F0 code per 16 F0 frames of 80 samples
-F0_CODEBOOK = 20
+from resyn_bench.core.bitrate import F0_CODE_RATE, F0_CODE_VOCAB, bitrate_bps
+
+F0_CODEBOOK = F0_CODE_VOCAB      # 12.5 Hz (one F0 code per 16 F0 frames of 80 samples), K'=20
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,24 @@ class NamedSystem:
     def unit_rate(self) -> float:
         return 16000 / self.hop_size
 
+    def streams(self) -> list[dict]:
+        """The streams the system transmits (as a run manifest records them): units, F0 codes
+        when it has them, the speaker LUT row when it has one."""
+        out = [{"name": "units", "kind": "discrete", "frame_rate": self.unit_rate,
+                "vocab_size": self.vocab_size}]
+        if self.f0:
+            out.append({"name": "f0_codes", "kind": "discrete", "frame_rate": F0_CODE_RATE,
+                        "vocab_size": F0_CODE_VOCAB})
+        if self.speaker != "none":
+            out.append({"name": "speaker", "kind": "speaker", "frame_rate": None,
+                        "vocab_size": None})
+        return out
+
     def bitrate(self) -> float:
         """Bits per second of the transmitted discrete streams (units + F0 codes; the speaker
-        identity is sent once and not counted, as in the paper's codec comparison)."""
-        bits = self.unit_rate * math.ceil(math.log2(self.vocab_size))
-        if self.f0:
-            bits += F0_CODE_RATE * math.ceil(math.log2(F0_CODEBOOK))
-        return bits
+        identity is sent once and not counted, as in the paper's codec comparison): the one
+        formula, :func:`resyn_bench.core.bitrate.bitrate_bps`."""
+        return bitrate_bps(self.streams())
 
     @property
     def trained_locally(self) -> bool:

@@ -4,21 +4,16 @@ from __future__ import annotations
 import platform
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
+
+from resyn_bench.core.versions import package_versions as core_package_versions
 
 TRACKED_PACKAGES = ("resyn-bench", "numpy", "scipy", "soundfile", "soxr", "pyworld", "AMFM-decompy",
                     "espeakng-loader", "torch", "tqdm")
 
 
 def package_versions(names=TRACKED_PACKAGES) -> dict[str, str | None]:
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return core_package_versions(names)
 
 
 def git_revision(path: str | Path | None = None) -> dict[str, object] | None:

@@ -9,16 +9,22 @@ passed to the factory as its first positional parameter.
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from resyn_bench.core.suggest import did_you_mean
+from resyn_bench.errors import UserError
 
-class RegistryError(KeyError):
+
+class RegistryError(UserError, KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; we want it readable
         return str(self.args[0])
+
+
+class OptionValueError(UserError, ValueError):
+    """A system or metric group refused the value of one of its options (-o / -m)."""
 
 
 @dataclass(frozen=True)
@@ -27,12 +33,25 @@ class Entry:
     target: str | Callable[..., Any]    # "module:Attr", or the factory itself
     description: str
     takes_argument: str | None = None   # name of the ":ARG" part, if the entry takes one
+    #: "module:Attr" of the options dataclass (resyn_bench.systems.options); default: the
+    #: ``Options`` attribute of the target, if it has one
+    options: str | None = None
 
     def load(self) -> Callable[..., Any]:
-        if callable(self.target):
-            return self.target
-        module, _, attr = self.target.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return _resolve(self.target)
+
+    def option_class(self) -> type | None:
+        """The system's options dataclass (the one declaration of its ``-o`` options)."""
+        if self.options is not None:
+            return _resolve(self.options)
+        return getattr(self.load(), "Options", None)
+
+
+def _resolve(target: str | Callable[..., Any]) -> Any:
+    if callable(target):
+        return target
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 SYSTEMS: dict[str, Entry] = {e.name: e for e in [
@@ -42,32 +61,28 @@ SYSTEMS: dict[str, Entry] = {e.name: e for e in [
           "WORLD vocoder analysis/synthesis (pyworld): weight-free baseline"),
     Entry("outputs", "resyn_bench.systems.outputs:OutputsSystem",
           "evaluate audio files another tool produced, matched by utterance id "
-          "(outputs:DIR, name pattern via --outputs-pattern; wav/flac/ogg/mp3; codec bitrate "
-          "via -o bitrate=BPS or -o bitstreams=DIR)", takes_argument="DIR"),
+          "(wav/flac/ogg/mp3)", takes_argument="DIR"),
     Entry("ckpt", "resyn_bench.systems.vocoder.system:CheckpointSystem",
           "a trained unit vocoder folder (g_XXXXXXXX + config.json, ours or the reference "
-          "layout); -o units=SPEC, -o speaker=NAME", takes_argument="DIR"),
+          "layout)", takes_argument="DIR"),
     # the paper's codec baselines (extra `codecs`); bitrate measured from the encoder's output
     Entry("codec2", "resyn_bench.systems.codecs:Codec2System",
-          "Codec2 speech codec, 8 kHz (pycodec2): -o mode=3200|2400|1600|1400|1300|1200|700C; "
-          "bitrate measured from its frames"),
+          "Codec2 speech codec, 8 kHz (pycodec2); bitrate measured from its frames"),
     Entry("opus", "resyn_bench.systems.codecs:OpusSystem",
-          "Opus wideband, 16 kHz (PyAV libopus): -o bitrate=6000..24000, -o vbr=on|off|"
-          "constrained; bitrate measured from its packets"),
+          "Opus wideband, 16 kHz (PyAV libopus); bitrate measured from its packets"),
 ]}
 
 
+NAMED_OPTIONS = "resyn_bench.systems.named:NamedSystemOptions"
+
+
 def _named_factory(name: str) -> Callable[..., Any]:
-    """A factory with the named systems' options in its signature (checked by make_system)."""
-    def factory(checkpoint: str | None = None, units: str | None = None,
-                speaker: str | None = None, f0_stats: str | None = None, device: str = "cpu",
-                trust_sha256: str | None = None, f0_edit: str | None = None,
-                style: str | None = None):
+    """The factory of a named system; its options are ``NamedSystemOptions`` (checked by
+    make_system before the call)."""
+    def factory(**options):
         from resyn_bench.systems.named import make_named_system
 
-        return make_named_system(name, checkpoint=checkpoint, units=units, speaker=speaker,
-                                 f0_stats=f0_stats, device=device, trust_sha256=trust_sha256,
-                                 f0_edit=f0_edit, style=style)
+        return make_named_system(name, **options)
     factory.__name__ = f"make_{name.replace('-', '_')}"
     return factory
 
@@ -76,9 +91,9 @@ def _add_named_systems() -> None:
     from resyn_bench.named_systems import ALIASES, NAMED_SYSTEMS
 
     for name, ns in NAMED_SYSTEMS.items():
-        SYSTEMS[name] = Entry(name, _named_factory(name), ns.description)
+        SYSTEMS[name] = Entry(name, _named_factory(name), ns.description, options=NAMED_OPTIONS)
     for alias, target in ALIASES.items():
-        SYSTEMS[alias] = Entry(alias, _named_factory(target), f"= {target}")
+        SYSTEMS[alias] = Entry(alias, _named_factory(target), f"= {target}", options=NAMED_OPTIONS)
 
 
 _add_named_systems()
@@ -137,16 +152,8 @@ def register_system(name: str, target: str | Callable[..., Any], description: st
     SYSTEMS[name] = Entry(name, target, description, takes_argument)
 
 
-def register_metric_group(name: str, target: str | Callable[..., Any], description: str = "",
-                          replace: bool = False) -> None:
-    if name in METRIC_GROUPS and not replace:
-        raise RegistryError(f"metric group {name!r} is already registered")
-    METRIC_GROUPS[name] = Entry(name, target, description)
-
-
 def _suggest(name: str, choices) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, choices, n=3, cutoff=0.5)
     return f"{hint} Known: {', '.join(sorted(choices))}."
 
 
@@ -180,23 +187,42 @@ def system_entry(spec: str) -> tuple[Entry, str | None]:
 
 
 def _option_error(what: str, flag: str, key: str, valid: list[str]) -> RegistryError:
-    close = difflib.get_close_matches(key, valid, n=2, cutoff=0.6)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(key, valid, n=2, joiner=" or ")
     return RegistryError(f"{what}: unknown option {key!r} ({flag.format(key=key)}).{hint} - "
                          f"its options are: {', '.join(valid) or 'none'}")
 
 
+def _call(factory: Callable[..., Any], args: tuple, options: dict[str, Any]):
+    try:
+        return factory(*args, **options)
+    except ValueError as exc:
+        if isinstance(exc, UserError):
+            raise
+        # a system or metric group refusing an option value it was given: the user's to fix
+        raise OptionValueError(str(exc)) from exc
+
+
 def _instantiate(what: str, factory: Callable[..., Any], args: tuple, options: dict[str, Any],
-                 flag: str = "{key}=VALUE"):
+                 flag: str = "{key}=VALUE", option_class: type | None = None):
     """Call ``factory``, turning a wrong option name into a clear error listing the valid ones
-    with a did-you-mean. A factory taking ``**options`` (the ASR group passes them to its
-    backend) lists its full set through an ``option_names(options)`` class method."""
+    with a did-you-mean. The valid names are the fields of ``option_class`` (a system's options
+    dataclass) when given; otherwise the factory's signature, or, for a factory taking
+    ``**options`` (the ASR group passes them to its backend), its ``option_names(options)``."""
     import inspect
+
+    if option_class is not None:
+        from resyn_bench.systems.options import option_names
+
+        valid = option_names(option_class)
+        for key in options:
+            if key not in valid:
+                raise _option_error(what, flag, key, valid)
+        return _call(factory, args, options)
 
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):  # no signature available (C callables): let the call check
-        return factory(*args, **options)
+        return _call(factory, args, options)
     params = [n for n, p in signature.parameters.items() if n != "self"
               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     named = [n for n, p in signature.parameters.items() if p.kind in (p.KEYWORD_ONLY,
@@ -218,14 +244,21 @@ def _instantiate(what: str, factory: Callable[..., Any], args: tuple, options: d
         signature.bind(*args, **options)
     except TypeError as exc:
         raise RegistryError(f"{what}: {exc}; its options are: {', '.join(params) or 'none'}") from None
-    return factory(*args, **options)
+    return _call(factory, args, options)
 
 
-def takes_option(factory: Callable[..., Any], key: str, options: dict[str, Any] | None = None) -> bool:
+def takes_option(factory: Callable[..., Any], key: str, options: dict[str, Any] | None = None,
+                 option_class: type | None = None) -> bool:
     """Whether ``factory`` (a system or metric group factory) accepts the option ``key``: a named
     parameter, or one its ``option_names(options)`` lists (the ASR and speaker groups pass
-    options on to their backends). The runner gives ``--device`` only to those that do."""
+    options on to their backends), or a field of ``option_class`` (a system's options
+    dataclass, :meth:`Entry.option_class`). The runner gives ``--device`` only to those that do."""
     import inspect
+
+    if option_class is not None:
+        from resyn_bench.systems.options import option_names
+
+        return key in option_names(option_class)
 
     try:
         signature = inspect.signature(factory)
@@ -251,7 +284,8 @@ def make_system(spec: str, **options: Any):
     """Instantiate a system from ``NAME`` or ``NAME:ARG``; an unknown option is an error."""
     entry, arg = system_entry(spec)
     args = (arg,) if arg is not None else ()
-    system = _instantiate(f"system {spec!r}", entry.load(), args, options, flag="-o {key}=VALUE")
+    system = _instantiate(f"system {spec!r}", entry.load(), args, options, flag="-o {key}=VALUE",
+                          option_class=entry.option_class())
     system.name = spec
     return system
 

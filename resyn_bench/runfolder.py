@@ -33,7 +33,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from resyn_bench.safe_io import DiskFull, is_disk_full, write_all
+from resyn_bench.core.atomic import DiskFull, is_disk_full, write_all
+from resyn_bench.errors import UserError
 
 LOCK_FILE = ".resyn-bench.lock"
 RESERVE_FILE = ".resyn-bench.reserve"
@@ -48,7 +49,7 @@ _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
              *(f"lpt{i}" for i in range(10))}
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(UserError, RuntimeError):
     """The run folder cannot be used as asked (locked, not a run, unwritable)."""
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from resyn_bench import __version__
 from resyn_bench.audio import (
+    Audio,
     AudioError,
     ResampleLog,
     ensure_rate,
@@ -41,6 +42,10 @@ from resyn_bench.audio import (
     write_audio,
 )
 from resyn_bench.cache import AnalysisCache, audio_hash
+from resyn_bench.core.atomic import DiskFull, is_disk_full
+from resyn_bench.errors import UserError
+from resyn_bench.run_config import RunConfig, legacy_defaults
+from resyn_bench.runfiles import SCHEMA_VERSION, RunFileError, check_schema_version
 from resyn_bench.runfolder import (
     LOCK_FILE,
     RunFolderError,
@@ -52,7 +57,6 @@ from resyn_bench.runfolder import (
     output_name,
     remove_leftovers,
 )
-from resyn_bench.safe_io import DiskFull, is_disk_full
 from resyn_bench.store import (
     MANIFEST,
     OUTPUTS,
@@ -60,6 +64,7 @@ from resyn_bench.store import (
     RecordStore,
     RecordsWriteError,
     event_key,
+    iter_events,
     manifest_metric_keys,
     metric_key,
     read_manifest,
@@ -70,103 +75,12 @@ from resyn_bench.systems.base import transmit
 log_ = logging.getLogger("resyn_bench.runner")
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """The run as a whole cannot start (bad configuration, incompatible existing run dir)."""
 
 
 class RunStopped(RunError):
     """The run stopped cleanly part way (disk full, record log unwritable); resumable."""
-
-
-#: default --max-duration (seconds): an order of magnitude above any utterance corpus
-#: (LibriSpeech test-clean's longest is 35 s, VCTK's ~15 s, LJSpeech's ~10 s), and small enough
-#: that one utterance's analysis stays under ~1 GB (a 2-hour file took 10 GB with one F0 metric)
-MAX_DURATION_S = 600.0
-
-
-#: most worker processes ``--jobs auto`` (the command line's default) starts: each worker holds
-#: its own copy of a group's models (Whisper base: about 0.3 GB), so many cores do not mean
-#: many workers unless asked for (``--jobs N``)
-MAX_AUTO_JOBS = 4
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask; os.cpu_count() where there is none)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def default_jobs() -> int:
-    """``--jobs auto``: one worker per usable CPU, at most :data:`MAX_AUTO_JOBS`. The numbers do
-    not depend on it (only the runner process writes records; workers run one thread each)."""
-    return min(usable_cpus(), MAX_AUTO_JOBS)
-
-
-def parse_jobs(value: str | int) -> int:
-    """``--jobs`` value: a positive integer or ``auto`` (:func:`default_jobs`)."""
-    text = str(value).strip().lower()
-    if text == "auto":
-        return default_jobs()
-    try:
-        jobs = int(text)
-    except ValueError:
-        raise ValueError(f"--jobs takes a number of worker processes or 'auto', got {value!r}") from None
-    if jobs < 1:
-        raise ValueError(f"--jobs must be >= 1 (or 'auto'), got {value!r}")
-    return jobs
-
-
-@dataclass
-class RunConfig:
-    system: str
-    dataset: str
-    out: str
-    data_root: str | None = None
-    split: str | None = None
-    limit: int | None = None
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    metrics: str = "fast"
-    f0_preset: str | None = None
-    metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # group -> options
-    system_options: dict[str, Any] = field(default_factory=dict)
-    resume: bool = True
-    overwrite: bool = False
-    retry_failed: bool = False
-    use_cache: bool = True
-    cache_dir: str | None = None
-    # worker processes; the command line's default is ``auto`` (:func:`default_jobs`)
-    jobs: int = 1
-    # device of every model-backed metric group and system that takes one ("cuda", "cpu",
-    # "cuda:1"); None: cuda when torch sees a GPU, else cpu (resyn_bench.distributed.resolve_device).
-    # Not part of the run's identity; where it can change the numbers (Whisper's compute type,
-    # a vocoder's kernels) the group's settings / the system's description record it.
-    device: str | None = None
-    # crash isolation (resyn_bench.supervisor): the system and each metric group run in
-    # supervised worker processes; False runs them in this process (debugging: a native crash
-    # then ends the run; default False when RESYN_BENCH_ISOLATION=0). Seconds one utterance may
-    # take in one worker: None = automatic, max(60 s, 10 x its duration); 0 = no limit. Neither
-    # is part of the run's identity.
-    isolate: bool = field(default_factory=lambda: os.environ.get("RESYN_BENCH_ISOLATION", "1") != "0")
-    utt_timeout: float | None = None
-    # what the run measures, for the report layouts: resynthesis | vc | f0_flat | codec | ...
-    experiment: str = "resynthesis"
-    label: str | None = None    # row label in reports (default: the system name and options)
-    # voice conversion (the paper's protocol): each utterance converted to this many target
-    # speakers of the system, drawn without replacement, seeded per utterance; 0 = off
-    vc_targets: int = 0
-    vc_seed: int = 0
-    # longest reference/output (seconds) evaluated; longer ones fail ("too_long"). None/0 = no limit
-    max_duration: float | None = MAX_DURATION_S
-
-    def identity(self) -> dict[str, Any]:
-        """Fields that must match for a run directory to be resumed. The metric selection
-        (metrics, f0_preset, metric_options) is not among them: metric groups are additive,
-        each group's records are kept apart by its settings (see :func:`metric_key`)."""
-        return {k: getattr(self, k) for k in ("system", "dataset", "data_root", "split",
-                                              "dataset_options", "system_options", "experiment",
-                                              "vc_targets", "vc_seed")}
 
 
 def _metric_options(config: RunConfig, name: str) -> dict[str, Any]:
@@ -202,10 +116,10 @@ def system_options(config: RunConfig) -> dict[str, Any]:
     if "device" not in options:
         try:
             entry, _arg = registry.system_entry(config.system)
-            factory = entry.load()
+            factory, option_class = entry.load(), entry.option_class()
         except Exception:  # noqa: BLE001 - make_system reports a bad system itself
             return options
-        if registry.takes_option(factory, "device", options):
+        if registry.takes_option(factory, "device", options, option_class):
             from resyn_bench.distributed import resolve_device
 
             options["device"] = resolve_device(config.device)
@@ -219,12 +133,22 @@ def metric_entry(config: RunConfig, group) -> dict[str, Any]:
 
 
 def _resampler_id() -> str:
-    try:
-        from importlib.metadata import version
+    from resyn_bench.core.versions import package_version
 
-        return f"soxr-{version('soxr')}-HQ"
-    except Exception:
-        return "soxr-HQ"
+    v = package_version("soxr")
+    return f"soxr-{v}-HQ" if v else "soxr-HQ"
+
+
+def load_reference(path, limit: float | None) -> Audio:
+    """The reference as the synthesis stage accepts it: AudioError (the part's stage
+    "reference") when it lasts over ``limit`` seconds by its header (checked before decoding),
+    cannot be read, or is not scorable. Sharded runs apply the same test to the utterances of
+    the other shards, so the corpus models see the same recordings (resyn_bench.sharding)."""
+    seconds = header_duration(path) if limit else None
+    if seconds is not None and seconds > limit:
+        raise AudioError("too_long", f"reference audio lasts {seconds:.1f} s, over "
+                         f"--max-duration {limit:g} s (raise it, or split the file)")
+    return validate(load_audio(path), what="reference audio")
 
 
 class Synthesizer:
@@ -258,12 +182,8 @@ class Synthesizer:
             return fail("input", utt.problem, "bad_row")
         limit = self.config.max_duration
         t = time.perf_counter()
-        seconds = header_duration(utt.path) if limit else None  # before decoding the file
-        if seconds is not None and seconds > limit:
-            return fail("reference", f"too_long: reference audio lasts {seconds:.1f} s, over "
-                        f"--max-duration {limit:g} s (raise it, or split the file)", "too_long")
         try:
-            ref = validate(load_audio(utt.path), what="reference audio")
+            ref = load_reference(utt.path, limit)
         except AudioError as exc:
             return fail("reference", str(exc), exc.kind)
         record["duration_s"] = ref.duration
@@ -278,7 +198,8 @@ class Synthesizer:
             out, bitstream = transmit(self.system, system_in, utt)
         except Exception as exc:
             if is_disk_full(exc):
-                raise DiskFull(getattr(exc, "path", None) or getattr(exc, "filename", "?"), exc)
+                raise DiskFull(getattr(exc, "path", None) or getattr(exc, "filename", "?"),
+                               exc) from exc
             return fail("system", f"{type(exc).__name__}: {exc}")
         timings["system"] = time.perf_counter() - t
         if bitstream:  # what the encoder actually produced (codecs): reports' measured bitrate
@@ -286,6 +207,8 @@ class Synthesizer:
         target = getattr(utt, "target_speaker", None) or getattr(self.system, "target_speaker", None)
         if target is not None:  # voice conversion: speaker metrics judge the output as this voice
             record["target_speaker"] = str(target)
+        if getattr(utt, "f0_edit", None):  # a listed conversion's requested F0 edit
+            record["f0_edit"] = str(utt.f0_edit)
 
         t = time.perf_counter()
         try:
@@ -374,7 +297,8 @@ class Scorer:
             score = g.score(reference, out, utt)
         except Exception as exc:  # this metric fails for this utterance: recorded, not scored
             if is_disk_full(exc):  # not the utterance's fault: the run stops, resume redoes it
-                raise DiskFull(getattr(exc, "filename", None) or "the analysis cache", exc)
+                raise DiskFull(getattr(exc, "filename", None) or "the analysis cache",
+                               exc) from exc
             event.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
                          timings={"total": time.perf_counter() - t0})
             return event, log.counts
@@ -421,7 +345,8 @@ class RunResult:
     n_failed: int
     wall_s: float
     interrupted: bool = False
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # merged, every group
+    # merged, every group, without per-utterance details (store.lean_part): read those from the run
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
     work_ids: list[str] = field(default_factory=list)
     n_metric_parts: int = 0         # metric parts scored this session
     dataset_info: dict[str, Any] = field(default_factory=dict)
@@ -446,9 +371,13 @@ def _prepare_run_dir(config: RunConfig, store: RecordStore) -> dict[str, Any] | 
         raise RunError(f"{run_dir} already holds a run; resume it (drop --no-resume), "
                        "choose a new --out, or pass --overwrite to start again")
     previous = read_manifest(run_dir)
+    try:   # a run of a newer schema is refused, not rewritten in the old layout
+        check_schema_version(previous, manifest_path)
+    except RunFileError as exc:
+        raise RunError(str(exc)) from None
     mine, theirs = config.identity(), previous.get("config", {}).get("identity", {})
-    # runs written before a field existed hold its default
-    defaults = {"experiment": "resynthesis", "vc_targets": 0, "vc_seed": 0}
+    # runs written before a field existed hold its legacy value (declared on the field)
+    defaults = legacy_defaults()
     diff = {k: (theirs.get(k, defaults.get(k)), v) for k, v in mine.items()
             if theirs.get(k, defaults.get(k)) != v}
     if diff:
@@ -499,17 +428,27 @@ def conversion_utterances(utterances, system, n_targets: int, seed: int = 0) -> 
 def _listed_conversions(config: RunConfig, utterances) -> list:
     """The work list of ``--conversions`` (:mod:`resyn_bench.conversions`); RunError for a list
     that cannot be used (before any work)."""
-    from resyn_bench.conversions import ConversionListError, conversion_work
+    from resyn_bench.conversions import ConversionListError, conversion_work, list_experiment
 
     if config.vc_targets:
         raise RunError("--conversions lists the conversions to evaluate; --vc-targets chooses "
                        "them: use one or the other")
     extra = any((opts or {}).get("enroll_dataset") for opts in config.metric_options.values())
+    listing = config.system_options["conversions"]
     try:
-        return conversion_work(config.system_options["conversions"], utterances,
-                               extra_speakers=extra)
+        expected = list_experiment(listing)
+        work = conversion_work(listing, utterances, extra_speakers=extra)
     except ConversionListError as exc:
         raise RunError(str(exc)) from None
+    # the rows' F0 edits decide what the run measures; a run labelled otherwise would be
+    # summarised as the wrong experiment (unedited rows may be a vc or a resynthesis run)
+    edited = expected.startswith("f0_")
+    if (edited and config.experiment != expected) or (not edited and config.experiment.startswith("f0_")):
+        raise RunError(f"--conversions {listing}: its rows make a {expected} run, not "
+                       f"--experiment {config.experiment}; give --experiment {expected}"
+                       if edited else f"--conversions {listing}: its rows ask for no F0 edit, so "
+                       f"it cannot be an {config.experiment} run (give f0_edit in the list)")
+    return work
 
 
 def _with_target_refs(config: RunConfig, work) -> RunConfig:
@@ -614,6 +553,7 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
     # build everything now, so configuration errors surface before any work
     synthesizer = None if score_only else Synthesizer(config)
     groups = [make_metric(n, **group_options(config, n)) for n in resolve_metric_names(config.metrics)]
+    sharded = None   # config.shard: this shard of the work list (resyn_bench.sharding)
     if not score_only:
         # what the system is run on: the dataset's utterances, or (voice conversion) each of
         # them once per target speaker; corpus models (speaker ID) still fit on the real
@@ -623,6 +563,11 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
         if listed is not None:
             work = listed
         check_unique_names(u.utt_id for u in work)
+        if config.shard:
+            from resyn_bench.sharding import take_shard
+
+            sharded = take_shard(config.shard, work, dataset.utterances)
+            work = sharded.work
         _precheck(synthesizer.system, work)
     run_dir = Path(config.out)
     store = RecordStore(run_dir)
@@ -632,12 +577,20 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
         log_.info("removed the leftover temporary file %s", name)
     if store.repair():
         log_.warning("%s: cut a torn last line (a killed write); that part is redone", store.path)
-    events = store.events()
+    # read line by line; of a metric part only what says it is done (not its contours etc.):
+    # memory does not grow with the parts' details
+    events = [_synthesis_mark(e) if e.get("part", "synthesis") == "synthesis" else _done_mark(e)
+              for e in iter_events(store.path)]
     done_synth = {e["utt_id"]: e for e in events if e.get("part", "synthesis") == "synthesis"}
     if score_only:   # the stored outputs, without the system
         work = _stored_work(dataset, done_synth, bool(config.vc_targets
                                                       or config.system_options.get("conversions")))
         check_unique_names(u.utt_id for u in work)
+        if config.shard:
+            from resyn_bench.sharding import take_shard
+
+            sharded = take_shard(config.shard, work, dataset.utterances)
+            work = sharded.work
     from resyn_bench.overlap import check_overlap
 
     overlap = None if score_only else check_overlap(synthesizer.system, dataset.utterances,
@@ -665,6 +618,7 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
     all_metrics = {**before, **entries}
     done_metric = {(e["utt_id"], event_key(e, legacy)) for e in events if e.get("part") == "metric"
                    and (e.get("status") != "failed" or not config.retry_failed)}
+    del events   # what resuming needs is in done_synth and done_metric now
     if config.retry_failed and not score_only:
         done_synth = {k: e for k, e in done_synth.items() if e.get("status") == "ok"}
     pending = [] if score_only else [u for u in work if u.utt_id not in done_synth]
@@ -672,7 +626,11 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     log = ResampleLog(dict((previous or {}).get("resampling", {})))
     sessions = list((previous or {}).get("sessions", []))
+    from resyn_bench.reports.collate import POOLING_VERSION
+
     manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,        # the layout (resyn_bench.runfiles)
+        "pooling_version": POOLING_VERSION,      # the pooling code the counts are meant for
         "resyn_bench_version": __version__,
         "created": (previous or {}).get("created", started),
         "config": {**dataclasses.asdict(config), "identity": config.identity()},
@@ -691,6 +649,9 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
     manifest["config"]["metrics"] = ",".join(all_metrics)
     if legacy:
         manifest["legacy_metric_keys"] = legacy
+    if sharded is not None:   # score-only keeps the full selection recorded by synthesis
+        manifest["shard"] = ((previous or {}).get("shard") if score_only else None) \
+            or sharded.manifest
     if overlap is not None:   # the system's training set holds evaluated utterances
         manifest["training_overlap"] = overlap
     elif score_only and "training_overlap" in (previous or {}):
@@ -715,7 +676,7 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
         def accept_synthesis(record, counts):
             store.append(record)
             log.merge(counts)
-            done_synth[record["utt_id"]] = record
+            done_synth[record["utt_id"]] = _synthesis_mark(record)
             stats.add("synthesis", record)
             if bar is not None:
                 bar.update(1)
@@ -742,12 +703,21 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
         # phase 2: one metric group at a time (its models loaded once, then released)
         scorable = [u for u in work
                     if done_synth.get(u.utt_id, {}).get("status") == "ok"]
+        corpus_view = None
         for group in groups:
             todo = [u for u in scorable if (u.utt_id, entries[group.name]["key"]) not in done_metric]
             if not todo:
                 continue
+            synthesis = done_synth
+            if group.needs_corpus and sharded is not None and sharded.outside:
+                # a shard's corpus model sees the recordings an unsharded run's would
+                from resyn_bench.sharding import corpus_synthesis
+
+                if corpus_view is None:
+                    corpus_view = corpus_synthesis(sharded.outside, done_synth, config.max_duration)
+                synthesis = corpus_view
             t_group = time.perf_counter()
-            _score_group(config, group, dataset, done_synth, todo, store, log, stats, progress)
+            _score_group(config, group, dataset, synthesis, todo, store, log, stats, progress)
             stats.group_wall_s[group.name] = time.perf_counter() - t_group
     except KeyboardInterrupt:
         interrupted = True
@@ -784,12 +754,27 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
                          + ("Free space on that device" if stopped == "disk full"
                             else f"Make {store.path} writable")
                          + " and run the same command again to resume")
-    merged = store.load(list(all_metrics))
+    merged = store.load(list(all_metrics), lean=True)   # outcome counts: no per-utterance details
     n_failed = sum(merged[u.utt_id]["status"] == "failed" for u in work
                    if u.utt_id in merged)
     return RunResult(run_dir, len(work), len(work) - len(pending),
                      stats.n_synth, n_failed, wall, records=merged, work_ids=[u.utt_id for u in work],
                      n_metric_parts=stats.n_metric, dataset_info=manifest["dataset"])
+
+
+#: what scoring needs of a synthesis part (the runner keeps one per utterance; the rest of the
+#: part - texts, timings, bitstreams - stays in the record log)
+_SYNTHESIS_FIELDS = ("part", "utt_id", "status", "stage", "reference_hash", "output_path",
+                     "target_speaker", "duration_s", "output_duration_s")
+
+
+def _synthesis_mark(part: dict[str, Any]) -> dict[str, Any]:
+    return {k: part[k] for k in _SYNTHESIS_FIELDS if k in part}
+
+
+def _done_mark(part: dict[str, Any]) -> dict[str, Any]:
+    """What resuming needs of a metric part: whose, which group and settings, its status."""
+    return {k: part[k] for k in ("part", "utt_id", "group", "key", "status") if k in part}
 
 
 @dataclass

@@ -3,21 +3,28 @@
 Layout::
 
     RUN/manifest.json     config, versions, git hash, system/metric settings, resampling, timings
-    RUN/records.jsonl     one JSON object per utterance, appended atomically
-    RUN/outputs/          the system's output audio (``<utt_id>.wav``), unless disabled
+    RUN/records.jsonl     one JSON object per *part* of an utterance's result, appended atomically
+    RUN/outputs/          the system's output audio (:func:`resyn_bench.runfolder.output_name`
+                          of the id); outputs that already are files are pointed at, not copied
+    RUN/records.quarantine.jsonl   damaged lines moved aside by ``validate --repair``
+    RUN/.resyn-bench.lock, RUN/.resyn-bench.reserve   the run lock and space reserve (runfolder)
 
-Each utterance is written as parts (its synthesis, then one part per metric group), so metric
-groups can be scored one at a time and a resumed run redoes only the missing parts.
-Appends are checked writes of a complete line on an ``O_APPEND`` descriptor followed by fsync (a
-write that fails part way is cut back), so a killed run loses at most the utterance in flight. On
-reopening, a torn last line (a kill in the middle of a write) is cut off, a torn line elsewhere
-(not JSON) is skipped with a warning naming it (its part is redone), and duplicate ids (which the
-runner never writes) resolve to the last record.
+Each utterance is written as parts (its synthesis, then one part per metric group and settings
+key, :func:`metric_key`), so metric groups can be scored one at a time and a resumed run redoes
+only the missing parts. Appends are checked writes of a complete line on an ``O_APPEND``
+descriptor followed by fsync (a write that fails part way is cut back), so a killed run loses at
+most the part in flight. On reopening, a torn last line (a kill in the middle of a write) is cut
+off, a torn line elsewhere (not JSON) is skipped with a warning naming it (its part is redone),
+and a later part of the same kind for the same id replaces an earlier one (that is how
+``--retry-failed`` redoes work).
 
 Every line is checked when read (:func:`scan_records`): a line that is JSON but not a record
 (a list, a number, a metric part without ``group``, a non-string ``utt_id``, non-numeric metric
 values) or is not UTF-8 raises :class:`RecordsError` naming the file and line;
 ``resyn-bench validate RUN --repair`` moves such lines to ``records.quarantine.jsonl``.
+
+The typed definitions of the manifest and the parts, their schema version and the one
+``upgrade`` of older runs are in :mod:`resyn_bench.runfiles`.
 """
 from __future__ import annotations
 
@@ -25,12 +32,14 @@ import json
 import logging
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resyn_bench.safe_io import DiskFull, append_line, write_file_atomic
+from resyn_bench.core.atomic import DiskFull, append_line
+from resyn_bench.core.atomic import write_json_atomic as core_write_json_atomic
+from resyn_bench.errors import UserError
 
 RECORDS = "records.jsonl"
 MANIFEST = "manifest.json"
@@ -41,11 +50,11 @@ QUARANTINE = "records.quarantine.jsonl"
 log_ = logging.getLogger("resyn_bench.store")
 
 
-class RecordsError(ValueError):
+class RecordsError(UserError, ValueError):
     """A run file is damaged in a way the suite cannot read past (names the file and line)."""
 
 
-class RecordsWriteError(OSError):
+class RecordsWriteError(UserError, OSError):
     """The record log cannot be written (other than a full disk): the run has to stop."""
 
 
@@ -115,31 +124,70 @@ def scan_records(path: str | Path) -> tuple[list[dict[str, Any]], list[LineProbl
     events: list[dict[str, Any]] = []
     problems: list[LineProblem] = []
     for i, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            text = raw.decode("utf-8")
-            utf8 = None
-        except UnicodeDecodeError as exc:
-            text = raw.decode("utf-8", errors="replace")
-            utf8 = f"invalid UTF-8 at byte {exc.start}"
-        try:
-            ev = json.loads(text)
-        except json.JSONDecodeError:
-            last = i == len(lines)  # no newline after it
-            what = f"not JSON ({utf8})" if utf8 else "torn line (incomplete JSON)"
-            problems.append(LineProblem(i, what + (" at the end of the file" if last else ""),
-                                        raw, torn=True))
-            continue
-        except RecursionError:
-            problems.append(LineProblem(i, "JSON nested too deeply", raw))
-            continue
-        reason = utf8 or record_problem(ev)
-        if reason:
-            problems.append(LineProblem(i, reason, raw))
-        else:
-            events.append(ev)
+        item = _parse_line(i, raw, last=i == len(lines))  # the last has no newline after it
+        if isinstance(item, LineProblem):
+            problems.append(item)
+        elif item is not None:
+            events.append(item)
     return events, problems
+
+
+def _parse_line(i: int, raw: bytes, last: bool) -> dict[str, Any] | LineProblem | None:
+    """One line of a record log (without its newline): the part, a problem, or None (blank)."""
+    if not raw.strip():
+        return None
+    try:
+        text = raw.decode("utf-8")
+        utf8 = None
+    except UnicodeDecodeError as exc:
+        text = raw.decode("utf-8", errors="replace")
+        utf8 = f"invalid UTF-8 at byte {exc.start}"
+    try:
+        ev = json.loads(text)
+    except json.JSONDecodeError:
+        what = f"not JSON ({utf8})" if utf8 else "torn line (incomplete JSON)"
+        return LineProblem(i, what + (" at the end of the file" if last else ""), raw, torn=True)
+    except RecursionError:
+        return LineProblem(i, "JSON nested too deeply", raw)
+    reason = utf8 or record_problem(ev)
+    return LineProblem(i, reason, raw) if reason else ev
+
+
+def iter_events(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The good parts of a record log, read one line at a time (memory flat in the log's
+    length), with the checks of :meth:`RecordStore.events`: a torn line is skipped with a
+    warning; damaged lines raise :class:`RecordsError` (naming the first, after the last line
+    was read, so the message is the one :meth:`RecordStore.events` gives)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    damaged: list[LineProblem] = []
+    with open(path, "rb") as fh:
+        for i, raw in enumerate(fh, 1):
+            last = not raw.endswith(b"\n")
+            item = _parse_line(i, raw[:-1] if not last else raw, last)
+            if isinstance(item, LineProblem):
+                if item.torn:
+                    log_.warning("%s line %d: %s; skipped (that part is redone on resume)",
+                                 path, item.lineno, item.reason)
+                else:
+                    damaged.append(item)
+            elif item is not None:
+                yield item
+    if damaged:
+        raise RecordsError(damaged_message(path, damaged))
+
+
+#: what :func:`lean_part` keeps of a part: enough to count outcomes and failures
+LEAN_FIELDS = frozenset({"part", "utt_id", "status", "stage", "reason", "error_kind", "speaker",
+                         "target_speaker", "output_path", "group", "key", "values", "cache"})
+
+
+def lean_part(part: dict[str, Any]) -> dict[str, Any]:
+    """A record part without its per-utterance details (``extra``: F0 contours, transcripts,
+    trial scores; ``counts``, ``timings``, texts and paths): statuses, failure reasons and
+    metric values, what counting outcomes needs, at a fraction of the memory."""
+    return {k: v for k, v in part.items() if k in LEAN_FIELDS}
 
 
 def damaged_message(path: Path, problems: list[LineProblem]) -> str:
@@ -166,7 +214,8 @@ class RecordStore:
     """Append-only event log of a run. Each line is one *part* of one utterance's result:
 
     - ``{"part": "synthesis", "utt_id", ...}``: reference checks + the system's output;
-    - ``{"part": "metric", "group": "f0", "utt_id", "status", "values", "counts", "extra"}``.
+    - ``{"part": "metric", "group": "f0", "key": "f0@<hash>", "utt_id", "status", "values",
+      "counts", "extra"}`` (``key``: :func:`metric_key` of the group's settings).
 
     ``load()`` merges the parts into one record per utterance (see :func:`merge_events`).
     """
@@ -200,27 +249,35 @@ class RecordStore:
                          self.path, p.lineno, p.reason)
         return events
 
-    def load(self, groups: Iterable[str] | dict[str, str | None] | None = None
-             ) -> dict[str, dict[str, Any]]:
+    def load(self, groups: Iterable[str] | dict[str, str | None] | None = None,
+             lean: bool = False) -> dict[str, dict[str, Any]]:
         """Merged records. ``groups`` names the metric groups wanted; given as names, each
         group's record key (its settings, see :func:`metric_key`) comes from the run's manifest
-        when it has one, so parts scored under other settings of the same group stay apart."""
+        when it has one, so parts scored under other settings of the same group stay apart.
+        ``lean``: the log is read line by line and each part loses its details
+        (:func:`lean_part`): statuses, failure reasons and metric values only."""
         keys = groups if isinstance(groups, dict) else None
         legacy: dict[str, str] = {}
         if groups is not None and keys is None and (self.run_dir / MANIFEST).is_file():
+            from resyn_bench.runfiles import NewerSchemaError, check_schema_version
+
             try:
                 manifest = read_manifest(self.run_dir)
+                check_schema_version(manifest, self.run_dir / MANIFEST)
+            except NewerSchemaError:
+                raise   # a newer layout is not read as if it were this one
             except (OSError, ValueError):
                 manifest = {}
             # a manifest written before records were keyed has one setting per group: any part
             entries = manifest.get("metrics") or {}
             keys = {g: (entries.get(g) or {}).get("key") for g in groups}
             legacy = dict(manifest.get("legacy_metric_keys") or {})
-        return merge_events(self.events(), groups if keys is None else keys, legacy)
+        events = map(lean_part, iter_events(self.path)) if lean else self.events()
+        return merge_events(events, groups if keys is None else keys, legacy)
 
     def append(self, record: dict[str, Any]) -> None:
         """Append one part as one complete line (checked write + fsync; raises
-        :class:`~resyn_bench.safe_io.DiskFull` on a full disk, leaving no partial line)."""
+        :class:`~resyn_bench.core.atomic.DiskFull` on a full disk, leaving no partial line)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         line = json.dumps(_clean(record), ensure_ascii=False, sort_keys=True) + "\n"
         try:
@@ -324,11 +381,12 @@ def merge_events(events: Iterable[dict[str, Any]],
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Checked, fsynced, atomic JSON write; the temporary file is removed if it fails."""
-    text = json.dumps(_clean(obj), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
-    write_file_atomic(path, text.encode("utf-8"))
+    core_write_json_atomic(path, _clean(obj), indent=2, sort_keys=True)
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    """The manifest as stored (a raw JSON object, any schema version). Readers of a run's
+    settings and results use :func:`resyn_bench.runfiles.read_manifest` (typed, upgraded)."""
     path = Path(run_dir) / MANIFEST
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no {MANIFEST})")

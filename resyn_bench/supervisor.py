@@ -398,7 +398,7 @@ def _module_of(path: str) -> str:
 def culprit(dump: str) -> tuple[str | None, str | None]:
     """(library, own code location) of the innermost relevant frame of a faulthandler dump:
     the library when that frame is outside the standard library and this package, else the
-    location in this package ("metrics/pitch.py:120 in extract")."""
+    location in this package ("dsp/pitch.py:120 in extract")."""
     import re
 
     blocks, current = [], None
@@ -745,7 +745,7 @@ def synthesize_isolated(config, pending, accept: Callable) -> bool:
             # the system cannot be built in a worker (it was built in the runner process, so
             # this is a crash or a hang while loading): every remaining utterance fails with it
             if not done and isinstance(exc.error, Exception) and not isinstance(exc.error, WorkerLost):
-                raise exc.error  # as in the runner process: building the system failed
+                raise exc.error from None  # as in the runner process: building the system failed
             for utt in pending:
                 if utt.utt_id not in done:
                     on_lost(utt.utt_id, _as_lost(f"{exc.stage}", exc.error))

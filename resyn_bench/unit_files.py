@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +35,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
+
+from resyn_bench.errors import UserError
 
 __all__ = ["CODE_KEYS", "UnitEntry", "UnitFileError", "read_unit_file", "parse_unit_line",
            "write_unit_file", "format_reference_line", "format_jsonl_line", "audio_stem",
@@ -49,7 +50,7 @@ _TAB_CODES = re.compile(r"^\s*-?\d+(\s*,\s*-?\d+)*\s*,?\s*$")
 _SPACE_CODES = re.compile(r"^\s*(-?\d+(\s+-?\d+)*)?\s*$")
 
 
-class UnitFileError(ValueError):
+class UnitFileError(UserError, ValueError):
     """A unit file (or one of its lines) cannot be parsed; the message names file:line."""
 
 
@@ -238,12 +239,9 @@ def write_unit_file(path: str | Path, entries: Iterable[UnitEntry], key: str | N
                  for e in entries]
         newline_at_end = True if trailing_newline is None else trailing_newline
     text = "\n".join(lines) + ("\n" if newline_at_end and lines else "")
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(text.encode("utf-8"))
-    os.replace(tmp, path)
-    return path
+    from resyn_bench.core.atomic import write_text_atomic
+
+    return write_text_atomic(Path(path).expanduser(), text)
 
 
 def index_by_stem(entries: Iterable[UnitEntry]) -> dict[str, UnitEntry]:

@@ -1,14 +1,30 @@
-"""The system contract: encode audio into discrete/continuous streams, decode back to audio.
+"""The system contract: encode audio into streams, decode the streams back to audio.
 
-Runner flow per utterance::
+A system is built by the registry (``make_system(spec, **options)``; ``-o key=value`` on the
+command line) and then, per utterance, in the runner's synthesis phase (through
+:func:`transmit`)::
 
-    audio --(resample to system.input_sample_rate, logged)--> system.encode(audio, utt) -> Streams
-          --> [optional transform of the streams: speaker swap, F0 edit (later)]
-          --> system.decode(streams) -> Audio
+    reference --(resampled to system.input_sample_rate when set; logged in the manifest)-->
+        system.encode(audio, utterance) -> Streams
+        system.decode(streams)          -> Audio (the output, validated and stored)
 
-``Streams`` carries named arrays; each is described by a :class:`StreamSpec` so bitrate can be
-*computed* from what was actually transmitted (frame rate x bits per symbol, or entropy of the
-observed symbols) instead of being declared.
+A system that overrides ``resynthesize`` (or a plugin object with only that method) is called
+through it instead, without a bitstream. There is no transform step between ``encode`` and ``decode`` in
+the runner: voice conversion and F0 edits are the system's own business. The runner gives the
+conversion target as ``utterance.target_speaker`` (``--vc-targets``, ``--conversions``) and a
+speaker-conditioned system decodes in that voice; F0 edits are system options (``ckpt:DIR``'s
+``-o f0_edit=flat|shift:N|scale:X``, applied in ``encode``). A system that can produce several
+voices lists them in :meth:`System.speakers` (``--vc-targets`` draws from that list).
+
+``Streams`` carries named arrays; each is described by a :class:`StreamSpec`. The reports
+compute the bitrate from the specs recorded in the run manifest (``describe()["streams"]``):
+frame rate x ceil(log2 vocabulary size) summed over the *discrete* streams (speaker,
+continuous and waveform streams are not counted). A system whose encoder output can be counted
+(a codec) puts a :func:`bitstream_record` into ``Streams.meta["bitstream"]``; the runner stores
+it in the synthesis record and the reports use that measured rate instead.
+
+A failure on one utterance raises :class:`SystemFailure` (or any exception): the runner records
+the utterance as failed with the reason and goes on. How to add a system: docs/adding_a_system.md.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from resyn_bench.audio import Audio
 class CopySystem(System):
     """Ground truth: the decoded audio is the input audio, untouched (the topline of a table).
 
-    Its single stream is the waveform itself; bitrate is that of 16-bit PCM at the input rate.
+    Its single stream is the waveform itself, which the reports do not count: no bitrate (–).
     """
 
     def stream_specs(self) -> list[StreamSpec]:

@@ -24,11 +24,15 @@ plot use it (pooled over utterances: total bits / total seconds), labelled *meas
 from __future__ import annotations
 
 import fractions
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure, as_float32, bitstream_record
+from resyn_bench.systems.options import option, parse_options
 
 from resyn_bench.audio import Audio
+from resyn_bench.errors import MissingDependencyError
 
 CODEC2_MODES = ("3200", "2400", "1600", "1400", "1300", "1200", "700C")
 OPUS_RATES = (6000, 9000, 12000, 16000, 24000)      # the study's settings (any 500..512000 works)
@@ -37,7 +41,7 @@ OPUS_APPLICATIONS = ("voip", "audio", "lowdelay")
 
 
 def _missing(package: str, extra: str = "codecs") -> ImportError:
-    return ImportError(f"the {package!r} package is not installed: pip install {package} "
+    return MissingDependencyError(f"the {package!r} package is not installed: pip install {package} "
                        f"(or pip install 'resyn-bench[{extra}]')")
 
 
@@ -57,7 +61,7 @@ def _import_av():
     try:
         av.codec.Codec("libopus", "w")
     except Exception as exc:  # a PyAV built against an FFmpeg without libopus
-        raise ImportError(f"this PyAV ({av.__version__}) has no libopus encoder ({exc}); install "
+        raise MissingDependencyError(f"this PyAV ({av.__version__}) has no libopus encoder ({exc}); install "
                           "the PyPI wheel (pip install --force-reinstall av), which bundles "
                           "libopus") from None
     return av
@@ -67,18 +71,47 @@ def _to_int16(samples: np.ndarray) -> np.ndarray:
     return np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
+def _codec2_mode(mode: str) -> str:
+    mode = str(mode).upper()
+    return "700C" if mode == "700" else mode
+
+
+@dataclass(frozen=True)
+class Codec2Options:
+    """The options of ``codec2`` (``-o key=value``)."""
+
+    mode: str = option("1600", "Codec2 mode (its nominal bits per second; 700 = 700C)",
+                       choices=CODEC2_MODES, normalize=_codec2_mode)
+    delay_ms: float = option(0.0, "shift the decoded audio back by this many ms (0..200) before "
+                             "scoring", type=float, metavar="MS")
+
+
+@dataclass(frozen=True)
+class OpusOptions:
+    """The options of ``opus`` (``-o key=value``)."""
+
+    bitrate: int = option(9000, "target bits per second (500..512000; the paper's range is "
+                          "6000..24000)", type=int, metavar="BPS")
+    vbr: str = option("on", "variable bitrate", choices=OPUS_VBR)
+    frame_ms: float = option(20.0, "frame length in ms (2.5, 5, 10, 20, 40 or 60)", type=float,
+                             metavar="MS")
+    application: str = option("voip", "libopus application", choices=OPUS_APPLICATIONS)
+
+
 class Codec2System(System):
     """Codec2 at 8 kHz (see the module notes)."""
 
+    Options = Codec2Options
     input_sample_rate = 8000
 
-    def __init__(self, mode: str | int = "1600", delay_ms: float = 0.0):
+    def __init__(self, options: Codec2Options | None = None, **values: Any):
+        if options is None:
+            options = parse_options(Codec2Options, values, "codec2")
+        mode, delay_ms = options.mode, options.delay_ms
         if not 0.0 <= float(delay_ms) <= 200.0:
             raise ValueError(f"codec2: delay_ms must be 0..200 ms, got {delay_ms}")
         self.delay_ms = float(delay_ms)
-        mode = str(mode).upper()
-        if mode == "700":
-            mode = "700C"
+        mode = _codec2_mode(mode)
         if mode not in CODEC2_MODES:
             raise ValueError(f"codec2: mode must be one of {', '.join(CODEC2_MODES)}, got {mode!r}")
         self.mode = mode
@@ -147,11 +180,14 @@ class Codec2System(System):
 class OpusSystem(System):
     """Opus wideband (16 kHz) through PyAV's libopus (see the module notes)."""
 
+    Options = OpusOptions
     input_sample_rate = 16000
 
-    def __init__(self, bitrate: int = 9000, vbr: str = "on", frame_ms: float = 20,
-                 application: str = "voip"):
-        bitrate = int(bitrate)
+    def __init__(self, options: OpusOptions | None = None, **values: Any):
+        if options is None:
+            options = parse_options(OpusOptions, values, "opus")
+        bitrate, vbr = int(options.bitrate), options.vbr
+        frame_ms, application = options.frame_ms, options.application
         if not 500 <= bitrate <= 512000:
             raise ValueError(f"opus: bitrate must be 500..512000 bits/s, got {bitrate}")
         if str(vbr) not in OPUS_VBR:
@@ -248,9 +284,6 @@ class OpusSystem(System):
 
 
 def _version(package: str) -> str:
-    try:
-        from importlib.metadata import version
+    from resyn_bench.core.versions import package_version
 
-        return version(package)
-    except Exception:
-        return "?"
+    return package_version(package, "?")

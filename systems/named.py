@@ -7,12 +7,18 @@ fetch or train, instead of failing later on a missing file.
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
+from resyn_bench.systems.options import option, parse_options
+from resyn_bench.systems.vocoder.system import CheckpointOptions
+
+from resyn_bench.errors import UserError
 from resyn_bench.named_systems import NamedSystem, get_named_system
 
 
-class NamedSystemError(FileNotFoundError):
+class NamedSystemError(UserError, FileNotFoundError):
     """A named system's files are not there yet (the message says how to get them)."""
 
 
@@ -36,26 +42,40 @@ def _vocoder_dir(ns: NamedSystem, checkpoint: str | None) -> Path:
     return catalogue_path(ns.vocoder)
 
 
-def make_named_system(name: str, checkpoint: str | None = None, units: str | None = None,
-                      speaker: str | None = None, f0_stats: str | None = None,
-                      device: str = "cpu", trust_sha256: str | None = None,
-                      f0_edit: str | None = None, style: str | None = None):
+@dataclass(frozen=True)
+class NamedSystemOptions(CheckpointOptions):
+    """The options of every named system: all of :class:`CheckpointOptions` (forwarded to the
+    checkpoint system as given) plus where the vocoder folder is."""
+
+    checkpoint: str | None = option(
+        None, "the vocoder folder to use instead of the published or locally trained one",
+        metavar="DIR")
+
+
+def make_named_system(name: str, options: NamedSystemOptions | None = None, **values):
     """The system called ``name``: its vocoder checkpoint (``-o checkpoint=DIR`` overrides the
-    default location) with the unit encoder of its name (``-o units=SPEC`` overrides it)."""
+    default location) with the unit encoder of its name (``-o units=SPEC`` overrides it); every
+    other option (:class:`NamedSystemOptions`) goes to the checkpoint system unchanged."""
     from resyn_bench.systems.vocoder.system import CheckpointSystem
 
+    if options is None:
+        options = parse_options(NamedSystemOptions, values, name)
+    elif values:
+        raise TypeError("make_named_system: give options= or keyword options, not both")
     ns = get_named_system(name)
+    checkpoint, units = options.checkpoint, options.units
     folder = _vocoder_dir(ns, checkpoint)
     spec = units or ns.unit_spec()
     if spec and ns.quantizer.startswith("local:") and not units and not Path(spec).is_file():
         raise NamedSystemError(f"{ns.name}: its k-means {spec} does not exist; train it: "
                                f"{ns.train_hint()}")
+    trust_sha256 = options.trust_sha256
     if trust_sha256 is None and not checkpoint and not ns.trained_locally:
         from resyn_bench.catalogue import known_sha256
 
         trust_sha256 = known_sha256(ns.vocoder)  # documented for the Expresso generator
-    system = CheckpointSystem(str(folder), units=spec, speaker=speaker, f0_stats=f0_stats,
-                              device=device, trust_sha256=trust_sha256, f0_edit=f0_edit,
-                              **({"style": style} if style is not None else {}))
+    forwarded = {f.name: getattr(options, f.name) for f in dataclasses.fields(CheckpointOptions)}
+    forwarded.update(units=spec, trust_sha256=trust_sha256)
+    system = CheckpointSystem(str(folder), CheckpointOptions(**forwarded))
     system.named = ns
     return system

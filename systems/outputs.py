@@ -11,7 +11,8 @@ Bitrate, so an external codec stands on the codec table and quality-vs-bitrate p
 ``-o bitrate=BPS`` declares the rate of every utterance (labelled *declared*);
 ``-o bitstreams=DIR`` counts the sizes of the files ``<utt_id>.*`` (or ``<speaker>/<utt_id>.*``)
 in DIR, e.g. the ``.ecdc`` or ``.npy`` codes the codec wrote, as that utterance's bits (labelled
-*measured*: the reports pool total bits / total seconds of the source audio). An utterance
+*measured*: the reports pool total bits / total seconds of the source audio); the column
+``bytes`` of a ``--conversions`` list gives the same per row, and wins over both options. An utterance
 without a bitstream file fails with that reason. With both, the measured rate is reported and the
 declared one kept in the record as ``declared_bps``.
 
@@ -24,9 +25,12 @@ from __future__ import annotations
 
 import os
 import string
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure, bitstream_record
+from resyn_bench.systems.options import option, parse_options
 
 from resyn_bench.audio import Audio, AudioError, load_audio
 
@@ -99,9 +103,31 @@ def guess_pattern(files: list[str], utterances) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class OutputsOptions:
+    """The options of ``outputs:DIR`` (``-o key=value``)."""
+
+    pattern: str | None = option(
+        None, "output file name pattern with {utt_id}, {speaker}, {stem} (also --outputs-pattern); "
+        "default: the usual names, detected", metavar="PATTERN")
+    bitrate: float | None = option(
+        None, "the codec's declared bitrate, a positive number of bits per second, e.g. 6000",
+        type=float, metavar="BPS")
+    bitstreams: str | None = option(
+        None, "folder holding one <utt_id>.* bitstream file per utterance: the bitrate is "
+        "measured from their sizes", metavar="DIR")
+    conversions: str | None = option(
+        None, "a list of conversions made by another tool (set by --conversions)", metavar="FILE")
+
+
 class OutputsSystem(System):
-    def __init__(self, directory: str, pattern: str | None = None, bitrate: float | str | None = None,
-                 bitstreams: str | None = None, conversions: str | None = None):
+    Options = OutputsOptions
+
+    def __init__(self, directory: str, options: OutputsOptions | None = None, **values: Any):
+        if options is None:
+            options = parse_options(OutputsOptions, values, "outputs")
+        pattern, bitrate = options.pattern, options.bitrate
+        bitstreams, conversions = options.bitstreams, options.conversions
         self.directory = Path(directory).expanduser()
         if not self.directory.is_dir():
             raise ValueError(f"outputs: {self.directory} is not a directory")
@@ -214,6 +240,10 @@ class OutputsSystem(System):
         seconds = len(audio.samples) / float(audio.sample_rate)
         if not seconds > 0:
             return None
+        listed = getattr(utterance, "bits", None)   # the size a --conversions row gives
+        if listed is not None:
+            extra = {"declared_bps": self.bitrate} if self.bitrate is not None else {}
+            return bitstream_record(int(listed), seconds, "measured", **extra)
         if self.bitstreams is not None:
             files = self.bitstream_files(utterance)
             if not files:

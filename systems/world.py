@@ -18,8 +18,12 @@ rebuilds from F0 alone, exactly.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure, as_float32
+from resyn_bench.systems.options import option, parse_options
 
 from resyn_bench.audio import Audio
 
@@ -54,14 +58,33 @@ def decode_bandless_aperiodicity(f0: np.ndarray, fs: int, fft_size: int) -> np.n
 
 
 def _pyworld():
-    from resyn_bench.metrics.pitch import import_pyworld
+    from resyn_bench.dsp.pitch import import_pyworld
 
     return import_pyworld()
 
 
+@dataclass(frozen=True)
+class WorldOptions:
+    """The options of ``world`` (``-o key=value``)."""
+
+    f0_method: str = option("harvest", "F0 tracker: harvest, or dio refined by stonemask",
+                            choices=F0_METHODS)
+    frame_period: float = option(5.0, "analysis frame period in ms", type=float, metavar="MS")
+    f0_floor: float = option(71.0, "lowest F0 searched, Hz", type=float, metavar="HZ")
+    f0_ceil: float = option(800.0, "highest F0 searched, Hz", type=float, metavar="HZ")
+    mcep_dims: int | None = option(
+        None, "code the spectral envelope into this many coefficients (a lossy parametric "
+        "codec); default: the full CheapTrick envelope", type=int, metavar="N")
+
+
 class WorldSystem(System):
-    def __init__(self, f0_method: str = "harvest", frame_period: float = 5.0,
-                 f0_floor: float = 71.0, f0_ceil: float = 800.0, mcep_dims: int | None = None):
+    Options = WorldOptions
+
+    def __init__(self, options: WorldOptions | None = None, **values: Any):
+        if options is None:
+            options = parse_options(WorldOptions, values, "world")
+        f0_method, frame_period = options.f0_method, options.frame_period
+        mcep_dims = options.mcep_dims
         if f0_method not in F0_METHODS:
             raise ValueError(f"world: f0_method must be one of {F0_METHODS}, got {f0_method!r}")
         if frame_period <= 0:
@@ -70,8 +93,8 @@ class WorldSystem(System):
             raise ValueError("world: mcep_dims must be >= 2")
         self.f0_method = f0_method
         self.frame_period = float(frame_period)
-        self.f0_floor = float(f0_floor)
-        self.f0_ceil = float(f0_ceil)
+        self.f0_floor = float(options.f0_floor)
+        self.f0_ceil = float(options.f0_ceil)
         self.mcep_dims = mcep_dims
         _pyworld()  # fail at construction, not on every utterance
 

@@ -1,5 +1,5 @@
 """Test-only fault injection: a system and metric groups that crash (SIGSEGV), hang or raise on
-chosen utterances. tests/test_crash_isolation.py registers them; worker processes import this
+chosen utterances. tests/core/test_crash_isolation.py registers them; worker processes import this
 module by name (tests/ is on the runner's sys.path, which workers inherit).
 
 Setting CRASH_PLUGINS_DISARM=1 in the runner's environment turns every fault off (workers take
@@ -112,8 +112,8 @@ class FaultSystem(CopySystem):
     def resynthesize(self, audio, utterance):
         mode = self.faults.get(utterance.utt_id)
         if mode == "enospc":  # the disk is full when this output is written (in this process)
-            from resyn_bench import safe_io
             from resyn_bench.audio import Audio
+            from resyn_bench.core import atomic as safe_io
 
             if not os.environ.get("CRASH_PLUGINS_DISARM"):
                 real = safe_io._write

@@ -22,7 +22,6 @@ Missing files raise the catalogue's actionable error (URL, sha256, exact path to
 """
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,11 +30,14 @@ from typing import Any
 import numpy as np
 from resyn_bench.systems.encoders.kmeans import KMeansError, KMeansModel
 
+from resyn_bench.core.bitrate import stream_bps
+from resyn_bench.errors import UserError
+
 __all__ = ["UnitEncoder", "UnitEncoderError", "load_unit_encoder", "parse_catalogue_spec",
            "resolve_extractor_checkpoint", "CATALOGUE_ENCODERS", "CATALOGUE_KMEANS"]
 
 
-class UnitEncoderError(ValueError):
+class UnitEncoderError(UserError, ValueError):
     """A unit-encoder spec cannot be resolved, or its parts do not fit together."""
 
 
@@ -134,7 +136,7 @@ class UnitEncoder:
             "sample_rate": self.sample_rate, "hop_size": self.hop_size,
             "frame_rate": self.frame_rate, "vocab_size": self.vocab_size,
             # upper bound: every unit sent with a fixed-length code
-            "bitrate_bps": self.frame_rate * math.ceil(math.log2(max(self.vocab_size, 2))),
+            "bitrate_bps": stream_bps(self.frame_rate, self.vocab_size),
             "extractor": extractor,
             "kmeans": {k: meta.get(k) for k in (
                 "k", "dim", "extractor", "layer", "checkpoint", "trained_on", "seed",

@@ -39,7 +39,6 @@ input is one pass whose frame count is the conv arithmetic (:func:`cpc_num_frame
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -213,9 +212,7 @@ def read_cpc_checkpoint(path, trusted_sha256: Iterable[str] | str = (),
                         convert: bool = True) -> tuple[CPCArch, dict]:
     """(arch, state dict) of a CPC checkpoint: the official dict ({'weights', 'config', ...}),
     a bare state dict, or our converted copy. A full pickle needs ``trusted_sha256``."""
-    from resyn_bench.systems.encoders.features import load_checkpoint_object
-
-    from resyn_bench.safeload import safe_torch_load, sha256_file
+    from resyn_bench.safeload import load_checkpoint_object, safe_torch_load, sha256_file
 
     path = Path(path)
     if not path.is_file():
@@ -252,13 +249,13 @@ def read_cpc_checkpoint(path, trusted_sha256: Iterable[str] | str = (),
     if convert and was_pickle:
         out = {"format": _FORMAT, "arch": arch.to_dict(), "state_dict": sd,
                "source": {**_stamp(path), "sha256": sha256_file(path)}}
-        tmp = conv.with_name(conv.name + f".tmp{os.getpid()}")
+        from resyn_bench.core.atomic import atomic_open
+
         try:
-            torch.save(out, tmp)
-            os.replace(tmp, conv)
+            with atomic_open(conv) as fh:
+                torch.save(out, fh)
         except OSError as exc:
             log.warning("could not write %s (%s)", conv, exc)
-            tmp.unlink(missing_ok=True)
     return arch, sd
 
 

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from resyn_bench.errors import UserError
 
 __all__ = ["KMeansModel", "KMeansError", "FrameReservoir", "train_kmeans", "convert_km_bin",
            "converted_path", "FORMAT", "FORMAT_VERSION"]
@@ -39,7 +40,7 @@ FORMAT_VERSION = 1
 PREDICT_CHUNK = 4096
 
 
-class KMeansError(ValueError):
+class KMeansError(UserError, ValueError):
     """A k-means file or model cannot be used as asked (wrong format, shape mismatch...)."""
 
 
@@ -142,18 +143,13 @@ class KMeansModel:
 
     def save(self, path: str | Path) -> Path:
         """Write the ``.npz`` atomically (temp file + rename); returns the path."""
+        from resyn_bench.core.atomic import atomic_open
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "version": FORMAT_VERSION, **self.meta}
         blob = json.dumps(meta, sort_keys=True, default=_jsonable)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as fh:  # a file object: numpy does not append ".npz"
-                np.savez(fh, centroids=self.centroids, meta=np.array(blob))
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_open(path) as fh:  # a file object: numpy does not append ".npz"
+            np.savez(fh, centroids=self.centroids, meta=np.array(blob))
         return path
 
     @classmethod

@@ -1,6 +1,6 @@
 """Generator checkpoints in the reference layout (speech-resynthesis / fairseq code_hifigan).
 
-Layout (reference-system.md §8.1): a checkpoint directory holds ``config.json`` (the training
+Layout (docs/reference.md §8.1): a checkpoint directory holds ``config.json`` (the training
 config, reference keys) and files ``g_XXXXXXXX`` (8-digit step) = ``torch.save({'generator':
 state_dict})``; training state goes to ``do_XXXXXXXX``. A directory resolves to its latest
 ``g_*`` file; a file reads the ``config.json`` beside it. The fairseq ``code_hifigan`` vocoders
@@ -17,16 +17,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from resyn_bench.core.atomic import atomic_open, write_text_atomic
+
 __all__ = [
     "CONFIG_NAME",
     "LoadedGenerator",
-    "atomic_write",
     "export_state_dict",
     "is_duration_layout",
     "latest_checkpoint",
@@ -92,36 +92,19 @@ def read_config(path) -> dict:
     return cfg
 
 
-def atomic_write(path, write: Callable[[Any], None], binary: bool = True) -> Path:
-    """Write ``path`` via a temporary file in the same folder and ``os.replace`` (no torn files)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
 def write_config(directory, config: dict) -> Path:
     """Write ``config.json`` (reference formatting: indent 4) atomically."""
     text = json.dumps(config, indent=4) + "\n"
-    return atomic_write(Path(directory) / CONFIG_NAME, lambda fh: fh.write(text), binary=False)
+    return write_text_atomic(Path(directory) / CONFIG_NAME, text)
 
 
 def _torch_save_atomic(obj, path) -> Path:
     import torch
 
-    return atomic_write(path, lambda fh: torch.save(obj, fh))
+    path = Path(path)
+    with atomic_open(path) as fh:
+        torch.save(obj, fh)
+    return path
 
 
 def load_checkpoint_file(path, trusted_sha256: str | Iterable[str] = ()) -> tuple[Any, str]:
@@ -201,7 +184,7 @@ def _adapt_weight_norm_keys(model, sd: dict) -> dict:
 
 
 def is_duration_layout(config: dict, state_dict: dict | None = None) -> bool:
-    """fairseq code_hifigan duration-predictor variant (reference §8.4)?"""
+    """fairseq code_hifigan duration-predictor variant (docs/reference.md §8.4)?"""
     if config.get("dur_predictor_params"):
         return True
     return bool(state_dict) and any(k.startswith("dur_predictor.") for k in state_dict)

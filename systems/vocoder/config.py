@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import json
 import types
 import typing
@@ -32,6 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
+
+from resyn_bench.core.suggest import did_you_mean
+from resyn_bench.dsp.presets import training_names, training_preset
+from resyn_bench.errors import UserError
 
 __all__ = [
     "F0_EXTRACTORS",
@@ -50,14 +53,15 @@ __all__ = [
     "preset_names",
 ]
 
-#: F0 extractors the data pipeline knows: pyworld (dio, fast, default), yaapt (the paper's), harvest.
-F0_EXTRACTORS = ("pyworld", "yaapt", "harvest")
+#: F0 extractors the data pipeline accepts: the names of the shared table with a 5 ms hop
+#: (resyn_bench.dsp.presets): pyworld (dio 60-400 Hz, fast, default), yaapt (the paper's), ...
+F0_EXTRACTORS = tuple(training_names())
 #: The F0 grid: 5 ms frames; F0 codes are 16 frames (1280 samples at 16 kHz, 12.5 Hz).
 F0_HOP = 80
 F0_CODE_HOP = 1280
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value or key is invalid; the message says which and what is expected."""
 
 
@@ -184,10 +188,9 @@ class _Config:
 
     def save(self, path: str | Path) -> Path:
         """Write ``config.json`` (atomically: a killed run never leaves half a file)."""
-        from resyn_bench.systems.vocoder.checkpoint import atomic_write
+        from resyn_bench.core.atomic import write_text_atomic
 
-        text = self.to_json() + "\n"
-        return atomic_write(path, lambda fh: fh.write(text), binary=False)
+        return write_text_atomic(path, self.to_json() + "\n")
 
     def copy(self):
         return copy.deepcopy(self)
@@ -198,8 +201,7 @@ class _Config:
 
 
 def _suggest(key: str, names) -> str:
-    close = difflib.get_close_matches(key, sorted(names), n=3, cutoff=0.6)
-    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    return did_you_mean(key, sorted(names), n=3, parenthesised=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,14 +228,14 @@ class JukeboxParams(_Config):
 
     def downsampling(self) -> int:
         factor = 1
-        for downs, stride in zip(self.downs_t, self.strides_t):
+        for downs, stride in zip(self.downs_t, self.strides_t, strict=True):
             if isinstance(downs, list) != isinstance(stride, list):
                 raise ConfigError(f"downs_t {self.downs_t} / strides_t {self.strides_t}: each level "
                                   "must be two ints or two lists of equal length")
             if isinstance(downs, list):
                 if len(downs) != len(stride):
                     raise ConfigError(f"downs_t {downs} and strides_t {stride} differ in length")
-                for d, st in zip(downs, stride):
+                for d, st in zip(downs, stride, strict=True):
                     factor *= st ** d
             else:
                 factor *= stride ** downs
@@ -297,7 +299,11 @@ def _check_common(cfg, where: str) -> None:
     if cfg.sampling_rate != 16000:
         raise ConfigError(f"{where}: sampling_rate must be 16000 (the unit and F0 grids assume it)")
     if cfg.f0_extractor not in F0_EXTRACTORS:
-        raise ConfigError(f"{where}: f0_extractor must be one of {F0_EXTRACTORS}, got {cfg.f0_extractor!r}")
+        try:
+            training_preset(cfg.f0_extractor)
+        except KeyError as exc:
+            raise ConfigError(f"{where}: f0_extractor must be one of {F0_EXTRACTORS}: "
+                              f"{exc.args[0]}") from None
     for name in ("training_steps", "checkpoint_interval", "validation_interval", "log_interval"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{where}: {name} must be >= 1")
@@ -621,7 +627,7 @@ def _tiny_f0() -> F0QuantizerTrainConfig:
 
 
 def _librilight_vqvae() -> TrainConfig:
-    """The content VQ-VAE of configs/LibriLight/vqvae256.json (reference-system §5.4): raw-audio
+    """The content VQ-VAE of configs/LibriLight/vqvae256.json (docs/reference.md §5.4): raw-audio
     encoder (x160) + 256 x 128 EMA codebook + HiFi-GAN, trained jointly; no F0, no speaker."""
     return TrainConfig(
         preset="vqvae256-librilight", batch_size=32, num_embeddings=256, embedding_dim=128,

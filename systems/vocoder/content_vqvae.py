@@ -1,6 +1,6 @@
 """Content VQ-VAE: a raw-audio Jukebox encoder + 256-code EMA codebook feeding the unit HiFi-GAN.
 
-The paper's third content representation (reference-system.md §2.3, §5.4): a convolutional
+The paper's third content representation (docs/reference.md §2.3, §5.4): a convolutional
 encoder turns 16 kHz audio into 128-d vectors at 100 Hz (x160: five stride-2 stages and one
 stride-5 stage, the Jukebox "list branch"), an EMA codebook of 256 vectors quantises them, and
 the HiFi-GAN decoder is conditioned on the quantised vectors. Encoder, codebook and decoder are
@@ -25,7 +25,6 @@ the codebook, so the state dict has exactly the reference keys (no ``dict.weight
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterable
 from pathlib import Path
 from types import SimpleNamespace
@@ -38,6 +37,8 @@ from resyn_bench.systems.vocoder.generator import CodeGenerator
 from torch import nn
 from torch.nn import functional as F
 
+from resyn_bench.core.bitrate import stream_bps
+
 __all__ = [
     "REFERENCE_LIBRILIGHT_VQVAE_CONFIG",
     "VQVAECodeGenerator",
@@ -47,7 +48,7 @@ __all__ = [
     "load_vqvae_unit_encoder",
 ]
 
-#: The generator keys of configs/LibriLight/vqvae256.json (reference-system.md §5.4): no F0, no
+#: The generator keys of configs/LibriLight/vqvae256.json (docs/reference.md §5.4): no F0, no
 #: speaker, the decoder reads the 128-d quantised vectors directly (model_in_dim 128).
 REFERENCE_LIBRILIGHT_VQVAE_CONFIG: dict[str, Any] = {
     "resblock": "1",
@@ -111,7 +112,7 @@ def _vq_parts(cfg: dict) -> tuple[dict, dict]:
 
 
 class VQVAECodeGenerator(CodeGenerator):
-    """Raw-audio encoder + EMA codebook + unit HiFi-GAN, trained jointly (reference §5.4).
+    """Raw-audio encoder + EMA codebook + unit HiFi-GAN, trained jointly (docs/reference.md §5.4).
 
     * ``forward(audio [B,1,T] float, f0=None, f0_codes=None, spkr=None, dvector=None) ->
       (wav [B,1,160*(T//160)], commit_loss scalar, codes LongTensor [B, T//160])``. In training
@@ -338,7 +339,7 @@ class VQVAEUnitEncoder:
         return {"name": self.name, "source": self.source, "kind": "vqvae",
                 "sample_rate": self.sample_rate, "hop_size": self.hop_size,
                 "frame_rate": self.frame_rate, "vocab_size": self.vocab_size,
-                "bitrate_bps": self.frame_rate * math.ceil(math.log2(max(self.vocab_size, 2))),
+                "bitrate_bps": stream_bps(self.frame_rate, self.vocab_size),
                 "checkpoint": dict(self.checkpoint),
                 "encoder": copy.deepcopy(self.config.get("code_encoder_params")),
                 "codebook": copy.deepcopy(self.config.get("code_vq_params"))}

@@ -1,4 +1,4 @@
-"""Training data for the unit vocoder and the F0 quantizer (reference §1, §3, §6 "data").
+"""Training data for the unit vocoder and the F0 quantizer (docs/reference.md §1, §3, §6 "data").
 
 Grids (16 kHz): content units every ``code_hop`` samples (320 HuBERT, 160 CPC / VQ-VAE), F0
 frames every 80 samples (5 ms), F0 codes every 1280 samples (16 F0 frames). The vocoder
@@ -39,7 +39,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -55,6 +54,9 @@ from resyn_bench.systems.vocoder.f0_stats import (
     speaker_ids_from_names,
 )
 from torch.utils.data import Dataset as TorchDataset
+
+from resyn_bench.dsp.presets import training_names, training_preset
+from resyn_bench.errors import UserError
 
 __all__ = ["SAMPLE_RATE", "F0_HOP", "F0_CODE_HOP", "VOCODER_SEGMENT", "F0_SEGMENT",
            "F0_METHODS", "DataError", "peak_normalize", "load_training_audio", "extract_f0",
@@ -74,7 +76,7 @@ _KEY_HOPS = {"hubert": 320, "cpc_km100": 160, "cpc": 160, "vqvae256": 160}
 _MIC_SUFFIX = re.compile(r"_mic\d$")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Training data cannot be assembled (missing units, too-short audio, bad settings)."""
 
 
@@ -108,34 +110,21 @@ def load_training_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.
     return peak_normalize(_load_raw(path, sample_rate))
 
 
-def _pitch_presets() -> dict:
-    from resyn_bench.metrics.pitch import PRESETS, PitchPreset
-
-    # The same 60-400 Hz search range as YAAPT's defaults, 5 ms hop.
-    world = {"f0_floor": 60.0, "f0_ceil": 400.0, "frame_period": 5.0}
-    return {
-        "yaapt": PRESETS["yaapt"],  # the reference get_yaapt_f0 settings (§3.1)
-        "pyworld": PitchPreset("pyworld-dio-60-400", "dio", world, 0.005,
-                               "dio + stonemask (pyworld), 60-400 Hz, 5 ms"),
-        "harvest": PitchPreset("pyworld-harvest-60-400", "harvest", world, 0.005,
-                               "harvest (pyworld), 60-400 Hz, 5 ms"),
-    }
+def _training_preset(method: str):
+    try:
+        return training_preset(method)
+    except KeyError as exc:
+        raise DataError(f"unknown F0 method {method!r}: {exc.args[0]}") from None
 
 
-#: F0 extractors for training: name -> short description
-F0_METHODS = {"yaapt": "pYAAPT as in the reference (§3.1), zeros when YAAPT fails",
-              # measured on unsilenced VCTK: dio calls low-level noise voiced near the 60 Hz
-              # floor (p225: std 53 Hz vs 20 Hz with YAAPT); prefer yaapt for statistics
-              "pyworld": "WORLD dio + stonemask, 60-400 Hz (fast; loose voicing decisions)",
-              "harvest": "WORLD harvest, 60-400 Hz (slow, fewer octave errors)"}
+#: F0 extractors for training: name -> short description (the shared names table,
+#: :mod:`resyn_bench.dsp.presets`, less the presets without a 5 ms hop)
+F0_METHODS = {name: training_preset(name).description for name in training_names()}
 
 
 def f0_method_params(method: str) -> dict[str, Any]:
     """The pitch preset behind ``method`` (for manifests and cache keys)."""
-    presets = _pitch_presets()
-    if method not in presets:
-        raise DataError(f"unknown F0 method {method!r}; choose from {', '.join(F0_METHODS)}")
-    return presets[method].to_dict()
+    return _training_preset(method).to_dict()
 
 
 def extract_f0(wav16k: np.ndarray, method: str = "pyworld",
@@ -146,23 +135,22 @@ def extract_f0(wav16k: np.ndarray, method: str = "pyworld",
     ``method``: "yaapt" (reference settings: signal zero-padded by 160 samples each side,
     20 ms frames, 5 ms hop, nccf_thresh1 0.25, tda_frame_length 25 ms, ``samp_values``; an
     all-zero track when YAAPT fails, as the reference does), "pyworld" (dio + stonemask,
-    60-400 Hz) or "harvest". Extraction is delegated to
-    :func:`resyn_bench.metrics.pitch.extract_f0`."""
-    from resyn_bench.metrics.base import MetricError
-    from resyn_bench.metrics.pitch import extract_f0 as pitch_f0
+    60-400 Hz), "harvest" (harvest, 60-400 Hz) or another name of the shared table
+    (:mod:`resyn_bench.dsp.presets`) with a 5 ms hop. Extraction is delegated to
+    :func:`resyn_bench.dsp.pitch.extract_f0`."""
+    from resyn_bench.core.errors import MetricError
+    from resyn_bench.dsp.pitch import extract_f0 as pitch_f0
 
-    presets = _pitch_presets()
-    if method not in presets:
-        raise DataError(f"unknown F0 method {method!r}; choose from {', '.join(F0_METHODS)}")
+    preset = _training_preset(method)
     x = np.asarray(wav16k, dtype=np.float64).reshape(-1)
     hop = sample_rate // 200
     n = x.size // hop
     if n == 0:
         return np.zeros(0, np.float32)
     try:
-        f0 = pitch_f0(x, sample_rate, presets[method]).f0
+        f0 = pitch_f0(x, sample_rate, preset).f0
     except MetricError:
-        # the reference replaces a failed YAAPT call by zeros (§3.1); do the same for WORLD
+        # the reference replaces a failed YAAPT call by zeros (docs/reference.md §3.1); do the same for WORLD
         f0 = np.zeros(n)
     # YAAPT gives ceil(len / hop) frames, WORLD len // hop + 1: keep the first len // hop.
     out = np.zeros(n, np.float32)
@@ -236,10 +224,11 @@ class F0Cache:
         if track is None:
             track = self._extract(wav)
             if file is not None:
-                file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = file.with_name(f".{file.stem}.{os.getpid()}.tmp.npy")
-                np.save(tmp, track, allow_pickle=False)
-                os.replace(tmp, file)
+                from resyn_bench.core.atomic import atomic_open
+
+                # a cache: not fsynced (a lost entry is recomputed, a torn one never visible)
+                with atomic_open(file, fsync=False) as fh:  # a file object: no ".npy" added
+                    np.save(fh, track, allow_pickle=False)
         self._memory[key if key is not None else digest] = track
         return track
 

@@ -1,6 +1,6 @@
 """HiFi-GAN multi-period and multi-scale discriminators (our implementation of the published design).
 
-Facts from reference-system.md §6: MPD with periods 2, 3, 5, 7, 11 (waveform reflect-padded to a
+Facts from docs/reference.md §6: MPD with periods 2, 3, 5, 7, 11 (waveform reflect-padded to a
 multiple of the period, folded to ``[B, 1, T/p, p]``, a Conv2d stack with (5, 1) kernels) and MSD
 with three scales (raw, average-pooled once and twice; the first sub-discriminator uses spectral
 norm, the others weight norm; a grouped Conv1d stack). LeakyReLU slope 0.1 after every hidden
@@ -173,7 +173,7 @@ class _MultiDiscriminator(nn.Module):
                              f"crop both to the same length")
         n = y.shape[0]
         real_outs, fake_outs, real_fmaps, fake_fmaps = [], [], [], []
-        for disc, x in zip(self.discriminators, self._sub_inputs(torch.cat([y, y_hat.to(y.dtype)], 0))):
+        for disc, x in zip(self.discriminators, self._sub_inputs(torch.cat([y, y_hat.to(y.dtype)], 0)), strict=True):
             out, fmaps = disc(x)
             real_outs.append(out[:n])
             fake_outs.append(out[n:])

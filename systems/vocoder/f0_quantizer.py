@@ -4,7 +4,7 @@ The speech-resynthesis system (Polyak et al. 2021) compresses the speaker-normal
 contour into 12.5 Hz codes with a small VQ-VAE built from the Jukebox components: a strided
 convolutional encoder with dilated residual stacks, an EMA-updated codebook with random restarts
 of unused codes, and a mirrored decoder with transposed convolutions. This module is our own
-implementation written from the published architecture facts (reference-system.md §3.4, §5.4,
+implementation written from the published architecture facts (docs/reference.md §3.4, §5.4,
 §8.3). Module nesting and indices are chosen so that ``state_dict()`` keys are exactly the
 reference checkpoint keys (e.g. ``encoder.level_blocks.0.model.0.1.model.2.model.3.weight``):
 reference ``g_*`` files load with ``strict=True``.
@@ -97,7 +97,7 @@ def _stage_plan(downs_t, strides_t) -> list[int]:
         if len(downs_t) != len(strides_t):
             raise ValueError(f"downs_t {downs_t!r} and strides_t {strides_t!r} differ in length")
         plan: list[int] = []
-        for d, s in zip(downs_t, strides_t):
+        for d, s in zip(downs_t, strides_t, strict=True):
             plan.extend([int(s)] * int(d))
         return plan
     return [int(strides_t)] * int(downs_t)
@@ -578,13 +578,6 @@ class F0Quantizer(nn.Module):
 _CKPT_RE = re.compile(r"^g_(\d+)$")
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    # lazy: checkpoint.py imports this module when it reads a generator's F0 quantizer
-    from resyn_bench.systems.vocoder.checkpoint import atomic_write
-
-    atomic_write(path, write, binary=True)
-
-
 def save_f0_quantizer(ckpt_dir, step: int, model: F0Quantizer, config: dict | None = None,
                       optim_state: dict | None = None, epoch: int = 0) -> Path:
     """Write ``ckpt_dir/g_{step:08d}`` = ``{'generator', 'optim_g', 'steps', 'epoch'}`` and
@@ -602,9 +595,11 @@ def save_f0_quantizer(ckpt_dir, step: int, model: F0Quantizer, config: dict | No
     state = {"generator": {k: v.detach().cpu() for k, v in inner.state_dict().items()},
              "optim_g": optim_state, "steps": int(step), "epoch": int(epoch)}
     path = ckpt_dir / f"g_{int(step):08d}"
-    _atomic_write_bytes(path, lambda fh: torch.save(state, fh))
-    text = json.dumps(config, indent=4, sort_keys=False).encode("utf-8")
-    _atomic_write_bytes(ckpt_dir / "config.json", lambda fh: fh.write(text))
+    from resyn_bench.core.atomic import atomic_open, write_text_atomic
+
+    with atomic_open(path) as fh:
+        torch.save(state, fh)
+    write_text_atomic(ckpt_dir / "config.json", json.dumps(config, indent=4, sort_keys=False))
     return path
 
 

@@ -1,4 +1,4 @@
-"""Per-speaker F0 statistics for F0 normalisation (reference §3.2-3.3).
+"""Per-speaker F0 statistics for F0 normalisation (docs/reference.md §3.2-3.3).
 
 The reference normalises voiced F0 frames per speaker, ``(f0 - mean) / std`` (unvoiced frames
 stay 0), with statistics read from a ``torch.save``-d dict:
@@ -34,13 +34,15 @@ from typing import Any
 
 import numpy as np
 
+from resyn_bench.errors import UserError
+
 __all__ = ["SpeakerF0", "F0Stats", "F0StatsError", "load_f0_stats", "load_speaker_ids",
            "speaker_ids_from_names", "compute_f0_stats", "FORMAT"]
 
 FORMAT = "resyn-bench-f0-stats/1"
 
 
-class F0StatsError(ValueError):
+class F0StatsError(UserError, ValueError):
     """F0 statistics are missing, malformed or do not cover a speaker."""
 
 
@@ -182,10 +184,9 @@ class F0Stats:
 
     def save(self, path: str | Path) -> Path:
         """Write our JSON format atomically."""
-        from resyn_bench.systems.vocoder.checkpoint import atomic_write
+        from resyn_bench.core.atomic import write_text_atomic
 
-        text = json.dumps(self.to_dict(), indent=1) + "\n"
-        return atomic_write(Path(path).expanduser(), lambda fh: fh.write(text), binary=False)
+        return write_text_atomic(Path(path).expanduser(), json.dumps(self.to_dict(), indent=1) + "\n")
 
     def to_reference_dict(self) -> dict:
         """The reference layout (``torch.save`` it for the original code): integer speaker ids

@@ -1,6 +1,6 @@
 """Unit-to-waveform generators: HiFi-GAN V1 conditioned on discrete units, F0 codes and speaker.
 
-Module layout and parameter names follow the reference checkpoints (reference-system.md §5, §8.2,
+Module layout and parameter names follow the reference checkpoints (docs/reference.md §5, §8.2,
 §8.4) so that their state dicts load strictly:
 
 * ``conv_pre`` / ``ups.<i>`` / ``resblocks.<3i+j>.convs1|convs2.<k>`` / ``conv_post`` - the HiFi-GAN
@@ -85,7 +85,7 @@ class ResBlock1(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # without autograd, intermediate activations may be overwritten in place (less traffic)
         inplace = not torch.is_grad_enabled()
-        for c1, c2 in zip(self.convs1, self.convs2):
+        for c1, c2 in zip(self.convs1, self.convs2, strict=True):
             xt = c1(F.leaky_relu(x, LRELU_SLOPE))
             xt = c2(F.leaky_relu(xt, LRELU_SLOPE, inplace=inplace))
             x = xt.add_(x) if inplace else xt + x
@@ -130,7 +130,7 @@ class HiFiGANGenerator(nn.Module):
                              "differ in length")
         if len(rb_kernels) != len(rb_dilations):
             raise ValueError("resblock_kernel_sizes and resblock_dilation_sizes differ in length")
-        for u, k in zip(rates, up_kernels):
+        for u, k in zip(rates, up_kernels, strict=True):
             if (k - u) % 2:
                 raise ValueError(f"upsample kernel {k} with rate {u}: (k - u) must be even for an "
                                  f"exact x{u} length")
@@ -148,11 +148,11 @@ class HiFiGANGenerator(nn.Module):
         self.conv_pre = WNConv1d(in_dim, ch0, 7, 1, padding=3)
         self.ups = nn.ModuleList(
             WNConvTranspose1d(ch0 // 2 ** i, ch0 // 2 ** (i + 1), k, u, padding=(k - u) // 2)
-            for i, (u, k) in enumerate(zip(rates, up_kernels)))
+            for i, (u, k) in enumerate(zip(rates, up_kernels, strict=True)))
         self.resblocks = nn.ModuleList()
         for i in range(len(rates)):
             ch = ch0 // 2 ** (i + 1)
-            for k, d in zip(rb_kernels, rb_dilations):
+            for k, d in zip(rb_kernels, rb_dilations, strict=True):
                 self.resblocks.append(block_cls(ch, k, d))
         self.conv_post = WNConv1d(ch0 // 2 ** len(rates), 1, 7, 1, padding=3)
 
@@ -207,7 +207,7 @@ class HiFiGANGenerator(nn.Module):
                 r = self.resblocks[i * nk + j]
                 y = x
                 if isinstance(r, ResBlock1):
-                    for c1, c2 in zip(r.convs1, r.convs2):
+                    for c1, c2 in zip(r.convs1, r.convs2, strict=True):
                         t = _conv2d(c1, F.leaky_relu(y, LRELU_SLOPE))
                         y = _conv2d(c2, F.leaky_relu_(t, LRELU_SLOPE)).add_(y)
                 else:
@@ -335,7 +335,7 @@ def expected_model_in_dim(cfg: dict) -> int:
 
 
 class CodeGenerator(HiFiGANGenerator):
-    """HiFi-GAN conditioned on units, F0 codes and a speaker representation (reference §5.2).
+    """HiFi-GAN conditioned on units, F0 codes and a speaker representation (docs/reference.md §5.2).
 
     ``forward(code [B,T_c], f0=None [B,1,T_f0], f0_codes=None [B,T_q], spkr=None [B,1],
     dvector=None [B,D]) -> wav [B,1,T]``. Unit and F0-code embeddings are aligned by repeating
@@ -346,7 +346,7 @@ class CodeGenerator(HiFiGANGenerator):
         cfg = dict(cfg)
         if cfg.get("code_encoder_params") or cfg.get("code_vq_params"):
             raise ValueError("configs with code_encoder_params/code_vq_params (LibriLight content "
-                             "VQ-VAE, reference §5.4) are not supported by CodeGenerator")
+                             "VQ-VAE, docs/reference.md §5.4) are not supported by CodeGenerator")
         for key in ("num_embeddings", "embedding_dim"):
             if key not in cfg:
                 raise KeyError(f"generator config lacks '{key}'")
@@ -375,11 +375,8 @@ class CodeGenerator(HiFiGANGenerator):
             self.f0_quant_embed = nn.Embedding(int(cfg["f0_quant_num_bin"]), e)
         self.quantizer = None
         if self.f0 and cfg.get("f0_quantizer"):
-            try:
-                from resyn_bench.systems.vocoder.f0_quantizer import F0Quantizer
-            except ImportError as exc:  # pragma: no cover - module ships with the package
-                raise ImportError("the F0 quantizer module resyn_bench.systems.vocoder.f0_quantizer "
-                                  f"is needed for configs with an 'f0_quantizer' block ({exc})") from exc
+            from resyn_bench.systems.vocoder.f0_quantizer import F0Quantizer
+
             self.quantizer = F0Quantizer.from_config(cfg["f0_quantizer"])
             self.quantizer.requires_grad_(False)
             self.quantizer.eval()
@@ -550,7 +547,7 @@ class VariancePredictor(nn.Module):
 
 
 class DurationCodeGenerator(CodeGenerator):
-    """fairseq ``code_hifigan`` vocoder with a unit-duration predictor (reference §8.4).
+    """fairseq ``code_hifigan`` vocoder with a unit-duration predictor (docs/reference.md §8.4).
 
     ``forward(code, dur=None, dur_prediction=False, ...)``: with ``dur`` [B,T] (or [T]) each unit
     is repeated ``dur`` times; with ``dur_prediction=True`` durations are predicted for
@@ -601,7 +598,7 @@ class DurationCodeGenerator(CodeGenerator):
         if code.shape[0] > 1 and not bool((totals == totals[0]).all()):
             raise ValueError(f"batched duration expansion needs equal total lengths per item, got "
                              f"{totals.tolist()}; synthesize items one at a time")
-        return torch.stack([xi.repeat_interleave(di, dim=1) for xi, di in zip(x, dur)])
+        return torch.stack([xi.repeat_interleave(di, dim=1) for xi, di in zip(x, dur, strict=True)])
 
     def forward(self, code: torch.Tensor, f0: torch.Tensor | None = None,
                 f0_codes: torch.Tensor | None = None, spkr: torch.Tensor | None = None,

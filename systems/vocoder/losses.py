@@ -1,4 +1,4 @@
-"""HiFi-GAN training losses and the loss mel spectrogram (reference-system.md §1 and §6).
+"""HiFi-GAN training losses and the loss mel spectrogram (docs/reference.md §1 and §6).
 
 * :func:`discriminator_loss` - LSGAN: ``sum_k mean((1 - D_k(x))^2) + mean(D_k(G(z))^2)``.
 * :func:`generator_adversarial_loss` - ``sum_k mean((1 - D_k(G(z)))^2)``.
@@ -47,7 +47,7 @@ def discriminator_loss(real_outs: Sequence[torch.Tensor], fake_outs: Sequence[to
         raise ValueError(f"{len(real_outs)} real vs {len(fake_outs)} fake discriminator outputs")
     loss = 0.0
     real_parts, fake_parts = [], []
-    for dr, dg in zip(real_outs, fake_outs):
+    for dr, dg in zip(real_outs, fake_outs, strict=True):
         r = (1.0 - dr.float()).pow(2).mean()
         g = dg.float().pow(2).mean()
         loss = loss + r + g
@@ -76,10 +76,10 @@ def feature_matching_loss(real_fmaps, fake_fmaps) -> torch.Tensor:
     if len(real_fmaps) != len(fake_fmaps):
         raise ValueError(f"{len(real_fmaps)} real vs {len(fake_fmaps)} fake feature-map lists")
     loss = 0.0
-    for fr_list, fg_list in zip(real_fmaps, fake_fmaps):
+    for fr_list, fg_list in zip(real_fmaps, fake_fmaps, strict=True):
         if len(fr_list) != len(fg_list):
             raise ValueError("real and fake feature-map lists differ in length")
-        for fr, fg in zip(fr_list, fg_list):
+        for fr, fg in zip(fr_list, fg_list, strict=True):
             loss = loss + (fr.detach().float() - fg.float()).abs().mean()
     return loss
 

@@ -13,9 +13,9 @@ decode: ``CodeGenerator(units, f0_codes, speaker)`` -> 16 kHz audio.
 The audio is zero-padded to whole F0 codes (the reference pads its files to 1280 samples the
 same way) and the output is cut back to the input length. Everything the checkpoint folder
 records is used as recorded: the speaker name -> id map of training (not one rebuilt from the
-evaluation manifest, reference-system §4), the F0 statistics file, the F0 extractor.
+evaluation manifest, docs/reference.md §4), the F0 statistics file, the F0 extractor.
 
-The fairseq ``code_hifigan`` vocoders (reference-system §8.4: ``dur_predictor_params`` in
+The fairseq ``code_hifigan`` vocoders (docs/reference.md §8.4: ``dur_predictor_params`` in
 config.json, e.g. the public ``hubert_base_100_lj``) are read by the same class. They take
 units only (no F0, no speaker) and decode as fairseq's ``CodeHiFiGANVocoder`` with duration
 prediction: the frame-level units of the encoder are deduplicated (runs of one unit collapse
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,13 @@ from resyn_bench.systems.base import (
     SystemFailure,
     as_float32,
 )
+from resyn_bench.systems.options import option, parse_options
 from resyn_bench.systems.vocoder.config import F0_CODE_HOP
 
 from resyn_bench.audio import Audio
+from resyn_bench.errors import UserError
 
-__all__ = ["CheckpointSystem", "CheckpointSystemError", "parse_f0_edit", "edit_f0_hz"]
+__all__ = ["CheckpointSystem", "CheckpointOptions", "CheckpointSystemError", "parse_f0_edit", "edit_f0_hz"]
 
 F0_EDITS = "flat, shift:+N (semitones), scale:X (range factor) or none"
 
@@ -99,7 +102,7 @@ def edit_f0_hz(f0: np.ndarray, kind: str, value: float) -> np.ndarray:
 
 
 
-class CheckpointSystemError(FileNotFoundError):
+class CheckpointSystemError(UserError, FileNotFoundError):
     """The checkpoint folder cannot be used (no generator, no unit encoder, missing stats...)."""
 
 
@@ -139,21 +142,46 @@ def _train_hint(ckpt: Path) -> str:
             f"(presets: tiny, hubert100-vctk, cpc100-lj, ...)")
 
 
+@dataclass(frozen=True)
+class CheckpointOptions:
+    """The options of ``ckpt:DIR`` (``-o key=value``), also those of every named system (which
+    add ``checkpoint``). Declaring a field here is all it takes for the factory, the named
+    systems and ``resyn-bench ls systems`` to know the option."""
+
+    units: str | None = option(
+        None, "unit-encoder spec (k-means .npz or catalogue name such as hubert-l6-km100); "
+        "default: the encoder recorded at training, needed when the vocoder was trained from a "
+        "unit file", metavar="SPEC")
+    speaker: str | None = option(
+        None, "target voice (a training speaker name) for every utterance: voice conversion, and "
+        "the way to run speakers unseen in training", metavar="NAME")
+    f0_stats: str | None = option(
+        None, "another F0 statistics file (e.g. covering unseen speakers)", metavar="FILE")
+    f0_extractor: str | None = option(
+        None, "override the training F0 extractor (a name of `resyn-bench ls presets` with a 5 ms "
+        "hop: yaapt, pyworld, harvest, ...); default: the one recorded at training", metavar="NAME")
+    step: int | None = option(
+        None, "use the generator g_<step> instead of the latest one", type=int)
+    device: str = option("cpu", "torch device: cpu or cuda", metavar="DEVICE")
+    trust_sha256: str | None = option(
+        None, "sha256 of a reference checkpoint that needs full unpickling", metavar="HEX")
+    f0_edit: str | None = option(
+        None, f"F0 manipulation before quantization: {F0_EDITS}", metavar="EDIT")
+    style: str | None = option(
+        None, "the style of a multi-style vocoder (a name of its styles.txt; default "
+        "read-default where it has it, else its first style)", metavar="NAME")
+    precision: str = option(
+        "fp32", "the HiFi-GAN body's precision: fp32, or bf16 (about 1.8x less compute on a CPU "
+        "with AVX512-BF16, waveform about 50 dB SNR against fp32; changes the output)",
+        choices=("fp32", "bf16"), metavar="PREC")
+
+
 class CheckpointSystem(System):
     """A unit HiFi-GAN checkpoint folder (``g_XXXXXXXX`` + ``config.json``) as a system.
 
-    Options (``-o key=value``):
+    Options (``-o key=value``): the fields of :class:`CheckpointOptions`, given as keywords or
+    as one ``options=CheckpointOptions(...)``. Two need more words:
 
-    ``units``         unit-encoder spec (k-means ``.npz`` or catalogue name such as
-                      ``hubert-l6-km100``); default: the encoder recorded at training. Needed
-                      when the vocoder was trained from a unit file.
-    ``speaker``       target voice (a training speaker name) for every utterance: voice
-                      conversion, and the way to run speakers unseen in training.
-    ``f0_stats``      another F0 statistics file (e.g. covering unseen speakers).
-    ``f0_extractor``  override the training F0 extractor ("pyworld", "yaapt", "harvest").
-    ``step``          use ``g_<step>`` instead of the latest generator.
-    ``device``        "cpu" (default) or "cuda".
-    ``trust_sha256``  sha256 of a reference checkpoint that needs full unpickling.
     ``f0_edit``       F0 manipulation before quantization: ``flat`` puts every voiced frame on
                       the speaker's mean F0 (the paper's disentanglement test: report it with
                       ``--experiment f0_flat``; VDE/FFE are then measured against the original);
@@ -163,34 +191,41 @@ class CheckpointSystem(System):
                       Edits apply to the F0 in Hz before the speaker normalisation, so what the
                       quantizer's codebook cannot represent is clipped: ``resyn-bench
                       disentangle`` measures the shift and range actually achieved.
-    ``style``         the style of a multi-style vocoder (a name of its styles.txt).
-    ``precision``     "fp32" (default) or "bf16": the HiFi-GAN body in bfloat16 (about 1.9x
-                      faster on one CPU core with AVX512-BF16, waveform about 50 dB SNR against
-                      fp32; see ``generator.prepare_for_inference``). It changes the output, so
-                      it is part of the system's description (and of the run's identity).
+    ``units``         needed when the vocoder was trained from a unit file (no encoder recorded).
+
+    Loading runs in named steps, in this order (each fails with a message naming the file):
+    :meth:`_generator_path`, :meth:`_load_generator`, :meth:`_load_speaker_table`,
+    :meth:`_load_style_table`, :meth:`_load_f0_parts`, :meth:`_load_unit_encoder`.
     """
 
+    Options = CheckpointOptions
     input_sample_rate = 16000
 
-    def __init__(self, ckpt_dir: str, units: str | None = None, speaker: str | None = None,
-                 f0_stats: str | None = None, f0_extractor: str | None = None,
-                 step: int | None = None, device: str = "cpu", trust_sha256: str | None = None,
-                 f0_edit: str | None = None, style: str | None = None, precision: str = "fp32"):
-        import torch
-        from resyn_bench.systems.vocoder.checkpoint import (
-            latest_checkpoint,
-            load_generator,
-        )
-        from resyn_bench.systems.vocoder.generator import (
-            PRECISIONS,
-            DurationCodeGenerator,
-            prepare_for_inference,
-        )
+    def __init__(self, ckpt_dir: str, options: CheckpointOptions | None = None, **values: Any):
+        if options is None:
+            options = parse_options(CheckpointOptions, values, "ckpt")
+        elif values:
+            raise TypeError("CheckpointSystem: give options= or keyword options, not both")
+        self.options = options
+        path, folder = self._generator_path(ckpt_dir, options.step)
+        try:
+            self._f0_edit = parse_f0_edit(options.f0_edit)
+        except ValueError as exc:
+            raise CheckpointSystemError(str(exc)) from None
+        self.f0_edit = None if self._f0_edit is None else str(options.f0_edit)
+        self.device = options.device
+        self.precision = options.precision
+        self._load_generator(path, options.trust_sha256)
+        self._load_speaker_table(folder, options.speaker)
+        self._load_style_table(folder, options.style)
+        self._load_f0_parts(folder, options.f0_extractor, options.f0_stats)
+        self._load_unit_encoder(folder, options.units)
 
-        if precision not in PRECISIONS:
-            raise CheckpointSystemError(f"-o precision={precision}: choose one of "
-                                        f"{', '.join(PRECISIONS)}")
-        self.precision = precision
+    @staticmethod
+    def _generator_path(ckpt_dir: str, step: int | None) -> tuple[Path, Path]:
+        """The generator file or folder to load (``g_<step>`` with ``step``) and its folder."""
+        from resyn_bench.systems.vocoder.checkpoint import latest_checkpoint
+
         path = Path(ckpt_dir).expanduser()
         if not path.exists():
             raise CheckpointSystemError(f"checkpoint folder {path} does not exist; {_train_hint(path)}")
@@ -202,12 +237,18 @@ class CheckpointSystem(System):
         elif path.is_dir() and latest_checkpoint(path, "g_") is None:
             raise CheckpointSystemError(f"{path} holds no generator checkpoint (g_XXXXXXXX); "
                                         f"{_train_hint(path)}")
-        try:
-            self._f0_edit = parse_f0_edit(f0_edit)
-        except ValueError as exc:
-            raise CheckpointSystemError(str(exc)) from None
-        self.f0_edit = None if self._f0_edit is None else str(f0_edit)
-        self.device = device
+        return path, folder
+
+    def _load_generator(self, path: Path, trust_sha256: str | None) -> None:
+        """The generator and its config.json: ``model``, ``config``, ``checkpoint``, the unit
+        hop and the padding block; refuses the layouts this system cannot encode for."""
+        import torch
+        from resyn_bench.systems.vocoder.checkpoint import load_generator
+        from resyn_bench.systems.vocoder.generator import (
+            DurationCodeGenerator,
+            prepare_for_inference,
+        )
+
         trusted = (trust_sha256,) if trust_sha256 else ()
         loaded = load_generator(path, trusted_sha256=trusted)
         self.checkpoint = {"path": str(Path(loaded.path).resolve()), "step": loaded.step,
@@ -233,12 +274,15 @@ class CheckpointSystem(System):
                 "encoding audio for it needs the F0 extraction and quantization it was trained "
                 "with, which this system does not know: synthesize from your own units and F0 with "
                 "load_generator(...).model(code, f0=... or f0_codes=...)")
-        self.model = prepare_for_inference(loaded.model.to(device), precision=precision)
+        self.model = prepare_for_inference(loaded.model.to(self.device), precision=self.precision)
         self.hop = int(cfg.code_hop_size)
         self.block = math.lcm(self.hop, F0_CODE_HOP) if cfg.f0 else self.hop
         self._torch = torch
 
-        # --- speakers: the training map (config, else speakers.json beside the checkpoint)
+    def _load_speaker_table(self, folder: Path, speaker: str | None) -> None:
+        """The training speaker name -> LUT row map (config, else speakers.json or speakers.txt
+        beside the checkpoint) and the fixed target voice (``-o speaker``)."""
+        cfg = self.config
         self.speaker_map: dict[str, int] | None = None
         self.one_voice = cfg.multispkr == "single"   # reference LJ configs: every file is 'A'
         if self.one_voice:
@@ -261,7 +305,9 @@ class CheckpointSystem(System):
             raise CheckpointSystemError(f"{folder}: a single-speaker vocoder takes no speaker option")
         self.target_speaker = speaker
 
-        # --- style (Expresso vocoders): one style for every utterance
+    def _load_style_table(self, folder: Path, style: str | None) -> None:
+        """Expresso vocoders: the style name -> LUT row map (styles.txt) and the one style used
+        for every utterance."""
         self.style_map: dict[str, int] | None = None
         self.style = None
         if getattr(self.model, "uses_style", False):
@@ -283,31 +329,40 @@ class CheckpointSystem(System):
             raise CheckpointSystemError(f"{folder}: this vocoder has no style input "
                                         "(config: multistyle off); drop -o style")
 
-        # --- F0: extractor, statistics, quantizer (inside the generator)
+    def _load_f0_parts(self, folder: Path, f0_extractor: str | None, f0_stats: str | None) -> None:
+        """F0 conditioning: the extractor (training's unless overridden), the per-speaker F0
+        statistics and the check that the generator holds its F0 quantizer."""
+        cfg = self.config
         self.f0_extractor = f0_extractor or cfg.f0_extractor
         self.f0_stats = None
         self.f0_stats_path = None
-        if cfg.f0:
-            from resyn_bench.systems.vocoder.data import f0_method_params
-            from resyn_bench.systems.vocoder.f0_stats import load_f0_stats
+        if not cfg.f0:
+            return
+        from resyn_bench.systems.vocoder.data import f0_method_params
+        from resyn_bench.systems.vocoder.f0_stats import load_f0_stats
 
-            f0_method_params(self.f0_extractor)  # unknown names fail here, not per utterance
-            candidates = [Path(f0_stats).expanduser()] if f0_stats else [
-                p for p in ([Path(cfg.f0_stats).expanduser()] if cfg.f0_stats else [])
-                + [folder / "f0_stats.json"]]
-            found = next((p for p in candidates if p.is_file()), None)
-            if found is None:
-                raise CheckpointSystemError(
-                    f"F0 statistics not found (looked at {', '.join(map(str, candidates))}); pass "
-                    "-o f0_stats=FILE (our JSON from training, or a reference f0_stats.pth)")
-            ids = self.speaker_map if found.suffix != ".json" else None
-            self.f0_stats = load_f0_stats(found, ids)
-            self.f0_stats_path = str(found.resolve())
-            if getattr(self.model, "quantizer", None) is None:
-                raise CheckpointSystemError(f"{folder}: the generator is conditioned on F0 but has "
-                                            "no F0 quantizer block in its config")
+        f0_method_params(self.f0_extractor)  # unknown names fail here, not per utterance
+        candidates = [Path(f0_stats).expanduser()] if f0_stats else [
+            p for p in ([Path(cfg.f0_stats).expanduser()] if cfg.f0_stats else [])
+            + [folder / "f0_stats.json"]]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            raise CheckpointSystemError(
+                f"F0 statistics not found (looked at {', '.join(map(str, candidates))}); pass "
+                "-o f0_stats=FILE (our JSON from training, or a reference f0_stats.pth)")
+        ids = self.speaker_map if found.suffix != ".json" else None
+        self.f0_stats = load_f0_stats(found, ids)
+        self.f0_stats_path = str(found.resolve())
+        if getattr(self.model, "quantizer", None) is None:
+            raise CheckpointSystemError(f"{folder}: the generator is conditioned on F0 but has "
+                                        "no F0 quantizer block in its config")
 
-        # --- units
+    def _load_unit_encoder(self, folder: Path, units: str | None) -> None:
+        """The unit encoder (training's unless ``-o units``), checked against the vocoder's hop
+        and embedding table."""
+        from resyn_bench.systems.encoders.base import load_unit_encoder
+
+        cfg = self.config
         self.unit_spec = units or cfg.unit_encoder
         if not self.unit_spec:
             src = cfg.unit_source()
@@ -316,11 +371,9 @@ class CheckpointSystem(System):
                 f"{src.get('file') or 'a unit file'}; encoding new audio needs the encoder that "
                 "made them: pass it with -o units=SPEC (a k-means .npz from `resyn-bench train "
                 "kmeans`, or a catalogue name such as hubert-l6-km100 / cpc-km100)")
-        from resyn_bench.systems.encoders.base import load_unit_encoder
-
         # the unit encoder (HuBERT, CPC, VQ-VAE) runs on the vocoder's device; logmel features
         # have no model (and no device option)
-        on_device = {} if str(device) == "cpu" else {"device": device}
+        on_device = {} if str(self.device) == "cpu" else {"device": self.device}
         try:
             self.encoder = load_unit_encoder(self.unit_spec, **on_device)
         except TypeError:

@@ -49,7 +49,7 @@ def parse_args(argv=None):
 
 
 def reference_configs() -> dict[str, dict]:
-    """Reference generator configs (reference-system.md §5.1, VCTK multi-speaker, F0 quantizer)."""
+    """Reference generator configs (docs/reference.md §5.1, VCTK multi-speaker, F0 quantizer)."""
     jb = {"input_emb_width": 1, "output_emb_width": 128, "levels": 1, "downs_t": [4], "strides_t": [2],
           "width": 32, "depth": 4, "m_conv": 1.0, "dilation_growth_rate": 3}
     base = dict(num_embeddings=100, embedding_dim=128, model_in_dim=384, upsample_initial_channel=512,

@@ -11,7 +11,7 @@ utterances, short real WAV files for the audio links), so no model runs. Prints,
 * the total (summaries with CIs + significance + HTML), and the file size.
 
 Usage: python tests/bench/bench_html.py [--utts 1000] [--systems 3] [--keep DIR]
-(also imported by tests/test_html_report.py for its synthetic runs)
+(also imported by tests/reports/test_html_report.py for its synthetic runs)
 """
 from __future__ import annotations
 
@@ -66,8 +66,8 @@ def synthetic_run(path: Path, system: str, n_utts: int, seed: int = 0, error_rat
         values_from_counts,
     )
     from resyn_bench.metrics.intelligibility import IntelligibilityMetrics, edit_counts
-    from resyn_bench.metrics.pitch import F0Track
 
+    from resyn_bench.dsp.pitch import F0Track
     from resyn_bench.store import RecordStore, write_json_atomic
 
     rng = random.Random(seed)

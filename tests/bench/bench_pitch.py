@@ -86,7 +86,8 @@ def main(argv=None) -> int:
         os.environ[var] = str(args.threads)
 
     import numpy as np
-    from resyn_bench.metrics.pitch import PRESETS, extract_f0
+
+    from resyn_bench.dsp.pitch import PRESETS, extract_f0
 
     names = [p for p in args.presets.split(",") if p] or list(PRESETS)
     clips = load_real(args.seconds) or synthetic(args.seconds)

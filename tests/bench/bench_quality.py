@@ -118,7 +118,7 @@ def main(argv=None) -> int:
                "mcd output+dtw": 0.0}
     mcd_dtw = 0.0
     values: dict[str, list[float]] = {}
-    for ref, out in zip(clips, outputs):
+    for ref, out in zip(clips, outputs, strict=True):
         t = time.perf_counter()
         s = dns.score({}, Audio(out, SR), None)
         timings["dnsmos"] += time.perf_counter() - t

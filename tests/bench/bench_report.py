@@ -30,7 +30,7 @@ def main() -> int:
     from resyn_bench.reports.collate import summarize_run
     from resyn_bench.reports.layouts import resolve_layouts
     from resyn_bench.reports.tables import (
-        _SigCache,
+        SignificanceCache,
         build_table,
         render_csv,
         render_latex,
@@ -48,7 +48,7 @@ def main() -> int:
     times["collate (records, pooling, CIs)"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    sig = _SigCache(summaries)
+    sig = SignificanceCache(summaries)
     sig.get("auto")
     times["paired tests"] = time.perf_counter() - t
 

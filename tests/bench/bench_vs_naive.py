@@ -199,7 +199,8 @@ def naive(utterances: list[dict], outputs: Path) -> dict:
 # ------------------------------------------------------------------------------------------
 
 def suite(args, outputs: Path, out: Path, cache: Path) -> dict:
-    from resyn_bench.runner import RunConfig, default_jobs, run
+    from resyn_bench.run_config import default_jobs
+    from resyn_bench.runner import RunConfig, run
     from resyn_bench.store import read_manifest
 
     # the command line's default (--jobs auto) unless --jobs is given

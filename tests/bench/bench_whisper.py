@@ -76,7 +76,7 @@ def pooled_wer(refs, hyps) -> float:
 
     norm = TextNormalizer()
     e = n = 0
-    for r, h in zip(refs, hyps):
+    for r, h in zip(refs, hyps, strict=True):
         c = edit_counts(norm(r), norm(h), "word")
         e, n = e + c["word_edits"], n + c["ref_words"]
     return e / max(n, 1)

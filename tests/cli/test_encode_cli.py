@@ -29,7 +29,8 @@ def _args(configure, *argv):
 @pytest.fixture
 def trained_run(tmp_path, tiny_corpus, home, capsys):
     """(k-means file, what the command printed)."""
-    from resyn_bench.cli_units import configure_train_kmeans_parser, run_train_kmeans
+    from resyn_bench.cli.kmeans import configure_parser as configure_train_kmeans_parser
+    from resyn_bench.cli.kmeans import run as run_train_kmeans
 
     out = tmp_path / "km" / "logmel8.npz"
     args = _args(configure_train_kmeans_parser, "--encoder", "logmel", "--k", 8,
@@ -63,7 +64,8 @@ def test_train_kmeans_writes_a_self_describing_model(trained_run, tiny_corpus):
 def test_train_kmeans_max_frames_and_determinism(tmp_path, tiny_corpus, home, capsys):
     from resyn_bench.systems.encoders.kmeans import KMeansModel
 
-    from resyn_bench.cli_units import configure_train_kmeans_parser, run_train_kmeans
+    from resyn_bench.cli.kmeans import configure_parser as configure_train_kmeans_parser
+    from resyn_bench.cli.kmeans import run as run_train_kmeans
 
     outs = []
     for name in ("a.npz", "b.npz"):
@@ -75,9 +77,16 @@ def test_train_kmeans_max_frames_and_determinism(tmp_path, tiny_corpus, home, ca
     assert outs[0].meta["n_frames"] == 200
     assert outs[0].meta["training_data"]["frames_seen"] == 6 * logmel_frames(12800)
     assert np.array_equal(outs[0].centroids, outs[1].centroids)
-    bad = _args(configure_train_kmeans_parser, "--encoder", "logmel", "--layer", 3, "--k", 4,
-                "--dataset", "manifest", "--data-root", tiny_corpus, "--out", tmp_path / "c.npz")
-    assert run_train_kmeans(bad) == 2
+    # a bad option combination: one line through the command line's error policy, exit 2
+    from resyn_bench.cli import main
+
+    capsys.readouterr()
+    assert main(["train", "kmeans", "--encoder", "logmel", "--layer", "3", "--k", "4",
+                 "--dataset", "manifest", "--data-root", str(tiny_corpus),
+                 "--out", str(tmp_path / "c.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "resyn-bench train kmeans: error: logmel features have no --layer" in err
+    assert "Traceback" not in err and not (tmp_path / "c.npz").exists()
 
 
 @pytest.mark.parametrize("fmt", ["reference", "jsonl"])
@@ -85,7 +94,8 @@ def test_encode_both_formats(trained, tiny_corpus, tmp_path, fmt):
     from resyn_bench.systems.encoders.base import load_unit_encoder
 
     from resyn_bench.audio import load_audio
-    from resyn_bench.cli_units import configure_encode_parser, run_encode
+    from resyn_bench.cli.encode import configure_parser as configure_encode_parser
+    from resyn_bench.cli.encode import run as run_encode
     from resyn_bench.unit_files import read_unit_file
 
     out = tmp_path / f"units.{fmt}"
@@ -120,7 +130,8 @@ def test_encode_both_formats(trained, tiny_corpus, tmp_path, fmt):
 
 
 def test_encode_reports_failures_and_continues(trained, tmp_path, capsys):
-    from resyn_bench.cli_units import configure_encode_parser, run_encode
+    from resyn_bench.cli.encode import configure_parser as configure_encode_parser
+    from resyn_bench.cli.encode import run as run_encode
     from resyn_bench.unit_files import read_unit_file
 
     root = tmp_path / "mixed"
@@ -154,7 +165,8 @@ def test_encode_reports_failures_and_continues(trained, tmp_path, capsys):
 
 def test_encode_fails_an_utterance_with_non_finite_samples(trained, tmp_path, capsys):
     # NaN features would otherwise quantize silently to unit 0
-    from resyn_bench.cli_units import configure_encode_parser, run_encode
+    from resyn_bench.cli.encode import configure_parser as configure_encode_parser
+    from resyn_bench.cli.encode import run as run_encode
 
     root = tmp_path / "nan"
     (root / "wavs").mkdir(parents=True)
@@ -174,11 +186,10 @@ def test_encode_fails_an_utterance_with_non_finite_samples(trained, tmp_path, ca
 
 
 def test_encode_bad_spec_is_a_clear_error(tiny_corpus, tmp_path, home, capsys):
-    from resyn_bench.cli_units import configure_encode_parser, run_encode
+    from resyn_bench.cli import main
 
-    args = _args(configure_encode_parser, "--units", "hubert-l6-km100", "--dataset",
-                 "manifest", "--data-root", tiny_corpus, "--out", tmp_path / "u.txt")
-    assert run_encode(args) == 2
+    assert main(["encode", "--units", "hubert-l6-km100", "--dataset", "manifest",
+                 "--data-root", str(tiny_corpus), "--out", str(tmp_path / "u.txt")]) == 2
     err = capsys.readouterr().err
     assert "https://dl.fbaipublicfiles.com/textless_nlp/gslm/hubert/km100/km.bin" in err
     assert str(home / "checkpoints" / "gslm" / "hubert" / "km100" / "km.bin") in err
@@ -264,3 +275,59 @@ def test_dimension_mismatch_is_refused(tmp_path, home):
     with pytest.raises(UnitEncoderError, match="does not name its feature extractor"):
         load_unit_encoder(str(plain))
     assert load_unit_encoder({"kmeans": str(plain), "extractor": "logmel"}).vocab_size == 4
+
+
+# ------------------------------------------------------------------ the Python API (pipeline)
+
+def test_fit_kmeans_and_encode_dataset_python_api(tiny_corpus, tmp_path, home):
+    """The library functions behind `train kmeans` / `encode`, called without the CLI."""
+    from resyn_bench.systems.encoders.base import load_unit_encoder
+    from resyn_bench.systems.encoders.kmeans import KMeansModel
+    from resyn_bench.systems.encoders.pipeline import encode_dataset, fit_kmeans
+
+    from resyn_bench.datasets import load_dataset
+    from resyn_bench.unit_files import read_unit_file
+
+    data = load_dataset("manifest", str(tiny_corpus))
+    lines = []
+    fit = fit_kmeans(data, "logmel", 5, out=tmp_path / "km.npz", seed=2, batch_size=64,
+                     say=lines.append, warn=lines.append)
+    assert fit.path == tmp_path / "km.npz" and fit.failed == {}
+    assert fit.n_utterances == 6 and fit.frames_seen == fit.frames_used == 6 * logmel_frames(12800)
+    assert KMeansModel.load(fit.path).centroids.shape == (5, 80)
+    assert np.array_equal(KMeansModel.load(fit.path).centroids, fit.model.centroids)
+    assert lines and lines[0].startswith("features: 6 utterances")
+    # in memory only: no file, same model for the same seed
+    again = fit_kmeans(data, "logmel", 5, seed=2, batch_size=64, say=None)
+    assert again.path is None and np.array_equal(again.model.centroids, fit.model.centroids)
+
+    res = encode_dataset(data, str(fit.path))                       # no out: nothing written
+    assert res.out is None and len(res.entries) == 6 and res.key == "hubert"
+    enc = load_unit_encoder(str(fit.path))
+    for utt, entry in zip(data.utterances, res.entries, strict=True):
+        import soundfile as sf
+
+        audio, _ = sf.read(utt.path, dtype="float32")
+        assert np.array_equal(entry.units, enc.encode(audio))       # independent re-encode
+    assert res.n_units == sum(len(e.units) for e in res.entries)
+    written = encode_dataset(data, str(fit.path), out=tmp_path / "u.jsonl", fmt="jsonl")
+    assert [e.units.tolist() for e in read_unit_file(written.out)] == [
+        e.units.tolist() for e in res.entries]
+    assert json.loads(written.meta_path.read_text())["utterances"] == 6
+
+
+def test_pipeline_errors_are_user_errors(tiny_corpus, tmp_path, home):
+    from resyn_bench.systems.encoders.pipeline import PipelineError, PipelineFailed, fit_kmeans
+
+    from resyn_bench.datasets import load_dataset
+    from resyn_bench.errors import UserError
+
+    data = load_dataset("manifest", str(tiny_corpus))
+    with pytest.raises(PipelineError, match="--k must be >= 1"):
+        fit_kmeans(data, "logmel", 0)
+    with pytest.raises(PipelineError, match="must end in .npz"):
+        fit_kmeans(data, "logmel", 4, out=tmp_path / "km.bin")
+    with pytest.raises(PipelineFailed, match="not enough for --k 100000") as info:
+        fit_kmeans(data, "logmel", 100000, say=None)
+    assert isinstance(info.value, UserError) and info.value.exit_code == 1
+    assert not (tmp_path / "km.bin").exists()

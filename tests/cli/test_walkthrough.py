@@ -1,4 +1,4 @@
-"""The README's offline walkthrough (logmel100 trained end to end), shortened: slow tier.
+"""The offline walkthrough of docs/training.md (logmel100 trained end to end), shortened: slow tier.
 
 Real speech (../shared/corpora/vctk_autovc_16k), the real CLI, every part trained here: a
 log-mel k-means, the F0 quantizer, a ``tiny`` vocoder whose validation mel-L1 must fall clearly
@@ -51,7 +51,7 @@ def test_logmel100_trained_offline_end_to_end(tmp_path, home, capsys):
 
     records = read_records(run_dir)
     assert len(records) == 6 and all(r["status"] == "ok" for r in records)
-    # the k-means was fitted on these very clips: the run says so (README walkthrough note)
+    # the k-means was fitted on these very clips: the run says so (docs/training.md walkthrough note)
     overlap = read_manifest(run_dir)["training_overlap"]
     kmeans = [p for p in overlap["parts"] if p["part"] == f"k-means {km}"]
     assert kmeans and kmeans[0]["n_overlap"] == 6 and kmeans[0]["n_evaluated"] == 6

@@ -8,7 +8,7 @@ metric that does not depend on the rest of the corpus: the speaker-ID classifier
 speaker centroids are fitted on the whole corpus, so extra rows legitimately move them).
 
 Default tier: the cheap groups (f0 with the ``dio`` preset, intrusive, spk) on every row but the
-60 s tone, with the rate rows at 8 and 48 kHz only (tests/test_sample_rates.py sweeps them all). Slow tier: every offline group (f0, asr, spk, dnsmos, intrusive), the 60 s tone
+60 s tone, with the rate rows at 8 and 48 kHz only (tests/core/test_sample_rates.py sweeps them all). Slow tier: every offline group (f0, asr, spk, dnsmos, intrusive), the 60 s tone
 included. A duplicate utt_id is its own test: the dataset refuses it before any work.
 """
 from __future__ import annotations
@@ -208,7 +208,7 @@ def _check_sweep(tmp_path, system, metrics, long_tone, rates=RATES):
 
 @pytest.mark.parametrize("system", ["copy", "world"])
 def test_bad_input_sweep_cheap_groups(system, tmp_path, home):
-    # the rate rows at the two extremes here (tests/test_sample_rates.py sweeps every rate)
+    # the rate rows at the two extremes here (tests/core/test_sample_rates.py sweeps every rate)
     _check_sweep(tmp_path, system, CHEAP, long_tone=False, rates=(8000, 48000))
 
 

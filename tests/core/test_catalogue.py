@@ -20,6 +20,7 @@ PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    ranges: list[int] = []  # first bytes of the Range requests /flaky.bin answered
 
     def log_message(self, *args):  # keep pytest output clean
         pass
@@ -37,7 +38,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(PAYLOAD)
             self.close_connection = True
-        elif self.path == "/truncated.bin":
+        elif self.path == "/flaky.bin" and self.headers.get("Range"):
+            first = int(self.headers["Range"].split("=")[1].split("-")[0])
+            _Handler.ranges.append(first)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {first}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
+            self.send_header("Content-Length", str(len(PAYLOAD) - first))
+            self.end_headers()
+            self.wfile.write(PAYLOAD[first:])
+        elif self.path in ("/truncated.bin", "/flaky.bin"):
             self.send_response(200)
             self.send_header("Content-Length", str(len(PAYLOAD)))
             self.end_headers()
@@ -210,12 +219,30 @@ def test_fetch_http_404(home, monkeypatch, server):
 
 
 @pytest.mark.parametrize("sha256", [PAYLOAD_SHA, None])
-def test_fetch_interrupted_transfer_leaves_nothing(home, monkeypatch, server, sha256):
+def test_fetch_interrupted_transfer_keeps_only_the_part(home, monkeypatch, server, sha256):
     # without a documented hash only the Content-Length check can catch the cut
     _entry(monkeypatch, server + "/truncated.bin", sha256=sha256)
-    with pytest.raises(CatalogueError, match="cut off|failed"):
+    with pytest.raises(CatalogueError, match="cut off") as info:
         catalogue.fetch("test-file", progress=False)
-    assert _leftovers(home / "checkpoints" / "test") == []
+    assert "run the same command again to resume" in str(info.value)
+    # no file under the final name (nothing mistakes the cut file for the checkpoint); the
+    # bytes received wait for the next fetch
+    assert not catalogue.is_present("test-file")
+    assert _leftovers(home / "checkpoints" / "test") == ["test-file.bin.part",
+                                                        "test-file.bin.part.json"]
+    part = home / "checkpoints" / "test" / "test-file.bin.part"
+    assert part.read_bytes() == PAYLOAD[:len(PAYLOAD) // 3]
+
+
+def test_fetch_resumes_an_interrupted_transfer_with_a_range_request(home, monkeypatch, server):
+    _entry(monkeypatch, server + "/flaky.bin")
+    _Handler.ranges.clear()
+    with pytest.raises(CatalogueError, match="cut off"):
+        catalogue.fetch("test-file", progress=False)
+    path = catalogue.fetch("test-file", progress=False)
+    assert _Handler.ranges == [len(PAYLOAD) // 3]  # asked only for the missing bytes
+    assert path.read_bytes() == PAYLOAD
+    assert _leftovers(path.parent) == ["test-file.bin"]
 
 
 def test_fetch_offline(home, monkeypatch):
@@ -231,7 +258,7 @@ def test_fetch_offline(home, monkeypatch):
     assert _leftovers(home / "checkpoints" / "test") == []
 
 
-def test_fetch_keyboard_interrupt_leaves_nothing(home, monkeypatch, server):
+def test_fetch_keyboard_interrupt_leaves_no_file_and_resumes(home, monkeypatch, server):
     _entry(monkeypatch, server + "/file.bin")
 
     class Interrupting:
@@ -249,10 +276,17 @@ def test_fetch_keyboard_interrupt_leaves_nothing(home, monkeypatch, server):
             if self.n > 200_000:  # mid-transfer, after a partial file was written
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(catalogue, "_progress_bar", Interrupting)
+    from resyn_bench import downloads
+
+    real_bar = downloads._progress_bar
+    monkeypatch.setattr(downloads, "_progress_bar", Interrupting)
     with pytest.raises(KeyboardInterrupt):
         catalogue.fetch("test-file", progress=True)
-    assert _leftovers(home / "checkpoints" / "test") == []
+    # never a file under the final name; the part is kept for the next fetch, which completes
+    assert not catalogue.is_present("test-file")
+    assert "test-file.bin.part" in _leftovers(home / "checkpoints" / "test")
+    monkeypatch.setattr(downloads, "_progress_bar", real_bar)
+    assert catalogue.fetch("test-file", progress=False).read_bytes() == PAYLOAD
 
 
 def test_fetch_without_documented_hash_records_but_does_not_trust(home, tmp_path, monkeypatch):
@@ -295,7 +329,7 @@ def test_fetch_brings_required_files(home, tmp_path, monkeypatch):
 # -------------------------------------------------------------------------------- the CLI
 
 def _fetch_args(*argv):
-    from resyn_bench.cli_units import configure_fetch_parser
+    from resyn_bench.cli.fetch import configure_parser as configure_fetch_parser
 
     p = argparse.ArgumentParser()
     configure_fetch_parser(p)
@@ -303,7 +337,7 @@ def _fetch_args(*argv):
 
 
 def test_cli_fetch_list_and_download(home, tmp_path, monkeypatch, capsys):
-    from resyn_bench.cli_units import run_fetch
+    from resyn_bench.cli.fetch import run as run_fetch
 
     assert run_fetch(_fetch_args("--list")) == 0
     out = capsys.readouterr().out
@@ -329,7 +363,7 @@ def test_cli_fetch_list_and_download(home, tmp_path, monkeypatch, capsys):
 
 def test_list_shows_a_kmeans_left_only_as_its_converted_npz(home):
     from resyn_bench import catalogue
-    from resyn_bench.cli_units import _list_table
+    from resyn_bench.cli.fetch import _list_table
 
     npz = catalogue.catalogue_path("hubert-l6-km100").with_suffix(".npz")
     npz.parent.mkdir(parents=True)

@@ -164,3 +164,104 @@ def test_targets_outside_the_dataset_enrolled_from_target_ref(corpus, tmp_path, 
     assert len(ok) == N_UTT
     assert _mean(ok, "spk.acc") == 1.0 and _mean(ok, "spk.source_acc") == 0.0
     assert all(r["metrics"].get("spk.acc") is not None for r in ok)
+
+
+def _voices_list(tmp_path, edit_rows=True, bad_edit=False):
+    """Another tool's folder and list: resynthesis rows (target = the source's own speaker,
+    output = a re-recording of the source, 1000 bytes transmitted each), vc rows (the target's own
+    recordings) and F0-edit rows (the source's contour shifted by +3 semitones, f0_edit shift:+3)."""
+    import soundfile as sf
+    from test_disentangle import REGISTERS, SR, voice
+
+    conv = tmp_path / "theirs"
+    conv.mkdir()
+    lines = ["output\tsource\ttarget\tf0_edit\tbytes"]
+    for si, (spk, reg) in enumerate(REGISTERS.items()):
+        for j in range(N_UTT):
+            seed = 10 * si + j
+            sf.write(conv / f"{spk}_{j}-resyn.wav", voice(j, reg, seed=seed), SR, subtype="PCM_16")
+            lines.append(f"{spk}_{j}-resyn.wav\t{spk}_{j}\t{spk}\t\t1000")
+            other = sorted(REGISTERS)[(si + 1) % 3]
+            sf.write(conv / f"{spk}_{j}-to-{other}.wav", voice(j, REGISTERS[other], seed=seed), SR,
+                     subtype="PCM_16")
+            edit = "shift:x" if bad_edit and (si, j) == (0, 0) else ""
+            lines.append(f"{spk}_{j}-to-{other}.wav\t{spk}_{j}\t{other}\t{edit}\t")
+            if edit_rows:
+                sf.write(conv / f"{spk}_{j}-up3.wav", voice(j, reg, shift=3.0, seed=seed), SR,
+                         subtype="PCM_16")
+                lines.append(f"{spk}_{j}-up3.wav\t{spk}_{j}\t{spk}\tshift:+3\t")
+    listing = tmp_path / "pairs.tsv"
+    listing.write_text("\n".join(lines) + "\n")
+    return conv, listing
+
+
+def test_disentangle_reads_a_conversion_list_split_by_experiment(corpus, tmp_path, home, fakes,  # noqa: F811 (fixtures)
+                                                                  capsys):
+    """One list with resynthesis, vc and shift:+3 rows: `disentangle --conversions` runs each
+    experiment on its rows; the summary measures the achieved shift against the requested one
+    (the outputs are shifted by exactly +3 semitones), the vc rows' target similarity (the
+    targets' own recordings) and the resynthesis rows' measured bitrate (8000 bits per second
+    of 1 s audio)."""
+    from resyn_bench.cli import main
+
+    conv, listing = _voices_list(tmp_path, bad_edit=True)
+    out = tmp_path / "disent"
+    argv = ["disentangle", "--system", f"outputs:{conv}", "--conversions", str(listing),
+            "--label", "theirs", "--dataset", "manifest", "--data-root", str(corpus), "--out",
+            str(out), "--metrics", "spk,f0", "--f0-preset", "dio", "-m", "spk.backend=test-spectrum",
+            "-m", "spk.folds=3", "--n-boot", "200", "--quiet", "--no-plots"]
+    assert main(argv) == 0
+    runs = sorted(p.parent.name for p in (out / "theirs").glob("*/manifest.json"))
+    assert runs == ["f0_shift", "resynthesis", "vc"]
+    for exp in runs:
+        manifest = json.loads((out / "theirs" / exp / "manifest.json").read_text())
+        assert manifest["config"]["experiment"] == exp
+    shift = read_records(out / "theirs" / "f0_shift", ["f0"])
+    assert len(shift) == 3 * N_UTT and {r["f0_edit"] for r in shift} == {"shift:+3"}
+    assert all(r["status"] == "ok" for r in shift)
+    vc = _records(out / "theirs" / "vc")
+    assert vc["spkA_0__to_spkB"]["status"] == "failed"      # its f0_edit cannot be read
+    assert "f0_edit" in vc["spkA_0__to_spkB"]["reason"] and "shift:x" in vc["spkA_0__to_spkB"]["reason"]
+    resyn = _records(out / "theirs" / "resynthesis")
+    assert all(r["bitstream"]["bits"] == 8000 and r["bitstream"]["source"] == "measured"
+               for r in resyn.values())
+    figs = {f["key"]: f for f in json.loads((out / "summary" / "disentangle.json").read_text())[0]["figures"]}
+    assert figs["f0.shift_achieved"]["value"] == pytest.approx(3.0, abs=0.3)
+    assert figs["f0.shift_achieved"]["note"] == "requested shift:+3"
+    assert figs["spk.acc"]["value"] == 1.0 and figs["spk.source_acc"]["value"] == 0.0
+    # the same command again resumes: nothing re-evaluated, the split lists unchanged
+    before = {p: p.stat().st_mtime_ns for p in (out / "theirs" / "lists").iterdir()}
+    assert main(argv) == 0
+    assert "0 evaluated" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in (out / "theirs" / "lists").iterdir()} == before
+
+
+def test_a_run_holds_one_experiment_of_a_conversion_list(corpus, tmp_path, home, fakes):  # noqa: F811 (fixtures)
+    """`run --conversions` of a list mixing edited and unedited rows stops before any work and
+    points to `disentangle --conversions`; a list of edits only is an f0_<kind> run, and calling
+    it vc is refused; a bad bytes value fails its row."""
+    from resyn_bench.cli import main
+    from resyn_bench.conversions import list_experiment
+
+    conv, listing = _voices_list(tmp_path)
+    with pytest.raises(RunError, match="different F0 edits.*disentangle --conversions"):
+        _run(corpus, tmp_path / "mixed", listing)
+    assert not (tmp_path / "mixed" / "records.jsonl").exists()
+    rows = listing.read_text().splitlines()
+    only = tmp_path / "shift.tsv"
+    only.write_text("\n".join([rows[0], *[r for r in rows if "shift:+3" in r]]) + "\n")
+    assert list_experiment(only) == "f0_shift"
+    with pytest.raises(RunError, match="make a f0_shift run.*--experiment f0_shift"):
+        _run(corpus, tmp_path / "wrong", only)
+    sized = tmp_path / "sized.tsv"
+    resyn_rows = [r for r in rows if "-resyn" in r]
+    sized.write_text("\n".join([rows[0], resyn_rows[0].replace("\t1000", "\t-5"), *resyn_rows[1:]]) + "\n")
+    argv = ["run", "--system", f"outputs:{conv}", "--conversions", str(sized), "--dataset",
+            "manifest", "--data-root", str(corpus), "--out", str(tmp_path / "sized"), "--metrics",
+            "spk", "-m", "spk.backend=test-spectrum", "-m", "spk.folds=3", "--quiet",
+            "--no-isolation", "--max-failed", "0.5"]
+    assert main(argv) == 0
+    recs = _records(tmp_path / "sized")
+    assert recs["spkA_0__to_spkA"]["status"] == "failed"
+    assert "bytes '-5'" in recs["spkA_0__to_spkA"]["reason"]
+    assert recs["spkA_1__to_spkA"]["bitstream"]["bits"] == 8000

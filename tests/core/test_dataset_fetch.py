@@ -289,7 +289,7 @@ def test_unsafe_archives_are_refused(tmp_path):
 
 
 def _fetch_args(*argv: str) -> argparse.Namespace:
-    from resyn_bench.cli_units import configure_fetch_parser
+    from resyn_bench.cli.fetch import configure_parser as configure_fetch_parser
 
     p = argparse.ArgumentParser()
     configure_fetch_parser(p)
@@ -297,7 +297,7 @@ def _fetch_args(*argv: str) -> argparse.Namespace:
 
 
 def test_cli_fetch_and_list(server, home, monkeypatch, capsys):
-    from resyn_bench.cli_units import run_fetch
+    from resyn_bench.cli.fetch import run as run_fetch
 
     _entry(monkeypatch, f"{server}/missing.tar.gz")
     assert run_fetch(_fetch_args("--list")) == 0

@@ -94,7 +94,7 @@ def test_licence_provenance_and_hashes():
     prov = _rows(folder / "PROVENANCE.tsv")
     manifest = _rows(folder / "manifest.tsv")
     assert [r["utt_id"] for r in prov] == [r["utt_id"] for r in manifest]
-    for r, m in zip(prov, manifest):
+    for r, m in zip(prov, manifest, strict=True):
         assert hashlib.sha256((folder / m["path"]).read_bytes()).hexdigest() == r["sha256"]
         assert r["source"].startswith(("vctk_againvc_48k/", "ljspeech_coqui_subset/"))
     on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}

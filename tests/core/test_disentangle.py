@@ -94,7 +94,7 @@ class SpectrumEncoder:
         spec = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
         freqs = np.fft.rfftfreq(len(x), 1 / SR)
         edges = np.geomspace(40, 1600, 61)
-        bands = np.array([spec[(freqs >= a) & (freqs < b)].sum() for a, b in zip(edges, edges[1:])])
+        bands = np.array([spec[(freqs >= a) & (freqs < b)].sum() for a, b in zip(edges[:-1], edges[1:], strict=True)])
         v = np.log(bands + 1e-9)
         v -= v.mean()
         return (v / np.linalg.norm(v)).astype(np.float32)

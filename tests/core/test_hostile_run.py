@@ -24,9 +24,10 @@ import soundfile as sf
 from conftest import harmonic_tone
 from resyn_bench.systems.baselines import CopySystem
 
-from resyn_bench import registry, safe_io
+from resyn_bench import registry
 from resyn_bench.audio import Audio
 from resyn_bench.cli import main
+from resyn_bench.core import atomic as safe_io
 from resyn_bench.runfolder import LOCK_FILE, RunLock, output_name
 from resyn_bench.runner import RunConfig, RunStopped, run
 from resyn_bench.store import QUARANTINE, RecordsError, read_manifest, read_records

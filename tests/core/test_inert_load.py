@@ -11,14 +11,14 @@ import sys
 import numpy as np
 import pytest
 import torch
-from resyn_bench.systems.encoders.features import (
+
+from resyn_bench.safeload import (
     CheckpointReadError,
     _inert_pickle_module,
     load_checkpoint_object,
     plain,
+    sha256_file,
 )
-
-from resyn_bench.safeload import sha256_file
 
 MODULE = "resyn_test_gone_fairseq_module"
 

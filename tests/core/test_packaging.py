@@ -49,6 +49,42 @@ def _data_files() -> list[str]:
                   if p.is_file() and "__pycache__" not in p.parts)
 
 
+def _package_data() -> dict[str, list[str]]:
+    import ast
+
+    tree = ast.parse((REPO / "setup.py").read_text(encoding="utf-8"))
+    return next(ast.literal_eval(kw.value) for node in ast.walk(tree)
+                if isinstance(node, ast.Call) for kw in node.keywords if kw.arg == "package_data")
+
+
+def _report_assets() -> list[str]:
+    return sorted(p.name for p in (REPO / "reports" / "assets").iterdir() if p.is_file())
+
+
+def test_package_data_globs_cover_the_report_assets():
+    """setup.py ships the HTML report's CSS/JS files (reports/assets/) with resyn_bench.reports,
+    and every file the loader knows is there."""
+    import glob
+
+    from resyn_bench.reports.html_assets import ASSETS
+
+    patterns = _package_data()["resyn_bench.reports"]
+    matched = {Path(m).name for pat in patterns for m in glob.glob(pat, root_dir=REPO / "reports")}
+    assert set(ASSETS) <= set(_report_assets()) <= matched
+
+
+def test_wheel_contains_the_report_assets():
+    if _editable():
+        pytest.skip("editable install (assets come from the source tree); tox tests the wheel")
+    installed = {str(f) for f in metadata.files("resyn-bench") or []}
+    missing = [a for a in _report_assets() if f"resyn_bench/reports/assets/{a}" not in installed]
+    assert not missing, f"not in the installed wheel: {missing}"
+    from resyn_bench.reports.html_assets import script, style
+
+    # read through importlib.resources from the installed package
+    assert "--fg" in style() and '"use strict"' in script()
+
+
 def test_package_data_globs_cover_the_demo_corpus():
     """setup.py's package_data patterns match every file under resyn_bench/data (the embedded
     demo corpus: FLAC files two folders down, manifest, attribution)."""

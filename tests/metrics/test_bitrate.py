@@ -63,7 +63,7 @@ def test_huffman_lengths_of_a_dyadic_source_and_canonical_codewords():
 
 def _prefix_free(code: HuffmanCode) -> bool:
     words = sorted(code.codewords.values())
-    return all(not b.startswith(a) for a, b in zip(words, words[1:]))
+    return all(not b.startswith(a) for a, b in zip(words[:-1], words[1:], strict=True))
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -19,9 +19,9 @@ from resyn_bench.metrics.f0 import (
     gpe,
     vde,
 )
-from resyn_bench.metrics.pitch import PRESETS, F0Track
 
 from resyn_bench.audio import Audio
+from resyn_bench.dsp.pitch import PRESETS, F0Track
 
 SR = 16000
 HOP = 0.005

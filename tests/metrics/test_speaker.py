@@ -89,7 +89,7 @@ def test_eer_and_min_dcf_match_independent_computation():
         non = rng.normal(0.0, 1.0, n_non)
         labels = np.r_[np.ones(n_tar), np.zeros(n_non)]
         fpr, tpr, _ = roc_curve(labels, np.r_[tar, non], drop_intermediate=False)
-        ref = brentq(lambda x: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0)
+        ref = brentq(lambda x, fpr=fpr, tpr=tpr: 1.0 - x - interp1d(fpr, tpr)(x), 0.0, 1.0)
         assert eer(tar, non)[0] == pytest.approx(ref, abs=1e-9)
         # brute-force minDCF over every candidate threshold
         best = np.inf

@@ -101,7 +101,7 @@ def _hf_states(hf, x) -> list:
 
 @pytest.mark.parametrize("stable", [True, False], ids=["large-prelnorm", "base-postlnorm"])
 def test_wavlm_hidden_states_match_transformers(stable):
-    from resyn_bench.systems.encoders.wavlm import WavLMModel, wavlm_arch_from_tensors
+    from resyn_bench.nn.wavlm import WavLMModel, wavlm_arch_from_tensors
 
     hf = _tiny_hf_wavlm(stable)
     sd = hf_wavlm_to_unilm(hf.state_dict(), stable)
@@ -117,12 +117,12 @@ def test_wavlm_hidden_states_match_transformers(stable):
         ref = _hf_states(hf, F.layer_norm(x, x.shape[-1:]) if stable else x)
         got = ours.hidden_states(x)
     assert len(got) == len(ref) == 4
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=TOL, rtol=0)
 
 
 def test_relative_position_buckets_known_values():
-    from resyn_bench.systems.encoders.wavlm import relative_position_buckets
+    from resyn_bench.nn.wavlm import relative_position_buckets
 
     b = relative_position_buckets(300, 320, 800)
     # exact below 80 each way; keys after the query use the upper half of the buckets

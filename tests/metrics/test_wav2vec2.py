@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from resyn_bench.systems.encoders.wav2vec2 import (  # noqa: E402
+from resyn_bench.nn.wav2vec2 import (  # noqa: E402
     CTCVocab,
     ctc_greedy,
     load_wav2vec2_ctc,

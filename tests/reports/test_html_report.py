@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from conftest import harmonic_signal, write_manifest
 from resyn_bench.metrics.f0 import F0Metrics, align_to_reference, display_contour
-from resyn_bench.metrics.pitch import F0Track
 from resyn_bench.reports.collate import summarize_run
 from resyn_bench.reports.html import (
     align_words,
@@ -28,6 +27,7 @@ from resyn_bench.reports.html import (
 from resyn_bench.reports.stats import significant
 from resyn_bench.reports.tables import significance
 
+from resyn_bench.dsp.pitch import F0Track
 from resyn_bench.runner import RunConfig, run
 from resyn_bench.store import read_records
 
@@ -163,7 +163,7 @@ def test_report_from_real_runs(real_runs, tmp_path):
     # summary numbers are the summaries' (6 significant digits)
     keys = [m["key"] for m in data["metrics"]]
     assert keys == list(summaries[0].metrics)
-    for s, d in zip(summaries, data["systems"]):
+    for s, d in zip(summaries, data["systems"], strict=True):
         for key, m in s.metrics.items():
             got = d["summary"][key]
             assert got["mean"] == pytest.approx(m.mean, rel=1e-5, abs=1e-12)
@@ -214,12 +214,16 @@ def test_page_is_self_contained_and_script_pinned(real_runs, tmp_path):
     assert len(script) == 1
     digest = base64.b64encode(hashlib.sha256(script[0].encode()).digest()).decode()
     assert f"script-src 'sha256-{digest}'" in csp
+    # the inlined stylesheet and script are the package's asset files, verbatim
+    assets = Path(__file__).resolve().parents[2] / "reports" / "assets"
+    assert script[0] == "\n" + (assets / "report.js").read_text(encoding="utf-8")
+    assert "<style>\n" + (assets / "report.css").read_text(encoding="utf-8") + "</style>" in text
 
 
 def test_manifest_section_has_versions_settings_and_checksums(real_runs, tmp_path):
     summaries = [summarize_run(r, n_boot=0) for r in real_runs]
     data, _ = build_data(summaries, tmp_path, sig={})
-    for run_dir, mf in zip(real_runs, data["manifests"]):
+    for run_dir, mf in zip(real_runs, data["manifests"], strict=True):
         facts = dict(mf["facts"])
         assert facts["sha256 records.jsonl"] == hashlib.sha256((run_dir / "records.jsonl").read_bytes()).hexdigest()
         assert facts["sha256 manifest.json"] == hashlib.sha256((run_dir / "manifest.json").read_bytes()).hexdigest()
@@ -294,10 +298,11 @@ def test_same_system_on_two_datasets_gets_distinct_labels(synthetic, tmp_path):
 
     s = [summarize_run(r, n_boot=0) for r in synthetic]
     s[1].system = s[1].system_label = "copy"  # system_label: the row label, where collate has it
-    s[1].dataset = "other"
-    assert _labels(s) == ["copy · synthetic", "copy · other"]
-    s[1].dataset = "synthetic"
-    assert _labels(s) == ["copy · synthetic #1", "copy · synthetic #2"]
+    s[1].dataset = s[1].dataset_key = "other"
+    # the report's one naming rule (reports.labels.run_titles), as in the plots
+    assert _labels(s) == ["synthetic/copy", "other/copy"]
+    s[1].dataset, s[1].dataset_key = s[0].dataset, s[0].dataset_key
+    assert _labels(s) == ["copy [copy]", "copy [hubert]"]   # + the run folder, as in the tables
 
 
 def test_rendering_imports_no_torch_or_model_code(synthetic, tmp_path):
@@ -317,7 +322,8 @@ def test_rendering_imports_no_torch_or_model_code(synthetic, tmp_path):
 
 def test_display_contour_keeps_a_drawable_step_for_degenerate_frame_times():
     from resyn_bench.metrics.f0 import CONTOUR_STEP_S, display_contour
-    from resyn_bench.metrics.pitch import F0Track
+
+    from resyn_bench.dsp.pitch import F0Track
 
     track = F0Track(times=np.zeros(5), f0=np.full(5, 120.0))   # no increasing frame times
     c = display_contour(track, np.full(5, 121.0))

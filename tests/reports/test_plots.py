@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def test_nothing_to_draw_writes_nothing(summaries, tmp_path):
 
 def test_bar_data_is_the_table_value_with_its_ci(summaries):
     vals, lo, hi = plots.metric_bar_data(summaries, "asr.wer")
-    for s, v, a, b in zip(summaries, vals, lo, hi):
+    for s, v, a, b in zip(summaries, vals, lo, hi, strict=True):
         m = s.metrics["asr.wer"]                      # WER: pooled over the corpus, in percent
         assert v == pytest.approx(100 * m.pooled)
         assert v - a == pytest.approx(100 * m.ci_pooled.low)
@@ -108,6 +109,120 @@ def test_f0_contours_from_the_stored_audio(tmp_path):
     assert _is_png(paths[0]) and _is_pdf(paths[1])
     (tmp_path / "b" / "outputs" / "u1.wav").unlink()            # a file gone: that line is left out
     assert [t[0] for t in plots.f0_contours(runs, "u1")] == ["reference", r"flat\$"]
+
+
+def _scored_run(path, system, freq, ref_dir, store_contour=True, uid="u1"):
+    """A one-utterance run scored by the real f0 group (dio) on harmonic tones: the record holds
+    the contour the group stored at scoring time (unless ``store_contour`` is False: an old
+    run). Output and reference wav files exist, so a re-analysis would also work."""
+    import soundfile as sf
+    from resyn_bench.metrics.f0 import F0Metrics
+
+    from resyn_bench.audio import Audio
+
+    group = F0Metrics("dio")
+    ref_wav = harmonic_tone(lambda t: 150.0 + 60.0 * t, duration=1.0)
+    out_wav = harmonic_tone(freq, duration=1.0)
+    sf.write(ref_dir / f"{uid}.wav", ref_wav, 16000)
+    (path / "outputs").mkdir(parents=True)
+    sf.write(path / "outputs" / f"{uid}.wav", out_wav, 16000)
+    score = group.score(group.analyse_reference(Audio(ref_wav, 16000)), Audio(out_wav, 16000), None)
+    write_json_atomic(path / "manifest.json", {
+        "config": {"system": system, "dataset": "toy"}, "dataset": {"n_utterances": 1},
+        "metrics": {"f0": {"settings": group.settings(), "options": {"preset": "dio"},
+                           "specs": [sp.to_dict() for sp in group.specs]}}})
+    store = RecordStore(path)
+    store.append({"part": "synthesis", "utt_id": uid, "speaker": "s", "status": "ok",
+                  "reference_path": str(ref_dir / f"{uid}.wav"),
+                  "output_path": f"outputs/{uid}.wav"})
+    store.append({"part": "metric", "group": "f0", "utt_id": uid, "status": "ok",
+                  "values": score.values, "counts": score.counts,
+                  **({"extra": score.extra} if store_contour else {})})
+    return path, score.extra["contour"]
+
+
+def _capture_title(monkeypatch):
+    seen = {}
+
+    def save(fig, stem, tight=True):
+        seen["title"] = fig.axes[0].get_title()
+        seen["lines"] = [ln.get_label() for ln in fig.axes[0].get_lines()]
+        return [Path(stem).with_suffix(".png")]
+    monkeypatch.setattr(plots, "save_figure", save)
+    return seen
+
+
+def test_f0_plot_is_drawn_from_the_stored_contours_without_pitch_analysis(tmp_path, monkeypatch):
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    (a, ca), (b, cb) = (_scored_run(tmp_path / "a", "flat", 180.0, refs),
+                        _scored_run(tmp_path / "b", "low", 120.0, refs))
+    runs = [summarize_run(a, n_boot=0), summarize_run(b, n_boot=0)]
+    assert plots.stored_contour(runs[0].records[0]) == ca
+    tracks, missing = plots.stored_f0_contours(runs, "u1")
+    assert [t[0] for t in tracks] == ["reference", "flat", "low"] and missing == []
+    ref, flat, low = (t[1] for t in tracks)
+    # the stored tracks, on their stored time grid (t0 + i dt)
+    np.testing.assert_allclose(ref.f0, ca["ref"])
+    np.testing.assert_allclose(low.f0, cb["out"])
+    np.testing.assert_allclose(ref.times, ca["t0"] + ca["dt"] * np.arange(len(ca["ref"])))
+    voiced = ref.f0 > 0
+    assert np.median(np.abs(ref.f0[voiced] - (150.0 + 60.0 * ref.times[voiced]))) < 3.0  # the sweep
+    assert np.median(flat.f0[flat.f0 > 0]) == pytest.approx(180.0, abs=2.0)
+    assert np.median(low.f0[low.f0 > 0]) == pytest.approx(120.0, abs=2.0)
+
+    def no_analysis(*a, **k):
+        raise AssertionError("the plot re-ran pitch analysis")
+    monkeypatch.setattr(plots, "_f0", no_analysis)
+    paths = plots.plot_f0_contours(runs, tmp_path / "plots" / "f0")   # real files
+    assert _is_png(paths[0]) and _is_pdf(paths[1])
+    seen = _capture_title(monkeypatch)
+    for run in ("a", "b"):
+        (tmp_path / run / "outputs" / "u1.wav").unlink()      # audio gone: the contours remain
+    plots.plot_f0_contours(runs, tmp_path / "f0")
+    assert "stored, dio" in seen["title"] and seen["lines"] == ["reference", "flat", "low"]
+
+
+def test_f0_plot_of_old_runs_says_it_reanalysed_the_audio(tmp_path, monkeypatch, caplog):
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    runs = [summarize_run(_scored_run(tmp_path / n, n, f, refs, store_contour=False)[0], n_boot=0)
+            for n, f in (("old1", 180.0), ("old2", 120.0))]
+    assert plots.stored_f0_contours(runs, "u1") == ([], ["old1", "old2"])
+    seen = _capture_title(monkeypatch)
+    with caplog.at_level("WARNING", logger="resyn_bench.reports"):
+        assert plots.plot_f0_contours(runs, tmp_path / "f0")
+    assert "re-analysed from the audio" in seen["title"] and "stored no contour" in seen["title"]
+    assert seen["lines"] == ["reference", "old1", "old2"]
+    assert "re-analysing their audio" in caplog.text
+
+
+def test_f0_plot_names_runs_without_a_stored_contour(tmp_path, monkeypatch, caplog):
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    new = summarize_run(_scored_run(tmp_path / "new", "new", 180.0, refs)[0], n_boot=0)
+    old = summarize_run(_scored_run(tmp_path / "old", "old", 120.0, refs, store_contour=False)[0],
+                        n_boot=0)
+    seen = _capture_title(monkeypatch)
+    with caplog.at_level("WARNING", logger="resyn_bench.reports"):
+        plots.plot_f0_contours([old, new], tmp_path / "f0")
+    assert seen["lines"] == ["reference", "new"]
+    assert "1 run(s) without a stored contour left out" in seen["title"]
+    assert "no stored contour in old" in caplog.text
+
+
+def test_common_utterance_prefers_one_with_stored_contours(tmp_path):
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    run, _ = _scored_run(tmp_path / "r", "r", 150.0, refs, uid="u2")
+    store = RecordStore(run)     # u1: synthesised and scored, without a stored contour
+    store.append({"part": "synthesis", "utt_id": "u1", "speaker": "s", "status": "ok",
+                  "reference_path": str(refs / "u2.wav"), "output_path": "outputs/u2.wav"})
+    store.append({"part": "metric", "group": "f0", "utt_id": "u1", "status": "ok",
+                  "values": {}, "counts": {}})
+    s = summarize_run(run, n_boot=0)
+    assert plots.common_utterance([s]) == "u1"
+    assert plots.common_utterance([s], with_contour=True) == "u2"
 
 
 def test_write_plots_writes_every_applicable_figure(summaries, tmp_path):

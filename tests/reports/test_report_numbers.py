@@ -48,7 +48,7 @@ def test_tables_print_bounds_where_pm_would_go_below_zero(golden_runs):
     assert "4.17 [0.00, 11.11]" in md and "4.17 ±" not in md
     assert "\\[low, high\\]: the interval's bounds" in md      # caption (Markdown-escaped)
     for row in table.rows:                 # every ± printed stays at or above 0 (all are rates here)
-        for tc, cell in zip(table.columns, row.cells):
+        for tc, cell in zip(table.columns, row.cells, strict=True):
             if tc.spec is not None and tc.spec.percent and cell.half is not None \
                     and pm_fits(tc.spec, cell):
                 assert 0 <= cell.value - cell.half and cell.value + cell.half <= 1

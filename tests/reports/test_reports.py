@@ -117,8 +117,7 @@ def test_cis_and_significance_marks(tmp_path):
 
 @pytest.mark.parametrize("stat", ["mean", "pooled"])
 def test_vectorised_paired_comparison_equals_the_generic_bootstrap(tmp_path, stat):
-    from resyn_bench.reports.stats import paired_bootstrap
-    from resyn_bench.reports.uncertainty import compare
+    from resyn_bench.reports.stats import compare, paired_bootstrap
 
     rng = __import__("numpy").random.default_rng(3)
     a = make_run(tmp_path / "a", "a", {f"u{i}": _counts(100, 50, int(rng.integers(0, 5)), 2) for i in range(30)})
@@ -144,7 +143,7 @@ def test_vectorised_paired_comparison_equals_the_generic_bootstrap(tmp_path, sta
 
 
 def test_comparison_without_common_utterances_is_undefined_not_an_error(tmp_path):
-    from resyn_bench.reports.uncertainty import compare
+    from resyn_bench.reports.stats import compare
 
     a = make_run(tmp_path / "a", "a", {"u1": _counts(100, 50, 1, 1)})
     b = make_run(tmp_path / "b", "b", {"u2": _counts(100, 50, 1, 1)})

@@ -31,7 +31,7 @@ def mean_of(entries):
 
 def make_entries(values, speakers, prefix="u"):
     return [{"utt_id": f"{prefix}{i:04d}", "speaker": s, "values": {"x": v}, "counts": {},
-             "extra": {}} for i, (v, s) in enumerate(zip(values, speakers))]
+             "extra": {}} for i, (v, s) in enumerate(zip(values, speakers, strict=True))]
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,8 +84,8 @@ def test_indices_reproducible_and_seed_dependent():
     a = hierarchical_bootstrap_indices(spk, 50, seed=7)
     b = list(iter_bootstrap_indices(spk, 50, seed=7))
     c = hierarchical_bootstrap_indices(spk, 50, seed=8)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert not all(len(x) == len(y) and np.array_equal(x, y) for x, y in zip(a, c))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(len(x) == len(y) and np.array_equal(x, y) for x, y in zip(a, c, strict=True))
 
 
 def test_weights_match_indices():
@@ -361,3 +361,80 @@ def test_holm_hand_computed():
     assert holm([]) == []
     with pytest.raises(ValueError):
         holm([1.5])
+
+
+# --------------------------------------------------------------------------------------------
+# Metric-group corpus numbers: the three replicate paths agree, the hook is taken generically
+# --------------------------------------------------------------------------------------------
+
+class _RatioGroup:
+    """A count-pooled ratio whose ``aggregate`` is custom (so the generic path runs), with an
+    optional vectorised ``replicates`` hook that counts its calls."""
+
+    def __init__(self, hook: bool):
+        self.hook_calls = 0
+        if not hook:
+            self.replicates = lambda entries, blocks: None
+
+    def pool(self, counts):
+        n = counts.get("n", 0.0)
+        return {"g.rate": counts.get("err", 0.0) / n if n else None}
+
+    def aggregate(self, entries):
+        err = sum(e["counts"]["err"] for e in entries)
+        n = sum(e["counts"]["n"] for e in entries)
+        return {"g.rate": err / n if n else None}
+
+    def replicates(self, entries, weight_blocks):
+        self.hook_calls += 1
+        m = np.array([[e["counts"]["err"], e["counts"]["n"]] for e in entries], dtype=float)
+        return [self.pool({"err": s[0], "n": s[1]}) for w in weight_blocks for s in w @ m]
+
+
+def _ratio_entries(n=40, seed=5, prefix="u"):
+    rng = np.random.default_rng(seed)
+    return [{"utt_id": f"{prefix}{i:03d}", "speaker": f"s{i % 6}", "values": {},
+             "counts": {"err": float(rng.integers(0, 5)), "n": float(rng.integers(5, 12))},
+             "extra": {}} for i in range(n)]
+
+
+def test_group_hook_is_used_and_equals_generic_path():
+    from resyn_bench.reports.stats import compare_corpus, corpus_replicates, group_cis
+
+    entries = _ratio_entries()
+    fast, slow = _RatioGroup(hook=True), _RatioGroup(hook=False)
+    r_fast = corpus_replicates(fast, entries, n_boot=150, seed=2)
+    r_slow = corpus_replicates(slow, entries, n_boot=150, seed=2)
+    assert fast.hook_calls == 1 and len(r_fast) == len(r_slow) == 150
+    assert np.allclose([r["g.rate"] for r in r_fast], [r["g.rate"] for r in r_slow], atol=1e-12)
+    corpus = fast.aggregate(entries)
+    ci_fast, _ = group_cis(fast, entries, ["g.rate"], corpus, n_boot=150, seed=2)
+    ci_slow, _ = group_cis(slow, entries, ["g.rate"], corpus, n_boot=150, seed=2)
+    assert ci_fast["g.rate"].low == pytest.approx(ci_slow["g.rate"].low, abs=1e-12)
+    assert ci_fast["g.rate"].high == pytest.approx(ci_slow["g.rate"].high, abs=1e-12)
+    # paired, several keys at once: hook on both sides == per-key generic paired bootstrap
+    other = _ratio_entries(seed=9)
+    res = compare_corpus(fast, entries, other, ["g.rate"], n_boot=150, seed=2)["g.rate"]
+    ref = paired_bootstrap(entries, other, lambda es: slow.aggregate(es)["g.rate"],
+                           speaker_of=lambda e: e["speaker"], n_boot=150, seed=2)
+    assert fast.hook_calls == 4          # 1 + group_cis 1 + one per side
+    assert res.delta == pytest.approx(ref.delta) and res.p_value == pytest.approx(ref.p_value)
+    assert res.low == pytest.approx(ref.low, abs=1e-12) and res.n_common == ref.n_common
+
+
+def test_default_metric_group_has_no_replicates_hook_and_counts_path_matches_pool():
+    from resyn_bench.reports.stats import corpus_replicates, uses_count_path
+
+    group = F0Metrics(preset="dio")
+    assert group.replicates(_ratio_entries(), iter([])) is None
+    assert uses_count_path(group) and not uses_count_path(_RatioGroup(hook=True))
+    counts = {"n_frames": 100.0, "n_ref_voiced": 60.0, "n_syn_voiced": 55.0,
+              "n_voiced_both": 50.0, "n_gross": 3.0}
+    entries = [{"utt_id": f"u{i}", "speaker": f"s{i % 3}", "values": {},
+                "counts": {**counts, "n_voicing_err": float(i % 4)}, "extra": {}}
+               for i in range(12)]
+    reps = corpus_replicates(group, entries, n_boot=20, seed=1)
+    w = next(iter(bootstrap_weights([e["speaker"] for e in entries], 20, 1)))[0]
+    first = group.pool({k: float(w @ [e["counts"][k] for e in entries])
+                        for k in entries[0]["counts"]})
+    assert reps[0] == first and first["f0.vde"] is not None

@@ -3,7 +3,7 @@
 Golden files live in tests/golden/ and are rendered from the deterministic stored runs of
 tests/golden/fixture_runs.py. After an intended change of the output, regenerate them with
 
-    RESYN_BENCH_UPDATE_GOLDEN=1 python -m pytest tests/test_tables.py -k golden
+    RESYN_BENCH_UPDATE_GOLDEN=1 python -m pytest tests/reports/test_tables.py -k golden
 
 and review the diff.
 """
@@ -26,7 +26,7 @@ from resyn_bench.reports.collate import (
 )
 from resyn_bench.reports.layouts import Column, Layout, LayoutError, load_layout
 from resyn_bench.reports.tables import (
-    _SigCache,
+    SignificanceCache,
     build_table,
     render_csv,
     render_latex,
@@ -46,7 +46,7 @@ def golden_runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def golden(golden_runs):
     summaries = [summarize_run(r) for r in golden_runs]
-    return summaries, _SigCache(summaries)
+    return summaries, SignificanceCache(summaries)
 
 
 def _check_golden(name: str, text: str) -> None:
@@ -220,7 +220,7 @@ def test_layout_files_json_and_toml(golden, tmp_path):
             ("vctk_&_x", "copy"), ("vctk_&_x", "cpc_#50%"), ("vctk_&_x", "hubert100")]
         hub = summaries[4]
         assert table.rows[2].cells[0].value == pytest.approx(hub.metrics["asr.wer"].mean)
-    # the README's example: extend a preset
+    # the example of docs/reports.md: extend a preset
     (tmp_path / "wer_ffe.toml").write_text(
         'extends = "paper"\ntitle = "Content and intonation"\n'
         'columns = [{key = "asr.wer", stat = "mean", label = "WER (mean)"}, "f0.ffe", "n"]\n'
@@ -342,12 +342,12 @@ def test_cli_report_options(golden_runs, tmp_path, capsys):
 
 
 def test_vectorised_trial_statistics_equal_aggregate_on_every_replicate(golden):
-    """EER/minDCF/chance/trial counts of the fast path == SpeakerMetrics.aggregate per replicate,
-    also with undefined trial scores and utterances without trials."""
+    """EER/minDCF/chance/trial counts of the fast path (the speaker group's ``replicates`` hook)
+    == SpeakerMetrics.aggregate per replicate, also with undefined trial scores and utterances
+    without trials; the statistics module takes the hook generically."""
     import copy
 
-    from resyn_bench.reports.collate import TrialDesign
-    from resyn_bench.reports.stats import bootstrap_weights, iter_bootstrap_indices
+    from resyn_bench.reports.stats import bootstrap_weights, corpus_replicates, iter_bootstrap_indices
 
     summaries, _ = golden
     vc = next(s for s in summaries if s.experiment == "vc" and s.system == "cpc_#50%")
@@ -361,11 +361,12 @@ def test_vectorised_trial_statistics_equal_aggregate_on_every_replicate(golden):
         if e["extra"].get("target") not in (None, e["speaker"]):
             e["extra"]["source"] = e["speaker"]
     speakers = [e["speaker"] for e in entries]
-    fast = TrialDesign(group, entries).replicates(bootstrap_weights(speakers, 200, 3))
+    fast = group.replicates(entries, bootstrap_weights(speakers, 200, 3))
     slow = [group.aggregate([entries[i] for i in idx]) for idx in iter_bootstrap_indices(speakers, 200, 3)]
     assert len(fast) == len(slow) == 200
+    assert corpus_replicates(group, entries, 200, 3) == fast
     assert sum(r["spk.source_eer"] is not None for r in fast) > 150
-    for a, b in zip(fast, slow):
+    for a, b in zip(fast, slow, strict=True):
         assert a == b
 
 

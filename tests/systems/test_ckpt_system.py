@@ -201,7 +201,8 @@ def test_f0_edits_reach_the_quantizer(checkpoint, monkeypatch):
 
 
 def test_bf16_precision_option(checkpoint):
-    from resyn_bench.systems.vocoder.system import CheckpointSystem, CheckpointSystemError
+    from resyn_bench.systems.options import OptionError
+    from resyn_bench.systems.vocoder.system import CheckpointSystem
 
     from resyn_bench.audio import load_audio
     from resyn_bench.datasets import load_dataset
@@ -216,5 +217,5 @@ def test_bf16_precision_option(checkpoint):
     assert y16.dtype == np.float32 and y16.shape == y32.shape
     snr = 10 * np.log10(np.sum(y32.astype(np.float64) ** 2) / np.sum((y32.astype(np.float64) - y16) ** 2))
     assert snr >= 30.0
-    with pytest.raises(CheckpointSystemError, match="precision=fp16"):
+    with pytest.raises(OptionError, match="precision must be one of fp32, bf16"):
         CheckpointSystem(str(checkpoint["voc"]), precision="fp16")

@@ -1,4 +1,4 @@
-"""Content VQ-VAE (reference-system §2.3, §5.4): raw-audio encoder + 256-code EMA codebook +
+"""Content VQ-VAE (docs/reference.md §2.3, §5.4): raw-audio encoder + 256-code EMA codebook +
 unit HiFi-GAN, trained jointly; its checkpoints, its use as a unit encoder (``vqvae:DIR``) and
 as a ``ckpt:DIR`` system."""
 from __future__ import annotations
@@ -29,7 +29,7 @@ def tiny_cfg(**changes) -> dict:
 
 
 def test_reference_librilight_state_dict_keys_and_shapes():
-    """Build only: the keys of configs/LibriLight/vqvae256.json's generator (reference §8.2)."""
+    """Build only: the keys of configs/LibriLight/vqvae256.json's generator (docs/reference.md §8.2)."""
     from resyn_bench.systems.vocoder.content_vqvae import (
         REFERENCE_LIBRILIGHT_VQVAE_CONFIG,
         VQVAECodeGenerator,
@@ -267,7 +267,8 @@ def test_encode_cli_writes_vqvae_units(trained, tmp_path):
 
     from resyn_bench.systems.encoders.base import load_unit_encoder
 
-    from resyn_bench.cli_units import configure_encode_parser, run_encode
+    from resyn_bench.cli.encode import configure_parser as configure_encode_parser
+    from resyn_bench.cli.encode import run as run_encode
     from resyn_bench.unit_files import read_unit_file
 
     p = argparse.ArgumentParser()

@@ -43,7 +43,7 @@ def _official_weights(seed: int = 0) -> dict:
 def _reference(sd: dict, wav: np.ndarray, levels: int) -> np.ndarray:
     """Independent forward pass (no module of the code under test)."""
     x = torch.from_numpy(wav).double().view(1, 1, -1)
-    for i, (k, s, p) in enumerate(CONVS):
+    for i, (_k, s, p) in enumerate(CONVS):
         x = F.conv1d(x, sd[f"gEncoder.conv{i}.weight"].double(), sd[f"gEncoder.conv{i}.bias"].double(),
                      stride=s, padding=p)
         a = x[0].numpy()  # [C, T]

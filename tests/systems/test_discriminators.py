@@ -114,7 +114,7 @@ def test_msd_outputs_and_fmaps(msd):
             length = (length + 4 - 4) // 2 + 1  # AvgPool1d(4, 2, padding=2)
         h = length
         shapes = []
-        for c, s, k in zip(chans, strides, kernels):
+        for c, s, k in zip(chans, strides, kernels, strict=True):
             h = (h + 2 * (k // 2) - k) // s + 1
             shapes.append((2, c, h))
         assert [tuple(f.shape) for f in real_f[d]] == shapes
@@ -133,7 +133,7 @@ def test_batched_pass_equals_separate_calls():
             out_r, _fm_r = sub(y)
             out_g, fm_g = sub(y_hat)
             assert torch.allclose(real[d], out_r, atol=1e-6) and torch.allclose(fake[d], out_g, atol=1e-6)
-            assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(fake_f[d], fm_g))
+            assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(fake_f[d], fm_g, strict=True))
         real, fake, _, _ = msd(y, y_hat)
         pooled = y_hat
         for d, sub in enumerate(msd.discriminators):

@@ -48,10 +48,10 @@ def one_thread():
 
 
 def place_expresso_files(home) -> dict:
-    from resyn_bench.systems.encoders.hubert import HubertModel, arch_from_fairseq_cfg
     from resyn_bench.systems.encoders.kmeans import KMeansModel, converted_path
 
     from resyn_bench.catalogue import catalogue_path, known_sha256
+    from resyn_bench.nn.hubert import HubertModel, arch_from_fairseq_cfg
 
     torch.manual_seed(0)
     hubert = catalogue_path("hubert-base-ls960")

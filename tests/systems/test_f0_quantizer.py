@@ -47,7 +47,7 @@ def _resnet_keys(prefix: str) -> dict:
 
 
 def reference_f0_keys() -> dict:
-    """The §8.3 table of reference-system.md, written out key by key."""
+    """The §8.3 table of docs/reference.md, written out key by key."""
     exp = {}
     enc = "encoder.level_blocks.0.model"
     for i in range(4):

@@ -166,7 +166,8 @@ def test_reference_files():
 
 
 def test_cli_f0_stats(tone_corpus, tmp_path, capsys):
-    from resyn_bench.cli_data import configure_f0_stats_parser, run_f0_stats
+    from resyn_bench.cli.f0_stats import configure_parser as configure_f0_stats_parser
+    from resyn_bench.cli.f0_stats import run as run_f0_stats
 
     p = argparse.ArgumentParser()
     configure_f0_stats_parser(p)
@@ -184,9 +185,13 @@ def test_cli_f0_stats(tone_corpus, tmp_path, capsys):
     assert stats.speakers["spkB"].mean == pytest.approx(220.0, abs=1.0)
     assert load_f0_stats(tmp_path / "f0.th", speaker_ids=out).lookup("spkA") == \
         pytest.approx(stats.lookup("spkA"))
-    bad = p.parse_args(["--dataset", "manifest", "--data-root", str(tmp_path / "nope"),
-                        "--out", str(out)])
-    assert run_f0_stats(bad) == 2
+    # a missing dataset: one line through the command line's error policy, exit 2
+    from resyn_bench.cli import main
+
+    assert main(["f0-stats", "--dataset", "manifest", "--data-root", str(tmp_path / "nope"),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("resyn-bench f0-stats: error: ") and "nope" in err
 
 
 def test_parallel_extraction_matches_serial(tone_corpus, tmp_path):

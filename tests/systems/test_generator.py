@@ -3,8 +3,8 @@ written here with torch.nn.functional from the raw state dict, alignment, speake
 duration predictor, inference preparation.
 
 The helpers ``spec_state_dict`` and ``reference_forward`` are also used by
-tests/test_checkpoint_layout.py; they know nothing of the model classes (keys and shapes come
-from reference-system.md §8.2/§8.4).
+tests/systems/test_checkpoint_layout.py; they know nothing of the model classes (keys and shapes come
+from docs/reference.md §8.2/§8.4).
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ needs_quantizer = pytest.mark.skipif(not _quantizer_available(), reason="F0 quan
 # ------------------------------------------------------------------ spec-side helpers
 
 def spec_shapes(cfg: dict) -> dict[str, tuple]:
-    """Generator keys and shapes per reference §8.2 (without ``quantizer.*``)."""
+    """Generator keys and shapes per docs/reference.md §8.2 (without ``quantizer.*``)."""
     e, ch0 = cfg["embedding_dim"], cfg["upsample_initial_channel"]
     out: dict[str, tuple] = {}
 
@@ -86,7 +86,7 @@ def spec_shapes(cfg: dict) -> dict[str, tuple]:
         wn(f"ups.{i}", (ch0 // 2 ** i, ch0 // 2 ** (i + 1), k))
     for i in range(len(cfg["upsample_rates"])):
         ch = ch0 // 2 ** (i + 1)
-        for j, (k, dil) in enumerate(zip(cfg["resblock_kernel_sizes"], cfg["resblock_dilation_sizes"])):
+        for j, (k, dil) in enumerate(zip(cfg["resblock_kernel_sizes"], cfg["resblock_dilation_sizes"], strict=True)):
             for m in range(len(dil)):
                 if str(cfg.get("resblock", "1")) == "2":  # HiFi-GAN V2/V3 block: one conv per dilation
                     wn(f"resblocks.{i * nk + j}.convs.{m}", (ch, ch, k))
@@ -142,11 +142,11 @@ def reference_decoder(sd: dict, cfg: dict, x: torch.Tensor) -> torch.Tensor:
     x = F.conv1d(x, _wn(sd, "conv_pre"), sd["conv_pre.bias"], padding=3)
     kernels, dils = cfg["resblock_kernel_sizes"], cfg["resblock_dilation_sizes"]
     nk = len(kernels)
-    for i, (u, k) in enumerate(zip(cfg["upsample_rates"], cfg["upsample_kernel_sizes"])):
+    for i, (u, k) in enumerate(zip(cfg["upsample_rates"], cfg["upsample_kernel_sizes"], strict=True)):
         x = F.leaky_relu(x, 0.1)
         x = F.conv_transpose1d(x, _wn(sd, f"ups.{i}"), sd[f"ups.{i}.bias"], stride=u, padding=(k - u) // 2)
         total = torch.zeros_like(x)
-        for j, (kk, dil) in enumerate(zip(kernels, dils)):
+        for j, (kk, dil) in enumerate(zip(kernels, dils, strict=True)):
             name = f"resblocks.{i * nk + j}"
             y = x
             for m, d in enumerate(dil):
@@ -224,7 +224,7 @@ def test_reference_size_state_dict_matches_spec(cfg):
     want = spec_shapes(cfg)
     gen_keys = {k: s for k, s in got.items() if not k.startswith("quantizer.")}
     assert gen_keys == want
-    # a few rows of the §8.2 table verbatim
+    # a few rows of the docs/reference.md §8.2 table verbatim
     assert got["conv_pre.weight_v"] == (512, 384, 7) and got["conv_pre.weight_g"] == (512, 1, 1)
     assert got["ups.0.weight_g"] == (512, 1, 1) and got["ups.0.weight_v"] == (512, 256, 11)
     assert got["ups.2.weight_v"] == ((128, 64, 8) if cfg["code_hop_size"] == 320 else (128, 64, 4))

@@ -11,7 +11,8 @@ import types
 import numpy as np
 import pytest
 import torch
-from resyn_bench.systems.encoders.hubert import (
+
+from resyn_bench.nn.hubert import (
     CONVERTED_SUFFIX,
     HubertArch,
     HubertModel,
@@ -19,7 +20,6 @@ from resyn_bench.systems.encoders.hubert import (
     load_hubert,
     read_hubert_checkpoint,
 )
-
 from resyn_bench.safeload import UnsafeCheckpointError, sha256_file
 
 transformers = pytest.importorskip("transformers")
@@ -290,10 +290,7 @@ def test_full_pickle_needs_trusted_hash_then_converts_once(hf_model, wav, tmp_pa
 
 
 def test_missing_default_checkpoint_names_url_and_path(home):
-    from resyn_bench.systems.encoders.features import (
-        MissingCheckpointError,
-        make_feature_extractor,
-    )
+    from resyn_bench.systems.encoders.features import MissingCheckpointError, make_feature_extractor
 
     with pytest.raises(MissingCheckpointError) as err:
         make_feature_extractor("hubert")
@@ -341,8 +338,8 @@ def test_inert_unpickler_decodes_real_omegaconf_config():
     import io
     import zlib
 
-    from resyn_bench.systems.encoders.features import _inert_pickle_module, plain
-    from resyn_bench.systems.encoders.hubert import arch_from_fairseq_cfg
+    from resyn_bench.nn.hubert import arch_from_fairseq_cfg
+    from resyn_bench.safeload import _inert_pickle_module, plain
 
     data = zlib.decompress(base64.b64decode("".join(_OMEGACONF_PICKLE)))
     obj = _inert_pickle_module().Unpickler(io.BytesIO(data)).load()
@@ -390,7 +387,7 @@ def test_safetensors_with_an_unsupported_dtype_is_a_clear_error(tmp_path):
     import json
     import struct
 
-    from resyn_bench.systems.encoders.features import read_safetensors
+    from resyn_bench.safeload import read_safetensors
 
     header = json.dumps({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}).encode()
     path = tmp_path / "model.safetensors"

@@ -1,5 +1,5 @@
 """``hubert100-lj-pretrained``: HuBERT Base L6 + GSLM km100 + the public fairseq unit HiFi-GAN
-(duration predictor, no F0, no speaker; reference-system §8.4), run through the real CLI.
+(duration predictor, no F0, no speaker; docs/reference.md §8.4), run through the real CLI.
 
 The official files cannot be downloaded in tests, so files *of the same layout* are placed by
 hand at the exact catalogue paths under a temporary ``$RESYN_BENCH_HOME``:
@@ -90,11 +90,11 @@ def make_ljspeech(root, n: int = 3):
 
 def place_official_files(home) -> dict:
     """Files of the official layouts at the catalogue paths (see module docstring)."""
-    from resyn_bench.systems.encoders.hubert import HubertModel, arch_from_fairseq_cfg
     from resyn_bench.systems.encoders.kmeans import KMeansModel, converted_path
     from resyn_bench.systems.vocoder.generator import DurationCodeGenerator
 
     from resyn_bench.catalogue import catalogue_path
+    from resyn_bench.nn.hubert import HubertModel, arch_from_fairseq_cfg
 
     torch.manual_seed(0)
     hubert = catalogue_path("hubert-base-ls960")

@@ -18,7 +18,7 @@ from resyn_bench.systems.vocoder.config import (
 )
 
 # configs/VCTK/hubert100_lut.json of the reference repository, key for key (values from
-# reference-system §5.1 / §3.4)
+# docs/reference.md §5.1 / §3.4)
 REFERENCE_HUBERT_VCTK = {
     "input_training_file": "datasets/VCTK/hubert100/train.txt",
     "input_validation_file": "datasets/VCTK/hubert100/val.txt",
@@ -161,11 +161,11 @@ def test_unit_source_is_recorded():
 
 
 def test_cli_parsers_build_the_config(tmp_path, capsys):
-    from resyn_bench.cli_train import main
+    from resyn_bench.cli import main
 
     units = tmp_path / "train.txt"
     units.write_text("{'audio': 'a.wav', 'hubert': '1 2 3', 'duration': 0.1}")
-    rc = main(["vocoder", "--config", "hubert100-vctk", "--out", str(tmp_path / "o"),
+    rc = main(["train", "vocoder", "--config", "hubert100-vctk", "--out", str(tmp_path / "o"),
                "--dataset", "manifest", "--data-root", str(tmp_path), "--units", str(units),
                "--f0-quantizer", str(tmp_path / "q"), "--set", "batch_size=8", "seed=7",
                "--print-config"])
@@ -174,8 +174,8 @@ def test_cli_parsers_build_the_config(tmp_path, capsys):
     assert cfg["input_training_file"] == str(units) and cfg["unit_encoder"] is None
     assert cfg["batch_size"] == 8 and cfg["seed"] == 7 and cfg["dataset"] == "manifest"
     assert cfg["f0_quantizer_path"] == str(tmp_path / "q")
-    rc = main(["vocoder", "--config", "tiny", "--out", "o", "--units", "hubert-l6-km100",
+    rc = main(["train", "vocoder", "--config", "tiny", "--out", "o", "--units", "hubert-l6-km100",
                "--print-config"])
     assert rc == 0 and json.loads(capsys.readouterr().out)["unit_encoder"] == "hubert-l6-km100"
-    rc = main(["f0-quantizer", "--config", "tiny", "--out", "o", "--print-config"])
+    rc = main(["train", "f0-quantizer", "--config", "tiny", "--out", "o", "--print-config"])
     assert rc == 2 and "vocoder config, not a f0-quantizer config" in capsys.readouterr().err

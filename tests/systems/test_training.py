@@ -131,7 +131,7 @@ def assert_same_tree(a, b, where=""):
             assert_same_tree(a[k], b[k], f"{where}.{k}")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_same_tree(x, y, f"{where}[{i}]")
     else:
         assert a == b, where
@@ -246,24 +246,24 @@ def test_vocoder_without_f0_or_speaker(trained, tmp_path, one_thread):
 
 
 def test_data_selection_holds_out_validation_and_applies_the_speaker_rule(trained):
-    from resyn_bench.systems.vocoder.train import _select_utterances
+    from resyn_bench.systems.vocoder.train import select_utterances
 
     cfg = vocoder_config(trained["root"], trained["units"], trained["f0q"], "validation_size=3")
-    train, val, info = _select_utterances(cfg)
+    train, val, info = select_utterances(cfg)
     assert len(train) == 7 and len(val) == 3
     assert not {u.utt_id for u in train} & {u.utt_id for u in val}
-    assert _select_utterances(cfg)[1] == val          # seeded: the same on every rank / resume
+    assert select_utterances(cfg)[1] == val          # seeded: the same on every rank / resume
     assert info["validation"]["held_out"] == [u.utt_id for u in val]
     assert {u.speaker for u in train} == {"spkA", "spkB"}
     single = cfg.with_overrides({"multispkr": "single"})
-    train, val, _ = _select_utterances(single)        # reference "single": one speaker 'A'
+    train, val, _ = select_utterances(single)        # reference "single": one speaker 'A'
     assert {u.speaker for u in train + val} == {"A"}
 
 
 def test_reference_unit_file_names_the_audio(trained, tmp_path):
     """A reference train.txt (dict lines, relative audio paths, no trailing newline) is enough:
     the audio resolves against data_root and the speaker comes from the file name ("_")."""
-    from resyn_bench.systems.vocoder.train import _select_utterances
+    from resyn_bench.systems.vocoder.train import select_utterances
 
     from resyn_bench.unit_files import read_unit_file, write_unit_file
 
@@ -275,7 +275,7 @@ def test_reference_unit_file_names_the_audio(trained, tmp_path):
     ref = write_unit_file(tmp_path / "train.txt", entries, key="hubert", fmt="reference")
     assert not ref.read_text().endswith("\n") and ref.read_text().startswith("{'audio': 'wavs/")
     cfg = load_config("tiny", [f"input_training_file={ref}", f"data_root={root}", "validation_size=2"])
-    train, val, _ = _select_utterances(cfg)
+    train, val, _ = select_utterances(cfg)
     assert len(train) + len(val) == 10
     assert all(u.path.is_file() and u.speaker == u.utt_id.split("_")[0] for u in train + val)
 
