@@ -160,8 +160,8 @@ def test_dataset_options_of_other_commands_are_the_runconfig_ones():
 
 def test_score_options_are_runconfig_options():
     from resyn_bench.cli.run_options import given_values
-    from resyn_bench.run_config import default_jobs
     from resyn_bench.cli.score import SCORE_OPTIONS
+    from resyn_bench.run_config import default_jobs
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     score = sub.choices["score"]
