@@ -692,8 +692,48 @@ def default_normalizer() -> str:
     return "basic"
 
 
+#: private package name under which whisper's ``normalizers`` sub-package is loaded alone
+_WHISPER_NORMALIZERS = "resyn_bench._whisper_normalizers"
+
+
+def whisper_english_normalizer_class():
+    """openai-whisper's ``EnglishTextNormalizer`` class without importing ``whisper`` itself.
+
+    ``import whisper.normalizers`` runs ``whisper/__init__.py``, which imports torch and numba
+    (about 5 s in a fresh worker process, for a text normaliser). The ``normalizers`` sub-package
+    only needs ``regex`` and ``more_itertools``, so its files are loaded here as a package of
+    their own: the same code, the same output. Where whisper is already imported its class is
+    used. ImportError when openai-whisper is not installed."""
+    import importlib.util
+    import sys
+
+    loaded = sys.modules.get("whisper.normalizers")
+    if loaded is not None:
+        return loaded.EnglishTextNormalizer
+    module = sys.modules.get(_WHISPER_NORMALIZERS)
+    if module is None:
+        spec = importlib.util.find_spec("whisper")   # locates the package; does not run it
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("No module named 'whisper'")
+        folder = Path(list(spec.submodule_search_locations)[0]) / "normalizers"
+        init = folder / "__init__.py"
+        if not init.is_file():
+            raise ImportError(f"openai-whisper has no normalizers package at {folder}")
+        pkg_spec = importlib.util.spec_from_file_location(
+            _WHISPER_NORMALIZERS, init, submodule_search_locations=[str(folder)])
+        module = importlib.util.module_from_spec(pkg_spec)
+        sys.modules[_WHISPER_NORMALIZERS] = module
+        try:
+            pkg_spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[_WHISPER_NORMALIZERS]
+            raise
+    return module.EnglishTextNormalizer
+
+
 class TextNormalizer:
-    """Callable ``str -> str``; ``whisper-en`` is loaded on first use (imports whisper/torch)."""
+    """Callable ``str -> str``; ``whisper-en`` is loaded on first use (whisper's normaliser
+    files only: :func:`whisper_english_normalizer_class`)."""
 
     def __init__(self, name: str | None = None):
         name = name or default_normalizer()
@@ -706,7 +746,7 @@ class TextNormalizer:
         if self._fn is None:
             if self.name == "whisper-en":
                 try:
-                    from whisper.normalizers import EnglishTextNormalizer
+                    EnglishTextNormalizer = whisper_english_normalizer_class()
                 except ImportError as exc:
                     raise ASRError(f"normalizer 'whisper-en' needs openai-whisper ({exc}); "
                                    "use normalizer='basic'") from None

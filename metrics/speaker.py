@@ -541,6 +541,9 @@ class SpeakerMetrics(MetricGroup):
     sample_rate = SAMPLE_RATE
     needs_corpus = True
 
+    #: options every embedding backend takes (passed on to it): the runner's --device
+    forwarded_options = ("device",)
+
     def __init__(self, backend: str = "resemblyzer", classifier: str = "logreg", folds: int = 5,
                  p_target: float = 0.01, seed: int = 0, embedding: str | None = None,
                  enroll_dataset: str | None = None, enroll_root: str | None = None,

@@ -247,6 +247,39 @@ def _instantiate(what: str, factory: Callable[..., Any], args: tuple, options: d
     return _call(factory, args, options)
 
 
+def takes_option(factory: Callable[..., Any], key: str, options: dict[str, Any] | None = None,
+                 option_class: type | None = None) -> bool:
+    """Whether ``factory`` (a system or metric group factory) accepts the option ``key``: a named
+    parameter, or one its ``option_names(options)`` lists (the ASR and speaker groups pass
+    options on to their backends), or a field of ``option_class`` (a system's options
+    dataclass, :meth:`Entry.option_class`). The runner gives ``--device`` only to those that do."""
+    import inspect
+
+    if option_class is not None:
+        from resyn_bench.systems.options import option_names
+
+        return key in option_names(option_class)
+
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return False
+    if key in signature.parameters and signature.parameters[key].kind in (
+            inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+        return True
+    if key in getattr(factory, "forwarded_options", ()):   # every backend of it takes the option
+        return True
+    if any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+        listed = getattr(factory, "option_names", None)
+        if callable(listed):
+            try:
+                names = listed(dict(options or {}))
+            except Exception:  # noqa: BLE001 - unknown: do not pass it
+                return False
+            return names is not None and key in names
+    return False
+
+
 def make_system(spec: str, **options: Any):
     """Instantiate a system from ``NAME`` or ``NAME:ARG``; an unknown option is an error."""
     entry, arg = system_entry(spec)

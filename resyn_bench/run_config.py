@@ -97,6 +97,55 @@ def _seconds(text: str) -> float:
     return value
 
 
+#: most worker processes ``--jobs auto`` (the default) starts: each worker holds its own copy
+#: of a group's models (Whisper base: about 0.3 GB), so many cores do not mean many workers
+#: unless asked for (``--jobs N``)
+MAX_AUTO_JOBS = 4
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; os.cpu_count() where there is none)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_jobs() -> int:
+    """``--jobs auto``: one worker per usable CPU, at most :data:`MAX_AUTO_JOBS`; under torchrun
+    the CPUs are shared by the node's ranks (``LOCAL_WORLD_SIZE``). The numbers do not depend on
+    it (only the runner process writes records; with several workers each runs one thread)."""
+    try:
+        ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        ranks = 1
+    return max(1, min(usable_cpus() // ranks, MAX_AUTO_JOBS))
+
+
+def parse_jobs(value: str | int) -> int:
+    """``--jobs`` value: a positive integer or ``auto`` (:func:`default_jobs`); ValueError else."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return default_jobs()
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise ValueError(f"--jobs takes a number of worker processes or 'auto', got {value!r}") from None
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1 (or 'auto'), got {value!r}")
+    return jobs
+
+
+def _jobs(text: str) -> int:
+    """--jobs on the command line (see :func:`parse_jobs`)."""
+    import argparse
+
+    try:
+        return parse_jobs(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _isolation_default() -> bool:
     return os.environ.get("RESYN_BENCH_ISOLATION", "1") != "0"
 
@@ -141,7 +190,19 @@ class RunConfig:
     cache_dir: str | None = option(None, help="folder of the reference-analysis cache "
                                               "(default: $RESYN_BENCH_HOME/cache/analysis)",
                                    flags=("--cache-dir",), metavar="DIR")
-    jobs: int = option(1, help="worker processes (default 1)", flags=("--jobs",), type=int)
+    jobs: int = option(factory=default_jobs,
+                       help="worker processes, or 'auto' (default): one per usable CPU, at most "
+                            "4; the numbers do not depend on it",
+                       flags=("--jobs",), type=_jobs, metavar="N|auto")
+    # device of every model-backed metric group and system that takes one ("cuda", "cpu",
+    # "cuda:1"); None: cuda when torch sees a GPU, else cpu (resyn_bench.distributed.resolve_device).
+    # Not part of the run's identity; where it can change the numbers (Whisper's compute type,
+    # a vocoder's kernels) the group's settings / the system's description record it.
+    device: str | None = option(
+        None, help="device of every model-backed metric and system (Whisper/wav2vec2 ASR, speaker "
+                   "embeddings, MOS models, unit encoders, vocoders): cuda, cuda:N or cpu "
+                   "(default: cuda when torch sees a GPU, else cpu); -m GROUP.device= / -o "
+                   "device= override it", flags=("--device",), metavar="cuda|cpu")
     # crash isolation (resyn_bench.supervisor): the system and each metric group run in
     # supervised worker processes; False runs them in this process (debugging: a native crash
     # then ends the run; default False when RESYN_BENCH_ISOLATION=0). Seconds one utterance may

@@ -335,6 +335,8 @@ class Session:
     wall_s: float | None = None
     jobs: int | None = None
     stage_s: dict[str, float] = field(default_factory=dict)
+    #: wall seconds of the synthesis phase and of each metric group (runs since issue 16)
+    group_wall_s: dict[str, float] = field(default_factory=dict)
     reference_cache: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
     stopped: str | None = None
@@ -351,10 +353,11 @@ class Session:
         kw = {name: _int(d, name, source, p) for name in cls.INTS}
         return cls(started=_str(d, "started", source, p), finished=_str(d, "finished", source, p),
                    wall_s=_num(d, "wall_s", source, p), stage_s=_obj(d, "stage_s", source, p),
+                   group_wall_s=_obj(d, "group_wall_s", source, p),
                    reference_cache=_obj(d, "reference_cache", source, p),
                    interrupted=bool(d.get("interrupted")), stopped=_str(d, "stopped", source, p),
                    other=_rest(d, (*cls.INTS, "started", "finished", "wall_s", "stage_s",
-                                   "reference_cache", "interrupted", "stopped")),
+                                   "group_wall_s", "reference_cache", "interrupted", "stopped")),
                    present=frozenset(d), **kw)
 
     def to_json(self) -> dict[str, Any]:
@@ -364,7 +367,7 @@ class Session:
                                              "reference_cache", "interrupted"))
         for name in ("started", "finished", *self.INTS, "wall_s"):
             _put(out, name, getattr(self, name), present)
-        for name in ("stage_s", "reference_cache"):
+        for name in ("stage_s", "group_wall_s", "reference_cache"):
             if getattr(self, name) or name in present:
                 out[name] = getattr(self, name)
         if self.interrupted or "interrupted" in present:

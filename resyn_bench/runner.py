@@ -90,6 +90,42 @@ def _metric_options(config: RunConfig, name: str) -> dict[str, Any]:
     return options
 
 
+def group_options(config: RunConfig, name: str) -> dict[str, Any]:
+    """The options a metric group is built with: its ``-m`` options, plus ``device`` (from
+    ``config.device`` or :func:`resolve_device`) when the group takes one and ``-m
+    GROUP.device=`` was not given. Record keys use :func:`_metric_options` (without the device):
+    a group whose numbers depend on the device says so in its ``settings()``."""
+    from resyn_bench import registry
+
+    options = _metric_options(config, name)
+    if "device" not in options and name in registry.METRIC_GROUPS:
+        factory = registry.METRIC_GROUPS[name].load()
+        if registry.takes_option(factory, "device", options):
+            from resyn_bench.distributed import resolve_device
+
+            options["device"] = resolve_device(config.device)
+    return options
+
+
+def system_options(config: RunConfig) -> dict[str, Any]:
+    """The options the system is built with: ``-o`` options, plus ``device`` when the system
+    takes one (vocoders, unit encoders) and ``-o device=`` was not given."""
+    from resyn_bench import registry
+
+    options = dict(config.system_options)
+    if "device" not in options:
+        try:
+            entry, _arg = registry.system_entry(config.system)
+            factory, option_class = entry.load(), entry.option_class()
+        except Exception:  # noqa: BLE001 - make_system reports a bad system itself
+            return options
+        if registry.takes_option(factory, "device", options, option_class):
+            from resyn_bench.distributed import resolve_device
+
+            options["device"] = resolve_device(config.device)
+    return options
+
+
 def metric_entry(config: RunConfig, group) -> dict[str, Any]:
     """A metric group's manifest entry (its record key is a hash of settings/options/rate)."""
     return {"settings": group.settings(), "specs": [s.to_dict() for s in group.specs],
@@ -123,7 +159,7 @@ class Synthesizer:
         from resyn_bench.registry import make_system
 
         self.config = config
-        self.system = make_system(config.system, **config.system_options)
+        self.system = make_system(config.system, **system_options(config))
         self.outputs_dir = Path(config.out) / OUTPUTS
 
     def synthesize(self, utt) -> tuple[dict[str, Any], dict[str, int]]:
@@ -290,7 +326,7 @@ def _init_score_worker(config: RunConfig, group_name: str) -> None:
     from resyn_bench.registry import make_metric
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    group = make_metric(group_name, **_metric_options(config, group_name))
+    group = make_metric(group_name, **group_options(config, group_name))
     group.load()
     _WORKER = Scorer(config, group)
 
@@ -516,7 +552,7 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
         config = _with_target_refs(config, listed)
     # build everything now, so configuration errors surface before any work
     synthesizer = None if score_only else Synthesizer(config)
-    groups = [make_metric(n, **_metric_options(config, n)) for n in resolve_metric_names(config.metrics)]
+    groups = [make_metric(n, **group_options(config, n)) for n in resolve_metric_names(config.metrics)]
     sharded = None   # config.shard: this shard of the work list (resyn_bench.sharding)
     if not score_only:
         # what the system is run on: the dataset's utterances, or (voice conversion) each of
@@ -647,6 +683,8 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
 
         from resyn_bench.supervisor import synthesize_isolated
 
+        t_synth = time.perf_counter()
+
         if config.isolate and synthesize_isolated(config, pending, accept_synthesis):
             pass  # done in supervised worker processes: a crash or a hang costs one utterance
         elif config.jobs == 1 or len(pending) <= 1:
@@ -657,6 +695,8 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
                           accept_synthesis)
         if bar is not None:
             bar.close()
+        if pending:
+            stats.group_wall_s["synthesis"] = time.perf_counter() - t_synth
 
         del synthesizer  # the system's models are not needed any more: free them first
 
@@ -676,7 +716,9 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
                 if corpus_view is None:
                     corpus_view = corpus_synthesis(sharded.outside, done_synth, config.max_duration)
                 synthesis = corpus_view
+            t_group = time.perf_counter()
             _score_group(config, group, dataset, synthesis, todo, store, log, stats, progress)
+            stats.group_wall_s[group.name] = time.perf_counter() - t_group
     except KeyboardInterrupt:
         interrupted = True
     except DiskFull as exc:
@@ -694,6 +736,8 @@ def _run(config: RunConfig, progress: bool, score_only: bool = False) -> RunResu
                          "n_failed": stats.n_synth_failed, "metric_parts": stats.n_metric,
                          "wall_s": round(wall, 3), "jobs": config.jobs,
                          "stage_s": {k: round(v, 3) for k, v in stats.stage_s.items()},
+                         # wall seconds of the synthesis phase and of each metric group
+                         "group_wall_s": {k: round(v, 3) for k, v in stats.group_wall_s.items()},
                          "reference_cache": {"hits": stats.hits, "misses": stats.misses},
                          "interrupted": interrupted,
                          **({"stopped": f"{stopped}: {stop_reason}"} if stopped else {})})
@@ -741,6 +785,7 @@ class _SessionStats:
     hits: int = 0
     misses: int = 0
     stage_s: dict[str, float] = field(default_factory=dict)
+    group_wall_s: dict[str, float] = field(default_factory=dict)
 
     def add(self, prefix: str, record: dict[str, Any]) -> None:
         if record.get("part") == "synthesis":

@@ -769,11 +769,11 @@ def score_group_isolated(config, group, dataset, synthesis: dict, todo: list, lo
     """Phase 2 for one metric group in supervised workers (see the module docstring). False
     (nothing done) if the group cannot be rebuilt in a worker."""
     from resyn_bench import registry
-    from resyn_bench.runner import Scorer, _metric_options
+    from resyn_bench.runner import Scorer, group_options
 
     what = group.name
     record_key = Scorer(config, group).record_key  # the key of the group's settings
-    options = _metric_options(config, group.name)
+    options = group_options(config, group.name)
     jobs = config.jobs
     try:
         sup = Supervisor(WorkerSpec("score", config, group.name, registry.METRIC_GROUPS[group.name],

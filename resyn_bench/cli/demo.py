@@ -13,7 +13,7 @@ from resyn_bench.cli.common import print_paths, sanitize
 
 #: the RunConfig fields the demo offers, and the demo's own defaults
 DEMO_OPTIONS = ("metrics", "f0_preset", "jobs", "limit")
-DEMO_DEFAULTS = {"metrics": "all", "jobs": 1}
+DEMO_DEFAULTS = {"metrics": "all"}   # --jobs: RunConfig's default (auto)
 
 
 def register(subparsers) -> None:

@@ -25,7 +25,8 @@ them). Exit status: 0, 2 (bad command), 3 (nothing scored or more than --max-fai
 
 
 #: the RunConfig fields ``score`` sets (the others come from the run's manifest)
-SCORE_OPTIONS = ("metrics", "f0_preset", "metric_options", "retry_failed", "jobs", "use_cache")
+SCORE_OPTIONS = ("metrics", "f0_preset", "metric_options", "retry_failed", "jobs", "use_cache",
+                 "device")
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:

@@ -170,6 +170,10 @@ class CheckpointOptions:
     style: str | None = option(
         None, "the style of a multi-style vocoder (a name of its styles.txt; default "
         "read-default where it has it, else its first style)", metavar="NAME")
+    precision: str = option(
+        "fp32", "the HiFi-GAN body's precision: fp32, or bf16 (about 1.8x less compute on a CPU "
+        "with AVX512-BF16, waveform about 50 dB SNR against fp32; changes the output)",
+        choices=("fp32", "bf16"), metavar="PREC")
 
 
 class CheckpointSystem(System):
@@ -210,6 +214,7 @@ class CheckpointSystem(System):
             raise CheckpointSystemError(str(exc)) from None
         self.f0_edit = None if self._f0_edit is None else str(options.f0_edit)
         self.device = options.device
+        self.precision = options.precision
         self._load_generator(path, options.trust_sha256)
         self._load_speaker_table(folder, options.speaker)
         self._load_style_table(folder, options.style)
@@ -269,7 +274,7 @@ class CheckpointSystem(System):
                 "encoding audio for it needs the F0 extraction and quantization it was trained "
                 "with, which this system does not know: synthesize from your own units and F0 with "
                 "load_generator(...).model(code, f0=... or f0_codes=...)")
-        self.model = prepare_for_inference(loaded.model.to(self.device))
+        self.model = prepare_for_inference(loaded.model.to(self.device), precision=self.precision)
         self.hop = int(cfg.code_hop_size)
         self.block = math.lcm(self.hop, F0_CODE_HOP) if cfg.f0 else self.hop
         self._torch = torch
@@ -366,7 +371,15 @@ class CheckpointSystem(System):
                 f"{src.get('file') or 'a unit file'}; encoding new audio needs the encoder that "
                 "made them: pass it with -o units=SPEC (a k-means .npz from `resyn-bench train "
                 "kmeans`, or a catalogue name such as hubert-l6-km100 / cpc-km100)")
-        self.encoder = load_unit_encoder(self.unit_spec)
+        # the unit encoder (HuBERT, CPC, VQ-VAE) runs on the vocoder's device; logmel features
+        # have no model (and no device option)
+        on_device = {} if str(self.device) == "cpu" else {"device": self.device}
+        try:
+            self.encoder = load_unit_encoder(self.unit_spec, **on_device)
+        except TypeError:
+            if not on_device:
+                raise
+            self.encoder = load_unit_encoder(self.unit_spec)
         if int(self.encoder.hop_size) != self.hop:
             raise CheckpointSystemError(
                 f"unit encoder {self.unit_spec!r} has a hop of {self.encoder.hop_size} samples, "
@@ -567,6 +580,7 @@ class CheckpointSystem(System):
                                "step": cfg.extra.get("f0_quantizer_step")} if cfg.f0 else None,
                  speakers=len(self.speaker_map) if self.speaker_map else None,
                  target_speaker=self.target_speaker, f0_edit=self.f0_edit, device=self.device,
+                 precision=self.precision,
                  style=self.style, styles=len(self.style_map) if self.style_map else None,
                  duration_prediction=self.duration_prediction,
                  layout="fairseq code_hifigan (duration predictor)" if self.duration_prediction

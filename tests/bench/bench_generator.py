@@ -15,7 +15,9 @@ weight generator synthesizes ``--seconds`` of audio from random units / F0 / spe
 
 Printed: real-time factor (compute seconds per audio second, best of ``--repeats``; naive and
 prepared are timed alternately, in alternating order), the speed-up of the best and of the
-median times, and the maximum absolute difference of the waveforms. Then one training step
+median times, and the maximum absolute difference of the waveforms. Then the prepared generator
+in fp32 vs bf16 (``prepare_for_inference(precision="bf16")``, the ``-o precision=bf16`` option
+of ``ckpt:DIR`` systems): wall and CPU-time RTF and the SNR of the bf16 waveform against fp32. Then one training step
 (discriminator update + generator update, batch 4 x 8960 samples, MPD+MSD, LSGAN + feature
 matching + 45 x mel L1, AdamW) when the discriminators/losses modules exist.
 
@@ -117,6 +119,43 @@ def time_synthesis(cfg: dict, seconds: float, repeats: int):
                 diff=diff, audio=audio, params=params)
 
 
+def cpu_flags() -> str:
+    """The CPU's bf16-relevant instruction sets (from /proc/cpuinfo), or "unknown"."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return "unknown"
+    found = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return ", ".join(found) or "no AVX512-BF16/AMX"
+
+
+def time_precision(cfg: dict, seconds: float, repeats: int):
+    """fp32 vs bf16 prepared generators: best wall RTF, CPU RTF (process CPU seconds per audio
+    second, all threads: what the run costs on a busy machine) and the SNR of bf16 against fp32."""
+    import torch
+    from resyn_bench.systems.vocoder.generator import CodeGenerator, prepare_for_inference
+
+    torch.manual_seed(0)
+    model = CodeGenerator(cfg).eval()
+    variants = {"fp32": prepare_for_inference(copy.deepcopy(model)),
+                "bf16": prepare_for_inference(copy.deepcopy(model), precision="bf16")}
+    kw, samples = make_inputs(model, seconds)
+    outs = {name: m(**kw) for name, m in variants.items()}   # warm-up
+    wall = {name: [] for name in variants}
+    cpu = {name: [] for name in variants}
+    for i in range(repeats):
+        for name in (("fp32", "bf16") if i % 2 == 0 else ("bf16", "fp32")):
+            c0, t0 = time.process_time(), time.perf_counter()
+            variants[name](**kw)
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    ref, y = outs["fp32"].double(), outs["bf16"].double()
+    snr = float(10 * torch.log10((ref ** 2).sum() / ((ref - y) ** 2).sum()))
+    audio = samples / 16000
+    return {name: (min(wall[name]) / audio, min(cpu[name]) / audio) for name in variants}, snr
+
+
 def time_train_step(cfg: dict, width: float, repeats: int):
     """Seconds per D+G update at batch 4 x 8960 samples; None when H4's modules are absent."""
     try:
@@ -190,6 +229,16 @@ def main(argv=None) -> int:
         r = time_synthesis(cfg, args.seconds, args.repeats)
         print(f"{name:24s} {r['params']:6.2f}M {r['audio']:7.2f} {r['rtf_naive']:10.4f} {r['rtf_fast']:13.4f} "
               f"{r['speedup']:8.2f}x {r['speedup_median']:8.2f}x {r['diff']:10.2e}")
+    print(f"\nprecision (-o precision=bf16 of ckpt:DIR systems), {threads} threads, CPU: {cpu_flags()}; "
+          "RTF wall = best of the runs, RTF CPU = process CPU seconds (all threads) per audio s:")
+    hdr = (f"{'config':24s} {'RTF fp32 wall':>13s} {'bf16 wall':>10s} {'RTF fp32 CPU':>13s} "
+           f"{'bf16 CPU':>9s} {'speed-up (CPU)':>15s} {'SNR bf16 vs fp32':>17s}")
+    print(hdr)
+    print("-" * len(hdr))
+    for name, cfg in cfgs.items():
+        r, snr = time_precision(cfg, args.seconds, args.repeats)
+        print(f"{name:24s} {r['fp32'][0]:13.4f} {r['bf16'][0]:10.4f} {r['fp32'][1]:13.4f} "
+              f"{r['bf16'][1]:9.4f} {r['fp32'][1] / r['bf16'][1]:14.2f}x {snr:14.1f} dB")
     if not args.no_train:
         print(f"\ntraining step (D update + G update), batch 4 x 8960 samples, AdamW, {threads} threads, "
               f"best of {TRAIN_REPEATS} after one warm-up step:")

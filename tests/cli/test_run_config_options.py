@@ -31,7 +31,7 @@ def _argv_for(f: dataclasses.Field) -> tuple[list[str], object]:
     if s.kind == "group-pairs":
         return [flag, "f0.voicing_threshold=0.5"], {"f0": {"voicing_threshold": 0.5}}
     # value: a string the field's type converts
-    if s.type in (int, float) or f.name == "utt_timeout":
+    if s.type in (int, float) or f.name in ("utt_timeout", "jobs"):
         return [flag, "7"], 7
     return [flag, f"value-of-{f.name}"], f"value-of-{f.name}"
 
@@ -161,6 +161,7 @@ def test_dataset_options_of_other_commands_are_the_runconfig_ones():
 def test_score_options_are_runconfig_options():
     from resyn_bench.cli.run_options import given_values
     from resyn_bench.cli.score import SCORE_OPTIONS
+    from resyn_bench.run_config import default_jobs
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     score = sub.choices["score"]
@@ -172,11 +173,12 @@ def test_score_options_are_runconfig_options():
                              "--no-cache"])
     assert given_values(args, SCORE_OPTIONS) == {
         "metrics": "f0", "metric_options": {"f0": {"voicing_threshold": 0.4}},
-        "retry_failed": False, "jobs": 1, "use_cache": False}
+        "retry_failed": False, "jobs": default_jobs(), "use_cache": False}
 
 
 def test_disentangle_run_options_are_runconfig_options():
     from resyn_bench.disentangle import DISENTANGLE_RUN_OPTIONS
+    from resyn_bench.run_config import default_jobs
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     p = sub.choices["disentangle"]
@@ -187,5 +189,5 @@ def test_disentangle_run_options_are_runconfig_options():
     args = p.parse_args(["--runs", "a", "--report", "r"])
     # disentangle's own defaults where they differ from a single run's
     assert (args.metrics, args.vc_targets, args.vc_seed, args.jobs, args.use_cache) == (
-        "asr,spk,f0", 2, 0, 1, True)
+        "asr,spk,f0", 2, 0, default_jobs(), True)   # --jobs auto
     assert args.system_options == [] and args.metric_options == []

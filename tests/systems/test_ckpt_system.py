@@ -198,3 +198,24 @@ def test_f0_edits_reach_the_quantizer(checkpoint, monkeypatch):
     assert still[0] == pytest.approx(np.exp(np.log(hz[voiced]).mean()), rel=1e-4)
     with pytest.raises(CheckpointSystemError, match="shift:\\+N"):
         CheckpointSystem(str(checkpoint["voc"]), f0_edit="louder")
+
+
+def test_bf16_precision_option(checkpoint):
+    from resyn_bench.systems.options import OptionError
+    from resyn_bench.systems.vocoder.system import CheckpointSystem
+
+    from resyn_bench.audio import load_audio
+    from resyn_bench.datasets import load_dataset
+
+    utt = load_dataset("manifest", checkpoint["root"]).utterances[0]
+    audio = load_audio(utt.path)
+    fp32 = CheckpointSystem(str(checkpoint["voc"]))
+    bf16 = CheckpointSystem(str(checkpoint["voc"]), precision="bf16")
+    assert fp32.describe()["precision"] == "fp32" and bf16.describe()["precision"] == "bf16"
+    y32 = fp32.decode(fp32.encode(audio, utt)).samples
+    y16 = bf16.decode(bf16.encode(audio, utt)).samples
+    assert y16.dtype == np.float32 and y16.shape == y32.shape
+    snr = 10 * np.log10(np.sum(y32.astype(np.float64) ** 2) / np.sum((y32.astype(np.float64) - y16) ** 2))
+    assert snr >= 30.0
+    with pytest.raises(OptionError, match="precision must be one of fp32, bf16"):
+        CheckpointSystem(str(checkpoint["voc"]), precision="fp16")
