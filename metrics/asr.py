@@ -70,9 +70,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from resyn_bench.metrics.base import MetricError
 
 from resyn_bench.core.hashing import sha256_file, sha256_file_cached
+from resyn_bench.metrics.base import MetricError
 
 SAMPLE_RATE = 16000
 
@@ -488,9 +488,8 @@ class FasterWhisperBackend(ASRBackend):
             except ImportError as exc:
                 raise ASRError(f"faster-whisper is not installed ({exc}); pip install "
                                "'resyn-bench[asr]', or use -m asr.backend=pocketsphinx") from None
-            from resyn_bench.metrics.whisper_models import WhisperModelError, ensure_model
-
             from resyn_bench.catalogue import CatalogueError
+            from resyn_bench.metrics.whisper_models import WhisperModelError, ensure_model
 
             try:
                 folder, digest = ensure_model(self.model_name)

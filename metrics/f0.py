@@ -38,9 +38,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from resyn_bench.metrics.base import MetricGroup, MetricSpec, Score
 
 from resyn_bench.dsp.pitch import F0Track, PitchPreset, extract_f0, get_preset
+from resyn_bench.metrics.base import MetricGroup, MetricSpec, Score
 
 #: Default preset. Throughput on real speech (4 VCTK p225 utterances, 24 s of 16 kHz audio,
 #: one core, OMP_NUM_THREADS=1; seconds of audio per second of compute):

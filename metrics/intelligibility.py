@@ -62,6 +62,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from resyn_bench.metrics.asr import NORMALIZER_RULES, ASRBackend, TextNormalizer, make_asr
 from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, Score
 

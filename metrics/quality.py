@@ -135,12 +135,12 @@ import warnings
 from typing import Any
 
 import numpy as np
-from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, Score
 
 from resyn_bench.audio import SILENCE_PEAK, resample
 from resyn_bench.core.hashing import sha256_file_or_none
 from resyn_bench.core.versions import package_versions
 from resyn_bench.dsp.pitch import extract_f0, get_preset, import_pyworld
+from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, Score
 
 __all__ = ["MCD_BAND_HZ", "MCD_SCALE", "DNSMOSMetrics", "IntrusiveQualityMetrics",
            "band_mel_cepstrum", "dtw", "dtw_mcd",

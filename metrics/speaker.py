@@ -51,11 +51,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, NotApplicable, Score
 
 from resyn_bench.audio import SILENCE_PEAK
 from resyn_bench.core.hashing import sha256_file_or_none
 from resyn_bench.core.versions import package_version
+from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, NotApplicable, Score
 
 SAMPLE_RATE = 16000
 #: Audio (after VAD trimming) below which an embedding is refused. webrtcvad trimming keeps
@@ -314,10 +314,28 @@ def make_encoder(name: str = "resemblyzer", **opts) -> SpeakerEncoder:
         cls = _ENCODERS[name]
     except KeyError:
         raise ValueError(f"unknown speaker backend {name!r}; known: {sorted(_ENCODERS)}") from None
+    if "device" in opts and not _takes(cls, "device"):
+        # a backend without a device choice (a plugin, a test backend) runs where it runs; only
+        # an explicit accelerator request it cannot honour is an error
+        device = opts.pop("device")
+        if device not in (None, "cpu"):
+            raise ValueError(f"speaker backend {name!r} has no device option; it cannot run on "
+                             f"{device!r} (give -m spk.device=cpu)")
     try:
         return cls(**opts)
     except TypeError as exc:  # an option of another backend (e.g. min_speech_s with ecapa)
         raise ValueError(f"speaker backend {name!r}: {exc}") from None
+
+
+def _takes(factory, name: str) -> bool:
+    """Whether ``factory`` (a class or function) accepts the keyword ``name``."""
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return True
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,11 +42,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from resyn_bench.metrics.base import MetricError
-from resyn_bench.metrics.speaker import SpeakerEncoder
 
 from resyn_bench.core.hashing import sha256_file_or_none
 from resyn_bench.distributed import resolve_device as _default_device
+from resyn_bench.metrics.base import MetricError
+from resyn_bench.metrics.speaker import SpeakerEncoder
 
 __all__ = ["SpeechBrainECAPAEncoder", "WavLMECAPAEncoder", "read_hyperparams",
            "speechbrain_fbank"]

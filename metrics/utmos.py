@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, Score
 
 CATALOGUE_NAME = "utmos22-strong"

@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from resyn_bench.metrics.asr import ASRBackend, ModelMissingError, _as_16k_float, _package_version
-from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, Score
 
 from resyn_bench.distributed import resolve_device as _default_device
+from resyn_bench.metrics.asr import ASRBackend, ModelMissingError, _as_16k_float, _package_version
+from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, Score
 
 #: catalogue names of the Hugging Face CTC folders (weights entry; the other files are its
 #: ``requires``)

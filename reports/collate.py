@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resyn_bench.core.bitrate import bitrate_bps  # the one bitrate formula (manifest streams)
+from resyn_bench.errors import UsageError
 from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.labels import run_label, summary_label
 from resyn_bench.reports.stats import CI, group_cis
-
-from resyn_bench.core.bitrate import bitrate_bps  # the one bitrate formula (manifest streams)
-from resyn_bench.errors import UsageError
 from resyn_bench.runfiles import Manifest, parse_manifest, read_manifest
 
 RESYNTHESIS = "resynthesis"

@@ -63,11 +63,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from resyn_bench.errors import UsageError
 from resyn_bench.reports.collate import RunSummary, summarize_run
 from resyn_bench.reports.stats import CI, bootstrap_ci_mean
 from resyn_bench.reports.tables import latex_escape, markdown_escape
-
-from resyn_bench.errors import UsageError
 from resyn_bench.runfiles import Manifest
 
 #: run experiments this summary reads
@@ -442,7 +442,6 @@ def collect_runs(run_dirs) -> dict[str, dict[str, Path]]:
     experiment is an error naming both)."""
     from resyn_bench.reports.collate import experiment_label
     from resyn_bench.reports.labels import run_label
-
     from resyn_bench.runfiles import read_manifest
 
     out: dict[str, dict[str, Path]] = {}

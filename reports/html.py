@@ -42,14 +42,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from resyn_bench.core.atomic import write_text_atomic
+from resyn_bench.core.hashing import sha256_file_or_none
+from resyn_bench.errors import UsageError
 from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.collate import RunSummary
 from resyn_bench.reports.html_assets import script, style
 from resyn_bench.reports.labels import run_names, run_titles
-
-from resyn_bench.core.atomic import write_text_atomic
-from resyn_bench.core.hashing import sha256_file_or_none
-from resyn_bench.errors import UsageError
 
 AUDIO_MODES = ("link", "embed")
 _MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg",

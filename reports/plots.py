@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from resyn_bench.reports.collate import RunSummary
-from resyn_bench.reports.labels import run_titles
 
 from resyn_bench.errors import MissingDependencyError
+from resyn_bench.reports.collate import RunSummary
+from resyn_bench.reports.labels import run_titles
 
 log = logging.getLogger("resyn_bench.reports")
 

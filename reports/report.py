@@ -6,6 +6,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from resyn_bench.core.atomic import write_json_atomic
+from resyn_bench.errors import UsageError
 from resyn_bench.reports.collate import RunSummary, rename_runs, summarize_run
 from resyn_bench.reports.labels import summary_label
 from resyn_bench.reports.layouts import Layout, resolve_layouts
@@ -19,9 +21,6 @@ from resyn_bench.reports.tables import (
     render_latex,
     render_markdown,
 )
-
-from resyn_bench.core.atomic import write_json_atomic
-from resyn_bench.errors import UsageError
 
 log = logging.getLogger("resyn_bench.reports")
 

@@ -28,12 +28,11 @@ from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
+from resyn_bench.errors import UsageError
 from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.collate import RunSummary
 from resyn_bench.reports.labels import run_names, run_titles, summary_label
 from resyn_bench.reports.layouts import ALL, BITRATE_NOTE, Column, Layout, load_layout
-
-from resyn_bench.errors import UsageError
 
 CI_MODES = ("pm", "siunitx", "none")
 

@@ -873,7 +873,8 @@ def _score_group(config, group, dataset, synthesis, todo, store, log, stats, pro
 
 def _run_parallel(jobs: int, items, initializer, initargs, task, accept) -> None:
     window = jobs * 2  # bounded in-flight work: a kill loses at most this many
-    with ProcessPoolExecutor(max_workers=jobs, initializer=initializer, initargs=initargs) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=initializer, initargs=initargs)
+    try:
         todo = iter(items)
         inflight = set()
         for item in todo:
@@ -888,6 +889,14 @@ def _run_parallel(jobs: int, items, initializer, initargs, task, accept) -> None
                 inflight.add(pool.submit(task, item))
                 if len(inflight) >= window:
                     break
+    except BaseException:
+        # Ctrl-C (or an error): stop now instead of waiting for the utterances in flight, which
+        # may take minutes; they are not recorded, so a resume redoes them
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _progress(total: int, desc: str, enabled: bool):

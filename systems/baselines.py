@@ -1,9 +1,8 @@
 """Weight-free reference systems."""
 from __future__ import annotations
 
-from resyn_bench.systems.base import Streams, StreamSpec, System
-
 from resyn_bench.audio import Audio
+from resyn_bench.systems.base import Streams, StreamSpec, System
 
 
 class CopySystem(System):

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure, as_float32, bitstream_record
-from resyn_bench.systems.options import option, parse_options
 
 from resyn_bench.audio import Audio
 from resyn_bench.errors import MissingDependencyError
+from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure, as_float32, bitstream_record
+from resyn_bench.systems.options import option, parse_options
 
 CODEC2_MODES = ("3200", "2400", "1600", "1400", "1300", "1200", "700C")
 OPUS_RATES = (6000, 9000, 12000, 16000, 24000)      # the study's settings (any 500..512000 works)

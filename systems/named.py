@@ -11,11 +11,10 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from resyn_bench.systems.options import option, parse_options
-from resyn_bench.systems.vocoder.system import CheckpointOptions
-
 from resyn_bench.errors import UserError
 from resyn_bench.named_systems import NamedSystem, get_named_system
+from resyn_bench.systems.options import option, parse_options
+from resyn_bench.systems.vocoder.system import CheckpointOptions
 
 
 class NamedSystemError(UserError, FileNotFoundError):

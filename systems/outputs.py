@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from resyn_bench.audio import Audio, AudioError, load_audio
 from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure, bitstream_record
 from resyn_bench.systems.options import option, parse_options
-
-from resyn_bench.audio import Audio, AudioError, load_audio
 
 #: extensions of the default lookup, in the order tried (lossless before lossy)
 DEFAULT_EXTENSIONS = ("wav", "flac", "ogg", "mp3")

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure, as_float32
-from resyn_bench.systems.options import option, parse_options
 
 from resyn_bench.audio import Audio
+from resyn_bench.systems.base import Streams, StreamSpec, System, SystemFailure, as_float32
+from resyn_bench.systems.options import option, parse_options
 
 F0_METHODS = ("harvest", "dio")
 #: below this rate D4C's voicing test reads above Nyquist (its upper band edge is 7.9 kHz)

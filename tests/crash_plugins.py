@@ -13,6 +13,7 @@ import signal
 import time
 
 import numpy as np
+
 from resyn_bench.metrics.base import MetricGroup, MetricSpec, Score
 from resyn_bench.systems.baselines import CopySystem
 

@@ -3,6 +3,7 @@ registers them by "module:attr" name, so worker processes can rebuild them)."""
 from __future__ import annotations
 
 import numpy as np
+
 from resyn_bench.metrics.base import MetricGroup, MetricSpec, Score
 from resyn_bench.systems.baselines import CopySystem
 

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from resyn_bench.systems.encoders.kmeans import KMeansError, KMeansModel
 
 from resyn_bench.core.bitrate import stream_bps
 from resyn_bench.errors import UserError
+from resyn_bench.systems.encoders.kmeans import KMeansError, KMeansModel
 
 __all__ = ["UnitEncoder", "UnitEncoderError", "load_unit_encoder", "parse_catalogue_spec",
            "resolve_extractor_checkpoint", "CATALOGUE_ENCODERS", "CATALOGUE_KMEANS"]
@@ -196,9 +196,8 @@ def _hash_list(value) -> list[str]:
 
 def _catalogue_kmeans(name: str, info: dict, extra_hashes: Iterable[str]) -> KMeansModel:
     """The GSLM k-means ``name`` as a safe model (converting km.bin -> km.npz on first use)."""
-    from resyn_bench.systems.encoders.kmeans import convert_km_bin, converted_path
-
     from resyn_bench import catalogue
+    from resyn_bench.systems.encoders.kmeans import convert_km_bin, converted_path
 
     path = catalogue.catalogue_path(name)
     npz = converted_path(path)

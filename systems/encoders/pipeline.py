@@ -123,11 +123,10 @@ def fit_kmeans(dataset, encoder: str, k: int, *, out: str | Path | None = None,
     model's metadata). ``say`` gets the feature summary, ``log_training`` the k-means progress,
     ``warn`` one line per failed utterance.
     """
+    from resyn_bench.audio import ResampleLog
     from resyn_bench.systems.encoders.base import resolve_extractor_checkpoint
     from resyn_bench.systems.encoders.features import make_feature_extractor
     from resyn_bench.systems.encoders.kmeans import FrameReservoir, KMeansError, train_kmeans
-
-    from resyn_bench.audio import ResampleLog
 
     if encoder not in FEATURE_ENCODERS:
         raise PipelineError(f"unknown feature encoder {encoder!r}; choose from "
@@ -253,9 +252,8 @@ def encode_dataset(dataset, units: str | Path | dict, *, out: str | Path | None 
     code key (default: cpc_km100 for CPC units, vqvae256 for VQ-VAE, else hubert, as the
     reference files name them); ``audio_root`` makes audio paths relative to it.
     """
-    from resyn_bench.systems.encoders.base import load_unit_encoder
-
     from resyn_bench.audio import ResampleLog
+    from resyn_bench.systems.encoders.base import load_unit_encoder
     from resyn_bench.unit_files import UnitEntry, write_unit_file
 
     if fmt not in ("reference", "jsonl"):

@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from resyn_bench.systems.vocoder.f0_quantizer import Bottleneck, JukeboxEncoder
-from resyn_bench.systems.vocoder.generator import CodeGenerator
 from torch import nn
 from torch.nn import functional as F
 
 from resyn_bench.core.bitrate import stream_bps
+from resyn_bench.systems.vocoder.f0_quantizer import Bottleneck, JukeboxEncoder
+from resyn_bench.systems.vocoder.generator import CodeGenerator
 
 __all__ = [
     "REFERENCE_LIBRILIGHT_VQVAE_CONFIG",

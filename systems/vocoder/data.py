@@ -47,16 +47,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset as TorchDataset
+
+from resyn_bench.dsp.presets import training_names, training_preset
+from resyn_bench.errors import UserError
 from resyn_bench.systems.vocoder.f0_stats import (
     F0Stats,
     load_f0_stats,
     load_speaker_ids,
     speaker_ids_from_names,
 )
-from torch.utils.data import Dataset as TorchDataset
-
-from resyn_bench.dsp.presets import training_names, training_preset
-from resyn_bench.errors import UserError
 
 __all__ = ["SAMPLE_RATE", "F0_HOP", "F0_CODE_HOP", "VOCODER_SEGMENT", "F0_SEGMENT",
            "F0_METHODS", "DataError", "peak_normalize", "load_training_audio", "extract_f0",

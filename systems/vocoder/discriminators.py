@@ -23,9 +23,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from resyn_bench.systems.vocoder.layers import WNConv1d, WNConv2d
 from torch import nn
 from torch.nn import functional as F
+
+from resyn_bench.systems.vocoder.layers import WNConv1d, WNConv2d
 
 __all__ = [
     "LRELU_SLOPE",

@@ -335,9 +335,8 @@ def compute_f0_stats(dataset, extractor: str = "pyworld", *,
     listed in ``meta["failed"]``; speakers with fewer than ``min_voiced_frames`` voiced frames
     get no entry (lookups fall back to the global values). ``speaker_ids`` defaults to the
     sorted speaker names (the reference convention)."""
-    from resyn_bench.systems.vocoder.data import F0Cache, fill_f0_cache, load_training_audio
-
     from resyn_bench.audio import AudioError
+    from resyn_bench.systems.vocoder.data import F0Cache, fill_f0_cache, load_training_audio
 
     utts = list(dataset)
     if not utts:

@@ -25,9 +25,10 @@ import math
 from collections.abc import Sequence
 
 import torch
-from resyn_bench.systems.vocoder.layers import WNConv1d, WNConvTranspose1d
 from torch import nn
 from torch.nn import functional as F
+
+from resyn_bench.systems.vocoder.layers import WNConv1d, WNConvTranspose1d
 
 __all__ = [
     "LRELU_SLOPE",

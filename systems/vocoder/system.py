@@ -42,6 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from resyn_bench.audio import Audio
+from resyn_bench.errors import UserError
 from resyn_bench.systems.base import (
     Streams,
     StreamSpec,
@@ -51,9 +54,6 @@ from resyn_bench.systems.base import (
 )
 from resyn_bench.systems.options import option, parse_options
 from resyn_bench.systems.vocoder.config import F0_CODE_HOP
-
-from resyn_bench.audio import Audio
-from resyn_bench.errors import UserError
 
 __all__ = ["CheckpointSystem", "CheckpointOptions", "CheckpointSystemError", "parse_f0_edit", "edit_f0_hz"]
 
@@ -243,6 +243,7 @@ class CheckpointSystem(System):
         """The generator and its config.json: ``model``, ``config``, ``checkpoint``, the unit
         hop and the padding block; refuses the layouts this system cannot encode for."""
         import torch
+
         from resyn_bench.systems.vocoder.checkpoint import load_generator
         from resyn_bench.systems.vocoder.generator import (
             DurationCodeGenerator,

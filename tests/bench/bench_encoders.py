@@ -53,14 +53,13 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from resyn_bench.systems.encoders.cpc import CPCArch, CPCFeatureExtractor, CPCModel
-    from resyn_bench.systems.encoders.logmel import LogMelFeatureExtractor
-
     from resyn_bench.nn.hubert import (
         HubertArch,
         HubertFeatureExtractor,
         HubertModel,
     )
+    from resyn_bench.systems.encoders.cpc import CPCArch, CPCFeatureExtractor, CPCModel
+    from resyn_bench.systems.encoders.logmel import LogMelFeatureExtractor
 
     sr = 16000
     n = int(args.seconds * sr)

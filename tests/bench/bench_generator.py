@@ -94,6 +94,7 @@ def make_inputs(model, seconds: float, batch: int = 1, seed: int = 0):
 
 def time_synthesis(cfg: dict, seconds: float, repeats: int):
     import torch
+
     from resyn_bench.systems.vocoder.generator import CodeGenerator, prepare_for_inference
 
     torch.manual_seed(0)
@@ -134,6 +135,7 @@ def time_precision(cfg: dict, seconds: float, repeats: int):
     """fp32 vs bf16 prepared generators: best wall RTF, CPU RTF (process CPU seconds per audio
     second, all threads: what the run costs on a busy machine) and the SNR of bf16 against fp32."""
     import torch
+
     from resyn_bench.systems.vocoder.generator import CodeGenerator, prepare_for_inference
 
     torch.manual_seed(0)
@@ -173,6 +175,7 @@ def time_train_step(cfg: dict, width: float, repeats: int):
         print(f"(training step skipped: {exc})")
         return None
     import torch
+
     from resyn_bench.systems.vocoder.generator import CodeGenerator
 
     torch.manual_seed(0)

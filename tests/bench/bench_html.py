@@ -59,6 +59,8 @@ def synthetic_run(path: Path, system: str, n_utts: int, seed: int = 0, error_rat
     transcript overrides."""
     import numpy as np
     import soundfile as sf
+
+    from resyn_bench.dsp.pitch import F0Track
     from resyn_bench.metrics.f0 import (
         F0Metrics,
         display_contour,
@@ -66,8 +68,6 @@ def synthetic_run(path: Path, system: str, n_utts: int, seed: int = 0, error_rat
         values_from_counts,
     )
     from resyn_bench.metrics.intelligibility import IntelligibilityMetrics, edit_counts
-
-    from resyn_bench.dsp.pitch import F0Track
     from resyn_bench.store import RecordStore, write_json_atomic
 
     rng = random.Random(seed)

@@ -87,9 +87,9 @@ def main(argv=None) -> int:
         os.environ[var] = str(args.threads)
 
     import numpy as np
-    from resyn_bench.metrics.quality import DNSMOSMetrics, IntrusiveQualityMetrics, dtw, dtw_mcd
 
     from resyn_bench.audio import Audio
+    from resyn_bench.metrics.quality import DNSMOSMetrics, IntrusiveQualityMetrics, dtw, dtw_mcd
 
     clips = load_clips(args.seconds)
     audio_s = sum(len(c) for c in clips) / SR

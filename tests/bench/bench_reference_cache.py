@@ -35,7 +35,6 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="resyn-bench-cache-"))
     os.environ["RESYN_BENCH_HOME"] = str(work / "home")
     from resyn_bench.metrics.f0 import DEFAULT_PRESET
-
     from resyn_bench.runner import RunConfig, run
     from resyn_bench.store import read_records
 

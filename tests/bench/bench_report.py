@@ -27,6 +27,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from golden.fixture_runs import build_bench_runs
+
     from resyn_bench.reports.collate import summarize_run
     from resyn_bench.reports.layouts import resolve_layouts
     from resyn_bench.reports.tables import (

@@ -131,8 +131,9 @@ def naive(utterances: list[dict], outputs: Path) -> dict:
     from pesq import pesq
     from pystoi import stoi
     from resemblyzer import VoiceEncoder, preprocess_wav
-    from resyn_bench.metrics.whisper_models import ensure_model
     from speechmos import dnsmos
+
+    from resyn_bench.metrics.whisper_models import ensure_model
 
     seconds = {g: 0.0 for g in GROUPS.split(",")}
     t = time.perf_counter()
@@ -226,11 +227,10 @@ def suite(args, outputs: Path, out: Path, cache: Path) -> dict:
 
 def prepare(args, work: Path) -> list[dict]:
     """The utterance list and the WORLD outputs (two copies: two "systems"), untimed."""
-    from resyn_bench.systems.base import transmit
-
     from resyn_bench.audio import load_audio, write_audio
     from resyn_bench.datasets import load_dataset
     from resyn_bench.registry import make_system
+    from resyn_bench.systems.base import transmit
 
     dataset = load_dataset("manifest" if args.dataset_root else "demo", args.dataset_root,
                            None, args.limit)

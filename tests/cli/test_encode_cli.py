@@ -62,10 +62,9 @@ def test_train_kmeans_writes_a_self_describing_model(trained_run, tiny_corpus):
 
 
 def test_train_kmeans_max_frames_and_determinism(tmp_path, tiny_corpus, home, capsys):
-    from resyn_bench.systems.encoders.kmeans import KMeansModel
-
     from resyn_bench.cli.kmeans import configure_parser as configure_train_kmeans_parser
     from resyn_bench.cli.kmeans import run as run_train_kmeans
+    from resyn_bench.systems.encoders.kmeans import KMeansModel
 
     outs = []
     for name in ("a.npz", "b.npz"):
@@ -91,11 +90,10 @@ def test_train_kmeans_max_frames_and_determinism(tmp_path, tiny_corpus, home, ca
 
 @pytest.mark.parametrize("fmt", ["reference", "jsonl"])
 def test_encode_both_formats(trained, tiny_corpus, tmp_path, fmt):
-    from resyn_bench.systems.encoders.base import load_unit_encoder
-
     from resyn_bench.audio import load_audio
     from resyn_bench.cli.encode import configure_parser as configure_encode_parser
     from resyn_bench.cli.encode import run as run_encode
+    from resyn_bench.systems.encoders.base import load_unit_encoder
     from resyn_bench.unit_files import read_unit_file
 
     out = tmp_path / f"units.{fmt}"
@@ -210,10 +208,9 @@ def _fake_gslm_km_bin(path, dim, k=5, seed=0):
 
 
 def test_catalogue_name_converts_km_bin_once_with_trust(home):
-    from resyn_bench.systems.encoders.base import load_unit_encoder
-
     from resyn_bench import catalogue
     from resyn_bench.safeload import UnsafeCheckpointError
+    from resyn_bench.systems.encoders.base import load_unit_encoder
 
     path = catalogue.catalogue_path("logmel-km50")
     km, sha = _fake_gslm_km_bin(path, dim=80)
@@ -233,10 +230,9 @@ def test_catalogue_name_converts_km_bin_once_with_trust(home):
 
 
 def test_hubert_name_needs_both_files(home):
-    from resyn_bench.systems.encoders.base import load_unit_encoder
-
     from resyn_bench import catalogue
     from resyn_bench.catalogue import CatalogueError
+    from resyn_bench.systems.encoders.base import load_unit_encoder
 
     with pytest.raises(CatalogueError, match="km100/km.bin"):
         load_unit_encoder("hubert-km100")
@@ -281,11 +277,10 @@ def test_dimension_mismatch_is_refused(tmp_path, home):
 
 def test_fit_kmeans_and_encode_dataset_python_api(tiny_corpus, tmp_path, home):
     """The library functions behind `train kmeans` / `encode`, called without the CLI."""
+    from resyn_bench.datasets import load_dataset
     from resyn_bench.systems.encoders.base import load_unit_encoder
     from resyn_bench.systems.encoders.kmeans import KMeansModel
     from resyn_bench.systems.encoders.pipeline import encode_dataset, fit_kmeans
-
-    from resyn_bench.datasets import load_dataset
     from resyn_bench.unit_files import read_unit_file
 
     data = load_dataset("manifest", str(tiny_corpus))
@@ -317,10 +312,9 @@ def test_fit_kmeans_and_encode_dataset_python_api(tiny_corpus, tmp_path, home):
 
 
 def test_pipeline_errors_are_user_errors(tiny_corpus, tmp_path, home):
-    from resyn_bench.systems.encoders.pipeline import PipelineError, PipelineFailed, fit_kmeans
-
     from resyn_bench.datasets import load_dataset
     from resyn_bench.errors import UserError
+    from resyn_bench.systems.encoders.pipeline import PipelineError, PipelineFailed, fit_kmeans
 
     data = load_dataset("manifest", str(tiny_corpus))
     with pytest.raises(PipelineError, match="--k must be >= 1"):

@@ -10,15 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from resyn_bench.reports.collate import summarize_run
-from resyn_bench.systems.base import SystemFailure
-from resyn_bench.systems.baselines import CopySystem
 
 from resyn_bench import registry
 from resyn_bench.cli import main
+from resyn_bench.reports.collate import summarize_run
 from resyn_bench.run_outcome import EXIT_FAILED, assess, reason_class
 from resyn_bench.runner import RunConfig, run
 from resyn_bench.store import RecordStore, read_manifest, read_records
+from resyn_bench.systems.base import SystemFailure
+from resyn_bench.systems.baselines import CopySystem
 
 
 def _config(corpus, out, **kw):

@@ -190,17 +190,16 @@ def test_a_project_error_is_one_line_and_a_bug_is_a_traceback(tmp_path, capsys, 
 
 
 def test_error_classes_are_user_errors_and_keep_their_builtin_bases():
-    from resyn_bench.reports.layouts import LayoutError
-    from resyn_bench.systems.vocoder.config import ConfigError
-
     from resyn_bench.audio import AudioError
     from resyn_bench.catalogue import CatalogueError
     from resyn_bench.datasets import DatasetError
     from resyn_bench.errors import UserError
     from resyn_bench.registry import RegistryError
+    from resyn_bench.reports.layouts import LayoutError
     from resyn_bench.runner import RunError
     from resyn_bench.safeload import UnsafeCheckpointError
     from resyn_bench.store import RecordsError
+    from resyn_bench.systems.vocoder.config import ConfigError
 
     for cls, base in ((AudioError, ValueError), (DatasetError, ValueError),
                       (RegistryError, KeyError), (RunError, RuntimeError),

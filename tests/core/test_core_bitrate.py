@@ -71,9 +71,8 @@ def test_stream_spec_objects_and_manifest_dicts_give_the_same_rate():
 
 def test_every_site_uses_the_one_formula():
     from resyn_bench.metrics.bitrate import raw_bps
-    from resyn_bench.reports.collate import bitrate_bps as report_bitrate
-
     from resyn_bench.named_systems import NAMED_SYSTEMS
+    from resyn_bench.reports.collate import bitrate_bps as report_bitrate
 
     assert report_bitrate is bitrate_bps
     assert raw_bps(12.5, 20) == stream_bps(12.5, 20)

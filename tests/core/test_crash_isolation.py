@@ -16,10 +16,10 @@ import sys
 import pytest
 import soundfile as sf
 from conftest import harmonic_tone
-from resyn_bench.reports.collate import summarize_run
-from resyn_bench.reports.report import format_summary
 
 from resyn_bench import registry
+from resyn_bench.reports.collate import summarize_run
+from resyn_bench.reports.report import format_summary
 from resyn_bench.runner import RunConfig, run
 from resyn_bench.store import RecordStore, read_records
 from resyn_bench.supervisor import culprit, time_limit

@@ -145,7 +145,6 @@ def test_copy_row_is_ground_truth_for_pitch_and_speaker(tmp_path, home):
     held-out fold (5 speakers x 6 utterances: 30 target and 120 non-target trials)."""
     pytest.importorskip("resemblyzer")
     from resyn_bench.reports.collate import summarize_run
-
     from resyn_bench.runner import RunConfig, run
 
     out = tmp_path / "copy"

@@ -95,6 +95,7 @@ def test_models_on_cuda_agree_with_cpu():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     import numpy as np
+
     from resyn_bench.metrics.speaker import ResemblyzerEncoder
     from resyn_bench.systems.vocoder.generator import CodeGenerator, prepare_for_inference
 

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import write_manifest
-from resyn_bench.systems.base import Streams, StreamSpec, System
 
 from resyn_bench import registry
 from resyn_bench.audio import Audio, load_audio
+from resyn_bench.systems.base import Streams, StreamSpec, System
 
 SR = 16000
 DUR = 1.0

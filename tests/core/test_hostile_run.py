@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import harmonic_tone
-from resyn_bench.systems.baselines import CopySystem
 
 from resyn_bench import registry
 from resyn_bench.audio import Audio
@@ -31,6 +30,7 @@ from resyn_bench.core import atomic as safe_io
 from resyn_bench.runfolder import LOCK_FILE, RunLock, output_name
 from resyn_bench.runner import RunConfig, RunStopped, run
 from resyn_bench.store import QUARANTINE, RecordsError, read_manifest, read_records
+from resyn_bench.systems.baselines import CopySystem
 
 SR = 16000
 
@@ -92,13 +92,15 @@ def _config(tsv, out, system="copy", **kw):
     kw.setdefault("f0_preset", "dio")
     kw.setdefault("metrics", "pitch")
     kw.setdefault("use_cache", False)
+    # one worker: these tests patch this process (a full disk) and read the records' order
+    kw.setdefault("jobs", 1)
     return RunConfig(system=system, dataset="manifest", data_root=str(tsv), out=str(out), **kw)
 
 
 def _cli_run(tsv, out, *extra):
     return main(["run", "--system", extra[0] if extra else "copy", "--dataset", "manifest",
                  "--data-root", str(tsv), "--out", str(out), "--metrics", "pitch",
-                 "--f0-preset", "dio", "--no-cache", "--quiet", *extra[1:]])
+                 "--f0-preset", "dio", "--no-cache", "--quiet", "--jobs", "1", *extra[1:]])
 
 
 def _lines(run_dir):

@@ -5,15 +5,15 @@ import json
 import logging
 
 import numpy as np
-from resyn_bench.reports.collate import summarize_run
-from resyn_bench.reports.report import format_summary
-from resyn_bench.systems.baselines import CopySystem
 
 from resyn_bench import registry
 from resyn_bench.cli import main
 from resyn_bench.overlap import describe_utterances, find_overlap
+from resyn_bench.reports.collate import summarize_run
+from resyn_bench.reports.report import format_summary
 from resyn_bench.runner import RunConfig, run
 from resyn_bench.store import read_manifest
+from resyn_bench.systems.baselines import CopySystem
 
 
 class _WithUnits(CopySystem):

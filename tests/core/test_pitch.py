@@ -256,12 +256,11 @@ def test_extract_f0_accepts_float32_and_int_like_inputs(glide):
 def test_every_f0_option_reads_the_one_names_table():
     import argparse
 
+    from resyn_bench.cli.train import _f0_extractor
+    from resyn_bench.dsp.presets import preset_names, training_names
     from resyn_bench.metrics.f0 import F0Metrics
     from resyn_bench.systems.vocoder.config import F0_EXTRACTORS, ConfigError, load_config
     from resyn_bench.systems.vocoder.data import F0_METHODS, DataError, f0_method_params
-
-    from resyn_bench.cli.train import _f0_extractor
-    from resyn_bench.dsp.presets import preset_names, training_names
 
     names = preset_names()
     assert set(PRESETS) < set(names) and "pyworld" in names and len(set(names)) == len(names)

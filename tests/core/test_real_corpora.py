@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 from conftest import SHARED
-from resyn_bench.reports.collate import summarize_run
 
+from resyn_bench.reports.collate import summarize_run
 from resyn_bench.runner import RunConfig, run
 from resyn_bench.store import read_manifest, read_records
 

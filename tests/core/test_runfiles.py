@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from golden.fixture_runs import build_golden_runs
-from resyn_bench.reports.collate import POOLING_VERSION, summarize_run
 
+from resyn_bench.reports.collate import POOLING_VERSION, summarize_run
 from resyn_bench.runfiles import (
     SCHEMA_VERSION,
     Manifest,

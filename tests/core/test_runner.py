@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import harmonic_tone, write_manifest
-from resyn_bench.reports.collate import summarize_run
-from resyn_bench.systems.base import SystemFailure
-from resyn_bench.systems.baselines import CopySystem
 
 from resyn_bench import registry
 from resyn_bench.audio import Audio
+from resyn_bench.reports.collate import summarize_run
 from resyn_bench.runner import RunConfig, RunError, run
 from resyn_bench.store import read_manifest, read_records
+from resyn_bench.systems.base import SystemFailure
+from resyn_bench.systems.baselines import CopySystem
 
 
 def _config(corpus, out, **kw):
@@ -346,7 +346,7 @@ def test_metric_groups_are_loaded_one_at_a_time(tiny_corpus, tmp_path, home, mon
     lines[1] = "\t".join(lines[1].split("\t")[:3] + [""])
     tiny_corpus.write_text("\n".join(lines) + "\n")
     EVENTS.clear()
-    run(_config(tiny_corpus, tmp_path / "run", metrics="fakea,fakeb,fakec"), progress=False)
+    run(_config(tiny_corpus, tmp_path / "run", metrics="fakea,fakeb,fakec", jobs=1), progress=False)
     # each group's models are loaded, used and released before the next group is loaded
     loads = [e for e in EVENTS if e.split()[0] in ("load", "release")]
     assert loads == ["load fakea", "release fakea", "load fakeb", "release fakeb",

@@ -82,6 +82,7 @@ def test_bandless_aperiodicity_is_rebuilt_exactly_from_f0(sr):
     """No coded band below 12 kHz: D4C's output then depends on F0 alone, and decoding it
     from F0 gives D4C's own values."""
     import pyworld
+
     from resyn_bench.systems.world import aperiodicity_bands, d4c_threshold, decode_bandless_aperiodicity
 
     assert aperiodicity_bands(pyworld, sr) == 0

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import REPO, write_manifest
-from resyn_bench.reports.collate import summarize_run
 from test_disentangle import REGISTERS, SR, fakes, voice  # noqa: F401  (fixture)
 
+from resyn_bench.reports.collate import summarize_run
 from resyn_bench.runner import RunConfig, RunError, run
 from resyn_bench.sharding import (
     Shard,

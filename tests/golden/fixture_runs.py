@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from resyn_bench.metrics.f0 import COUNT_KEYS, values_from_counts
 from resyn_bench.reports.collate import metric_group
-
 from resyn_bench.store import RecordStore, write_json_atomic
 
 GROUPS = ("f0", "asr", "spk", "dnsmos")

@@ -5,9 +5,9 @@ covered end to end by test_demo_speech.py (slow tier) and `tox -e demo`."""
 from __future__ import annotations
 
 import pytest
+
 from resyn_bench.reports.collate import summarize_run
 from resyn_bench.reports.report import write_report
-
 from resyn_bench.runner import RunConfig, run
 from resyn_bench.store import read_manifest, read_records
 

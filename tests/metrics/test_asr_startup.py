@@ -16,8 +16,9 @@ SAMPLES = ["Mr. Smith paid $20 million in 1960s!", "One oh one, twenty-first (of
 
 
 def test_same_text_as_whisper_normaliser():
-    from resyn_bench.metrics.asr import TextNormalizer, keep_bracketed_words
     from whisper.normalizers import EnglishTextNormalizer
+
+    from resyn_bench.metrics.asr import TextNormalizer, keep_bracketed_words
 
     ours = TextNormalizer("whisper-en")
     theirs = EnglishTextNormalizer()
@@ -38,6 +39,7 @@ def test_loading_it_does_not_import_torch_or_whisper():
 
 def test_whisper_already_imported_uses_its_class():
     import whisper.normalizers
+
     from resyn_bench.metrics.asr import whisper_english_normalizer_class
 
     assert whisper_english_normalizer_class() is whisper.normalizers.EnglishTextNormalizer

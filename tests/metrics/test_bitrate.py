@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 from conftest import SHARED
+
 from resyn_bench.metrics.bitrate import (
     ESCAPE,
     HuffmanCode,

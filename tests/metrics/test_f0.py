@@ -7,6 +7,9 @@ import math
 import numpy as np
 import pytest
 from conftest import harmonic_signal
+
+from resyn_bench.audio import Audio
+from resyn_bench.dsp.pitch import PRESETS, F0Track
 from resyn_bench.metrics.base import MetricError, MetricGroup
 from resyn_bench.metrics.f0 import (
     DEFAULT_PRESET,
@@ -19,9 +22,6 @@ from resyn_bench.metrics.f0 import (
     gpe,
     vde,
 )
-
-from resyn_bench.audio import Audio
-from resyn_bench.dsp.pitch import PRESETS, F0Track
 
 SR = 16000
 HOP = 0.005

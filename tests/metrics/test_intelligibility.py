@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pytest
+
+from resyn_bench.audio import Audio, resample
 from resyn_bench.metrics.asr import (
     ASRBackend,
     ModelMissingError,
@@ -19,8 +21,6 @@ from resyn_bench.metrics.asr import (
 )
 from resyn_bench.metrics.intelligibility import IntelligibilityMetrics
 from resyn_bench.metrics.phones import ARPABET, PhoneLexicon, default_lexicon, ipa_to_arpabet, text_to_phones
-
-from resyn_bench.audio import Audio, resample
 
 SENTENCE = "The birch canoe slid on the smooth planks."
 
@@ -395,10 +395,9 @@ def test_ipa_table():
 
 def test_pocketsphinx_results_do_not_depend_on_the_previous_utterance():
     """Decoder state (cepstral mean) must not leak between utterances."""
-    from resyn_bench.metrics.asr import PocketsphinxBackend
-
     from resyn_bench.audio import resample
     from resyn_bench.demo_corpus import synthesize
+    from resyn_bench.metrics.asr import PocketsphinxBackend
 
     def speech(text, voice):
         a = synthesize(text, voice=voice)

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from resyn_bench.metrics.base import MetricError, MetricGroup
 
 from resyn_bench import registry
 from resyn_bench.audio import Audio
 from resyn_bench.catalogue import CatalogueError
 from resyn_bench.datasets import Utterance
+from resyn_bench.metrics.base import MetricError, MetricGroup
 
 GROUPS = sorted(registry.METRIC_GROUPS)
 

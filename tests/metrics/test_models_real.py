@@ -34,7 +34,6 @@ def _corpus(name: str):
 
 def _run_copy(tmp_path, corpus: str, metrics: str, options: dict, limit: int | None = None):
     from resyn_bench.reports.collate import summarize_run
-
     from resyn_bench.runner import RunConfig, run
 
     out = tmp_path / metrics.replace(",", "_")

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 import pytest
+
+from resyn_bench.audio import Audio, resample
 from resyn_bench.metrics.base import MetricError, MetricGroup
 from resyn_bench.metrics.quality import (
     MCD_BAND_HZ,
@@ -24,8 +26,6 @@ from resyn_bench.metrics.quality import (
     sp2mc,
     trim_edges,
 )
-
-from resyn_bench.audio import Audio, resample
 
 SR = 16000
 K = 10.0 / math.log(10.0) * math.sqrt(2.0)   # written out again on purpose
@@ -165,8 +165,9 @@ def test_mcd_known_answers_band_limited_and_resampled_copies_score_near_zero(flo
     """Issue 20: a 7.6 kHz low-pass or a 16->24->16 kHz round trip is near-transparent (PESQ
     4.6, STOI 1.0) but scored worse than a WORLD vocoder on the full band (here 4.4 / 3.9 dB
     against 3.1 dB). On the 0-7 kHz band they score ~0 and well below the vocoder."""
-    from resyn_bench.systems.world import WorldSystem
     from scipy import signal
+
+    from resyn_bench.systems.world import WorldSystem
 
     g = IntrusiveQualityMetrics()
     assert g.band_hz == MCD_BAND_HZ == 7000.0
@@ -473,8 +474,9 @@ def test_mcd_known_answers_on_real_vctk():
 
     import soundfile as sf
     from conftest import SHARED
-    from resyn_bench.systems.world import WorldSystem
     from scipy import signal
+
+    from resyn_bench.systems.world import WorldSystem
 
     root = SHARED / "corpora" / "vctk_autovc_16k"
     if not (root / "manifest.tsv").exists():

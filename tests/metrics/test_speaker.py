@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+
+from resyn_bench.audio import Audio, resample
 from resyn_bench.metrics.base import MetricError
 from resyn_bench.metrics.speaker import (
     SpeakerEncoder,
@@ -17,8 +19,6 @@ from resyn_bench.metrics.speaker import (
     make_encoder,
     min_dcf,
 )
-
-from resyn_bench.audio import Audio, resample
 
 
 @dataclass(frozen=True)

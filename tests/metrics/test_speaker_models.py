@@ -267,9 +267,8 @@ def test_wavlm_ecapa_rejects_other_files(tmp_path):
 
 
 def test_missing_models_name_url_and_path(home):
-    from resyn_bench.metrics.speaker import SpeakerMetrics
-
     from resyn_bench import catalogue
+    from resyn_bench.metrics.speaker import SpeakerMetrics
 
     for emb, name in (("wavlm-ecapa", "wavlm-large-sv"), ("ecapa", "spkrec-ecapa-voxceleb")):
         g = SpeakerMetrics(embedding=emb)
@@ -286,10 +285,9 @@ def test_missing_models_name_url_and_path(home):
 
 
 def test_spk_group_uses_wavlm_ecapa_from_the_catalogue(home):
-    from resyn_bench.metrics.speaker import SpeakerMetrics
-
     from resyn_bench import catalogue
     from resyn_bench.audio import Audio
+    from resyn_bench.metrics.speaker import SpeakerMetrics
 
     make_wavlm_ecapa_checkpoint(catalogue.catalogue_path("wavlm-large-sv"))
     g = SpeakerMetrics(embedding="wavlm-ecapa")
@@ -430,10 +428,9 @@ def test_ecapa_embedding_matches_speechbrain(tmp_path, speechbrain_modules):
 
 
 def test_ecapa_loads_the_published_layout_from_the_catalogue(home):
-    from resyn_bench.metrics.speaker import SpeakerMetrics
-
     from resyn_bench import catalogue
     from resyn_bench.audio import Audio
+    from resyn_bench.metrics.speaker import SpeakerMetrics
 
     ckpt = catalogue.catalogue_path("spkrec-ecapa-voxceleb")
     _hp_file(ckpt.parent)

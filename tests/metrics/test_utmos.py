@@ -10,9 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from resyn_bench.metrics.base import MetricError  # noqa: E402
-
 from resyn_bench.audio import Audio  # noqa: E402
+from resyn_bench.metrics.base import MetricError  # noqa: E402
 
 
 @dataclass
@@ -119,9 +118,8 @@ def test_missing_checkpoint_names_url_and_path(home):
 
 
 def test_catalogue_copy_loads_and_other_files_are_refused(home, tmp_path):
-    from resyn_bench.metrics.utmos import UTMOSMetrics
-
     from resyn_bench import catalogue
+    from resyn_bench.metrics.utmos import UTMOSMetrics
 
     path = catalogue.catalogue_path("utmos22-strong")
     path.parent.mkdir(parents=True)

@@ -210,9 +210,8 @@ def test_asr_group_with_wav2vec2_scores_known_answer(tmp_path):
 
 
 def test_missing_catalogue_model_names_url_and_path(home):
-    from resyn_bench.metrics.asr import ModelMissingError, make_asr
-
     from resyn_bench import catalogue
+    from resyn_bench.metrics.asr import ModelMissingError, make_asr
 
     b = make_asr("wav2vec2")  # the paper's model by default; nothing loaded yet
     with pytest.raises(ModelMissingError) as ei:
@@ -227,10 +226,9 @@ def test_missing_catalogue_model_names_url_and_path(home):
 
 
 def test_catalogue_folder_loads_when_placed(home):
+    from resyn_bench import catalogue
     from resyn_bench.metrics.asr import make_asr
     from resyn_bench.metrics.wav2vec2 import CTC_MODELS
-
-    from resyn_bench import catalogue
 
     for name in CTC_MODELS:
         e = catalogue.get_entry(name)
@@ -406,7 +404,6 @@ def test_fairseq_pickle_needs_trust_and_dictionary(tmp_path):
     import argparse
 
     from resyn_bench.metrics.asr import make_asr
-
     from resyn_bench.safeload import UnsafeCheckpointError, sha256_file
 
     hf = make_tiny_folder(tmp_path / "hf", False, legacy=False)

@@ -13,6 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from conftest import SHARED
+
+from resyn_bench.audio import Audio
 from resyn_bench.metrics import whisper_models as wm
 from resyn_bench.metrics.asr import (
     ASRBackend,
@@ -26,8 +28,6 @@ from resyn_bench.metrics.asr import (
     make_asr,
 )
 from resyn_bench.metrics.intelligibility import IntelligibilityMetrics
-
-from resyn_bench.audio import Audio
 
 LJ = SHARED / "corpora" / "ljspeech_coqui_subset"
 VCTK = SHARED / "corpora" / "vctk_autovc_16k"
@@ -419,7 +419,6 @@ def test_default_asr_ground_truth_wer_on_real_corpora(corpus, limit, tmp_path):
     if not (corpus / "manifest.tsv").is_file():
         pytest.skip(f"{corpus} not present")
     from resyn_bench.reports.collate import summarize_run
-
     from resyn_bench.runner import RunConfig, run
 
     out = tmp_path / "run"

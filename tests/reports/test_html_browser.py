@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from resyn_bench.reports.browser import Browser, find_chromium, screenshot
 from resyn_bench.reports.collate import summarize_run
 from resyn_bench.reports.html import align_words, write_html
-
 from resyn_bench.store import read_records
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))

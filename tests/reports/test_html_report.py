@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import harmonic_signal, write_manifest
+
+from resyn_bench.dsp.pitch import F0Track
 from resyn_bench.metrics.f0 import F0Metrics, align_to_reference, display_contour
 from resyn_bench.reports.collate import summarize_run
 from resyn_bench.reports.html import (
@@ -26,8 +28,6 @@ from resyn_bench.reports.html import (
 )
 from resyn_bench.reports.stats import significant
 from resyn_bench.reports.tables import significance
-
-from resyn_bench.dsp.pitch import F0Track
 from resyn_bench.runner import RunConfig, run
 from resyn_bench.store import read_records
 
@@ -321,9 +321,8 @@ def test_rendering_imports_no_torch_or_model_code(synthetic, tmp_path):
 
 
 def test_display_contour_keeps_a_drawable_step_for_degenerate_frame_times():
-    from resyn_bench.metrics.f0 import CONTOUR_STEP_S, display_contour
-
     from resyn_bench.dsp.pitch import F0Track
+    from resyn_bench.metrics.f0 import CONTOUR_STEP_S, display_contour
 
     track = F0Track(times=np.zeros(5), f0=np.full(5, 120.0))   # no increasing frame times
     c = display_contour(track, np.full(5, 121.0))

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 from golden.fixture_runs import _write_run
+
 from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.collate import summarize_run
 from resyn_bench.reports.model_notes import asr_label, group_label, models_note
 from resyn_bench.reports.report import format_summary
 from resyn_bench.reports.tables import build_table, render_latex, render_markdown
-
 from resyn_bench.store import read_manifest, write_json_atomic
 
 VCTK = "/data/vctk_&_x/manifest.tsv"
@@ -98,7 +98,6 @@ def test_bookkeeping_is_context_without_arrow_ci_or_mark(runs):
 
 def test_html_draws_bookkeeping_as_plain_values_and_flags_asr_outliers(runs, tmp_path):
     from resyn_bench.reports.html import build_data
-
     from resyn_bench.store import RecordStore
 
     # one looping utterance in the second run
@@ -138,7 +137,6 @@ def test_the_page_shows_bookkeeping_plainly_and_the_outlier_in_the_drill_down(ru
 
     from resyn_bench.reports.browser import Browser, find_chromium
     from resyn_bench.reports.html import write_html
-
     from resyn_bench.store import RecordStore, read_records
 
     if find_chromium() is None:

@@ -11,9 +11,9 @@ pytest.importorskip("matplotlib")
 
 from conftest import harmonic_tone
 from golden.fixture_runs import build_golden_runs
+
 from resyn_bench.reports import plots
 from resyn_bench.reports.collate import summarize_run
-
 from resyn_bench.store import RecordStore, write_json_atomic
 
 
@@ -116,9 +116,9 @@ def _scored_run(path, system, freq, ref_dir, store_contour=True, uid="u1"):
     the contour the group stored at scoring time (unless ``store_contour`` is False: an old
     run). Output and reference wav files exist, so a re-analysis would also work."""
     import soundfile as sf
-    from resyn_bench.metrics.f0 import F0Metrics
 
     from resyn_bench.audio import Audio
+    from resyn_bench.metrics.f0 import F0Metrics
 
     group = F0Metrics("dio")
     ref_wav = harmonic_tone(lambda t: 150.0 + 60.0 * t, duration=1.0)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from golden.fixture_runs import build_golden_runs
+
 from resyn_bench.metrics.base import MetricSpec
 from resyn_bench.reports.collate import summarize_run
 from resyn_bench.reports.report import format_summary

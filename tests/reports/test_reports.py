@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import pytest
+
 from resyn_bench.metrics.f0 import COUNT_KEYS, F0Metrics, values_from_counts
 from resyn_bench.reports.collate import summarize_run
 from resyn_bench.reports.report import format_summary, write_report
 from resyn_bench.reports.tables import latex_escape, latex_table, markdown_table
-
 from resyn_bench.store import RecordStore, write_json_atomic
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from golden.fixture_runs import DATASETS, _write_run
+
 from resyn_bench.reports import plots
 from resyn_bench.reports.collate import summarize_run, system_label
 from resyn_bench.reports.html import build_data

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from resyn_bench.metrics.f0 import F0Metrics
 from resyn_bench.reports.stats import (
     CI,

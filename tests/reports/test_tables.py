@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from golden.fixture_runs import build_golden_runs
+
 from resyn_bench.reports.collate import (
     bitrate_bps,
     experiment_label,

@@ -10,16 +10,6 @@ import os
 
 import pytest
 import torch
-from resyn_bench.systems.vocoder.checkpoint import (
-    export_state_dict,
-    latest_checkpoint,
-    load_generator,
-    load_training_state,
-    read_config,
-    save_generator,
-    save_training_state,
-)
-from resyn_bench.systems.vocoder.generator import CodeGenerator, DurationCodeGenerator, prepare_for_inference
 from test_generator import (
     DUR_CFG,
     SMALL,
@@ -31,6 +21,16 @@ from test_generator import (
 )
 
 from resyn_bench.safeload import UnsafeCheckpointError, sha256_file
+from resyn_bench.systems.vocoder.checkpoint import (
+    export_state_dict,
+    latest_checkpoint,
+    load_generator,
+    load_training_state,
+    read_config,
+    save_generator,
+    save_training_state,
+)
+from resyn_bench.systems.vocoder.generator import CodeGenerator, DurationCodeGenerator, prepare_for_inference
 
 # reference configs carry many training keys the generator does not use; they must survive
 REF_EXTRA = {"batch_size": 16, "learning_rate": 0.0002, "adam_b1": 0.8, "adam_b2": 0.99,

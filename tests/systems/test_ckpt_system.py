@@ -106,11 +106,10 @@ def test_voice_conversion_run_uses_each_utterances_target(checkpoint, ckpt_regis
 
 
 def test_encode_decode_streams(checkpoint):
-    from resyn_bench.systems.base import SystemFailure
-    from resyn_bench.systems.vocoder.system import CheckpointSystem
-
     from resyn_bench.audio import load_audio
     from resyn_bench.datasets import load_dataset
+    from resyn_bench.systems.base import SystemFailure
+    from resyn_bench.systems.vocoder.system import CheckpointSystem
 
     system = CheckpointSystem(str(checkpoint["voc"]))
     utt = load_dataset("manifest", checkpoint["root"]).utterances[0]
@@ -160,10 +159,9 @@ def test_clear_errors(checkpoint, tmp_path):
 def test_f0_edits_reach_the_quantizer(checkpoint, monkeypatch):
     """-o f0_edit=shift:+N / scale:X edit the F0 in Hz before the speaker normalisation; flat
     puts every voiced frame at the speaker mean (z = 0); unvoiced frames stay 0."""
-    from resyn_bench.systems.vocoder.system import CheckpointSystem, CheckpointSystemError
-
     from resyn_bench.audio import load_audio
     from resyn_bench.datasets import load_dataset
+    from resyn_bench.systems.vocoder.system import CheckpointSystem, CheckpointSystemError
 
     utt = load_dataset("manifest", checkpoint["root"]).utterances[0]
     audio = load_audio(utt.path)
@@ -201,11 +199,10 @@ def test_f0_edits_reach_the_quantizer(checkpoint, monkeypatch):
 
 
 def test_bf16_precision_option(checkpoint):
-    from resyn_bench.systems.options import OptionError
-    from resyn_bench.systems.vocoder.system import CheckpointSystem
-
     from resyn_bench.audio import load_audio
     from resyn_bench.datasets import load_dataset
+    from resyn_bench.systems.options import OptionError
+    from resyn_bench.systems.vocoder.system import CheckpointSystem
 
     utt = load_dataset("manifest", checkpoint["root"]).utterances[0]
     audio = load_audio(utt.path)

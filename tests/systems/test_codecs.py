@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 from conftest import harmonic_signal
-from resyn_bench.reports.collate import measured_bitrate, run_bitrate, summarize_run
-from resyn_bench.systems.base import bitstream_record, transmit
 
 from resyn_bench.audio import Audio
 from resyn_bench.registry import make_system
+from resyn_bench.reports.collate import measured_bitrate, run_bitrate, summarize_run
+from resyn_bench.systems.base import bitstream_record, transmit
 
 pytest.importorskip("pycodec2")
 pytest.importorskip("av")
@@ -110,7 +110,6 @@ def test_measured_bitrate_pools_bits_over_seconds_and_takes_precedence():
 
 def test_codec_runs_give_measured_rows_in_table_codec(tiny_corpus, tmp_path, home):
     from resyn_bench.reports.report import write_report
-
     from resyn_bench.runner import RunConfig, run
 
     runs = []

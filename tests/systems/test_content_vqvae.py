@@ -10,8 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from resyn_bench.systems.vocoder.config import ConfigError, get_preset, load_config
 from test_training import assert_same_tree, load, losses_at, make_corpus, read_log
+
+from resyn_bench.systems.vocoder.config import ConfigError, get_preset, load_config
 
 
 @pytest.fixture(autouse=True)
@@ -265,10 +266,9 @@ def test_load_vqvae_generator_and_unit_encoder(trained):
 def test_encode_cli_writes_vqvae_units(trained, tmp_path):
     import argparse
 
-    from resyn_bench.systems.encoders.base import load_unit_encoder
-
     from resyn_bench.cli.encode import configure_parser as configure_encode_parser
     from resyn_bench.cli.encode import run as run_encode
+    from resyn_bench.systems.encoders.base import load_unit_encoder
     from resyn_bench.unit_files import read_unit_file
 
     p = argparse.ArgumentParser()
@@ -314,10 +314,9 @@ def test_checkpoint_system_runs_through_the_runner(trained, tmp_path):
 def test_unit_vocoder_on_vqvae_codes(trained, tmp_path):
     """The paper's vqvae256-{lj,vctk} pipeline: a unit-LUT vocoder trained on the codes of a
     trained content VQ-VAE (``--units vqvae:DIR``), then run as ckpt:DIR with that encoder."""
-    from resyn_bench.systems.vocoder.train import train_vocoder
-
     from resyn_bench.runner import RunConfig, run
     from resyn_bench.store import read_manifest
+    from resyn_bench.systems.vocoder.train import train_vocoder
 
     root, a = trained["root"], trained["a"]
     cfg = load_config("tiny", ["dataset=manifest", f"data_root={root}", "validation_size=2",

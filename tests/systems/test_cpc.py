@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from resyn_bench.systems.encoders.cpc import cpc_num_frames, load_cpc
 
 from resyn_bench.safeload import UnsafeCheckpointError, sha256_file
+from resyn_bench.systems.encoders.cpc import cpc_num_frames, load_cpc
 
 C, H, LEVELS = 16, 12, 4
 CONVS = ((10, 5, 3), (8, 4, 2), (4, 2, 1), (4, 2, 1), (4, 2, 1))
@@ -255,9 +255,8 @@ def test_default_cpc_trusts_the_catalogue_hash(weights, home, monkeypatch):
     catalogue documents (textlesslib's), without the user passing one."""
     import dataclasses
 
-    from resyn_bench.systems.encoders.features import make_feature_extractor
-
     from resyn_bench import catalogue
+    from resyn_bench.systems.encoders.features import make_feature_extractor
 
     assert catalogue.known_sha256("cpc-big-ll6kh") == (
         "73155dad5d7c986fe7b7f548050060a8e9cc9a0ffd111a22932f38c3e617c5b8")

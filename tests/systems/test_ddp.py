@@ -46,9 +46,8 @@ WORKER = textwrap.dedent("""
 
 
 def test_two_process_gloo_training_keeps_ranks_identical(tmp_path):
-    from resyn_bench.systems.vocoder.train import train_f0_quantizer
-
     from resyn_bench.distributed import find_free_port
+    from resyn_bench.systems.vocoder.train import train_f0_quantizer
 
     n = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -6,12 +6,13 @@ import warnings
 
 import pytest
 import torch
+from torch.nn import functional as F
+
 from resyn_bench.systems.vocoder.discriminators import (
     MultiPeriodDiscriminator,
     MultiScaleDiscriminator,
     SNConv1d,
 )
-from torch.nn import functional as F
 
 T = 1000  # short input: shapes only
 

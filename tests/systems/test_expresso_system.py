@@ -48,10 +48,9 @@ def one_thread():
 
 
 def place_expresso_files(home) -> dict:
-    from resyn_bench.systems.encoders.kmeans import KMeansModel, converted_path
-
     from resyn_bench.catalogue import catalogue_path, known_sha256
     from resyn_bench.nn.hubert import HubertModel, arch_from_fairseq_cfg
+    from resyn_bench.systems.encoders.kmeans import KMeansModel, converted_path
 
     torch.manual_seed(0)
     hubert = catalogue_path("hubert-base-ls960")
@@ -129,12 +128,11 @@ def test_mhubert_unit_encoder_spec():
 
 
 def test_voice_conversion_with_public_layout(home):
-    from resyn_bench.systems.encoders.base import load_unit_encoder
-    from resyn_bench.systems.vocoder.system import CheckpointSystemError
-
     from resyn_bench.audio import Audio
     from resyn_bench.named_systems import get_named_system
     from resyn_bench.registry import make_system
+    from resyn_bench.systems.encoders.base import load_unit_encoder
+    from resyn_bench.systems.vocoder.system import CheckpointSystemError
 
     files = place_expresso_files(home)
     assert get_named_system("expresso-hubert500").status() == "ready"

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import harmonic_tone
-from resyn_bench.reports.collate import summarize_run
-from resyn_bench.systems.base import SystemFailure
-from resyn_bench.systems.outputs import DEFAULT_PATTERNS, OutputsSystem
 
 from resyn_bench.audio import Audio
+from resyn_bench.reports.collate import summarize_run
 from resyn_bench.runner import RunConfig, run
 from resyn_bench.store import read_records
+from resyn_bench.systems.base import SystemFailure
+from resyn_bench.systems.outputs import DEFAULT_PATTERNS, OutputsSystem
 
 
 class _Utt:

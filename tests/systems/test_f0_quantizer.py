@@ -8,6 +8,9 @@ import socket
 
 import pytest
 import torch
+from torch.nn import functional as F
+
+from resyn_bench.safeload import UnsafeCheckpointError, sha256_file
 from resyn_bench.systems.vocoder.f0_quantizer import (
     REFERENCE_F0_QUANTIZER_CONFIG,
     Bottleneck,
@@ -18,9 +21,6 @@ from resyn_bench.systems.vocoder.f0_quantizer import (
     load_f0_quantizer,
     save_f0_quantizer,
 )
-from torch.nn import functional as F
-
-from resyn_bench.safeload import UnsafeCheckpointError, sha256_file
 
 LIBRILIGHT_ENCODER = {"input_emb_width": 1, "output_emb_width": 128, "levels": 1, "downs_t": [[5, 1]],
                       "strides_t": [[2, 5]], "width": 32, "depth": 4, "m_conv": 1.0,

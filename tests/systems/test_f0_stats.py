@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import SHARED, harmonic_tone, write_manifest  # noqa: E402
+
+from resyn_bench.datasets import load_dataset
 from resyn_bench.systems.vocoder.data import extract_f0, load_training_audio
 from resyn_bench.systems.vocoder.f0_stats import (
     F0Stats,
@@ -17,8 +19,6 @@ from resyn_bench.systems.vocoder.f0_stats import (
     load_f0_stats,
     speaker_ids_from_names,
 )
-
-from resyn_bench.datasets import load_dataset
 
 UNITS = SHARED / "units"
 # known F0 per utterance (Hz); 110/130 -> mean 120, std 10; 200/240 -> mean 220, std 20

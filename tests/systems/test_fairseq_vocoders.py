@@ -16,9 +16,10 @@ import json
 
 import pytest
 import torch
+from test_generator import reference_decoder, spec_shapes
+
 from resyn_bench.systems.vocoder.checkpoint import load_generator
 from resyn_bench.systems.vocoder.generator import build_generator, f0_input_kind
-from test_generator import reference_decoder, spec_shapes
 
 BODY = dict(upsample_rates=[5, 2, 2], upsample_kernel_sizes=[11, 4, 4],
             upsample_initial_channel=32, resblock="1", resblock_kernel_sizes=[3, 7, 11],

@@ -12,6 +12,8 @@ import copy
 
 import pytest
 import torch
+from torch.nn import functional as F
+
 from resyn_bench.systems.vocoder.generator import (
     CodeGenerator,
     DurationCodeGenerator,
@@ -20,7 +22,6 @@ from resyn_bench.systems.vocoder.generator import (
     prepare_for_inference,
     repeat_frames,
 )
-from torch.nn import functional as F
 
 # a small config with the reference structure: 3 upsampling stages, 3 ResBlock1 per stage
 SMALL = dict(num_embeddings=12, embedding_dim=8, model_in_dim=24, upsample_rates=[5, 2, 2],

@@ -8,12 +8,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from test_generator import HUBERT_REF, SMALL, load_spec_weights, spec_state_dict  # noqa: E402
+
 from resyn_bench.systems.vocoder.generator import (  # noqa: E402
     PRECISIONS,
     CodeGenerator,
     prepare_for_inference,
 )
-from test_generator import HUBERT_REF, SMALL, load_spec_weights, spec_state_dict  # noqa: E402
 
 MIN_SNR_DB = 30.0
 

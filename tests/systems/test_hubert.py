@@ -354,9 +354,8 @@ def test_inert_unpickler_decodes_real_omegaconf_config():
 
 
 def test_default_checkpoint_comes_from_the_catalogue_path(hf_model, wav, home):
-    from resyn_bench.systems.encoders.features import make_feature_extractor
-
     from resyn_bench.catalogue import catalogue_path
+    from resyn_bench.systems.encoders.features import make_feature_extractor
 
     path = catalogue_path("hubert-base-ls960")
     assert str(path).startswith(str(home))

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from resyn_bench.systems.encoders.kmeans import (
     FrameReservoir,
     KMeansError,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from resyn_bench.systems.encoders.features import make_feature_extractor
 from resyn_bench.systems.encoders.logmel import (
     LogMelFeatureExtractor,

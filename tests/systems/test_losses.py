@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from resyn_bench.systems.vocoder import losses
 from resyn_bench.systems.vocoder.losses import (
     discriminator_loss,

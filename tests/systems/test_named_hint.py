@@ -38,9 +38,8 @@ def test_hint_skips_the_parts_already_trained(home):
 
 def test_missing_vocoder_error_reflects_what_exists(home):
     pytest.importorskip("torch")
-    from resyn_bench.systems.named import NamedSystemError
-
     from resyn_bench.registry import make_system
+    from resyn_bench.systems.named import NamedSystemError
 
     ns = get_named_system("logmel100")
     from pathlib import Path

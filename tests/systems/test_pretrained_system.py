@@ -90,11 +90,10 @@ def make_ljspeech(root, n: int = 3):
 
 def place_official_files(home) -> dict:
     """Files of the official layouts at the catalogue paths (see module docstring)."""
-    from resyn_bench.systems.encoders.kmeans import KMeansModel, converted_path
-    from resyn_bench.systems.vocoder.generator import DurationCodeGenerator
-
     from resyn_bench.catalogue import catalogue_path
     from resyn_bench.nn.hubert import HubertModel, arch_from_fairseq_cfg
+    from resyn_bench.systems.encoders.kmeans import KMeansModel, converted_path
+    from resyn_bench.systems.vocoder.generator import DurationCodeGenerator
 
     torch.manual_seed(0)
     hubert = catalogue_path("hubert-base-ls960")
@@ -171,11 +170,10 @@ def test_missing_files_name_url_path_and_fetch(home, tmp_path, capsys):
 
 
 def test_pretrained_system_runs_from_hand_placed_files(home, tmp_path, capsys):
-    from resyn_bench.systems.encoders.base import load_unit_encoder
-
     from resyn_bench.audio import load_audio
     from resyn_bench.safeload import sha256_file
     from resyn_bench.store import read_manifest, read_records
+    from resyn_bench.systems.encoders.base import load_unit_encoder
 
     files = place_official_files(home)
     capsys.readouterr()
@@ -239,9 +237,8 @@ def test_pretrained_system_runs_from_hand_placed_files(home, tmp_path, capsys):
 def test_system_encode_decode_direct(home, tmp_path):
     """The same system through the Python API: frame-level units in the stream, decode
     deduplicates and expands by the predicted durations; no F0 stats or speaker map needed."""
-    from resyn_bench.systems.vocoder.system import CheckpointSystemError
-
     from resyn_bench.registry import make_system
+    from resyn_bench.systems.vocoder.system import CheckpointSystemError
 
     place_official_files(home)
     system = make_system("hubert100-lj-pretrained")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
+from resyn_bench import registry
+from resyn_bench.cli import main as cli_main
 from resyn_bench.systems import named
 from resyn_bench.systems.codecs import Codec2Options, OpusOptions
 from resyn_bench.systems.options import (
@@ -17,9 +20,6 @@ from resyn_bench.systems.options import (
 from resyn_bench.systems.outputs import OutputsOptions
 from resyn_bench.systems.vocoder.system import CheckpointOptions, CheckpointSystem
 from resyn_bench.systems.world import WorldOptions
-
-from resyn_bench import registry
-from resyn_bench.cli import main as cli_main
 
 ALL_OPTIONS = [CheckpointOptions, named.NamedSystemOptions, WorldOptions, Codec2Options,
                OpusOptions, OutputsOptions]

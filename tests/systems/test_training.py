@@ -14,6 +14,7 @@ import soundfile as sf
 torch = pytest.importorskip("torch")
 
 from conftest import harmonic_tone, write_manifest
+
 from resyn_bench.systems.vocoder.config import load_config
 
 
@@ -264,7 +265,6 @@ def test_reference_unit_file_names_the_audio(trained, tmp_path):
     """A reference train.txt (dict lines, relative audio paths, no trailing newline) is enough:
     the audio resolves against data_root and the speaker comes from the file name ("_")."""
     from resyn_bench.systems.vocoder.train import select_utterances
-
     from resyn_bench.unit_files import read_unit_file, write_unit_file
 
     root = trained["root"]

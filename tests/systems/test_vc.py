@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from resyn_bench.systems.base import Streams, StreamSpec, System
 
 from resyn_bench import registry
 from resyn_bench.audio import Audio
 from resyn_bench.runner import RunConfig, RunError, conversion_utterances, run
 from resyn_bench.store import read_manifest, read_records
+from resyn_bench.systems.base import Streams, StreamSpec, System
 
 VOICES = {"spkA": 110.0, "spkB": 190.0, "spkC": 260.0, "spkD": 330.0}
 

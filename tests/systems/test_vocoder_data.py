@@ -8,6 +8,8 @@ import soundfile as sf
 torch = pytest.importorskip("torch")
 
 from conftest import SHARED, harmonic_signal  # noqa: E402
+
+from resyn_bench.datasets import Dataset, Utterance, load_dataset  # noqa: E402
 from resyn_bench.systems.vocoder.data import (  # noqa: E402
     F0_CODE_HOP,
     DataError,
@@ -21,8 +23,6 @@ from resyn_bench.systems.vocoder.data import (  # noqa: E402
     trim_aligned,
 )
 from resyn_bench.systems.vocoder.f0_stats import F0Stats, SpeakerF0  # noqa: E402
-
-from resyn_bench.datasets import Dataset, Utterance, load_dataset  # noqa: E402
 from resyn_bench.unit_files import UnitEntry, write_unit_file  # noqa: E402
 
 SEG = 8960

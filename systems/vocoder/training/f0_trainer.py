@@ -8,6 +8,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn import functional as F
+
+from resyn_bench.distributed import barrier
 from resyn_bench.systems.vocoder.config import F0QuantizerTrainConfig, load_config
 from resyn_bench.systems.vocoder.training.inputs import build_f0_data
 from resyn_bench.systems.vocoder.training.loop import Trainer, run_training
@@ -20,9 +23,6 @@ from resyn_bench.systems.vocoder.training.state import (
     param_checksum,
     set_rng_state,
 )
-from torch.nn import functional as F
-
-from resyn_bench.distributed import barrier
 
 __all__ = ["F0QuantizerTrainer", "train_f0_quantizer"]
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from resyn_bench.distributed import DistInfo, barrier
 from resyn_bench.systems.vocoder.config import F0QuantizerTrainConfig, TrainConfig
 from resyn_bench.systems.vocoder.training.state import (
     F0_STATS_FILE,
@@ -21,8 +23,6 @@ from resyn_bench.systems.vocoder.training.state import (
     TrainingError,
     write_json,
 )
-
-from resyn_bench.distributed import DistInfo, barrier
 
 __all__ = ["AudioFrameGrid", "F0Data", "VocoderData", "build_f0_data", "build_vocoder_data",
            "crop_item", "describe_training_utterances", "f0_cache_dir", "resolve_f0_stats",

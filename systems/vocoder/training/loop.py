@@ -18,6 +18,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from resyn_bench.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_object,
+    cleanup_distributed,
+    local_batch_size,
+    setup_distributed,
+)
 from resyn_bench.systems.vocoder.training.log import JsonlLog, progress_bar, trim_log
 from resyn_bench.systems.vocoder.training.schedule import Schedule, StepItems, step_loader
 from resyn_bench.systems.vocoder.training.state import (
@@ -30,15 +38,6 @@ from resyn_bench.systems.vocoder.training.state import (
     mix_seed,
     remove_stale_temp_files,
     to_device,
-)
-
-from resyn_bench.distributed import (
-    DistInfo,
-    barrier,
-    broadcast_object,
-    cleanup_distributed,
-    local_batch_size,
-    setup_distributed,
 )
 
 __all__ = ["StopOnSigint", "Trainer", "run_training"]

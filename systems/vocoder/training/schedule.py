@@ -8,9 +8,9 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 import torch
-from resyn_bench.systems.vocoder.training.state import TrainingError, mix_seed, seeded
 
 from resyn_bench.distributed import DistInfo
+from resyn_bench.systems.vocoder.training.state import TrainingError, mix_seed, seeded
 
 __all__ = ["Schedule", "StepItems", "adamw", "exponential_lr", "quiet_scheduler", "step_loader"]
 

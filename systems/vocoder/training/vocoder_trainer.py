@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn import functional as F
+
+from resyn_bench.distributed import barrier
 from resyn_bench.systems.vocoder.config import TrainConfig, load_config
 from resyn_bench.systems.vocoder.training.inputs import build_vocoder_data
 from resyn_bench.systems.vocoder.training.loop import Trainer, run_training
@@ -25,9 +28,6 @@ from resyn_bench.systems.vocoder.training.state import (
     set_rng_state,
     to_device,
 )
-from torch.nn import functional as F
-
-from resyn_bench.distributed import barrier
 
 __all__ = ["VocoderTrainer", "train_vocoder"]
 
