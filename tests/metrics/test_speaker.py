@@ -427,3 +427,21 @@ def test_real_too_short_or_silent_output(espeak_corpus):
         group.encoder.min_speech_s = 0.2
     with pytest.raises(MetricError, match="16000 Hz"):
         group.analyse_reference(Audio(np.zeros(22050, dtype=np.float32), 22050))
+
+
+def test_a_backend_without_a_device_option_runs_on_cpu_and_refuses_an_accelerator(monkeypatch):
+    """The runner forwards --device to every embedding backend; one that takes no device (a
+    plugin, a test backend) is built without it on the CPU, and a request for an accelerator it
+    cannot honour is an error naming the backend, not a silent CPU run."""
+    from resyn_bench.metrics import speaker
+
+    class NoDevice:
+        def __init__(self, min_speech_s: float = 1.0):
+            self.min_speech_s = min_speech_s
+
+    monkeypatch.setitem(speaker._ENCODERS, "no-device", NoDevice)
+    assert isinstance(speaker.make_encoder("no-device", device="cpu", min_speech_s=2.0), NoDevice)
+    assert isinstance(speaker.make_encoder("no-device", device=None), NoDevice)
+    with pytest.raises(ValueError, match="'no-device' has no device option.*cuda"):
+        speaker.make_encoder("no-device", device="cuda")
+    assert speaker.make_encoder("resemblyzer", device="cpu").device == "cpu"
