@@ -72,6 +72,7 @@ from typing import Any
 import numpy as np
 
 from resyn_bench.core.hashing import sha256_file, sha256_file_cached
+from resyn_bench.core.versions import package_version
 from resyn_bench.metrics.base import MetricError
 
 SAMPLE_RATE = 16000
@@ -88,12 +89,6 @@ class ModelMissingError(ASRError):
         super().__init__(message)
         self.url = url
         self.path = Path(path) if path is not None else None
-
-
-def _package_version(name: str) -> str | None:
-    from resyn_bench.core.versions import package_version
-
-    return package_version(name)
 
 
 def _as_16k_float(samples: np.ndarray) -> np.ndarray:
@@ -167,7 +162,7 @@ class PocketsphinxBackend(ASRBackend):
         self._lock = threading.Lock()
 
     def settings(self) -> dict[str, Any]:
-        return {"backend": self.name, "pocketsphinx": _package_version("pocketsphinx"),
+        return {"backend": self.name, "pocketsphinx": package_version("pocketsphinx"),
                 "acoustic_model": "en-us (pocketsphinx wheel)",
                 "word_decoder": {"lm": "en-us/en-us.lm.bin", "dict": "en-us/cmudict-en-us.dict",
                                  **self.word_options},
@@ -330,7 +325,7 @@ class OpenAIWhisperBackend(ASRBackend):
 
     def settings(self) -> dict[str, Any]:
         s: dict[str, Any] = {"backend": self.name, "loader": "openai-whisper",
-                             "whisper": _package_version("openai-whisper")}
+                             "whisper": package_version("openai-whisper")}
         if self._is_path():
             path = Path(self.model_name).expanduser()
             s["model"] = f"file:{path.name}"
@@ -471,8 +466,8 @@ class FasterWhisperBackend(ASRBackend):
         from resyn_bench.metrics.whisper_models import describe_model
 
         s: dict[str, Any] = {"backend": self.name, "loader": "faster-whisper",
-                             "faster_whisper": _package_version("faster-whisper"),
-                             "ctranslate2": _package_version("ctranslate2")}
+                             "faster_whisper": package_version("faster-whisper"),
+                             "ctranslate2": package_version("ctranslate2")}
         s.update(describe_model(self.model_name))
         if self._sha256 is not None:
             s["model_sha256"] = self._sha256

@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from resyn_bench.core.versions import package_version
 from resyn_bench.distributed import resolve_device as _default_device
-from resyn_bench.metrics.asr import ASRBackend, ModelMissingError, _as_16k_float, _package_version
+from resyn_bench.metrics.asr import ASRBackend, ModelMissingError, _as_16k_float
 from resyn_bench.metrics.base import MetricError, MetricGroup, MetricSpec, Score
 
 #: catalogue names of the Hugging Face CTC folders (weights entry; the other files are its
@@ -134,7 +135,7 @@ class _CTCHolder:
         return {"model": name, "weights": w.name if w is not None else None,
                 "weights_sha256": sha, "device": self.device,
                 "implementation": "resyn-bench wav2vec2 (HuBERT transformer) + greedy CTC",
-                "torch": _package_version("torch")}
+                "torch": package_version("torch")}
 
     def load(self):
         with self._lock:
@@ -252,8 +253,8 @@ class EspeakIPA:
         return out[0].split()
 
     def settings(self) -> dict[str, Any]:
-        return {"g2p": f"phonemizer {_package_version('phonemizer')} espeak {self.language} "
-                       f"(espeakng-loader {_package_version('espeakng-loader')})",
+        return {"g2p": f"phonemizer {package_version('phonemizer')} espeak {self.language} "
+                       f"(espeakng-loader {package_version('espeakng-loader')})",
                 "stress": False, "language_switch": "remove-flags", "lowercase": True}
 
 
@@ -274,7 +275,7 @@ class PhoneCTCMetrics(MetricGroup):
         return {"recognizer": {**self._ctc.describe(), "decoding": "greedy CTC"},
                 "reference": self.g2p.settings(),
                 "pooling": "sum of edits / sum of reference phones",
-                "jiwer": _package_version("jiwer")}
+                "jiwer": package_version("jiwer")}
 
     def load(self) -> None:
         rec = self._ctc.load()
