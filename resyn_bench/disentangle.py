@@ -143,7 +143,7 @@ def plan_conversions(listing: str | Path, system: str, out: Path, metrics: str, 
     cannot be used is a ConversionListError (ValueError) before any work."""
     import json
 
-    from resyn_bench.conversions import EDIT_EXPERIMENTS, ConversionListError, edit_kind, read_rows, row_edit
+    from resyn_bench.conversions import EDIT_EXPERIMENTS, edit_kind, read_rows, row_edit
     from resyn_bench.core.atomic import write_text_atomic
 
     if not system.startswith("outputs:"):
@@ -171,8 +171,6 @@ def plan_conversions(listing: str | Path, system: str, out: Path, metrics: str, 
         entry = {k: v for k, v in row.items() if k not in ("_line", "target_ref")}
         entry.update(_line=row["_line"], **({"target_ref": refs} if refs else {}))
         by_exp.setdefault(exp, []).append(entry)
-    if not by_exp:
-        raise ConversionListError(f"--conversions {listing}: no rows")
     label = label or system_row_label(system)
     root = out / _folder_name(label)
     plan = []
