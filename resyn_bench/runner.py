@@ -42,6 +42,7 @@ from resyn_bench.audio import (
     write_audio,
 )
 from resyn_bench.cache import AnalysisCache, audio_hash
+from resyn_bench.core.allocator import keep_freed_memory
 from resyn_bench.core.atomic import DiskFull, is_disk_full
 from resyn_bench.errors import UserError
 from resyn_bench.run_config import RunConfig, legacy_defaults
@@ -314,6 +315,7 @@ _WORKER: Any = None
 def _init_synth_worker(config: RunConfig) -> None:
     global _WORKER
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    keep_freed_memory()
     _WORKER = Synthesizer(config)
 
 
@@ -326,6 +328,7 @@ def _init_score_worker(config: RunConfig, group_name: str) -> None:
     from resyn_bench.registry import make_metric
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    keep_freed_memory()
     group = make_metric(group_name, **group_options(config, group_name))
     group.load()
     _WORKER = Scorer(config, group)

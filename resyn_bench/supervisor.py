@@ -51,6 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from resyn_bench.core.allocator import keep_freed_memory
+
 log_ = logging.getLogger("resyn_bench.runner")
 
 #: default time limit per utterance and worker: max(MIN_LIMIT_S, LIMIT_FACTOR x duration)
@@ -191,6 +193,7 @@ def _worker_main(conn, spec_blob: bytes, mark, fault_path: str, single_thread: b
     faulthandler.register(signal.SIGUSR1, file=fault, all_threads=True)
     if single_thread:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
+    keep_freed_memory()  # per-utterance buffers reused, not re-faulted (core/allocator.py)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
