@@ -44,11 +44,24 @@ def resolve_device(device: str | None) -> str:
     torch): the default of every model-backed metric and system."""
     if device:
         return str(device)
+    if not _gpu_driver_present():
+        return "cpu"   # answered without importing torch (1-2 s at the start of every run)
     try:
         import torch
     except ImportError:
         return "cpu"
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _gpu_driver_present() -> bool:
+    """False only where no GPU can be visible to torch: Linux without NVIDIA's or ROCm's device
+    nodes. Elsewhere (other systems, or nodes present) True: torch must be asked."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd",
+                                            "/proc/driver/nvidia/gpus"))
 
 
 @dataclass

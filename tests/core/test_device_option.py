@@ -118,3 +118,28 @@ def test_models_on_cuda_agree_with_cpu():
     y16 = prepare_for_inference(copy.deepcopy(model), precision="bf16")(code).double()
     snr = 10 * torch.log10((y32 ** 2).sum() / ((y32 - y16) ** 2).sum())
     assert float(snr) >= 30.0
+
+
+def test_default_device_without_gpu_nodes_is_cpu_and_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from resyn_bench import distributed as d\n"
+            "d._gpu_driver_present = lambda: False\n"
+            "print(d.resolve_device(None), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["cpu", "False"]
+
+
+def test_default_device_with_gpu_nodes_asks_torch(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from resyn_bench import distributed
+
+    monkeypatch.setattr(distributed, "_gpu_driver_present", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert distributed.resolve_device(None) == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert distributed.resolve_device(None) == "cpu"
+    assert distributed.resolve_device("cuda:1") == "cuda:1"
