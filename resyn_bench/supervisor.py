@@ -785,10 +785,20 @@ def score_group_isolated(config, group, dataset, synthesis: dict, todo: list, lo
         return _unshippable(what, exc)
     done: set[str] = set()
 
-    def limit_for(uid: str) -> float | None:
+    def seconds(uid: str) -> float | None:
         syn = synthesis.get(uid, {})
         durations = [d for d in (syn.get("duration_s"), syn.get("output_duration_s")) if d]
-        return time_limit(config.utt_timeout, max(durations) if durations else None)
+        return max(durations) if durations else None
+
+    def limit_for(uid: str) -> float | None:
+        return time_limit(config.utt_timeout, seconds(uid))
+
+    def longest_first(utts: list) -> list:
+        # several workers: the long utterances go first, so that the group ends on short ones
+        # and no worker waits long for the last (ties and unknown lengths keep their order)
+        if jobs <= 1:
+            return utts
+        return sorted(utts, key=lambda u: -(seconds(u.utt_id) or 0.0))
 
     def accept_one(event, counts):
         done.add(event["utt_id"])
@@ -817,7 +827,7 @@ def score_group_isolated(config, group, dataset, synthesis: dict, todo: list, lo
                         refs_any[uid] = (analysis, use)
 
                 items = ((u.utt_id, "analyse", (u, synthesis.get(u.utt_id, {}).get("reference_hash")),
-                          limit_for(u.utt_id)) for u in corpus)
+                          limit_for(u.utt_id)) for u in longest_first(corpus))
                 sup.run(items, on_analysis, lambda uid, lost: crashed.__setitem__(uid, lost))
                 for u in corpus:  # dataset order, whatever order the workers finished in
                     if u.utt_id in refs_any:
@@ -834,7 +844,7 @@ def score_group_isolated(config, group, dataset, synthesis: dict, todo: list, lo
                             lost.kind, f"{lost.reason} (reference analysis)")), {})
             items = ((u.utt_id, "score", (u, synthesis[u.utt_id], refs.get(u.utt_id),
                                           uses.get(u.utt_id)), limit_for(u.utt_id))
-                     for u in todo if u.utt_id not in done)
+                     for u in longest_first(todo) if u.utt_id not in done)
             sup.run(items, lambda uid, value: accept_one(*value),
                     lambda uid, lost: accept_one(lost_event(uid, lost), {}))
         except Unshippable as exc:

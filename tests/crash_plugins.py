@@ -41,19 +41,21 @@ class FaultGroup(MetricGroup):
     """Scores the RMS ratio output/reference (pooled: the ratio of summed energies), with faults:
     ``faults`` maps utt_id -> mode (in score), ``reference_faults`` maps a reference length in
     samples -> mode (in analyse_reference, which sees only the audio), ``load_fault`` a mode in
-    load()."""
+    load(). ``order_log``: a file each score() call appends "pid utt_id" to (the order in which
+    each worker was given its utterances)."""
 
     sample_rate = 16000
 
     def __init__(self, name: str = "fault", faults: dict | None = None,
                  reference_faults: dict | None = None, load_fault: str | None = None,
-                 corpus: bool = False):
+                 corpus: bool = False, order_log: str | None = None):
         self.name = name
         self.specs = (MetricSpec(f"{name}.rms_ratio", "RMS ratio", True),)
         self.faults = dict(faults or {})
         self.reference_faults = {int(k): v for k, v in (reference_faults or {}).items()}
         self.load_fault = load_fault
         self.needs_corpus = corpus
+        self.order_log = order_log
         self.n_fitted = None
 
     def settings(self):
@@ -74,6 +76,9 @@ class FaultGroup(MetricGroup):
         self.n_fitted = len(references)
 
     def score(self, reference, output, utterance):
+        if self.order_log:
+            with open(self.order_log, "a") as fh:
+                fh.write(f"{os.getpid()} {utterance.utt_id}\n")
         if utterance.utt_id in self.faults:
             _fault(self.faults[utterance.utt_id], "score")
         y = np.asarray(output.samples, dtype=np.float64)

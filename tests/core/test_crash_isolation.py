@@ -304,3 +304,30 @@ def test_isolation_default_follows_the_environment(monkeypatch):
     monkeypatch.setenv("RESYN_BENCH_ISOLATION", "0")
     assert RunConfig(system="copy", dataset="demo", out="x").isolate is False
     assert RunConfig(system="copy", dataset="demo", out="x", isolate=True).isolate is True
+
+
+def test_several_workers_take_the_longest_utterances_first(tmp_path, home, plugins):
+    # a group's last utterance decides when it ends: with the long ones first, no worker waits
+    # long for the others at the end
+    from conftest import write_manifest
+
+    root = tmp_path / "corpus"
+    (root / "wavs").mkdir(parents=True)
+    seconds = {"u0": 0.4, "u1": 2.0, "u2": 0.7, "u3": 1.6, "u4": 0.5, "u5": 1.1}
+    rows = []
+    for uid, s in seconds.items():
+        sf.write(root / "wavs" / f"{uid}.wav", harmonic_tone(lambda t: 140 + 0 * t, duration=s),
+                 16000, subtype="PCM_16")
+        rows.append({"utt_id": uid, "speaker": "spk", "path": f"wavs/{uid}.wav", "text": "x"})
+    write_manifest(root, rows)
+    log = tmp_path / "order.txt"
+    cfg = _config(root / "manifest.tsv", tmp_path / "run", metrics="boom", jobs=2,
+                  metric_options={"boom": {"order_log": str(log)}})
+    run(cfg, progress=False)
+    calls = [line.split() for line in log.read_text().splitlines()]
+    assert sorted(uid for _, uid in calls) == sorted(seconds)
+    per_worker: dict[str, list[float]] = {}
+    for pid, uid in calls:
+        per_worker.setdefault(pid, []).append(seconds[uid])
+    for lengths in per_worker.values():             # each worker: ever shorter utterances
+        assert lengths == sorted(lengths, reverse=True), per_worker
