@@ -44,6 +44,7 @@ from resyn_bench.audio import (
 from resyn_bench.cache import AnalysisCache, audio_hash
 from resyn_bench.core.allocator import keep_freed_memory
 from resyn_bench.core.atomic import DiskFull, is_disk_full
+from resyn_bench.core.threads import use_one_thread
 from resyn_bench.errors import UserError
 from resyn_bench.run_config import RunConfig, legacy_defaults
 from resyn_bench.runfiles import SCHEMA_VERSION, RunFileError, check_schema_version
@@ -314,7 +315,7 @@ _WORKER: Any = None
 
 def _init_synth_worker(config: RunConfig) -> None:
     global _WORKER
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    use_one_thread()
     keep_freed_memory()
     _WORKER = Synthesizer(config)
 
@@ -327,7 +328,7 @@ def _init_score_worker(config: RunConfig, group_name: str) -> None:
     global _WORKER
     from resyn_bench.registry import make_metric
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    use_one_thread()
     keep_freed_memory()
     group = make_metric(group_name, **group_options(config, group_name))
     group.load()

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from resyn_bench.core.allocator import keep_freed_memory
+from resyn_bench.core.threads import use_one_thread
 
 log_ = logging.getLogger("resyn_bench.runner")
 
@@ -192,7 +193,7 @@ def _worker_main(conn, spec_blob: bytes, mark, fault_path: str, single_thread: b
     faulthandler.enable(file=fault, all_threads=True)
     faulthandler.register(signal.SIGUSR1, file=fault, all_threads=True)
     if single_thread:
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        use_one_thread()   # the pools numpy/scipy sized in the forkserver too (core/threads.py)
     keep_freed_memory()  # per-utterance buffers reused, not re-faulted (core/allocator.py)
     root = logging.getLogger()
     for handler in list(root.handlers):

@@ -42,13 +42,15 @@ class FaultGroup(MetricGroup):
     ``faults`` maps utt_id -> mode (in score), ``reference_faults`` maps a reference length in
     samples -> mode (in analyse_reference, which sees only the audio), ``load_fault`` a mode in
     load(). ``order_log``: a file each score() call appends "pid utt_id" to (the order in which
-    each worker was given its utterances)."""
+    each worker was given its utterances); ``threads_log``: a file each score() call appends
+    "pid threads" to, the largest thread count of the process's BLAS/OpenMP pools."""
 
     sample_rate = 16000
 
     def __init__(self, name: str = "fault", faults: dict | None = None,
                  reference_faults: dict | None = None, load_fault: str | None = None,
-                 corpus: bool = False, order_log: str | None = None):
+                 corpus: bool = False, order_log: str | None = None,
+                 threads_log: str | None = None):
         self.name = name
         self.specs = (MetricSpec(f"{name}.rms_ratio", "RMS ratio", True),)
         self.faults = dict(faults or {})
@@ -56,6 +58,7 @@ class FaultGroup(MetricGroup):
         self.load_fault = load_fault
         self.needs_corpus = corpus
         self.order_log = order_log
+        self.threads_log = threads_log
         self.n_fitted = None
 
     def settings(self):
@@ -79,6 +82,12 @@ class FaultGroup(MetricGroup):
         if self.order_log:
             with open(self.order_log, "a") as fh:
                 fh.write(f"{os.getpid()} {utterance.utt_id}\n")
+        if self.threads_log:
+            from threadpoolctl import threadpool_info
+
+            most = max((pool["num_threads"] for pool in threadpool_info()), default=0)
+            with open(self.threads_log, "a") as fh:
+                fh.write(f"{os.getpid()} {most}\n")
         if utterance.utt_id in self.faults:
             _fault(self.faults[utterance.utt_id], "score")
         y = np.asarray(output.samples, dtype=np.float64)
