@@ -96,6 +96,8 @@ class MetricGroup(ABC):
         refs = {utt_id: group.analyse_reference(audio)}      # cached by content hash + settings
         group.fit_corpus(utterances, refs)                   # optional corpus model (speaker-ID)
         for each utterance: group.score(refs[utt_id], output_audio, utterance) -> Score
+          (or, with ``batch_size`` > 1, ``group.score_batch`` on up to that many utterances of
+          similar length at once)
         group.release()                   # drop models
 
     ``aggregate(entries)`` computes corpus-level values from stored per-utterance entries
@@ -115,6 +117,9 @@ class MetricGroup(ABC):
     needs_text: bool = False
     #: True if fit_corpus() must see the reference analyses of the whole dataset first
     needs_corpus: bool = False
+    #: utterances the runner gives score_batch() at once (1: score() one at a time). A group
+    #: whose model gains from batching sets it from an option (e.g. ``-m spk.batch_size=16``)
+    batch_size: int = 1
 
     def samples_at_rate(self, audio, what: str) -> np.ndarray:
         """``audio``'s samples, after checking it is at the group's analysis rate (the runner
@@ -154,6 +159,20 @@ class MetricGroup(ABC):
     @abstractmethod
     def score(self, reference: dict[str, np.ndarray], output, utterance) -> Score:
         """Score one output against the cached reference analysis."""
+
+    def score_batch(self, references: list[dict[str, np.ndarray]], outputs: list,
+                    utterances: list) -> list[Score | Exception]:
+        """Several utterances at once (the runner groups utterances of similar length): item
+        i is ``score(references[i], outputs[i], utterances[i])`` or the exception that raised,
+        so one bad utterance costs only itself. The default scores them one at a time; a group
+        that batches its model must give score()'s numbers within a tolerance it documents."""
+        results: list[Score | Exception] = []
+        for reference, output, utterance in zip(references, outputs, utterances, strict=True):
+            try:
+                results.append(self.score(reference, output, utterance))
+            except Exception as exc:  # recorded for this utterance only
+                results.append(exc)
+        return results
 
     def pool(self, counts: dict[str, float]) -> dict[str, float | None]:
         """Corpus-level values from counts summed over utterances (default: none)."""

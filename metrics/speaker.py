@@ -217,6 +217,25 @@ class SpeakerEncoder:
     def embed(self, samples_16k: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def embed_many(self, signals: list[np.ndarray]) -> list[np.ndarray | Exception]:
+        """``embed`` of each signal, or the exception it raised. Backends whose network can
+        take several utterances in one call override this (same vectors within
+        :data:`EMBED_BATCH_TOLERANCE`)."""
+        out: list[np.ndarray | Exception] = []
+        for x in signals:
+            try:
+                out.append(self.embed(x))
+            except Exception as exc:  # this signal only
+                out.append(exc)
+        return out
+
+
+#: largest difference of an embedding element (L2-normalised vectors) between one network call
+#: per utterance and batched calls; float32 sums in another order: measured about 1e-7
+EMBED_BATCH_TOLERANCE = 1e-5
+#: partial utterances (1.6 s mel windows) per resemblyzer network call when batching
+RESEMBLYZER_MAX_PARTIALS = 512
+
 
 class ResemblyzerEncoder(SpeakerEncoder):
     """Resemblyzer ``VoiceEncoder`` on CPU (``preprocess_wav`` + ``embed_utterance``)."""
@@ -267,9 +286,8 @@ class ResemblyzerEncoder(SpeakerEncoder):
         self._model = None
         self._preprocess = None
 
-    def embed(self, samples_16k: np.ndarray) -> np.ndarray:
-        if self._model is None:
-            self.load()
+    def _speech(self, samples_16k: np.ndarray) -> np.ndarray:
+        """The checked, preprocessed (level-normalised, VAD-trimmed) waveform of one signal."""
         x = np.asarray(samples_16k, dtype=np.float32).ravel()
         if x.size == 0 or not np.all(np.isfinite(x)):
             raise MetricError("speaker embedding: audio is empty or not finite")
@@ -285,11 +303,68 @@ class ResemblyzerEncoder(SpeakerEncoder):
             raise MetricError(f"speaker embedding: only {speech_s:.2f} s of speech left after VAD "
                               f"trimming of {len(x) / self.sample_rate:.2f} s of audio "
                               f"(need >= {self.min_speech_s:.2f} s)")
-        emb = np.asarray(self._model.embed_utterance(wav), dtype=np.float64)
+        return wav
+
+    @staticmethod
+    def _normalised(emb) -> np.ndarray:
+        emb = np.asarray(emb, dtype=np.float64)
         norm = float(np.linalg.norm(emb))
         if not np.isfinite(norm) or norm == 0.0:
             raise MetricError("speaker embedding: the encoder returned a zero/non-finite vector")
         return (emb / norm).astype(np.float32)
+
+    def embed(self, samples_16k: np.ndarray) -> np.ndarray:
+        if self._model is None:
+            self.load()
+        wav = self._speech(samples_16k)
+        return self._normalised(self._model.embed_utterance(wav))
+
+    def _partials(self, wav: np.ndarray) -> np.ndarray:
+        """The 1.6 s mel windows ``embed_utterance`` averages over (its defaults: rate 1.3,
+        min_coverage 0.75; the audio zero-padded to cover the last window)."""
+        from resemblyzer import audio as rz_audio
+
+        wav_slices, mel_slices = self._model.compute_partial_slices(len(wav), 1.3, 0.75)
+        need = wav_slices[-1].stop
+        if need >= len(wav):
+            wav = np.pad(wav, (0, need - len(wav)), "constant")
+        mel = rz_audio.wav_to_mel_spectrogram(wav)
+        return np.array([mel[s] for s in mel_slices])
+
+    def embed_many(self, signals: list[np.ndarray]) -> list[np.ndarray | Exception]:
+        """Every signal's 1.6 s windows through the network together (up to
+        :data:`RESEMBLYZER_MAX_PARTIALS` per call), each utterance's embedding the normalised
+        mean of its own windows' embeddings, as ``embed_utterance`` computes it."""
+        import torch
+
+        if self._model is None:
+            self.load()
+        out: list[np.ndarray | Exception | None] = [None] * len(signals)
+        windows, owner = [], []
+        for i, x in enumerate(signals):
+            try:
+                partials = self._partials(self._speech(x))
+            except Exception as exc:  # this signal only
+                out[i] = exc
+                continue
+            windows.append(partials)
+            owner += [i] * len(partials)
+        if windows:
+            mels = np.concatenate(windows)
+            embedded = []
+            with torch.no_grad():
+                for start in range(0, len(mels), RESEMBLYZER_MAX_PARTIALS):
+                    chunk = torch.from_numpy(mels[start:start + RESEMBLYZER_MAX_PARTIALS])
+                    embedded.append(self._model(chunk.to(self._model.device)).cpu().numpy())
+            partial_embeds = np.concatenate(embedded)
+            owner_arr = np.asarray(owner)
+            for i in sorted(set(owner)):
+                try:
+                    raw = np.mean(partial_embeds[owner_arr == i], axis=0)
+                    out[i] = self._normalised(raw / np.linalg.norm(raw, 2))
+                except Exception as exc:
+                    out[i] = exc
+        return out
 
 
 def _wavlm_ecapa(**opts) -> SpeakerEncoder:
@@ -566,7 +641,8 @@ class SpeakerMetrics(MetricGroup):
                  p_target: float = 0.01, seed: int = 0, embedding: str | None = None,
                  enroll_dataset: str | None = None, enroll_root: str | None = None,
                  enroll_split: str | None = None, enroll_limit: int | None = None,
-                 enroll_refs: Mapping[str, list[str]] | None = None, **backend_opts):
+                 enroll_refs: Mapping[str, list[str]] | None = None,
+                 batch_size: int | None = None, **backend_opts):
         if embedding is not None:  # -m spk.embedding=wavlm-ecapa|ecapa|resemblyzer
             if backend != "resemblyzer" and backend != embedding:
                 raise ValueError(f"spk: embedding={embedding!r} and backend={backend!r} disagree; "
@@ -591,6 +667,14 @@ class SpeakerMetrics(MetricGroup):
                 isinstance(v, (list, tuple)) and v for v in enroll_refs.values())):
             raise ValueError("spk: enroll_refs must map each speaker to a list of recordings")
         self.enroll_refs = {str(k): [str(p) for p in v] for k, v in (enroll_refs or {}).items()}
+        if batch_size is not None and int(batch_size) < 1:
+            raise ValueError(f"spk: batch_size must be >= 1 (outputs per embedding call), "
+                             f"got {batch_size}")
+        # outputs embedded per network call: on a GPU many (one call fills it), on a CPU one
+        # (no gain measured there); equal within EMBED_BATCH_TOLERANCE, so not a setting
+        device = str(backend_opts.get("device") or "cpu")
+        self.batch_size = int(batch_size) if batch_size is not None else (
+            16 if device.startswith("cuda") else 1)
         self.encoder = make_encoder(backend, **backend_opts)
         self.classifier = classifier
         self.folds = int(folds)
@@ -710,14 +794,45 @@ class SpeakerMetrics(MetricGroup):
 
     # ---- scoring -----------------------------------------------------------------------------
 
-    def score(self, reference: dict[str, np.ndarray], output, utterance) -> Score:
-        target = getattr(utterance, "target_speaker", None) or utterance.speaker
-        target = str(target)
+    def _judge(self, utterance) -> tuple[str, int, _FoldModel]:
+        """(target speaker, fold, fold model) for an output of ``utterance``."""
+        target = str(getattr(utterance, "target_speaker", None) or utterance.speaker)
         fold, model = self._model_for(utterance.utt_id)
         if target not in model.index:
             raise MetricError(f"spk: target speaker {target!r} has no real recordings in the "
                               f"corpus (enrolled: {len(model.speakers)} speakers)")
-        emb = self._embed(output, "output").astype(np.float64)
+        return target, fold, model
+
+    def score(self, reference: dict[str, np.ndarray], output, utterance) -> Score:
+        judge = self._judge(utterance)
+        return self._scored(reference, self._embed(output, "output"), utterance, judge)
+
+    def score_batch(self, references, outputs, utterances) -> list[Score | Exception]:
+        """``score`` of several outputs, embedded in one network call
+        (:meth:`SpeakerEncoder.embed_many`); equal within :data:`EMBED_BATCH_TOLERANCE`."""
+        results: list[Any] = [None] * len(outputs)
+        todo, signals = [], []
+        for i, (output, utterance) in enumerate(zip(outputs, utterances, strict=True)):
+            try:
+                judge = self._judge(utterance)
+                signals.append(self.samples_at_rate(output, "output"))
+            except Exception as exc:
+                results[i] = exc
+                continue
+            todo.append((i, judge))
+        for (i, judge), emb in zip(todo, self.encoder.embed_many(signals), strict=True):
+            if isinstance(emb, Exception):
+                results[i] = emb
+                continue
+            try:
+                results[i] = self._scored(references[i], emb, utterances[i], judge)
+            except Exception as exc:
+                results[i] = exc
+        return results
+
+    def _scored(self, reference, embedding: np.ndarray, utterance, judge) -> Score:
+        target, fold, model = judge
+        emb = np.asarray(embedding).astype(np.float64)
         trials = model.trial_scores(emb)
         predicted = model.predict(emb, trials)
         correct = 1.0 if predicted == target else 0.0

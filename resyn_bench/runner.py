@@ -276,37 +276,120 @@ class Scorer:
         self.cache.put(self._key(content), analysis)
         return analysis, "miss"
 
+    def _event(self, utt) -> dict[str, Any]:
+        return {"part": "metric", "group": self.group.name, "key": self.record_key,
+                "utt_id": utt.utt_id}
+
+    def _inputs(self, utt, synthesis: dict[str, Any], reference: dict | None,
+                cache_use: str | None, log: ResampleLog):
+        """What the group scores: (utterance, reference analysis, output audio, cache use)."""
+        g = self.group
+        if reference is None:
+            reference, cache_use = self.reference(utt, synthesis.get("reference_hash"), log)
+        out_path = Path(synthesis["output_path"])
+        out = load_audio(out_path if out_path.is_absolute() else self.run_dir / out_path)
+        out = ensure_rate(out, g.sample_rate, purpose=f"metric {g.name} (output)", log=log)
+        if synthesis.get("target_speaker"):
+            utt = dataclasses.replace(utt, target_speaker=synthesis["target_speaker"])
+        return utt, reference, out, cache_use
+
+    @staticmethod
+    def _failed(event: dict[str, Any], exc: BaseException, t0: float,
+                log: ResampleLog) -> tuple[dict[str, Any], dict[str, int]]:
+        if is_disk_full(exc):  # not the utterance's fault: the run stops, resume redoes it
+            raise DiskFull(getattr(exc, "filename", None) or "the analysis cache", exc) from exc
+        event.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
+                     timings={"total": time.perf_counter() - t0})
+        return event, log.counts
+
+    def _skipped_without_text(self, utt) -> dict[str, Any] | None:
+        g = self.group
+        if g.needs_text and not utt.text:
+            return {**self._event(utt), "status": "skipped",
+                    "reason": f"{g.name} needs a transcript; this utterance has none"}
+        return None
+
     def score(self, utt, synthesis: dict[str, Any], reference: dict | None = None,
               cache_use: str | None = None) -> tuple[dict[str, Any], dict[str, int]]:
         log = ResampleLog()
-        g = self.group
-        event: dict[str, Any] = {"part": "metric", "group": g.name, "key": self.record_key,
-                                 "utt_id": utt.utt_id}
+        skipped = self._skipped_without_text(utt)
+        if skipped is not None:
+            return skipped, log.counts
+        event = self._event(utt)
         t0 = time.perf_counter()
-        if g.needs_text and not utt.text:
-            event.update(status="skipped", reason=f"{g.name} needs a transcript; this utterance has none")
-            return event, log.counts
         try:
-            if reference is None:
-                reference, cache_use = self.reference(utt, synthesis.get("reference_hash"), log)
+            utt, reference, out, cache_use = self._inputs(utt, synthesis, reference, cache_use, log)
             event["cache"] = cache_use
             t1 = time.perf_counter()
-            out_path = Path(synthesis["output_path"])
-            out = load_audio(out_path if out_path.is_absolute() else self.run_dir / out_path)
-            out = ensure_rate(out, g.sample_rate, purpose=f"metric {g.name} (output)", log=log)
-            if synthesis.get("target_speaker"):
-                utt = dataclasses.replace(utt, target_speaker=synthesis["target_speaker"])
-            score = g.score(reference, out, utt)
+            score = self.group.score(reference, out, utt)
         except Exception as exc:  # this metric fails for this utterance: recorded, not scored
-            if is_disk_full(exc):  # not the utterance's fault: the run stops, resume redoes it
-                raise DiskFull(getattr(exc, "filename", None) or "the analysis cache",
-                               exc) from exc
-            event.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
-                         timings={"total": time.perf_counter() - t0})
-            return event, log.counts
+            return self._failed(event, exc, t0, log)
         event.update(status="ok", values=score.values, counts=score.counts, extra=score.extra,
                      timings={"reference": t1 - t0, "score": time.perf_counter() - t1})
         return event, log.counts
+
+    def score_many(self, items: list[tuple]) -> list[tuple[dict[str, Any], dict[str, int]]]:
+        """``score`` of several utterances (``items``: (utt, synthesis, reference or None,
+        cache use or None)), their outputs given to the group's ``score_batch`` together. Each
+        utterance's record is what ``score`` gives it, within the group's batching tolerance;
+        ``timings`` carry the batch size and an equal share of the batch's scoring time."""
+        results: list[Any] = [None] * len(items)
+        ready = []
+        for i, (utt, synthesis, reference, cache_use) in enumerate(items):
+            log = ResampleLog()
+            skipped = self._skipped_without_text(utt)
+            if skipped is not None:
+                results[i] = (skipped, log.counts)
+                continue
+            event = self._event(utt)
+            t0 = time.perf_counter()
+            try:
+                inputs = self._inputs(utt, synthesis, reference, cache_use, log)
+            except Exception as exc:
+                results[i] = self._failed(event, exc, t0, log)
+                continue
+            event["cache"] = inputs[3]
+            ready.append((i, event, log, t0, time.perf_counter(), inputs))
+        if ready:
+            t = time.perf_counter()
+            try:
+                scores = self.group.score_batch([r[5][1] for r in ready], [r[5][2] for r in ready],
+                                                [r[5][0] for r in ready])
+                if len(scores) != len(ready):
+                    raise RuntimeError(f"{self.group.name}.score_batch returned {len(scores)} "
+                                       f"results for {len(ready)} utterances")
+            except Exception:  # the batch as a whole failed: one at a time, so only the bad
+                scores = []    # utterance fails, with its own reason
+                for _, _, _, _, _, (utt, reference, out, _) in ready:
+                    try:
+                        scores.append(self.group.score(reference, out, utt))
+                    except Exception as exc:
+                        scores.append(exc)
+            share = (time.perf_counter() - t) / len(ready)
+            for (i, event, log, t0, t1, _), score in zip(ready, scores, strict=True):
+                if isinstance(score, BaseException):
+                    results[i] = self._failed(event, score, t0, log)
+                    continue
+                event.update(status="ok", values=score.values, counts=score.counts,
+                             extra=score.extra, timings={"reference": t1 - t0, "score": share,
+                                                         "batch": len(ready)})
+                results[i] = (event, log.counts)
+        return results
+
+
+def batch_size_of(group) -> int:
+    """The group's ``batch_size`` (1 for groups without one: plugins need not derive from
+    MetricGroup)."""
+    return max(1, int(getattr(group, "batch_size", 1) or 1))
+
+
+def score_batches(todo: list, batch_size: int, seconds) -> list[list]:
+    """``todo`` in batches of up to ``batch_size`` utterances of similar length (sorted by
+    ``seconds(utt)``, longest first: padding inside a batch stays small)."""
+    if batch_size <= 1:
+        return [[u] for u in todo]
+    ordered = sorted(todo, key=lambda u: -(seconds(u) or 0.0))
+    return [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
 
 
 # Worker-process state for jobs > 1 (built once per process).
@@ -338,6 +421,10 @@ def _init_score_worker(config: RunConfig, group_name: str) -> None:
 def _score_task(item):
     utt, synthesis = item
     return _WORKER.score(utt, synthesis)
+
+
+def _score_many_task(batch):
+    return _WORKER.score_many([(utt, synthesis, None, None) for utt, synthesis in batch])
 
 
 @dataclass
@@ -857,14 +944,14 @@ def _score_group(config, group, dataset, synthesis, todo, store, log, stats, pro
                 group.fit_corpus([u for u in dataset.utterances if u.utt_id in refs], refs)
             except Exception as exc:
                 return fail_all("fitting the corpus model", exc)
-            for utt in todo:
-                if utt.utt_id in refs:
-                    accept(*scorer.score(utt, synthesis[utt.utt_id], refs[utt.utt_id], uses[utt.utt_id]))
-                else:
-                    accept(*scorer.score(utt, synthesis[utt.utt_id]))
+            score_in_process(scorer, todo, synthesis, refs, uses, accept)
         elif config.jobs == 1 or len(todo) <= 1:
-            for utt in todo:
-                accept(*scorer.score(utt, synthesis[utt.utt_id]))
+            score_in_process(scorer, todo, synthesis, {}, {}, accept)
+        elif batch_size_of(group) > 1:
+            batches = [[(u, synthesis[u.utt_id]) for u in batch]
+                       for batch in score_batches(todo, batch_size_of(group), seconds_of(synthesis))]
+            _run_parallel(config.jobs, batches, _init_score_worker, (config, group.name),
+                          _score_many_task, lambda *pairs: [accept(*p) for p in pairs])
         else:
             items = [(u, synthesis[u.utt_id]) for u in todo]
             _run_parallel(config.jobs, items, _init_score_worker, (config, group.name),
@@ -873,6 +960,30 @@ def _score_group(config, group, dataset, synthesis, todo, store, log, stats, pro
         group.release()
         if bar is not None:
             bar.close()
+
+
+def seconds_of(synthesis: dict[str, dict]):
+    """utt -> its longer side in seconds (reference or output; None when unknown)."""
+    def seconds(utt) -> float | None:
+        syn = synthesis.get(utt.utt_id, {})
+        durations = [d for d in (syn.get("duration_s"), syn.get("output_duration_s")) if d]
+        return max(durations) if durations else None
+    return seconds
+
+
+def score_in_process(scorer: Scorer, todo: list, synthesis: dict, refs: dict, uses: dict,
+                     accept) -> None:
+    """Score ``todo`` in this process, one at a time or in the group's batches."""
+    def item(u):
+        return u, synthesis[u.utt_id], refs.get(u.utt_id), uses.get(u.utt_id)
+
+    if batch_size_of(scorer.group) <= 1:
+        for u in todo:
+            accept(*scorer.score(*item(u)))
+        return
+    for batch in score_batches(todo, batch_size_of(scorer.group), seconds_of(synthesis)):
+        for event, counts in scorer.score_many([item(u) for u in batch]):
+            accept(event, counts)
 
 
 def _run_parallel(jobs: int, items, initializer, initargs, task, accept) -> None:

@@ -122,6 +122,9 @@ class _ScoreHandler:
     def score(self, utt, synthesis, reference=None, cache_use=None):
         return self.scorer.score(utt, synthesis, reference, cache_use)
 
+    def score_many(self, items):
+        return self.scorer.score_many(items)
+
 
 @dataclass
 class WorkerSpec:
@@ -773,7 +776,7 @@ def score_group_isolated(config, group, dataset, synthesis: dict, todo: list, lo
     """Phase 2 for one metric group in supervised workers (see the module docstring). False
     (nothing done) if the group cannot be rebuilt in a worker."""
     from resyn_bench import registry
-    from resyn_bench.runner import Scorer, group_options
+    from resyn_bench.runner import Scorer, batch_size_of, group_options, score_batches
 
     what = group.name
     record_key = Scorer(config, group).record_key  # the key of the group's settings
@@ -843,9 +846,32 @@ def score_group_isolated(config, group, dataset, synthesis: dict, todo: list, lo
                     if any(u.utt_id == uid for u in todo):
                         accept_one(lost_event(uid, WorkerLost(
                             lost.kind, f"{lost.reason} (reference analysis)")), {})
-            items = ((u.utt_id, "score", (u, synthesis[u.utt_id], refs.get(u.utt_id),
-                                          uses.get(u.utt_id)), limit_for(u.utt_id))
-                     for u in longest_first(todo) if u.utt_id not in done)
+            def item(u):
+                return u, synthesis[u.utt_id], refs.get(u.utt_id), uses.get(u.utt_id)
+
+            remaining = [u for u in todo if u.utt_id not in done]
+            if batch_size_of(group) > 1 and len(remaining) > 1:
+                # batches of similar length; a batch lost to a crash or a hang is redone one
+                # utterance at a time below, so that only the culprit is lost
+                lost_batches: set[str] = set()
+
+                def batch_lost(key, lost):
+                    if len(key) == 1:
+                        accept_one(lost_event(key[0], lost), {})
+                    else:
+                        lost_batches.update(key)
+
+                def batch_limit(batch) -> float | None:
+                    limits = [limit_for(u.utt_id) for u in batch]
+                    return None if any(v is None for v in limits) else sum(limits)
+
+                batches = score_batches(remaining, batch_size_of(group), lambda u: seconds(u.utt_id))
+                sup.run(((tuple(u.utt_id for u in b), "score_many", ([item(u) for u in b],),
+                          batch_limit(b)) for b in batches),
+                        lambda key, values: [accept_one(*v) for v in values], batch_lost)
+                remaining = [u for u in remaining if u.utt_id in lost_batches]
+            items = ((u.utt_id, "score", item(u), limit_for(u.utt_id))
+                     for u in longest_first(remaining))
             sup.run(items, lambda uid, value: accept_one(*value),
                     lambda uid, lost: accept_one(lost_event(uid, lost), {}))
         except Unshippable as exc:

@@ -50,7 +50,8 @@ class FaultGroup(MetricGroup):
     def __init__(self, name: str = "fault", faults: dict | None = None,
                  reference_faults: dict | None = None, load_fault: str | None = None,
                  corpus: bool = False, order_log: str | None = None,
-                 threads_log: str | None = None):
+                 threads_log: str | None = None, batch_size: int = 1,
+                 broken_batches: bool = False):
         self.name = name
         self.specs = (MetricSpec(f"{name}.rms_ratio", "RMS ratio", True),)
         self.faults = dict(faults or {})
@@ -59,6 +60,9 @@ class FaultGroup(MetricGroup):
         self.needs_corpus = corpus
         self.order_log = order_log
         self.threads_log = threads_log
+        self.batch_size = int(batch_size)        # > 1: the runner calls score_batch
+        self.broken_batches = broken_batches     # score_batch itself raises (the runner must
+                                                 # then score the batch one at a time)
         self.n_fitted = None
 
     def settings(self):
@@ -95,6 +99,11 @@ class FaultGroup(MetricGroup):
         ratio = float(np.sqrt(e_out / len(y)) / np.sqrt(e_ref / int(reference["n"])))
         return Score({f"{self.name}.rms_ratio": ratio}, {"e_out": e_out, "e_ref": e_ref},
                      {"fitted": self.n_fitted})
+
+    def score_batch(self, references, outputs, utterances):
+        if self.broken_batches:
+            raise RuntimeError("injected failure of a whole batch")
+        return super().score_batch(references, outputs, utterances)
 
     def pool(self, counts):
         if not counts.get("e_ref"):

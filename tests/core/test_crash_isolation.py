@@ -331,3 +331,51 @@ def test_several_workers_take_the_longest_utterances_first(tmp_path, home, plugi
         per_worker.setdefault(pid, []).append(seconds[uid])
     for lengths in per_worker.values():             # each worker: ever shorter utterances
         assert lengths == sorted(lengths, reverse=True), per_worker
+
+
+@pytest.mark.parametrize("jobs,isolate", [(2, True), (1, True), (1, False), (2, False)])
+def test_batched_scoring_gives_the_one_at_a_time_records(tiny_corpus, tmp_path, home, plugins,
+                                                         jobs, isolate):
+    one = tmp_path / "one"
+    run(_config(tiny_corpus, one, metrics="boom", jobs=1, isolate=False), progress=False)
+    many = tmp_path / "many"
+    run(_config(tiny_corpus, many, metrics="boom", jobs=jobs, isolate=isolate,
+                metric_options={"boom": {"batch_size": 4}}), progress=False)
+    got, want = _parts(many), _parts(one)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert got[key] == want[key], key
+    sizes = sorted(ev["timings"]["batch"] for ev in RecordStore(many).events()
+                   if ev.get("part") == "metric")
+    assert sizes == [2, 2, 4, 4, 4, 4]                     # 6 utterances: a batch of 4 and of 2
+
+
+def test_a_crash_inside_a_batch_costs_only_its_utterance(tiny_corpus, tmp_path, home, plugins):
+    clean = tmp_path / "clean"
+    run(_config(tiny_corpus, clean, metrics="segv", jobs=1, isolate=False), progress=False)
+    out = tmp_path / "batched"
+    run(_config(tiny_corpus, out, metrics="segv", jobs=2,
+                metric_options={"segv": {"batch_size": 3, "faults": {"spkA_001": "segv"}}}),
+        progress=False)
+    got, want = _parts(out), _parts(clean)
+    lost = got["spkA_001", "metric", "segv"]
+    assert lost["status"] == "failed" and lost["error_kind"] == "crashed"
+    assert lost["reason"] == "crashed: SIGSEGV in segv (crash_plugins)"
+    for key in want:
+        if key != ("spkA_001", "metric", "segv"):
+            assert got[key] == want[key], key
+
+
+def test_a_batch_that_fails_as_a_whole_is_scored_one_at_a_time(tiny_corpus, tmp_path, home,
+                                                               plugins):
+    clean = tmp_path / "clean"
+    run(_config(tiny_corpus, clean, metrics="boom", jobs=1, isolate=False), progress=False)
+    out = tmp_path / "broken"
+    run(_config(tiny_corpus, out, metrics="boom", jobs=1, isolate=False,
+                metric_options={"boom": {"batch_size": 3, "broken_batches": True,
+                                         "faults": {"spkB_002": "raise"}}}), progress=False)
+    got, want = _parts(out), _parts(clean)
+    assert got["spkB_002", "metric", "boom"]["reason"] == "RuntimeError: injected failure in score"
+    for key in want:
+        if key != ("spkB_002", "metric", "boom"):
+            assert got[key] == want[key], key

@@ -445,3 +445,49 @@ def test_a_backend_without_a_device_option_runs_on_cpu_and_refuses_an_accelerato
     with pytest.raises(ValueError, match="'no-device' has no device option.*cuda"):
         speaker.make_encoder("no-device", device="cuda")
     assert speaker.make_encoder("resemblyzer", device="cpu").device == "cpu"
+
+
+def test_batched_embeddings_equal_one_call_per_utterance(espeak_corpus):
+    # length-varied utterances (whole, a 1.2 s cut: fewer windows than the rest) and a silent one
+    from resyn_bench.metrics.speaker import EMBED_BATCH_TOLERANCE
+
+    utts, audio, refs, group = espeak_corpus
+    signals = [audio[u.utt_id].samples for u in utts[:6]]
+    signals[2] = signals[2][:int(1.2 * 16000)]
+    signals.insert(3, np.zeros(16000, dtype=np.float32))
+    single = []
+    for x in signals:
+        try:
+            single.append(group.encoder.embed(x))
+        except Exception as exc:
+            single.append(exc)
+    batched = group.encoder.embed_many(signals)
+    assert isinstance(single[3], Exception) and isinstance(batched[3], Exception)
+    assert str(batched[3]) == str(single[3])          # the silent one fails alone, same reason
+    for one, many in zip(single, batched, strict=True):
+        if isinstance(one, Exception):
+            continue
+        assert np.max(np.abs(one - many)) <= EMBED_BATCH_TOLERANCE
+
+
+def test_score_batch_8_equals_score_one_at_a_time(espeak_corpus):
+    from resyn_bench.metrics.speaker import EMBED_BATCH_TOLERANCE
+
+    utts, audio, refs, group = espeak_corpus
+    group.fit_corpus(utts, refs)
+    one = [group.score(refs[u.utt_id], audio[u.utt_id], u) for u in utts[:8]]
+    many = group.score_batch([refs[u.utt_id] for u in utts[:8]], [audio[u.utt_id] for u in utts[:8]],
+                             utts[:8])
+    for a, b in zip(one, many, strict=True):
+        assert a.values.keys() == b.values.keys() and a.extra["predicted"] == b.extra["predicted"]
+        for k in a.values:
+            assert abs(a.values[k] - b.values[k]) <= 2 * EMBED_BATCH_TOLERANCE, k
+
+
+def test_batch_size_defaults_and_checks():
+    assert SpeakerMetrics().batch_size == 1                  # CPU: one output per call
+    assert SpeakerMetrics(device="cuda").batch_size == 16
+    assert SpeakerMetrics(batch_size=8).batch_size == 8
+    assert SpeakerMetrics(batch_size=8).settings() == SpeakerMetrics().settings()
+    with pytest.raises(ValueError, match="batch_size"):
+        SpeakerMetrics(batch_size=0)
