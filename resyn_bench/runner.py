@@ -44,7 +44,7 @@ from resyn_bench.audio import (
 from resyn_bench.cache import AnalysisCache, audio_hash
 from resyn_bench.core.allocator import keep_freed_memory
 from resyn_bench.core.atomic import DiskFull, is_disk_full
-from resyn_bench.core.threads import use_one_thread
+from resyn_bench.core.threads import one_blas_thread, use_one_thread
 from resyn_bench.errors import UserError
 from resyn_bench.run_config import RunConfig, legacy_defaults
 from resyn_bench.runfiles import SCHEMA_VERSION, RunFileError, check_schema_version
@@ -272,7 +272,8 @@ class Scorer:
         content = content or audio_hash(ref.samples, ref.sample_rate)
         audio = ensure_rate(ref, self.group.sample_rate,
                             purpose=f"metric {self.group.name} (reference)", log=log)
-        analysis = self.group.analyse_reference(audio)
+        with one_blas_thread():   # numbers independent of --jobs and isolation
+            analysis = self.group.analyse_reference(audio)
         self.cache.put(self._key(content), analysis)
         return analysis, "miss"
 
@@ -321,7 +322,8 @@ class Scorer:
             utt, reference, out, cache_use = self._inputs(utt, synthesis, reference, cache_use, log)
             event["cache"] = cache_use
             t1 = time.perf_counter()
-            score = self.group.score(reference, out, utt)
+            with one_blas_thread():
+                score = self.group.score(reference, out, utt)
         except Exception as exc:  # this metric fails for this utterance: recorded, not scored
             return self._failed(event, exc, t0, log)
         event.update(status="ok", values=score.values, counts=score.counts, extra=score.extra,
@@ -353,8 +355,9 @@ class Scorer:
         if ready:
             t = time.perf_counter()
             try:
-                scores = self.group.score_batch([r[5][1] for r in ready], [r[5][2] for r in ready],
-                                                [r[5][0] for r in ready])
+                with one_blas_thread():
+                    scores = self.group.score_batch([r[5][1] for r in ready], [r[5][2] for r in ready],
+                                                    [r[5][0] for r in ready])
                 if len(scores) != len(ready):
                     raise RuntimeError(f"{self.group.name}.score_batch returned {len(scores)} "
                                        f"results for {len(ready)} utterances")
@@ -362,7 +365,8 @@ class Scorer:
                 scores = []    # utterance fails, with its own reason
                 for _, _, _, _, _, (utt, reference, out, _) in ready:
                     try:
-                        scores.append(self.group.score(reference, out, utt))
+                        with one_blas_thread():
+                            scores.append(self.group.score(reference, out, utt))
                     except Exception as exc:
                         scores.append(exc)
             share = (time.perf_counter() - t) / len(ready)
@@ -941,7 +945,8 @@ def _score_group(config, group, dataset, synthesis, todo, store, log, stats, pro
                 except Exception:
                     continue  # its own scoring attempt below records the reason
             try:
-                group.fit_corpus([u for u in dataset.utterances if u.utt_id in refs], refs)
+                with one_blas_thread():
+                    group.fit_corpus([u for u in dataset.utterances if u.utt_id in refs], refs)
             except Exception as exc:
                 return fail_all("fitting the corpus model", exc)
             score_in_process(scorer, todo, synthesis, refs, uses, accept)

@@ -117,7 +117,10 @@ class _ScoreHandler:
         return "ok", analysis, use, log.counts
 
     def fit(self, utterances, references):
-        self.group.fit_corpus(utterances, references)
+        from resyn_bench.core.threads import one_blas_thread
+
+        with one_blas_thread():
+            self.group.fit_corpus(utterances, references)
 
     def score(self, utt, synthesis, reference=None, cache_use=None):
         return self.scorer.score(utt, synthesis, reference, cache_use)

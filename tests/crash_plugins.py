@@ -43,7 +43,7 @@ class FaultGroup(MetricGroup):
     samples -> mode (in analyse_reference, which sees only the audio), ``load_fault`` a mode in
     load(). ``order_log``: a file each score() call appends "pid utt_id" to (the order in which
     each worker was given its utterances); ``threads_log``: a file each score() call appends
-    "pid threads" to, the largest thread count of the process's BLAS/OpenMP pools."""
+    "pid threads" to, the largest thread count of the process's BLAS pools."""
 
     sample_rate = 16000
 
@@ -89,7 +89,8 @@ class FaultGroup(MetricGroup):
         if self.threads_log:
             from threadpoolctl import threadpool_info
 
-            most = max((pool["num_threads"] for pool in threadpool_info()), default=0)
+            most = max((pool["num_threads"] for pool in threadpool_info()
+                        if pool.get("user_api") == "blas"), default=0)
             with open(self.threads_log, "a") as fh:
                 fh.write(f"{os.getpid()} {most}\n")
         if utterance.utt_id in self.faults:

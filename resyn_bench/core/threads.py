@@ -8,6 +8,9 @@ threads on two cores: measured on the intrusive group (40 utterances, 2 workers)
 worker time instead of 12.9 s. :func:`use_one_thread` sets the variables for libraries loaded
 later (torch, onnxruntime, CTranslate2 read them) and resizes the pools already loaded
 (threadpoolctl). A value the user set in the environment is kept.
+
+BLAS thread counts also change numbers, not only speed: :func:`one_blas_thread` is the context
+the runner scores under in every mode.
 """
 from __future__ import annotations
 
@@ -33,3 +36,27 @@ def use_one_thread() -> int | None:
         limit = 1
     threadpool_limits(limits=limit)
     return limit
+
+
+def blas_pools_loaded():
+    """The BLAS pools this process has loaded (threadpoolctl; empty without it)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    return [p for p in threadpool_info() if p.get("user_api") == "blas"]
+
+
+def one_blas_thread():
+    """Context: every BLAS pool loaded now runs one thread until the block ends (restored
+    after). Scoring runs under it in every mode (several workers, one worker, in process), so a
+    number never depends on ``--jobs``, isolation or the machine's core count through a BLAS
+    call's summation order: Whisper's features go through numpy's matrix products, and a last-bit
+    change of them can change a beam search's transcript (seen: 3 of 40 VCTK utterances)."""
+    import contextlib
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")

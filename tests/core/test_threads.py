@@ -47,8 +47,11 @@ def test_a_thread_count_the_user_set_is_kept():
     assert got["given"] == 2 and got["omp"] == "2"
 
 
-def test_supervised_workers_run_one_blas_thread(tiny_corpus, tmp_path, home, monkeypatch):
-    # the runner process sized its pools to every core; its workers must not inherit that
+@pytest.mark.parametrize("jobs,isolate", [(2, True), (1, True), (1, False), (2, False)])
+def test_scoring_runs_one_blas_thread_in_every_mode(tiny_corpus, tmp_path, home, monkeypatch,
+                                                    jobs, isolate):
+    # the runner process sized its pools to every core; scoring must not use that, in workers
+    # or in process, or numbers would depend on --jobs (a BLAS sum's order)
     from resyn_bench import registry
     from resyn_bench.runner import RunConfig, run
 
@@ -58,9 +61,21 @@ def test_supervised_workers_run_one_blas_thread(tiny_corpus, tmp_path, home, mon
         monkeypatch.delenv(name, raising=False)
     log = tmp_path / "threads.txt"
     cfg = RunConfig(system="copy", dataset="manifest", data_root=str(tiny_corpus),
-                    out=str(tmp_path / "run"), metrics="boom", jobs=2, f0_preset="dio",
+                    out=str(tmp_path / "run"), metrics="boom", jobs=jobs, isolate=isolate,
+                    f0_preset="dio",
                     metric_options={"boom": {"threads_log": str(log)}})
     run(cfg, progress=False)
     lines = [line.split() for line in log.read_text().splitlines()]
     assert len(lines) == 6
     assert {n for _, n in lines} == {"1"}
+
+
+def test_the_limit_is_undone_after_the_block():
+    import numpy  # noqa: F401
+
+    from resyn_bench.core.threads import blas_pools_loaded, one_blas_thread
+
+    before = [p["num_threads"] for p in blas_pools_loaded()]
+    with one_blas_thread():
+        assert all(p["num_threads"] == 1 for p in blas_pools_loaded())
+    assert [p["num_threads"] for p in blas_pools_loaded()] == before
