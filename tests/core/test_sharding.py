@@ -325,6 +325,45 @@ def test_torchrun_two_ranks_equal_the_single_process_run(corpus, tmp_path, syste
     assert _scores(sharded) == _scores(single)
 
 
+def test_torchrun_two_nodes_equal_the_single_process_run(corpus, tmp_path):
+    """Multi-node: two torchrun launchers (``--nnodes 2``, one rank each) meet at a c10d
+    rendezvous, as two hosts would; the global RANK decides the shard and the launcher of
+    node 0 merges from the shared ``--out``. The summary equals a single-process run."""
+    env = {**os.environ, "RESYN_BENCH_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1",
+           "RESYN_BENCH_ISOLATION": "0"}
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_ARRAY_TASK_ID"):
+        env.pop(name, None)
+    args = ["run", "--system", "copy", "--dataset", "manifest", "--data-root", str(corpus),
+            "--metrics", "f0", "--f0-preset", "dio", "--max-duration", str(MAX_DURATION),
+            "--max-failed", "0.5", "--quiet"]
+    single = tmp_path / "single"
+    subprocess.run([sys.executable, "-m", "resyn_bench.cli", *args, "--out", str(single)],
+                   env=env, check=True, capture_output=True, timeout=300)
+    sharded = tmp_path / "nodes"
+    from resyn_bench.distributed import find_free_port
+
+    endpoint = f"127.0.0.1:{find_free_port()}"
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
+                               "--nproc-per-node", "1", "--node-rank", str(rank),
+                               "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint,
+                               "--rdzv-id", "resyn-bench-test", "-m", "resyn_bench.cli", *args,
+                               "--out", str(sharded)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for rank in (0, 1)]
+    try:
+        outputs = [node.communicate(timeout=300) for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()
+    for node, (_, err) in zip(nodes, outputs):
+        assert node.returncode == 0, err[-3000:]
+    merged = [out for out, _ in outputs if f"merged 2 shards into {sharded}" in out]
+    assert len(merged) == 1                      # exactly one node merged
+    assert sorted(p.name for p in (sharded / "shards").iterdir()) == ["shard-0-of-2", "shard-1-of-2"]
+    assert _summary(sharded) == _summary(single)
+    assert _scores(sharded) == _scores(single)
+
+
 def test_without_a_process_group_rank_0_waits_for_the_shard_files(
         corpus, tmp_path, home, fakes, monkeypatch, capsys, caplog):  # noqa: F811
     """torchrun variables but no rendezvous (no MASTER_ADDR): rank 0 evaluates its shard,
