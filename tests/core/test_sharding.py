@@ -355,7 +355,7 @@ def test_torchrun_two_nodes_equal_the_single_process_run(corpus, tmp_path):
     finally:
         for node in nodes:
             node.kill()
-    for node, (_, err) in zip(nodes, outputs):
+    for node, (_, err) in zip(nodes, outputs, strict=True):
         assert node.returncode == 0, err[-3000:]
     merged = [out for out, _ in outputs if f"merged 2 shards into {sharded}" in out]
     assert len(merged) == 1                      # exactly one node merged
