@@ -3,8 +3,10 @@
 Evaluates one system on the synthetic espeak-ng corpus (resyn_bench.demo_corpus: any number of
 utterances, built offline once into the bench's own RESYN_BENCH_HOME) at each size, each run in
 a fresh process, and prints side by side the wall time, the peak RSS of the resyn-bench process
-and of its largest worker (the system and metric groups run in supervised workers), the ratio of
-the largest size to the smallest, and the growth per 1000 utterances. With --shards N it also
+(getrusage), of its largest worker (the system and metric groups run in supervised workers:
+forkserver grandchildren, sampled from /proc every 0.1 s by tests/bench/proctree.py) and of the
+whole process tree summed, the ratio of the largest size to the smallest, and the growth per
+1000 utterances. With --shards N it also
 runs the same evaluation as N shards (one after the other) and merges them, printing the merge's
 peak RSS and checking that the merged summary equals the single run's.
 
@@ -27,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from proctree import TreeSampler  # tests/bench/, beside this script
+
 
 def _child(argv: list[str]) -> int:
     """Run one resyn-bench command in this process; print its peak RSS (MiB) as JSON last."""
@@ -36,19 +40,25 @@ def _child(argv: list[str]) -> int:
     rc = main(argv)
     wall = time.perf_counter() - t0
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0       # KiB on Linux
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
-    print("BENCH " + json.dumps({"rc": rc, "wall_s": wall, "rss_mib": me, "worker_rss_mib": kids}))
+    print("BENCH " + json.dumps({"rc": rc, "wall_s": wall, "rss_mib": me}))
     return 0
 
 
 def _measure(argv: list[str], env: dict[str, str]) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", *argv], env=env,
-                          capture_output=True, text=True)
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("BENCH ")]
+    """Run one command in a fresh process: its own peak RSS (getrusage, exact) and, sampled
+    from /proc, the largest peak of its workers (forkserver grandchildren) and of the tree."""
+    proc = subprocess.Popen([sys.executable, __file__, "--child", *argv], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with TreeSampler(proc.pid, interval=0.1) as tree:
+        out, err = proc.communicate()
+    lines = [x for x in out.splitlines() if x.startswith("BENCH ")]
     if proc.returncode or not lines:
-        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+        sys.stderr.write(out[-3000:] + err[-3000:])
         raise SystemExit(f"resyn-bench {' '.join(argv[:1])} failed (exit {proc.returncode})")
-    return json.loads(lines[-1][6:])
+    result = json.loads(lines[-1][6:])
+    result["worker_rss_mib"] = tree.peak_descendant / 2**20
+    result["tree_rss_mib"] = tree.peak_sum / 2**20
+    return result
 
 
 def main() -> int:
@@ -105,20 +115,22 @@ def main() -> int:
 
     print(f"\n{args.system} on synthetic, metrics {args.metrics} (f0 preset {args.f0_preset}), "
           f"--jobs {args.jobs}, peak RSS in MiB:")
-    head = f"{'utterances':>10} {'wall s':>8} {'run RSS':>8} {'worker RSS':>10}"
+    head = f"{'utterances':>10} {'wall s':>8} {'run RSS':>8} {'worker RSS':>10} {'tree RSS':>8}"
     if args.shards > 1:
         head += f" {'shard RSS':>9} {'merge RSS':>9} {'merge s':>8} {'merged = single':>15}"
     print(head)
     for r in rows:
         s = r["single"]
-        line = f"{r['n']:>10} {s['wall_s']:>8.1f} {s['rss_mib']:>8.1f} {s['worker_rss_mib']:>10.1f}"
+        line = (f"{r['n']:>10} {s['wall_s']:>8.1f} {s['rss_mib']:>8.1f} "
+                f"{s['worker_rss_mib']:>10.1f} {s['tree_rss_mib']:>8.1f}")
         if "merge" in r:
             line += (f" {max(x['rss_mib'] for x in r['shards']):>9.1f} {r['merge']['rss_mib']:>9.1f}"
                      f" {r['merge']['wall_s']:>8.1f} {str(r['merged_equal']):>15}")
         print(line)
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
-        for key, label in (("rss_mib", "run"), ("worker_rss_mib", "worker")):
+        for key, label in (("rss_mib", "run"), ("worker_rss_mib", "largest worker"),
+                           ("tree_rss_mib", "process tree (sum)")):
             ratio = b["single"][key] / a["single"][key]
             per_k = (b["single"][key] - a["single"][key]) / (b["n"] - a["n"]) * 1000
             print(f"{label} peak RSS {b['n']}/{a['n']} utterances: {ratio:.3f}x "

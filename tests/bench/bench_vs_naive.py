@@ -36,84 +36,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from proctree import TreeSampler  # tests/bench/, beside this script
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_VCTK = REPO.parent / "shared" / "corpora" / "vctk_autovc_16k"
 GROUPS = "f0,asr,spk,dnsmos,intrusive"
 HARVEST = {"f0_floor": 50.0, "f0_ceil": 800.0, "frame_period": 5.0}
-
-
-# ------------------------------------------------------------------------------------------
-# process-tree sampling (no psutil needed)
-# ------------------------------------------------------------------------------------------
-
-_TICK = os.sysconf("SC_CLK_TCK")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _proc_table() -> dict[int, tuple[int, int, float]]:
-    """pid -> (ppid, rss bytes, cpu seconds) of every readable process."""
-    table = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        # fields[0] is state (field 3); ppid is field 4, utime 14, stime 15, rss 24
-        ppid = int(fields[1])
-        cpu = (int(fields[11]) + int(fields[12])) / _TICK
-        rss = int(fields[21]) * _PAGE
-        table[int(name)] = (ppid, rss, cpu)
-    return table
-
-
-class TreeSampler:
-    """Peak RSS (sum over the tree and largest process) and CPU seconds of a process tree."""
-
-    def __init__(self, root: int, interval: float = 0.2):
-        self.root, self.interval = root, interval
-        self.peak_sum = self.peak_one = 0
-        self.cpu: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _sample(self) -> None:
-        table = _proc_table()
-        children: dict[int, list[int]] = {}
-        for pid, (ppid, _, _) in table.items():
-            children.setdefault(ppid, []).append(pid)
-        tree, stack = [], [self.root]
-        while stack:
-            pid = stack.pop()
-            if pid in table:
-                tree.append(pid)
-                stack.extend(children.get(pid, []))
-        rss = [table[p][1] for p in tree]
-        if rss:
-            self.peak_sum = max(self.peak_sum, sum(rss))
-            self.peak_one = max(self.peak_one, max(rss))
-        for p in tree:
-            self.cpu[p] = max(self.cpu.get(p, 0.0), table[p][2])
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._sample()
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 # ------------------------------------------------------------------------------------------
