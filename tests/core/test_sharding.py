@@ -175,6 +175,20 @@ def test_two_shards_merged_equal_the_single_process_run(corpus, tmp_path, home, 
     assert _summary(base) == a
 
 
+def test_shards_equal_the_single_run_with_the_default_speaker_embeddings(corpus, tmp_path, home):
+    """The real default speaker backend (resemblyzer) with the default batch size: shards embed
+    other sets of outputs side by side than one run does, and every value must still be equal
+    to the last bit (batches of 8 outputs on CPU changed spkC_2's cosine in the 8th digit)."""
+    options = {"metrics": "spk", "system": "copy", "metric_options": {"spk": {"folds": 3}}}
+    single = tmp_path / "single"
+    run(_config(corpus, single, **options), progress=False)
+    base = tmp_path / "sharded"
+    merge_runs(_sharded(corpus, base, **options), base)
+    assert _scores(base) == _scores(single)
+    assert _summary(base) == _summary(single)
+    assert _summary(single)["metrics"]["spk.cos_ref"]["mean"] > 0.5
+
+
 def test_the_corpus_step_needs_the_other_shards_reference_check(corpus, tmp_path, home, fakes,  # noqa: F811
                                                                  monkeypatch):
     """Without the other shards' reference check the long recording joins the speaker models
@@ -290,6 +304,16 @@ def test_cli_shards_and_merge(corpus, tmp_path, home, fakes, capsys):  # noqa: F
 
 # ---- torchrun ----------------------------------------------------------------------------------
 
+def _launch_env(tmp_path) -> dict[str, str]:
+    """The environment of a launched run: its own home, one thread, no worker isolation, and
+    none of the launcher variables of an outer torchrun or SLURM job."""
+    env = {**os.environ, "RESYN_BENCH_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1",
+           "RESYN_BENCH_ISOLATION": "0"}
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_ARRAY_TASK_ID"):
+        env.pop(name, None)
+    return env
+
+
 @pytest.mark.parametrize("system,metrics", [
     ("copy", "f0"),
     pytest.param("world", "f0,spk", marks=pytest.mark.slow),   # ~70 s on 2 busy cores
@@ -298,10 +322,7 @@ def test_torchrun_two_ranks_equal_the_single_process_run(corpus, tmp_path, syste
     """2 CPU ranks under torchrun (gloo): each rank its shard, rank 0 merges; the summary
     equals a single-process run of the same command. The slow case adds real speaker
     embeddings (resemblyzer) in subprocesses, one thread each, sharing the reference cache."""
-    env = {**os.environ, "RESYN_BENCH_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1",
-           "RESYN_BENCH_ISOLATION": "0"}
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_ARRAY_TASK_ID"):
-        env.pop(name, None)
+    env = _launch_env(tmp_path)
     args = ["run", "--system", system, "--dataset", "manifest", "--data-root", str(corpus),
             "--metrics", metrics, "--f0-preset", "dio", "-m", "spk.folds=3",
             "--max-duration", str(MAX_DURATION), "--max-failed", "0.5", "--quiet"]
@@ -329,10 +350,7 @@ def test_torchrun_two_nodes_equal_the_single_process_run(corpus, tmp_path):
     """Multi-node: two torchrun launchers (``--nnodes 2``, one rank each) meet at a c10d
     rendezvous, as two hosts would; the global RANK decides the shard and the launcher of
     node 0 merges from the shared ``--out``. The summary equals a single-process run."""
-    env = {**os.environ, "RESYN_BENCH_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1",
-           "RESYN_BENCH_ISOLATION": "0"}
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_ARRAY_TASK_ID"):
-        env.pop(name, None)
+    env = _launch_env(tmp_path)
     args = ["run", "--system", "copy", "--dataset", "manifest", "--data-root", str(corpus),
             "--metrics", "f0", "--f0-preset", "dio", "--max-duration", str(MAX_DURATION),
             "--max-failed", "0.5", "--quiet"]
