@@ -6,9 +6,9 @@ a fresh process, and prints side by side the wall time, the peak RSS of the resy
 (getrusage), of its largest worker (the system and metric groups run in supervised workers:
 forkserver grandchildren, sampled from /proc every 0.1 s by tests/bench/proctree.py) and of the
 whole process tree summed, the ratio of the largest size to the smallest, and the growth per
-1000 utterances. With --shards N it also
-runs the same evaluation as N shards (one after the other) and merges them, printing the merge's
-peak RSS and checking that the merged summary equals the single run's.
+1000 utterances. With --shards N it also runs the same evaluation as N shards (one after the
+other) and merges them, printing the merge's peak RSS and checking that the merged summary
+equals the single run's.
 
 Goal: memory flat in the number of utterances (ratio ~1.0; growth per 1000 utterances small
 against the baseline, so that 100k utterances fit where 40 do).

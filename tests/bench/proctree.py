@@ -40,11 +40,16 @@ class TreeSampler:
 
     def __init__(self, root: int, interval: float = 0.2):
         self.root, self.interval = root, interval
-        self.peak_sum = self.peak_one = 0
+        self.peak_sum = 0
         self.peak_by_pid: dict[int, int] = {}
         self.cpu: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    @property
+    def peak_one(self) -> int:
+        """The largest peak RSS of any process in the tree."""
+        return max(self.peak_by_pid.values(), default=0)
 
     @property
     def peak_descendant(self) -> int:
@@ -63,9 +68,7 @@ class TreeSampler:
                 tree.append(pid)
                 stack.extend(children.get(pid, []))
         rss = [table[p][1] for p in tree]
-        if rss:
-            self.peak_sum = max(self.peak_sum, sum(rss))
-            self.peak_one = max(self.peak_one, max(rss))
+        self.peak_sum = max(self.peak_sum, sum(rss))
         for p in tree:
             self.cpu[p] = max(self.cpu.get(p, 0.0), table[p][2])
             self.peak_by_pid[p] = max(self.peak_by_pid.get(p, 0), table[p][1])
